@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Input limits keep a mistaken argument (a disk image instead of a key) from
+// exhausting memory; each names what it bounds.
+const (
+	maxKeyFile  = 1 << 20  // PEM keys and seeds
+	maxMessage  = 64 << 20 // messages to sign or verify
+	maxSigFile  = 64 << 10 // signatures
+	stdioMarker = "-"
+)
+
+// readInput reads path, or standard input when path is "-" or empty, and
+// refuses more than limit bytes.
+func (s *streams) readInput(path string, limit int64, what string) ([]byte, error) {
+	var r io.Reader = s.in
+	name := "standard input"
+	if path != "" && path != stdioMarker {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", what, pathError(err))
+		}
+		defer f.Close()
+		r, name = f, path
+	}
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s from %s: %w", what, name, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("read %s from %s: larger than the %d-byte limit", what, name, limit)
+	}
+	return data, nil
+}
+
+// writeOutput writes data to path, or standard output when path is "-" or
+// empty. A file is written to a temporary name and renamed into place, so a
+// failure never leaves a half-written file, and an existing file is replaced
+// only when force is set.
+func (s *streams) writeOutput(path string, data []byte, perm fs.FileMode, force bool) error {
+	if path == "" || path == stdioMarker {
+		_, err := s.out.Write(data)
+		return err
+	}
+	if !force {
+		if _, err := os.Lstat(path); err == nil {
+			return fmt.Errorf("write %s: file exists (use --force to replace it)", path)
+		}
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, pathError(err))
+	}
+	defer os.Remove(tmp.Name()) // no-op once renamed
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// pathError drops the operation prefix from *fs.PathError, whose message
+// would otherwise repeat the path the caller already names.
+func pathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
+	}
+	return err
+}

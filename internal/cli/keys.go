@@ -1,0 +1,364 @@
+package cli
+
+import (
+	"crypto"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+)
+
+func newKeysCmd(s *streams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "Generate, derive, inspect and use signing keys of every suite",
+		Long: `Keys are PKCS #8 ("PRIVATE KEY") and PKIX SubjectPublicKeyInfo ("PUBLIC KEY")
+PEM, readable by OpenSSL for ecdsa-p256 and ed25519. Suites: ` + strings.Join(sigalg.Names(), ", ") + `.
+Every FILE argument may be "-" for standard input or output.`,
+	}
+	cmd.AddCommand(
+		newKeysAlgorithmsCmd(s), newKeysGenerateCmd(s), newKeysDeriveCmd(s),
+		newKeysPublicCmd(s), newKeysIdentityCmd(s), newKeysSignCmd(s), newKeysVerifyCmd(s),
+	)
+	return cmd
+}
+
+func newKeysAlgorithmsCmd(s *streams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "algorithms",
+		Short: "List the signature suites",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SUITE\tOID\tMAX SIGNATURE BYTES")
+			for _, suite := range sigalg.All() {
+				fmt.Fprintf(tw, "%s\t%s\t%d\n", suite.ID(), suite.OID(), suite.SignatureSize())
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+// keyOutput holds the flags shared by the commands that make a key pair.
+type keyOutput struct {
+	alg, out, pubOut string
+	force            bool
+}
+
+func (o *keyOutput) bind(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&o.alg, "alg", "a", "", "signature suite: "+strings.Join(sigalg.Names(), ", ")+" (required)")
+	cmd.Flags().StringVarP(&o.out, "out", "o", "-", "private key PEM `FILE` (written with mode 0600)")
+	cmd.Flags().StringVar(&o.pubOut, "pub-out", "", "also write the public key PEM to `FILE`")
+	cmd.Flags().BoolVar(&o.force, "force", false, "replace existing output files")
+}
+
+func (o *keyOutput) suite() (sigalg.Suite, error) {
+	if o.alg == "" {
+		return nil, usagef("--alg is required (one of %s)", strings.Join(sigalg.Names(), ", "))
+	}
+	suite, err := sigalg.Lookup(o.alg)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return suite, nil
+}
+
+func (o *keyOutput) write(s *streams, key crypto.Signer) error {
+	privPEM, err := sigalg.EncodePrivateKeyPEM(key)
+	if err != nil {
+		return err
+	}
+	if o.pubOut != "" {
+		if o.pubOut == stdioMarker && (o.out == "" || o.out == stdioMarker) {
+			return usagef("--out and --pub-out cannot both be standard output")
+		}
+		pubPEM, err := sigalg.EncodePublicKeyPEM(key.Public())
+		if err != nil {
+			return err
+		}
+		if err := s.writeOutput(o.pubOut, pubPEM, 0o644, o.force); err != nil {
+			return err
+		}
+	}
+	return s.writeOutput(o.out, privPEM, 0o600, o.force)
+}
+
+func newKeysGenerateCmd(s *streams) *cobra.Command {
+	var o keyOutput
+	cmd := &cobra.Command{
+		Use:   "generate --alg SUITE [--out FILE] [--pub-out FILE]",
+		Short: "Generate a key pair from the system's random source",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			suite, err := o.suite()
+			if err != nil {
+				return err
+			}
+			key, err := suite.GenerateKey(rand.Reader)
+			if err != nil {
+				return fmt.Errorf("generate %s key: %w", suite.ID(), err)
+			}
+			return o.write(s, key)
+		},
+	}
+	o.bind(cmd)
+	return cmd
+}
+
+func newKeysDeriveCmd(s *streams) *cobra.Command {
+	var o keyOutput
+	var seedPath string
+	cmd := &cobra.Command{
+		Use:   "derive --alg SUITE --seed FILE [--out FILE]",
+		Short: "Derive the key pair determined by a 32-byte seed",
+		Long: `Derive the key pair determined by a 32-byte seed: the FIPS 204 seed for ML-DSA,
+the RFC 8032 private key for Ed25519, and for ECDSA P-256 the first
+HMAC-SHA256(seed, "hallmark sigalg ecdsa-p256 derive v1" || counter) that is a
+valid scalar. The seed file holds 64 hex characters or 32 raw bytes; it is
+read from a file, never from the command line, so it does not show in the
+process list.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			suite, err := o.suite()
+			if err != nil {
+				return err
+			}
+			if seedPath == "" {
+				return usagef("--seed FILE is required (64 hex characters or 32 raw bytes; - for standard input)")
+			}
+			if seedPath == stdioMarker && (o.out == "" || o.out == stdioMarker) && o.pubOut == stdioMarker {
+				return usagef("--pub-out cannot be standard output as well")
+			}
+			raw, err := s.readInput(seedPath, maxKeyFile, "seed")
+			if err != nil {
+				return err
+			}
+			seed, err := decodeSeed(raw)
+			if err != nil {
+				return err
+			}
+			key, err := suite.DeriveKey(seed)
+			if err != nil {
+				return err
+			}
+			return o.write(s, key)
+		},
+	}
+	o.bind(cmd)
+	cmd.Flags().StringVar(&seedPath, "seed", "", "seed `FILE` (- for standard input)")
+	return cmd
+}
+
+// decodeSeed accepts exactly 32 raw bytes, or 64 hex characters with
+// surrounding white space.
+func decodeSeed(raw []byte) ([]byte, error) {
+	if len(raw) == sigalg.SeedSize {
+		return raw, nil
+	}
+	text := strings.TrimSpace(string(raw))
+	if len(text) != 2*sigalg.SeedSize {
+		return nil, fmt.Errorf("seed: %d bytes, want %d raw bytes or %d hex characters", len(raw), sigalg.SeedSize, 2*sigalg.SeedSize)
+	}
+	seed, err := hex.DecodeString(text)
+	if err != nil {
+		return nil, errors.New("seed: not 64 hexadecimal characters")
+	}
+	return seed, nil
+}
+
+func (s *streams) readKey(path string) (any, error) {
+	data, err := s.readInput(path, maxKeyFile, "key")
+	if err != nil {
+		return nil, err
+	}
+	key, err := sigalg.ParseKeyPEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("read key %s: %w", displayPath(path), err)
+	}
+	return key, nil
+}
+
+func displayPath(path string) string {
+	if path == "" || path == stdioMarker {
+		return "from standard input"
+	}
+	return path
+}
+
+func publicOf(key any) crypto.PublicKey {
+	if signer, ok := key.(crypto.Signer); ok {
+		return signer.Public()
+	}
+	return key
+}
+
+func newKeysPublicCmd(s *streams) *cobra.Command {
+	var out string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "public [KEY]",
+		Short: "Print the public key PEM of a private or public key",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			key, err := s.readKey(argOrStdin(args))
+			if err != nil {
+				return err
+			}
+			pubPEM, err := sigalg.EncodePublicKeyPEM(publicOf(key))
+			if err != nil {
+				return err
+			}
+			return s.writeOutput(out, pubPEM, 0o644, force)
+		},
+	}
+	cmd.Flags().StringVarP(&out, "out", "o", "-", "public key PEM `FILE`")
+	cmd.Flags().BoolVar(&force, "force", false, "replace an existing output file")
+	return cmd
+}
+
+func newKeysIdentityCmd(s *streams) *cobra.Command {
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "identity [KEY]",
+		Short: "Print the device identity of a key: SHA-256 of its DER SubjectPublicKeyInfo",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			key, err := s.readKey(argOrStdin(args))
+			if err != nil {
+				return err
+			}
+			pub := publicOf(key)
+			id, err := identity.FromPublicKey(pub)
+			if err != nil {
+				return err
+			}
+			if verbose {
+				suite, _ := sigalg.SuiteOf(pub)
+				_, err = fmt.Fprintf(s.out, "%s  %s\n", id, suite.ID())
+				return err
+			}
+			_, err = fmt.Fprintln(s.out, id)
+			return err
+		},
+	}
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also print the suite")
+	return cmd
+}
+
+func argOrStdin(args []string) string {
+	if len(args) == 0 {
+		return stdioMarker
+	}
+	return args[0]
+}
+
+func newKeysSignCmd(s *streams) *cobra.Command {
+	var keyPath, in, out string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "sign --key KEY [--in FILE] [--out FILE]",
+		Short: "Sign a whole message; the signature is written as raw bytes",
+		Long: `Sign a whole message. ECDSA P-256 signatures are ASN.1 DER over SHA-256 of the
+message (openssl dgst -sha256 -verify reads them); Ed25519 and ML-DSA sign the
+message itself (ML-DSA with an empty context, hedged).`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if keyPath == "" {
+				return usagef("--key FILE is required")
+			}
+			if keyPath == stdioMarker && (in == "" || in == stdioMarker) {
+				return usagef("--key and --in cannot both be standard input")
+			}
+			key, err := s.readKey(keyPath)
+			if err != nil {
+				return err
+			}
+			signer, ok := key.(crypto.Signer)
+			if !ok {
+				return fmt.Errorf("sign: %s holds a public key; signing needs the private key", displayPath(keyPath))
+			}
+			msg, err := s.readInput(in, maxMessage, "message")
+			if err != nil {
+				return err
+			}
+			suite, err := sigalg.SuiteOf(signer)
+			if err != nil {
+				return err
+			}
+			sig, err := suite.Sign(signer, msg)
+			if err != nil {
+				return err
+			}
+			return s.writeOutput(out, sig, 0o644, force)
+		},
+	}
+	cmd.Flags().StringVarP(&keyPath, "key", "k", "", "private key PEM `FILE`")
+	cmd.Flags().StringVarP(&in, "in", "i", "-", "message `FILE`")
+	cmd.Flags().StringVarP(&out, "out", "o", "-", "signature `FILE`")
+	cmd.Flags().BoolVar(&force, "force", false, "replace an existing output file")
+	return cmd
+}
+
+func newKeysVerifyCmd(s *streams) *cobra.Command {
+	var keyPath, in, sigPath string
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "verify --key KEY --sig FILE [--in FILE]",
+		Short: "Verify a signature; exit status 0 if it is valid, 1 if not",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if keyPath == "" || sigPath == "" {
+				return usagef("--key FILE and --sig FILE are required")
+			}
+			if countStdin(keyPath, sigPath, in) > 1 {
+				return usagef("only one of --key, --sig and --in can be standard input")
+			}
+			key, err := s.readKey(keyPath)
+			if err != nil {
+				return err
+			}
+			sig, err := s.readInput(sigPath, maxSigFile, "signature")
+			if err != nil {
+				return err
+			}
+			msg, err := s.readInput(in, maxMessage, "message")
+			if err != nil {
+				return err
+			}
+			pub := publicOf(key)
+			suite, err := sigalg.SuiteOf(pub)
+			if err != nil {
+				return err
+			}
+			if err := suite.Verify(pub, msg, sig); err != nil {
+				return err
+			}
+			if !quiet {
+				_, err = fmt.Fprintln(s.out, "signature valid")
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&keyPath, "key", "k", "", "public (or private) key PEM `FILE`")
+	cmd.Flags().StringVarP(&sigPath, "sig", "s", "", "signature `FILE`")
+	cmd.Flags().StringVarP(&in, "in", "i", "-", "message `FILE`")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing; report through the exit status only")
+	return cmd
+}
+
+func countStdin(paths ...string) int {
+	n := 0
+	for _, p := range paths {
+		if p == "" || p == stdioMarker {
+			n++
+		}
+	}
+	return n
+}
