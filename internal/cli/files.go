@@ -6,7 +6,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/hallmark-iot/hallmark/internal/atomicfile"
 )
 
 // Input limits keep a mistaken argument (a disk image instead of a key) from
@@ -50,33 +51,15 @@ func (s *streams) writeOutput(path string, data []byte, perm fs.FileMode, force 
 		_, err := s.out.Write(data)
 		return err
 	}
-	if !force {
-		if _, err := os.Lstat(path); err == nil {
+	write := atomicfile.WriteNew
+	if force {
+		write = atomicfile.Write
+	}
+	if err := write(path, data, perm); err != nil {
+		if errors.Is(err, atomicfile.ErrExists) {
 			return fmt.Errorf("write %s: file exists (use --force to replace it)", path)
 		}
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
 		return fmt.Errorf("write %s: %w", path, pathError(err))
-	}
-	defer os.Remove(tmp.Name()) // no-op once renamed
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }

@@ -121,3 +121,20 @@ func BenchmarkFromPublicKey(b *testing.B) {
 		}
 	}
 }
+
+func TestProofMessageSeparatesFields(t *testing.T) {
+	id := FromSPKI([]byte("k"))
+	a := ProofMessage(FactoryProofContext, []byte("nonce"), id)
+	if !bytes.HasPrefix(a, []byte(FactoryProofContext+"\x00\x00\x05nonce")) || !bytes.HasSuffix(a, id[:]) {
+		t.Fatalf("layout: %q", a)
+	}
+	// Moving a byte between nonce and context must change the message.
+	if bytes.Equal(ProofMessage("ab", []byte("c"), id), ProofMessage("a", []byte("bc"), id)) {
+		t.Fatal("context and nonce are not separated")
+	}
+	other := id
+	other[0] ^= 1
+	if bytes.Equal(a, ProofMessage(FactoryProofContext, []byte("nonce"), other)) {
+		t.Fatal("identity not bound")
+	}
+}

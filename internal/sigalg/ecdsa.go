@@ -21,7 +21,7 @@ func init() { register(p256Suite{}) }
 
 // oidECPublicKey is id-ecPublicKey (RFC 5480); the curve is its parameter.
 var (
-	oidECPublicKey    = asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}
+	oidECPublicKey     = asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}
 	oidECDSAWithSHA256 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
 )
 
@@ -57,13 +57,17 @@ func (p256Suite) DeriveKey(seed []byte) (crypto.Signer, error) {
 	return nil, errors.New("derive key: no P-256 scalar found in 256 candidates")
 }
 
+// Sign accepts any crypto.Signer holding a P-256 key, such as one backed by
+// an HSM, and hands it the SHA-256 digest as crypto.Signer requires.
 func (p256Suite) Sign(key crypto.Signer, msg []byte) ([]byte, error) {
-	k, ok := key.(*ecdsa.PrivateKey)
-	if !ok || k.Curve != elliptic.P256() {
-		return nil, fmt.Errorf("sign: %w: want an ECDSA P-256 key, got %T", ErrUnknownAlgorithm, key)
+	if !(p256Suite{}).owns(key.Public()) {
+		return nil, fmt.Errorf("sign: %w", wrongKey(ECDSAP256, key))
 	}
 	digest := sha256.Sum256(msg)
-	return ecdsa.SignASN1(rand.Reader, k, digest[:])
+	if k, ok := key.(*ecdsa.PrivateKey); ok {
+		return ecdsa.SignASN1(rand.Reader, k, digest[:])
+	}
+	return key.Sign(rand.Reader, digest[:], crypto.SHA256)
 }
 
 func (p256Suite) Verify(pub crypto.PublicKey, msg, sig []byte) error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/asn1"
 	"fmt"
 	"io"
@@ -36,12 +37,16 @@ func (ed25519Suite) DeriveKey(seed []byte) (crypto.Signer, error) {
 	return ed25519.NewKeyFromSeed(seed), nil
 }
 
+// Sign accepts any crypto.Signer holding an Ed25519 key; pure Ed25519 signs
+// the message itself, which crypto.Signer expresses as crypto.Hash(0).
 func (ed25519Suite) Sign(key crypto.Signer, msg []byte) ([]byte, error) {
-	k, ok := key.(ed25519.PrivateKey)
-	if !ok || len(k) != ed25519.PrivateKeySize {
-		return nil, fmt.Errorf("sign: %w: want an Ed25519 key, got %T", ErrUnknownAlgorithm, key)
+	if !(ed25519Suite{}).owns(key.Public()) {
+		return nil, fmt.Errorf("sign: %w", wrongKey(Ed25519, key))
 	}
-	return ed25519.Sign(k, msg), nil
+	if k, ok := key.(ed25519.PrivateKey); ok && len(k) == ed25519.PrivateKeySize {
+		return ed25519.Sign(k, msg), nil
+	}
+	return key.Sign(rand.Reader, msg, crypto.Hash(0))
 }
 
 func (ed25519Suite) Verify(pub crypto.PublicKey, msg, sig []byte) error {

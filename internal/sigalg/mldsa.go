@@ -3,6 +3,7 @@ package sigalg
 import (
 	"bytes"
 	"crypto"
+	"crypto/rand"
 	"encoding/asn1"
 	"fmt"
 	"io"
@@ -93,7 +94,16 @@ func (s *mldsaSuite) DeriveKey(seed []byte) (crypto.Signer, error) {
 	return sk, nil
 }
 
+// Sign signs with circl's hedged variant when it holds the key itself, and
+// otherwise through crypto.Signer (a key manager's signer), which signs the
+// whole message as crypto.Hash(0).
 func (s *mldsaSuite) Sign(key crypto.Signer, msg []byte) ([]byte, error) {
+	if !s.owns(key.Public()) {
+		return nil, fmt.Errorf("sign: %w", wrongKey(s.id, key))
+	}
+	if _, own := key.(sign.PrivateKey); !own {
+		return key.Sign(rand.Reader, msg, crypto.Hash(0))
+	}
 	sig, err := s.signTo(key, msg, true)
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)

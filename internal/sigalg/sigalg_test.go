@@ -310,3 +310,20 @@ func mustMarshal(t *testing.T, v any) []byte {
 	}
 	return der
 }
+
+// opaqueSigner hides the concrete key type, as a key manager's signer does.
+type opaqueSigner struct{ crypto.Signer }
+
+func TestSignThroughOpaqueSigner(t *testing.T) {
+	for _, id := range allIDs {
+		s := mustSuite(t, id)
+		key, _ := s.GenerateKey(rand.Reader)
+		sig, err := s.Sign(opaqueSigner{key}, []byte("via a key manager"))
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if err := s.Verify(key.Public(), []byte("via a key manager"), sig); err != nil {
+			t.Fatalf("%s: signature through an opaque signer does not verify: %v", id, err)
+		}
+	}
+}

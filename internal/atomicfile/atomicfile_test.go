@@ -1,0 +1,47 @@
+package atomicfile
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestWriteReplacesWholeFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	if err := Write(path, []byte("first version, longer"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(path, []byte("second"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	info, _ := os.Stat(path)
+	if string(got) != "second" || info.Mode().Perm() != 0o644 {
+		t.Fatalf("content %q mode %v", got, info.Mode())
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("temporary files left: %v", entries)
+	}
+}
+
+func TestWriteNewRefusesExisting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := WriteNew(path, []byte("a"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteNew(path, []byte("b"), 0o600); !errors.Is(err, ErrExists) {
+		t.Fatalf("second WriteNew = %v, want ErrExists", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "a" {
+		t.Fatalf("content changed to %q", got)
+	}
+}
+
+func TestWriteIntoMissingDirectoryFails(t *testing.T) {
+	if err := Write(filepath.Join(t.TempDir(), "no", "f"), nil, 0o600); err == nil {
+		t.Fatal("write into a missing directory succeeded")
+	}
+}
