@@ -4,8 +4,10 @@
 package atomicfile
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,6 +19,15 @@ var ErrExists = errors.New("file exists")
 
 // Write replaces path with data, creating it with mode perm.
 func Write(path string, data []byte, perm fs.FileMode) error {
+	return WriteFunc(path, perm, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// WriteFunc replaces path with what write produces, streaming through a
+// buffer; if write fails, path is left as it was.
+func WriteFunc(path string, perm fs.FileMode, write func(io.Writer) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
@@ -24,7 +35,10 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
 	err = tmp.Chmod(perm)
 	if err == nil {
-		_, err = tmp.Write(data)
+		buf := bufio.NewWriterSize(tmp, 256<<10)
+		if err = write(buf); err == nil {
+			err = buf.Flush()
+		}
 	}
 	if err == nil {
 		err = tmp.Sync()

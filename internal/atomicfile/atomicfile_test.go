@@ -2,6 +2,7 @@ package atomicfile
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -43,5 +44,24 @@ func TestWriteNewRefusesExisting(t *testing.T) {
 func TestWriteIntoMissingDirectoryFails(t *testing.T) {
 	if err := Write(filepath.Join(t.TempDir(), "no", "f"), nil, 0o600); err == nil {
 		t.Fatal("write into a missing directory succeeded")
+	}
+}
+
+func TestWriteFuncLeavesTargetOnFailure(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	Write(path, []byte("old"), 0o600)
+	err := WriteFunc(path, 0o600, func(w io.Writer) error {
+		w.Write([]byte("half of the new"))
+		return errors.New("writer failed")
+	})
+	if err == nil {
+		t.Fatal("failure not reported")
+	}
+	if got, _ := os.ReadFile(path); string(got) != "old" {
+		t.Fatalf("target is %q after a failed write", got)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("temporary files left: %v", entries)
 	}
 }

@@ -1,0 +1,113 @@
+// Package device owns the simulated microcontroller that Hallmark's factory
+// and field tools talk to: its one-time-programmable fuses (OTP), its flash,
+// the ROM bootloader with secure boot, and the three roots of trust:
+//
+//   - puf: the enrolment key is derived on demand from a 256-bit seed that a
+//     fuzzy extractor reconstructs from the SRAM start-up pattern; the chip
+//     stores helper data, which is public, and no secret at all.
+//   - keygen: the key is generated from the chip's TRNG inside a protected
+//     key store; firmware can make it sign but cannot read it.
+//   - inject: the chip cannot generate keys; the station's key store
+//     generates one and programs it in, sealed to a per-chip transport key
+//     when the bootloader offers an encrypted programming channel, or in the
+//     clear when it does not.
+//
+// A device's state persists as JSON holding only what the silicon holds, so
+// a device made today can boot and onboard later.
+package device
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hallmark-iot/hallmark/internal/puf"
+	"github.com/hallmark-iot/hallmark/internal/sealing"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+)
+
+// Class is a device's root of trust.
+type Class string
+
+// The three roots of trust.
+const (
+	ClassPUF    Class = "puf"
+	ClassKeygen Class = "keygen"
+	ClassInject Class = "inject"
+)
+
+// Classes lists every class, in the order the documentation names them.
+var Classes = []Class{ClassPUF, ClassKeygen, ClassInject}
+
+// ParseClass reads a class name.
+func ParseClass(s string) (Class, error) {
+	for _, c := range Classes {
+		if string(c) == s {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("%w: device class %q (want puf, keygen or inject)", ErrConfig, s)
+}
+
+// Errors callers branch on. The ROM's refusal reasons are the firmware
+// package's sentinels, wrapped.
+var (
+	ErrConfig         = errors.New("invalid device configuration")
+	ErrNoImage        = errors.New("no firmware image in flash")
+	ErrNotRunning     = errors.New("firmware is not running")
+	ErrNotIEF         = errors.New("running firmware is not the initial enrolment firmware")
+	ErrNoKey          = errors.New("device has no enrolment key")
+	ErrKeyPresent     = errors.New("device already holds an enrolment key")
+	ErrNoChannel      = errors.New("chip offers no encrypted programming channel")
+	ErrWrongInjection = errors.New("key injection refused")
+	ErrMalformedState = errors.New("malformed device state")
+)
+
+// Config describes a chip as it leaves the silicon vendor.
+type Config struct {
+	Class Class
+	// Algorithm is the suite of the enrolment key.
+	Algorithm sigalg.ID
+	// RootKeyHashes are the SHA-256 digests of the vendor root public keys
+	// (DER SPKI) burned into OTP; the ROM boots only images signed by every
+	// one of them.
+	RootKeyHashes [][32]byte
+	// EncryptedChannel gives an inject-class chip a per-chip transport key,
+	// so the station can seal the injected key to it.
+	EncryptedChannel bool
+	// ClassKey is the device-class decryption key provisioned at wafer test,
+	// for encrypted firmware; nil for a chip without one.
+	ClassKey *sealing.PrivateKey
+	// PUF configures the simulated SRAM of a puf-class chip; the zero value
+	// selects puf.DefaultConfig.
+	PUF puf.Config
+	// Rand is the chip's TRNG and the source of its manufacturing
+	// variation; nil selects crypto/rand.
+	Rand io.Reader
+}
+
+func (c *Config) check() error {
+	if _, err := ParseClass(string(c.Class)); err != nil {
+		return err
+	}
+	if _, err := sigalg.Lookup(string(c.Algorithm)); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if len(c.RootKeyHashes) == 0 || len(c.RootKeyHashes) > MaxRootKeys {
+		return fmt.Errorf("%w: %d root key hashes, want 1 to %d", ErrConfig, len(c.RootKeyHashes), MaxRootKeys)
+	}
+	if c.EncryptedChannel && c.Class != ClassInject {
+		return fmt.Errorf("%w: only inject-class chips take keys over a programming channel", ErrConfig)
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Reader
+	}
+	if c.PUF == (puf.Config{}) {
+		c.PUF = puf.DefaultConfig()
+	}
+	return nil
+}
+
+// MaxRootKeys is the number of root-key slots in OTP.
+const MaxRootKeys = 4

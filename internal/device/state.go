@@ -1,0 +1,196 @@
+package device
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/hallmark-iot/hallmark/internal/atomicfile"
+	"github.com/hallmark-iot/hallmark/internal/puf"
+	"github.com/hallmark-iot/hallmark/internal/sealing"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+)
+
+// stateFormat versions the persisted state.
+const stateFormat = "hallmark-device/v1"
+
+// MaxStateSize bounds a state file: the largest holds an image of
+// firmware.MaxPayload plus keys, all base64-encoded.
+const MaxStateSize = 32 << 20
+
+// state is what the silicon holds, and nothing more. Sections are named for
+// the part of the chip that holds them, so a reader can check that the state
+// of a puf-class chip holds no key: its OTP holds hashes, its flash holds
+// public helper data and sealed blobs, and its SRAM section is the
+// simulator's stand-in for manufacturing variation, not a stored value.
+type state struct {
+	Format    string      `json:"format"`
+	ChipID    string      `json:"chip_id"`
+	Class     Class       `json:"class"`
+	Algorithm sigalg.ID   `json:"algorithm"`
+	OTP       otpState    `json:"otp"`
+	Flash     flashState  `json:"flash"`
+	SRAM      *sramState  `json:"sram,omitempty"`
+	KeyStore  *keyStore   `json:"protected_key_store,omitempty"`
+	Loader    *loaderPart `json:"bootloader,omitempty"`
+}
+
+// otpState is the one-time-programmable fuse bank.
+type otpState struct {
+	RootKeyHashes   []hexBytes `json:"root_key_hashes"`
+	SecurityCounter uint32     `json:"security_counter"`
+}
+
+// flashState is non-volatile memory that anyone with a programmer can read.
+type flashState struct {
+	Image []byte `json:"image,omitempty"`
+	// PUFHelper is the fuzzy extractor's public helper data.
+	PUFHelper []byte `json:"puf_helper,omitempty"`
+	// ClassKeyVault is the device-class key sealed under a key derived from
+	// the PUF, so only this chip's SRAM can open it.
+	ClassKeyVault []byte `json:"class_key_vault,omitempty"`
+}
+
+// sramState stands in for the physics of the SRAM array: the seed from which
+// the simulator draws each cell's preferred start-up value. A real chip
+// holds no such value anywhere; the simulator needs it so that the same
+// chip exists tomorrow.
+type sramState struct {
+	CellSeed     hexBytes `json:"cell_variation_seed"`
+	BitErrorRate float64  `json:"bit_error_rate"`
+	Bias         float64  `json:"bias"`
+	Cells        int      `json:"cells"`
+}
+
+// keyStore is the protected on-chip key store of keygen and inject chips:
+// firmware can ask it to sign, and nothing can read it out.
+type keyStore struct {
+	EnrolmentKey []byte `json:"enrolment_key,omitempty"` // PKCS #8
+	Injection    string `json:"injection,omitempty"`     // how an injected key arrived
+	ClassKey     []byte `json:"class_key,omitempty"`     // sealing private key
+}
+
+// loaderPart is the ROM bootloader's private storage: the per-chip
+// transport key of the encrypted programming channel.
+type loaderPart struct {
+	TransportKey []byte `json:"transport_key"`
+}
+
+// hexBytes marshals as lowercase hex, which reads better than base64 for
+// hashes and seeds.
+type hexBytes []byte
+
+func (h hexBytes) MarshalText() ([]byte, error) { return []byte(hex.EncodeToString(h)), nil }
+
+func (h *hexBytes) UnmarshalText(text []byte) error {
+	b, err := hex.DecodeString(string(text))
+	if err != nil {
+		return fmt.Errorf("not hex: %w", err)
+	}
+	*h = b
+	return nil
+}
+
+// Save writes the device state to path atomically, with mode 0600.
+func (d *Device) Save(path string) error {
+	data, err := json.MarshalIndent(d.st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save device: %w", err)
+	}
+	if err := atomicfile.Write(path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("save device: %w", err)
+	}
+	return nil
+}
+
+// Load reads a device saved by Save. rng is its TRNG (nil: crypto/rand).
+func Load(path string, rng io.Reader) (*Device, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("load device: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxStateSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("load device %s: %w", path, err)
+	}
+	d, err := Unmarshal(data, rng)
+	if err != nil {
+		return nil, fmt.Errorf("load device %s: %w", path, err)
+	}
+	return d, nil
+}
+
+// Unmarshal reads a device state, strictly: unknown fields and sections
+// that do not belong to the chip's class are refused.
+func Unmarshal(data []byte, rng io.Reader) (*Device, error) {
+	if len(data) > MaxStateSize {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrMalformedState, MaxStateSize)
+	}
+	var st state
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformedState, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: trailing data", ErrMalformedState)
+	}
+	if rng == nil {
+		rng = rand.Reader
+	}
+	d := &Device{st: st, rand: rng}
+	if err := d.checkState(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformedState, err)
+	}
+	return d, nil
+}
+
+func (d *Device) checkState() error {
+	st := &d.st
+	if st.Format != stateFormat {
+		return fmt.Errorf("format %q, want %q", st.Format, stateFormat)
+	}
+	if _, err := ParseClass(string(st.Class)); err != nil {
+		return err
+	}
+	if _, err := sigalg.Lookup(string(st.Algorithm)); err != nil {
+		return err
+	}
+	if n := len(st.OTP.RootKeyHashes); n == 0 || n > MaxRootKeys {
+		return fmt.Errorf("%d root key hashes", n)
+	}
+	for _, h := range st.OTP.RootKeyHashes {
+		if len(h) != 32 {
+			return fmt.Errorf("root key hash of %d bytes", len(h))
+		}
+	}
+	isPUF := st.Class == ClassPUF
+	if isPUF != (st.SRAM != nil) || isPUF == (st.KeyStore != nil) {
+		return fmt.Errorf("sections do not match class %s", st.Class)
+	}
+	if st.Loader != nil && st.Class != ClassInject {
+		return fmt.Errorf("a %s chip has no programming-channel key", st.Class)
+	}
+	if isPUF {
+		if len(st.SRAM.CellSeed) != 32 {
+			return fmt.Errorf("SRAM variation seed of %d bytes", len(st.SRAM.CellSeed))
+		}
+		if _, err := d.sramConfig(); err != nil {
+			return err
+		}
+		if _, err := puf.ParseHelperData(st.Flash.PUFHelper); err != nil {
+			return err
+		}
+	}
+	if st.Loader != nil {
+		if _, err := sealing.ParsePrivateKey(st.Loader.TransportKey); err != nil {
+			return fmt.Errorf("transport key: %w", err)
+		}
+	}
+	return nil
+}
