@@ -26,10 +26,17 @@ func newDemoCmd(s *streams) *cobra.Command {
 nothing secret stored), then power it up again: reconstruct the seed from a
 fresh noisy reading, derive the enrolment key pair, compute the identity and
 prove possession by signing a fresh challenge, which is verified. The table
-shows that two independent noisy power-ups give the same identity.`,
+shows that two independent noisy power-ups give the same identity.
+
+Then run a provisioning station in a temporary directory: enrol one device
+of every class (puf, keygen, inject over an encrypted channel, inject in
+the clear) and every suite, and verify the signed batch manifest.`,
 		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return runDemo(s, ber)
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := runDemo(s, ber); err != nil {
+				return err
+			}
+			return demoFactory(cmd.Context(), s)
 		},
 	}
 	cmd.Flags().Float64Var(&ber, "ber", puf.DefaultBitErrorRate, "PUF bit error rate of each read")

@@ -8,15 +8,17 @@ import (
 	"os"
 
 	"github.com/hallmark-iot/hallmark/internal/atomicfile"
+	"github.com/hallmark-iot/hallmark/internal/firmware"
 )
 
 // Input limits keep a mistaken argument (a disk image instead of a key) from
 // exhausting memory; each names what it bounds.
 const (
-	maxKeyFile  = 1 << 20  // PEM keys and seeds
-	maxMessage  = 64 << 20 // messages to sign or verify
-	maxSigFile  = 64 << 10 // signatures
-	stdioMarker = "-"
+	maxKeyFile   = 1 << 20  // PEM keys and seeds
+	maxMessage   = 64 << 20 // messages to sign or verify
+	maxSigFile   = 64 << 10 // signatures
+	maxImageFile = firmware.MaxImageSize
+	stdioMarker  = "-"
 )
 
 // readInput reads path, or standard input when path is "-" or empty, and

@@ -75,19 +75,18 @@ func (o *keyOutput) write(s *streams, key crypto.Signer) error {
 	if err != nil {
 		return err
 	}
+	outputs := []fileOutput{{path: o.out, data: privPEM, perm: 0o600}}
 	if o.pubOut != "" {
-		if o.pubOut == stdioMarker && (o.out == "" || o.out == stdioMarker) {
+		if isStdio(o.pubOut) && isStdio(o.out) {
 			return usagef("--out and --pub-out cannot both be standard output")
 		}
 		pubPEM, err := sigalg.EncodePublicKeyPEM(key.Public())
 		if err != nil {
 			return err
 		}
-		if err := s.writeOutput(o.pubOut, pubPEM, 0o644, o.force); err != nil {
-			return err
-		}
+		outputs = append(outputs, fileOutput{path: o.pubOut, data: pubPEM, perm: 0o644})
 	}
-	return s.writeOutput(o.out, privPEM, 0o600, o.force)
+	return s.writeOutputs(outputs, o.force)
 }
 
 func newKeysGenerateCmd(s *streams) *cobra.Command {
@@ -317,7 +316,7 @@ func newKeysVerifyCmd(s *streams) *cobra.Command {
 			if keyPath == "" || sigPath == "" {
 				return usagef("--key FILE and --sig FILE are required")
 			}
-			if countStdin(keyPath, sigPath, in) > 1 {
+			if stdinCount(keyPath, sigPath, in) > 1 {
 				return usagef("only one of --key, --sig and --in can be standard input")
 			}
 			key, err := s.readKey(keyPath)
@@ -351,14 +350,4 @@ func newKeysVerifyCmd(s *streams) *cobra.Command {
 	cmd.Flags().StringVarP(&in, "in", "i", "-", "message `FILE`")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing; report through the exit status only")
 	return cmd
-}
-
-func countStdin(paths ...string) int {
-	n := 0
-	for _, p := range paths {
-		if p == "" || p == stdioMarker {
-			n++
-		}
-	}
-	return n
 }

@@ -76,7 +76,8 @@ enrolment public key; it is proven by signing a fresh challenge.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return usageError{err}
 	})
-	root.AddCommand(newDemoCmd(s), newKeysCmd(s), newPUFCmd(s))
+	root.AddCommand(newDemoCmd(s), newKeysCmd(s), newPUFCmd(s), newFirmwareCmd(s),
+		newDeviceCmd(s), newStationCmd(s), newManifestCmd(s))
 	requireSubcommands(root)
 	return root
 }

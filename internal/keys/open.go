@@ -1,0 +1,86 @@
+package keys
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Options configure the opening of a Manager. Backends use what applies to
+// them and ignore the rest.
+type Options struct {
+	// Passphrase unlocks a software store, or is the PIN of a token. Open
+	// does not keep it; the caller may zero it once Open returns.
+	Passphrase []byte
+	// Create lets a backend that can make a new, empty store do so when
+	// the URI names none. Without it, a store that does not exist is
+	// ErrNotFound, so a mistyped path fails instead of yielding an empty
+	// store.
+	Create bool
+}
+
+// Opener opens a Manager from the part of a URI after "scheme:".
+type Opener func(ctx context.Context, location string, opts Options) (Manager, error)
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]Opener{}
+)
+
+// Register makes a backend available to Open under scheme. Backends call it
+// from init, so a program chooses its backends by importing them; it panics
+// on a second registration of one scheme, which is a programming error.
+func Register(scheme string, open Opener) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := registry[scheme]; dup {
+		panic("keys: backend registered twice for scheme " + scheme)
+	}
+	registry[scheme] = open
+}
+
+// Schemes returns the registered URI schemes, sorted.
+func Schemes() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	var out []string
+	for s := range registry {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// plannedSchemes are backends that are designed for but not built, so that
+// a URI naming one gets a reason instead of "unknown scheme".
+var plannedSchemes = map[string]string{
+	"pkcs11": "the PKCS #11 (HSM) backend has not landed yet",
+	"tpm":    "the TPM backend has not landed yet",
+}
+
+// Open opens the key manager a URI names: "soft:/path/to/dir" for the
+// software store (package softkms, which must be linked in by importing
+// it). The scheme ends at the first colon.
+func Open(ctx context.Context, uri string, opts Options) (Manager, error) {
+	scheme, location, ok := strings.Cut(uri, ":")
+	if !ok || scheme == "" {
+		return nil, fmt.Errorf("open key manager %q: want SCHEME:LOCATION, e.g. soft:/var/lib/hallmark/keys", uri)
+	}
+	registryMu.RLock()
+	open, found := registry[scheme]
+	registryMu.RUnlock()
+	if !found {
+		if why, planned := plannedSchemes[scheme]; planned {
+			return nil, fmt.Errorf("open key manager %q: %w: %s", uri, ErrUnsupported, why)
+		}
+		return nil, fmt.Errorf("open key manager %q: %w: scheme %q (available: %s)",
+			uri, ErrUnsupported, scheme, strings.Join(Schemes(), ", "))
+	}
+	m, err := open(ctx, location, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open key manager %s: %w", uri, err)
+	}
+	return m, nil
+}
