@@ -13,7 +13,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
-func mustCreate(t *testing.T, s *Store, name string, suite sigalg.ID) {
+func mustCreate(t testing.TB, s *Store, name string, suite sigalg.ID) {
 	t.Helper()
 	if _, err := s.CreateKey(context.Background(), keys.CreateKeyRequest{Name: name, Suite: suite}); err != nil {
 		t.Fatal(err)
