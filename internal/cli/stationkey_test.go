@@ -23,13 +23,13 @@ func runWired(t *testing.T, stdin []byte, args ...string) (int, string, string) 
 	var out, errOut bytes.Buffer
 	s := &streams{in: bytes.NewReader(stdin), out: &out, err: &errOut}
 	root := newRootCmd(s)
-	if has(root, "manifest") && has(root, "station") {
+	if hasCommand(root, "manifest") && hasCommand(root, "station") {
 		return run(t, stdin, args...)
 	}
-	if !has(root, "manifest") {
+	if !hasCommand(root, "manifest") {
 		root.AddCommand(newManifestCmd(s))
 	}
-	if !has(root, "station") {
+	if !hasCommand(root, "station") {
 		station := &cobra.Command{Use: "station"}
 		station.AddCommand(newStationKeyCmd(s))
 		root.AddCommand(station)
@@ -51,7 +51,7 @@ func runWired(t *testing.T, stdin []byte, args ...string) (int, string, string) 
 	return code, out.String(), errOut.String()
 }
 
-func has(root *cobra.Command, name string) bool {
+func hasCommand(root *cobra.Command, name string) bool {
 	for _, c := range root.Commands() {
 		if c.Name() == name {
 			return true
@@ -151,7 +151,7 @@ func TestStationKeyErrors(t *testing.T) {
 		{"bad name", append([]string{"station", "key", "create", "--name", "../x"}, ks...), 1, "invalid key name"},
 		{"unknown suite", append([]string{"station", "key", "create", "--alg", "rsa", "--name", "x"}, ks...), 2, "unknown signature algorithm"},
 		{"unknown key", append([]string{"station", "key", "public", "--name", "nope"}, ks...), 1, "key not found"},
-		{"missing store", []string{"station", "key", "public", "--keystore", missing, "--passphrase-file", passFile}, 1, "no key store there"},
+		{"missing store", []string{"station", "key", "public", "--keystore", missing, "--passphrase-file", passFile}, 1, "no key store in this directory"},
 		{"pkcs11", []string{"station", "key", "public", "--keystore", "pkcs11:token=station", "--passphrase-file", passFile}, 1, "PKCS #11"},
 		{"unknown subcommand", []string{"station", "key", "rotate"}, 2, "unknown command"},
 	} {

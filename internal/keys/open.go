@@ -21,7 +21,8 @@ type Options struct {
 	Create bool
 }
 
-// Opener opens a Manager from the part of a URI after "scheme:".
+// Opener opens a Manager from the part of a URI after "scheme:". Its errors
+// name the store it tried to open.
 type Opener func(ctx context.Context, location string, opts Options) (Manager, error)
 
 var (
@@ -78,9 +79,7 @@ func Open(ctx context.Context, uri string, opts Options) (Manager, error) {
 		return nil, fmt.Errorf("open key manager %q: %w: scheme %q (available: %s)",
 			uri, ErrUnsupported, scheme, strings.Join(Schemes(), ", "))
 	}
-	m, err := open(ctx, location, opts)
-	if err != nil {
-		return nil, fmt.Errorf("open key manager %s: %w", uri, err)
-	}
-	return m, nil
+	// Backends name the store they failed to open; wrapping again would
+	// say "open" twice.
+	return open(ctx, location, opts)
 }

@@ -85,7 +85,7 @@ func ExistingOnly() Option {
 
 // InsecureKDFIterations makes a new store use n PBKDF2 iterations (at
 // least 1,000) instead of DefaultKDFRounds. It exists for tests that open
-// many stores: each Open at the default count costs about 0.2 s, several
+// many stores: each Open at the default count costs about 0.1 s, several
 // times that under the race detector. A store made with it falls to
 // passphrase guessing that much faster. It has no effect on an existing
 // store, whose count is fixed at creation.
@@ -132,7 +132,7 @@ var (
 // group or others are refused, as ssh refuses such key files.
 //
 // Open keeps no reference to passphrase; the caller may zero it afterwards.
-// Opening derives the passphrase key once, about 0.2 s, however many keys
+// Opening derives the passphrase key once, about 0.1 s, however many keys
 // the store holds.
 func Open(ctx context.Context, dir string, passphrase []byte, opts ...Option) (*Store, error) {
 	cfg := config{rounds: DefaultKDFRounds}
@@ -150,7 +150,7 @@ func Open(ctx context.Context, dir string, passphrase []byte, opts ...Option) (*
 	}
 	if cfg.existingOnly {
 		if _, err := os.Stat(filepath.Join(dir, metaFile)); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("open key store %s: %w: no key store there", dir, keys.ErrNotFound)
+			return nil, fmt.Errorf("open key store %s: no key store in this directory: %w", dir, keys.ErrNotFound)
 		}
 	}
 	if err := prepareDir(dir); err != nil {
