@@ -50,7 +50,7 @@ type Manager interface {
 	// PublicKey returns the public key of the named key pair.
 	PublicKey(ctx context.Context, name string) (crypto.PublicKey, error)
 	// Signer returns a signer for the named key pair. Sign whole messages
-	// with it through SignMessage, which knows each suite's conventions.
+	// with it through sigalg.Sign, which knows each suite's conventions.
 	Signer(ctx context.Context, name string) (crypto.Signer, error)
 	// Close releases the manager's resources and forgets cached keys.
 	Close() error

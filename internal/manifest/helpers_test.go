@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
-	"github.com/hallmark-iot/hallmark/internal/keys"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
@@ -100,7 +99,7 @@ func signLines(t testing.TB, station crypto.Signer, lines ...[]byte) []byte {
 	t.Helper()
 	body := bytes.Join(lines, nil)
 	digest := sha256.Sum256(body)
-	sig, err := keys.SignMessage(station, signedMessage(digest))
+	sig, err := sigalg.Sign(station, signedMessage(digest))
 	if err != nil {
 		t.Fatal(err)
 	}

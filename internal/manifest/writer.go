@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
-	"github.com/hallmark-iot/hallmark/internal/keys"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
@@ -213,7 +212,7 @@ func (w *Writer) Close() error {
 	var digest [32]byte
 	w.digest.Sum(digest[:0])
 	msg := signedMessage(digest)
-	sig, err := keys.SignMessage(w.signer, msg)
+	sig, err := sigalg.Sign(w.signer, msg)
 	if err != nil {
 		return fmt.Errorf("sign manifest: %w", err)
 	}

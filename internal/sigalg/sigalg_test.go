@@ -318,7 +318,7 @@ func TestSignThroughOpaqueSigner(t *testing.T) {
 	for _, id := range allIDs {
 		s := mustSuite(t, id)
 		key, _ := s.GenerateKey(rand.Reader)
-		sig, err := s.Sign(opaqueSigner{key}, []byte("via a key manager"))
+		sig, err := Sign(opaqueSigner{key}, []byte("via a key manager"))
 		if err != nil {
 			t.Fatalf("%s: %v", id, err)
 		}

@@ -133,3 +133,13 @@ func checkSeed(seed []byte) error {
 	}
 	return nil
 }
+
+// Sign signs the whole message msg with key through the suite its public key
+// belongs to; key may be any crypto.Signer, such as a key manager's.
+func Sign(key crypto.Signer, msg []byte) ([]byte, error) {
+	suite, err := SuiteOf(key.Public())
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	return suite.Sign(key, msg)
+}

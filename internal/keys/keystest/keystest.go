@@ -98,7 +98,7 @@ func assertSameKey(t *testing.T, want, got crypto.PublicKey) {
 	}
 }
 
-// signAndVerify signs through keys.SignMessage and checks the signature
+// signAndVerify signs through sigalg.Sign and checks the signature
 // with sigalg, the way every consumer will, and that it binds the message.
 func signAndVerify(t *testing.T, m keys.Manager, name string, pub crypto.PublicKey) {
 	t.Helper()
@@ -109,9 +109,9 @@ func signAndVerify(t *testing.T, m keys.Manager, name string, pub crypto.PublicK
 	assertSameKey(t, pub, signer.Public())
 	suite, _ := sigalg.SuiteOf(pub)
 	msg := []byte("keystest message for " + name)
-	sig, err := keys.SignMessage(signer, msg)
+	sig, err := sigalg.Sign(signer, msg)
 	if err != nil {
-		t.Fatalf("SignMessage(%s): %v", name, err)
+		t.Fatalf("sigalg.Sign(%s): %v", name, err)
 	}
 	if err := suite.Verify(pub, msg, sig); err != nil {
 		t.Fatalf("signature by %s does not verify: %v", name, err)
@@ -236,7 +236,7 @@ func testConcurrent(t *testing.T, m keys.Manager) {
 				return
 			}
 			msg := fmt.Appendf(nil, "message %d", i)
-			sig, err := keys.SignMessage(signer, msg)
+			sig, err := sigalg.Sign(signer, msg)
 			if err == nil {
 				err = suite.Verify(pub, msg, sig)
 			}
@@ -272,7 +272,7 @@ func testClosed(t *testing.T, m keys.Manager) {
 	if err := m.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if _, err := keys.SignMessage(signer, []byte("after close")); !errors.Is(err, keys.ErrClosed) {
+	if _, err := sigalg.Sign(signer, []byte("after close")); !errors.Is(err, keys.ErrClosed) {
 		t.Errorf("signing after Close: %v, want ErrClosed", err)
 	}
 	if _, err := m.PublicKey(ctx, "k"); !errors.Is(err, keys.ErrClosed) {

@@ -11,7 +11,7 @@ import (
 )
 
 // storeSigner is the crypto.Signer the store hands out. It is opaque, as an
-// HSM's signer is, so callers take the same path (keys.SignMessage) for
+// HSM's signer is, so callers take the same path (sigalg.Sign) for
 // both, and it stops working when the store is closed instead of signing
 // with a wiped key.
 type storeSigner struct {
