@@ -108,15 +108,7 @@ func FuzzRecordLine(f *testing.F) {
 	f.Add(lines[0])
 	f.Add(lines[3])
 	f.Fuzz(func(t *testing.T, line []byte) {
-		var w wireRecord
-		var rec Record
-		err := decodeLine(line, &w, func() ([]byte, error) {
-			var err error
-			if rec, err = w.toRecord(); err != nil {
-				return nil, err
-			}
-			return encodeLine(rec.toWire())
-		})
+		rec, err := decodeRecord(line)
 		if err != nil {
 			return
 		}

@@ -171,7 +171,9 @@ func (rd *reader) records(ctx context.Context) ([]Record, []byte, error) {
 	return batch, nil, nil
 }
 
-func (rd *reader) record(line []byte) (Record, error) {
+// decodeRecord decodes one record line, refusing any but its canonical
+// encoding.
+func decodeRecord(line []byte) (Record, error) {
 	var w wireRecord
 	var rec Record
 	err := decodeLine(line, &w, func() ([]byte, error) {
@@ -181,6 +183,11 @@ func (rd *reader) record(line []byte) (Record, error) {
 		}
 		return encodeLine(rec.toWire())
 	})
+	return rec, err
+}
+
+func (rd *reader) record(line []byte) (Record, error) {
+	rec, err := decodeRecord(line)
 	if err != nil {
 		return rec, err
 	}
