@@ -28,11 +28,33 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 // WriteFunc replaces path with what write produces, streaming through a
 // buffer; if write fails, path is left as it was.
 func WriteFunc(path string, perm fs.FileMode, write func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	return place(path, perm, write, os.Rename)
+}
+
+// WriteNew is Write that never replaces an existing file: the finished
+// temporary file is hard-linked into place, which fails atomically if the
+// name exists, so two writers racing for one name cannot both win.
+func WriteNew(path string, data []byte, perm fs.FileMode) error {
+	err := place(path, perm, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}, os.Link)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s: %w", path, ErrExists)
+	}
+	return err
+}
+
+// place writes a synced temporary file beside path, moves it into place
+// with move (rename or link), and syncs the directory so that the new name
+// survives a power cut.
+func place(path string, perm fs.FileMode, write func(io.Writer) error, move func(oldpath, newpath string) error) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
+	defer os.Remove(tmp.Name()) // harmless after a rename; drops the link's twin
 	err = tmp.Chmod(perm)
 	if err == nil {
 		buf := bufio.NewWriterSize(tmp, 256<<10)
@@ -47,17 +69,19 @@ func WriteFunc(path string, perm fs.FileMode, write func(io.Writer) error) error
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), path)
+		err = move(tmp.Name(), path)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return syncDir(dir)
 }
 
-// WriteNew is Write that refuses to replace an existing file. The check and
-// the rename are not one atomic step; it guards against mistakes, not
-// against a concurrent writer.
-func WriteNew(path string, data []byte, perm fs.FileMode) error {
-	if _, err := os.Lstat(path); err == nil {
-		return fmt.Errorf("%s: %w", path, ErrExists)
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
 	}
-	return Write(path, data, perm)
+	defer d.Close()
+	return d.Sync()
 }

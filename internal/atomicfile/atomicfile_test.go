@@ -65,3 +65,24 @@ func TestWriteFuncLeavesTargetOnFailure(t *testing.T) {
 		t.Fatalf("temporary files left: %v", entries)
 	}
 }
+
+func TestWriteNewRaceHasOneWinner(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() { errs <- WriteNew(path, []byte{byte('a' + i)}, 0o600) }()
+	}
+	wins := 0
+	for range 8 {
+		err := <-errs
+		switch {
+		case err == nil:
+			wins++
+		case !errors.Is(err, ErrExists):
+			t.Fatal(err)
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d writers won", wins)
+	}
+}

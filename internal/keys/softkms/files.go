@@ -14,54 +14,22 @@ import (
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/cloudflare/circl/sign/mldsa/mldsa87"
 
+	"github.com/hallmark-iot/hallmark/internal/atomicfile"
 	"github.com/hallmark-iot/hallmark/internal/keys"
 )
 
 // writeNew writes data to dir/name with mode 0600 without ever replacing an
-// existing file: the data goes to a temporary file, is synced, and is then
-// hard-linked into place, which fails if the name exists. A crash leaves at
-// most a temporary file, never a half-written key.
+// existing file (atomicfile.WriteNew links a synced temporary file into
+// place). A crash leaves at most a temporary file, never a half-written key.
 func writeNew(dir, name string, data []byte) error {
-	tmp, err := os.CreateTemp(dir, tmpPrefix+"*")
+	err := atomicfile.WriteNew(filepath.Join(dir, name), data, 0o600)
+	if errors.Is(err, atomicfile.ErrExists) {
+		return fmt.Errorf("%s: %w", name, keys.ErrExists)
+	}
 	if err != nil {
-		return pathErr(err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := writeSynced(tmp, data); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := os.Link(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%s: %w", name, keys.ErrExists)
-		}
 		return fmt.Errorf("write %s: %w", name, pathErr(err))
 	}
-	return syncDir(dir)
-}
-
-func writeSynced(f *os.File, data []byte) error {
-	err := f.Chmod(0o600)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// syncDir makes a new directory entry durable, so that a key reported as
-// created survives a power cut.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return pathErr(err)
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
 
 // readPrivateFile reads a store file, refusing symbolic links, anything but

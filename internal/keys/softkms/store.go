@@ -64,7 +64,6 @@ const (
 	MinPassphrase = 8
 	metaFile      = "keystore.json"
 	keySuffix     = ".key"
-	tmpPrefix     = ".tmp-"
 	maxFileSize   = 64 << 10
 )
 
@@ -191,7 +190,7 @@ func checkEmpty(dir string) error {
 		return pathErr(err)
 	}
 	for _, e := range entries {
-		if e.Name() != metaFile && !strings.HasPrefix(e.Name(), tmpPrefix) {
+		if e.Name() != metaFile && !isTempFile(e.Name()) {
 			return fmt.Errorf("directory is not empty and has no %s: not a Hallmark key store", metaFile)
 		}
 	}
@@ -349,4 +348,10 @@ func decodeCanonical(data []byte, v any) error {
 		return errors.New("not in the canonical form this store writes")
 	}
 	return nil
+}
+
+// isTempFile recognises atomicfile's temporary names, which a crash can
+// leave behind.
+func isTempFile(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-")
 }
