@@ -338,3 +338,39 @@ func TestInjectionRefusals(t *testing.T) {
 		t.Errorf("channel on a puf chip = %v", err)
 	}
 }
+
+func TestOperationalKey(t *testing.T) {
+	v := newVendor(t, sigalg.Ed25519)
+	for _, class := range []Class{ClassPUF, ClassKeygen} {
+		d := newDevice(t, Config{Class: class, Algorithm: sigalg.MLDSA65, RootKeyHashes: [][32]byte{v.hash}})
+		if _, err := d.OperationalKey(sigalg.ECDSAP256); !errors.Is(err, ErrNotRunning) {
+			t.Fatalf("%s: operational key before boot = %v", class, err)
+		}
+		bootIEF(t, d, v)
+		op, err := d.OperationalKey(sigalg.ECDSAP256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enrolment, _ := d.enrolmentKey()
+		if op.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(enrolment.Public()) {
+			t.Fatalf("%s: operational key equals the enrolment key", class)
+		}
+		path := filepath.Join(t.TempDir(), "d.json")
+		d.SetCredentials(Credentials{CertificateChain: []string{"leaf"}, CloudEndpoint: "mqtts://x"})
+		d.Save(path)
+		state, _ := os.ReadFile(path)
+		der, _ := sigalg.MarshalPrivateKey(op)
+		if class == ClassPUF && bytes.Contains(state, []byte(base64.StdEncoding.EncodeToString(der))) {
+			t.Fatal("a puf chip stored its operational key")
+		}
+		again, _ := Load(path, nil)
+		bootIEF(t, again, v)
+		op2, err := again.OperationalKey(sigalg.ECDSAP256)
+		if err != nil || !op2.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(op.Public()) {
+			t.Fatalf("%s: operational key changed across a power cycle (%v)", class, err)
+		}
+		if c := again.Credentials(); c == nil || c.CloudEndpoint != "mqtts://x" {
+			t.Fatalf("%s: credentials not kept: %+v", class, c)
+		}
+	}
+}

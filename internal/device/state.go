@@ -53,6 +53,9 @@ type flashState struct {
 	// ClassKeyVault is the device-class key sealed under a key derived from
 	// the PUF, so only this chip's SRAM can open it.
 	ClassKeyVault []byte `json:"class_key_vault,omitempty"`
+	// Credentials are what onboarding returned: certificates, the trust
+	// bundle and the cloud endpoint.
+	Credentials *Credentials `json:"credentials,omitempty"`
 }
 
 // sramState stands in for the physics of the SRAM array: the seed from which
@@ -69,9 +72,10 @@ type sramState struct {
 // keyStore is the protected on-chip key store of keygen and inject chips:
 // firmware can ask it to sign, and nothing can read it out.
 type keyStore struct {
-	EnrolmentKey []byte `json:"enrolment_key,omitempty"` // PKCS #8
-	Injection    string `json:"injection,omitempty"`     // how an injected key arrived
-	ClassKey     []byte `json:"class_key,omitempty"`     // sealing private key
+	EnrolmentKey   []byte `json:"enrolment_key,omitempty"`   // PKCS #8
+	OperationalKey []byte `json:"operational_key,omitempty"` // PKCS #8
+	Injection      string `json:"injection,omitempty"`       // how an injected key arrived
+	ClassKey       []byte `json:"class_key,omitempty"`       // sealing private key
 }
 
 // loaderPart is the ROM bootloader's private storage: the per-chip

@@ -1,0 +1,90 @@
+// Package onboarding owns Hallmark's onboarding protocol: the messages a
+// device and the platform exchange, the transcript the device signs, the
+// server-side Service that checks a proof and issues credentials, and the
+// device-side Client. The Service is transport-agnostic; internal/httpapi
+// maps it onto HTTPS routes, so client and server also run end to end
+// in-process in tests. docs/protocol.md specifies the exchange.
+package onboarding
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"time"
+
+	"github.com/hallmark-iot/hallmark/internal/identity"
+)
+
+// ProofContext domain-separates the onboarding proof from every other
+// signature an enrolment key makes (the factory proof, firmware, ...).
+const ProofContext = "hallmark onboarding proof v1"
+
+// Protocol limits.
+const (
+	ChallengeIDSize = 16
+	NonceSize       = 32
+	// ChallengeTTL is how long a challenge can be answered.
+	ChallengeTTL = 60 * time.Second
+	// MaxCSR and MaxSignature bound the fields of a proof; an ML-DSA-87
+	// CSR is under 8 KiB and its signature 4,627 bytes.
+	MaxCSR       = 16 << 10
+	MaxSignature = 8 << 10
+	// MaxServerName bounds the server name bound into the transcript.
+	MaxServerName = 255
+)
+
+// ChallengeRequest opens an onboarding: the device offers its identity.
+type ChallengeRequest struct {
+	Identity identity.ID `json:"identity"`
+}
+
+// ChallengeResponse is the server's challenge. It is the same for an
+// unknown identity as for a registered one.
+type ChallengeResponse struct {
+	ChallengeID string    `json:"challenge_id"` // 32 lowercase hex characters
+	Nonce       []byte    `json:"nonce"`        // NonceSize bytes, base64
+	ServerName  string    `json:"server_name"`
+	Context     string    `json:"context"` // ProofContext
+	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// ProofRequest answers a challenge: a signature by the enrolment key over
+// Transcript, and a PKCS #10 request for the device's operational key.
+type ProofRequest struct {
+	ChallengeID string      `json:"challenge_id"`
+	Identity    identity.ID `json:"identity"`
+	CSR         []byte      `json:"csr"`       // DER, base64
+	Signature   []byte      `json:"signature"` // base64
+}
+
+// RenewRequest asks for a new certificate over mutual TLS.
+type RenewRequest struct {
+	CSR []byte `json:"csr"`
+}
+
+// Credentials are what an onboarded device receives.
+type Credentials struct {
+	Identity         identity.ID `json:"identity"`
+	CertificateChain []string    `json:"certificate_chain"` // PEM: leaf, then issuing CA
+	TrustBundle      string      `json:"trust_bundle"`      // PEM: root CA
+	CloudEndpoint    string      `json:"cloud_endpoint"`
+	NotAfter         time.Time   `json:"not_after"`
+}
+
+// Transcript is what the device signs, after identity.ProofMessage adds the
+// context and the identity: the challenge ID and nonce (freshness, single
+// use), the server name (the proof is for this platform only) and the
+// SHA-256 of the CSR (the certificate request cannot be swapped).
+func Transcript(challengeID [ChallengeIDSize]byte, nonce []byte, serverName string, csr []byte) []byte {
+	csrHash := sha256.Sum256(csr)
+	t := make([]byte, 0, ChallengeIDSize+len(nonce)+2+len(serverName)+len(csrHash))
+	t = append(t, challengeID[:]...)
+	t = append(t, nonce...)
+	t = binary.BigEndian.AppendUint16(t, uint16(len(serverName)))
+	t = append(t, serverName...)
+	return append(t, csrHash[:]...)
+}
+
+// ProofMessage is the whole message the enrolment key signs.
+func ProofMessage(challengeID [ChallengeIDSize]byte, nonce []byte, serverName string, csr []byte, id identity.ID) []byte {
+	return identity.ProofMessage(ProofContext, Transcript(challengeID, nonce, serverName, csr), id)
+}

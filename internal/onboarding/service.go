@@ -1,0 +1,388 @@
+package onboarding
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+	"github.com/hallmark-iot/hallmark/internal/store"
+)
+
+// Errors the transport maps to responses. None says whether an identity is
+// registered: an unknown identity, a challenge for another identity and a
+// bad signature are all ErrProofRejected.
+var (
+	ErrMalformed        = errors.New("malformed onboarding request")
+	ErrRateLimited      = errors.New("too many onboarding requests")
+	ErrChallengeUnknown = errors.New("unknown challenge")
+	ErrChallengeUsed    = errors.New("challenge already used")
+	ErrChallengeExpired = errors.New("challenge expired")
+	ErrProofRejected    = errors.New("proof of possession rejected")
+	ErrRevoked          = errors.New("device revoked")
+	ErrBadCSR           = errors.New("certificate request refused")
+	ErrNotOnboarded     = errors.New("device certificate not recognised")
+)
+
+// Issuer is what the service needs of the CA.
+type Issuer interface {
+	// ParseCSR checks a PKCS #10 request's self-signature and returns its
+	// public key.
+	ParseCSR(der []byte) (crypto.PublicKey, error)
+	// Issue signs a device certificate for pub, binding identity id.
+	Issue(ctx context.Context, id identity.ID, pub crypto.PublicKey, validity time.Duration) (store.Certificate, error)
+	// ChainPEM is the chain above a device certificate, issuing CA first.
+	ChainPEM() []string
+	// TrustBundlePEM is the root a device trusts the platform and its
+	// certificates by.
+	TrustBundlePEM() string
+}
+
+// Metrics observes outcomes; nil records nothing.
+type Metrics interface {
+	Observe(step, outcome string, took time.Duration)
+}
+
+// Config configures a Service.
+type Config struct {
+	Store  store.Store
+	Issuer Issuer
+	// ServerName is bound into every transcript: a proof made for one
+	// platform does not verify at another.
+	ServerName string
+	Log        *slog.Logger
+	Metrics    Metrics
+	Now        func() time.Time
+	// Rate limits per minute (and burst) per identity and per client
+	// address; zero selects the defaults, negative disables.
+	PerIdentity, PerAddress int
+}
+
+// Default limits.
+const (
+	DefaultPerIdentity = 20
+	DefaultPerAddress  = 600
+	maxLimiterKeys     = 100_000
+)
+
+// Service is the server side of the protocol.
+type Service struct {
+	cfg        Config
+	byIdentity *limiter
+	byAddress  *limiter
+	// decoy stands in for an unknown device's key, so that refusing an
+	// unknown identity costs a signature verification like refusing a bad
+	// proof does, and timing does not tell the two apart.
+	decoy crypto.PublicKey
+}
+
+// NewService checks cfg and builds a Service.
+func NewService(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Issuer == nil {
+		return nil, errors.New("onboarding: a store and an issuer are required")
+	}
+	if cfg.ServerName == "" || len(cfg.ServerName) > MaxServerName {
+		return nil, fmt.Errorf("onboarding: server name of %d bytes", len(cfg.ServerName))
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	decoy, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, decoy: decoy.Public()}
+	s.byIdentity = newLimiter(orDefault(cfg.PerIdentity, DefaultPerIdentity), orDefault(cfg.PerIdentity, DefaultPerIdentity)/2+1, maxLimiterKeys)
+	s.byAddress = newLimiter(orDefault(cfg.PerAddress, DefaultPerAddress), orDefault(cfg.PerAddress, DefaultPerAddress)/4+1, maxLimiterKeys)
+	return s, nil
+}
+
+func orDefault(v, def int) int {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
+}
+
+// Challenge answers a device's first message. The challenge is recorded
+// whether or not the identity is registered, and the answer looks the same.
+func (s *Service) Challenge(ctx context.Context, req ChallengeRequest, addr string) (ChallengeResponse, error) {
+	start := s.cfg.Now()
+	now := start
+	if !s.byAddress.allow(addr, now) || !s.byIdentity.allow(req.Identity.String(), now) {
+		s.observe("challenge", "rate-limited", start)
+		return ChallengeResponse{}, ErrRateLimited
+	}
+	if req.Identity.IsZero() {
+		return ChallengeResponse{}, fmt.Errorf("%w: no identity", ErrMalformed)
+	}
+	c := store.Challenge{Identity: req.Identity, ServerName: s.cfg.ServerName, IssuedAt: now, ExpiresAt: now.Add(ChallengeTTL)}
+	if _, err := rand.Read(c.ID[:]); err != nil {
+		return ChallengeResponse{}, err
+	}
+	if _, err := rand.Read(c.Nonce[:]); err != nil {
+		return ChallengeResponse{}, err
+	}
+	if err := s.cfg.Store.CreateChallenge(ctx, c); err != nil {
+		return ChallengeResponse{}, fmt.Errorf("record challenge: %w", err)
+	}
+	s.observe("challenge", "ok", start)
+	return ChallengeResponse{ChallengeID: hex.EncodeToString(c.ID[:]), Nonce: c.Nonce[:], ServerName: c.ServerName,
+		Context: ProofContext, ExpiresAt: c.ExpiresAt}, nil
+}
+
+// Prove checks a device's answer and, if it holds, issues its credentials.
+// Every attempt is written to the audit log.
+func (s *Service) Prove(ctx context.Context, req ProofRequest, addr string) (*Credentials, error) {
+	start := s.cfg.Now()
+	creds, err := s.prove(ctx, req, addr)
+	outcome, code := "ok", "ok"
+	if err != nil {
+		outcome, code = "denied", ErrorCode(err)
+		if code == "internal" {
+			outcome = "error"
+		}
+	}
+	s.audit(ctx, req.Identity, "device.onboard", outcome, code, addr)
+	s.observe("proof", code, start)
+	return creds, err
+}
+
+func (s *Service) prove(ctx context.Context, req ProofRequest, addr string) (*Credentials, error) {
+	now := s.cfg.Now()
+	if !s.byAddress.allow(addr, now) || !s.byIdentity.allow(req.Identity.String(), now) {
+		return nil, ErrRateLimited
+	}
+	challengeID, err := checkProofRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := s.cfg.Store.ConsumeChallenge(ctx, challengeID, now)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, ErrChallengeUnknown
+	case errors.Is(err, store.ErrChallengeUsed):
+		return nil, ErrChallengeUsed
+	case errors.Is(err, store.ErrChallengeExpired):
+		return nil, ErrChallengeExpired
+	case err != nil:
+		return nil, fmt.Errorf("consume challenge: %w", err)
+	}
+	dev, err := s.checkProof(ctx, req, ch)
+	if err != nil {
+		return nil, err
+	}
+	opKey, err := s.cfg.Issuer.ParseCSR(req.CSR)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCSR, err)
+	}
+	return s.issue(ctx, dev, opKey)
+}
+
+func checkProofRequest(req ProofRequest) ([ChallengeIDSize]byte, error) {
+	var id [ChallengeIDSize]byte
+	raw, err := hex.DecodeString(req.ChallengeID)
+	if err != nil || len(raw) != ChallengeIDSize || hex.EncodeToString(raw) != req.ChallengeID {
+		return id, fmt.Errorf("%w: challenge_id must be %d lowercase hex characters", ErrMalformed, 2*ChallengeIDSize)
+	}
+	copy(id[:], raw)
+	switch {
+	case req.Identity.IsZero():
+		return id, fmt.Errorf("%w: no identity", ErrMalformed)
+	case len(req.CSR) == 0 || len(req.CSR) > MaxCSR:
+		return id, fmt.Errorf("%w: csr of %d bytes (1 to %d)", ErrMalformed, len(req.CSR), MaxCSR)
+	case len(req.Signature) == 0 || len(req.Signature) > MaxSignature:
+		return id, fmt.Errorf("%w: signature of %d bytes (1 to %d)", ErrMalformed, len(req.Signature), MaxSignature)
+	}
+	return id, nil
+}
+
+// checkProof verifies the signature against the registered key. Every
+// failure before the signature is known good is ErrProofRejected, and an
+// unknown identity is checked against the decoy key, so the answer and its
+// cost do not reveal whether the identity is registered.
+func (s *Service) checkProof(ctx context.Context, req ProofRequest, ch store.Challenge) (store.Device, error) {
+	msg := ProofMessage(ch.ID, ch.Nonce[:], ch.ServerName, req.CSR, req.Identity)
+	dev, err := s.cfg.Store.GetDevice(ctx, req.Identity)
+	if errors.Is(err, store.ErrNotFound) {
+		p256, _ := sigalg.Lookup(string(sigalg.ECDSAP256))
+		_ = p256.Verify(s.decoy, msg, req.Signature)
+		return dev, ErrProofRejected
+	}
+	if err != nil {
+		return dev, fmt.Errorf("look up device: %w", err)
+	}
+	pub, err := sigalg.ParsePublicKey(dev.PublicKey)
+	if err != nil {
+		return dev, fmt.Errorf("registered key of %s: %w", dev.Identity, err)
+	}
+	suite, err := sigalg.SuiteOf(pub)
+	if err != nil {
+		return dev, err
+	}
+	sigOK := suite.Verify(pub, msg, req.Signature) == nil
+	if !sigOK || !ch.Identity.Equal(req.Identity) || identity.FromSPKI(dev.PublicKey) != dev.Identity {
+		return dev, ErrProofRejected
+	}
+	if dev.State == store.StateRevoked {
+		return dev, ErrRevoked
+	}
+	return dev, nil
+}
+
+// issue signs the certificate and records the onboarding in one store
+// transaction. A serial collision (2^-64 after four billion certificates)
+// is retried once with a fresh serial.
+func (s *Service) issue(ctx context.Context, dev store.Device, opKey crypto.PublicKey) (*Credentials, error) {
+	product, err := s.cfg.Store.GetProduct(ctx, dev.ProductID)
+	if err != nil {
+		return nil, fmt.Errorf("product %q of %s: %w", dev.ProductID, dev.Identity, err)
+	}
+	var cert store.Certificate
+	for attempt := 0; ; attempt++ {
+		if cert, err = s.cfg.Issuer.Issue(ctx, dev.Identity, opKey, product.CertValidity); err != nil {
+			return nil, fmt.Errorf("issue certificate: %w", err)
+		}
+		err = s.cfg.Store.RecordOnboarding(ctx, cert, s.cfg.Now())
+		if !errors.Is(err, store.ErrExists) || attempt > 0 {
+			break
+		}
+	}
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return nil, ErrRevoked // revoked between the proof and now
+	case err != nil:
+		return nil, fmt.Errorf("record onboarding: %w", err)
+	}
+	return s.credentials(cert, product), nil
+}
+
+func (s *Service) credentials(cert store.Certificate, product store.Product) *Credentials {
+	chain := append([]string{string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.DER}))}, s.cfg.Issuer.ChainPEM()...)
+	return &Credentials{Identity: cert.Identity, CertificateChain: chain, TrustBundle: s.cfg.Issuer.TrustBundlePEM(),
+		CloudEndpoint: product.CloudEndpoint, NotAfter: cert.NotAfter}
+}
+
+// deviceOf finds the device of a verified client certificate and checks
+// that neither it nor the certificate is revoked.
+func (s *Service) deviceOf(ctx context.Context, leaf *x509.Certificate) (store.Device, store.Certificate, error) {
+	var serial [16]byte
+	raw := leaf.SerialNumber.Bytes()
+	if leaf.SerialNumber.Sign() <= 0 || len(raw) > len(serial) {
+		return store.Device{}, store.Certificate{}, ErrNotOnboarded
+	}
+	copy(serial[len(serial)-len(raw):], raw)
+	cert, err := s.cfg.Store.GetCertificate(ctx, serial)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Device{}, cert, ErrNotOnboarded
+	}
+	if err != nil {
+		return store.Device{}, cert, err
+	}
+	dev, err := s.cfg.Store.GetDevice(ctx, cert.Identity)
+	if err != nil {
+		return dev, cert, err
+	}
+	if dev.State == store.StateRevoked || !cert.RevokedAt.IsZero() {
+		return dev, cert, ErrRevoked
+	}
+	return dev, cert, nil
+}
+
+// Credentials returns an onboarded device's current credentials; leaf is
+// the client certificate mutual TLS verified.
+func (s *Service) Credentials(ctx context.Context, leaf *x509.Certificate, addr string) (*Credentials, error) {
+	dev, _, err := s.deviceOf(ctx, leaf)
+	if err == nil {
+		var certs []store.Certificate
+		if certs, err = s.cfg.Store.ListCertificates(ctx, dev.Identity); err == nil && len(certs) > 0 {
+			var product store.Product
+			if product, err = s.cfg.Store.GetProduct(ctx, dev.ProductID); err == nil {
+				s.audit(ctx, dev.Identity, "device.credentials", "ok", "ok", addr)
+				return s.credentials(certs[0], product), nil
+			}
+		}
+	}
+	s.audit(ctx, dev.Identity, "device.credentials", "denied", ErrorCode(err), addr)
+	return nil, err
+}
+
+// Renew issues a new certificate to a device that authenticated with its
+// current one.
+func (s *Service) Renew(ctx context.Context, leaf *x509.Certificate, req RenewRequest, addr string) (*Credentials, error) {
+	creds, dev, err := s.renew(ctx, leaf, req)
+	outcome := "ok"
+	if err != nil {
+		outcome = "denied"
+	}
+	s.audit(ctx, dev.Identity, "device.renew", outcome, ErrorCode(err), addr)
+	return creds, err
+}
+
+func (s *Service) renew(ctx context.Context, leaf *x509.Certificate, req RenewRequest) (*Credentials, store.Device, error) {
+	if len(req.CSR) == 0 || len(req.CSR) > MaxCSR {
+		return nil, store.Device{}, fmt.Errorf("%w: csr of %d bytes (1 to %d)", ErrMalformed, len(req.CSR), MaxCSR)
+	}
+	dev, _, err := s.deviceOf(ctx, leaf)
+	if err != nil {
+		return nil, dev, err
+	}
+	opKey, err := s.cfg.Issuer.ParseCSR(req.CSR)
+	if err != nil {
+		return nil, dev, fmt.Errorf("%w: %v", ErrBadCSR, err)
+	}
+	creds, err := s.issue(ctx, dev, opKey)
+	return creds, dev, err
+}
+
+func (s *Service) audit(ctx context.Context, id identity.ID, action, outcome, detail, addr string) {
+	ev := store.AuditEvent{Time: s.cfg.Now(), Actor: "device:" + id.String(), Action: action,
+		Subject: id.String(), Outcome: outcome, Detail: detail, RemoteAddr: addr}
+	if _, err := s.cfg.Store.AppendAudit(ctx, ev); err != nil {
+		s.cfg.Log.Error("audit append failed", "action", action, "err", err)
+	}
+}
+
+func (s *Service) observe(step, outcome string, start time.Time) {
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.Observe(step, outcome, s.cfg.Now().Sub(start))
+	}
+}
+
+// ErrorCode names an error for the audit log, metrics and the transport's
+// problem codes, without its detail.
+func ErrorCode(err error) string {
+	for _, c := range []struct {
+		err  error
+		code string
+	}{
+		{ErrMalformed, "malformed"}, {ErrRateLimited, "rate-limited"}, {ErrChallengeUnknown, "challenge-unknown"},
+		{ErrChallengeUsed, "challenge-used"}, {ErrChallengeExpired, "challenge-expired"},
+		{ErrProofRejected, "proof-rejected"}, {ErrRevoked, "revoked"}, {ErrBadCSR, "bad-csr"},
+		{ErrNotOnboarded, "not-onboarded"},
+	} {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	if err == nil {
+		return "ok"
+	}
+	return "internal"
+}
