@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
@@ -22,40 +23,45 @@ import (
 // vendor signs the IEF with a hybrid ECDSA + ML-DSA root, the station
 // enrols one device of every class and suite, and the manifest is verified
 // against the station key.
-func demoFactory(ctx context.Context, s *streams) error {
-	dir, err := os.MkdirTemp("", "hallmark-demo-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
+func demoFactory(ctx context.Context, s *streams, dir string) (*demoBatch, error) {
 	ief, roots, err := demoIEF()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	passphrase := make([]byte, 32)
 	rand.Read(passphrase)
 	ks, err := softkms.Open(ctx, filepath.Join(dir, "keystore"), passphrase)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer ks.Close()
 	stationPub, err := ks.CreateKey(ctx, keys.CreateKeyRequest{Name: "station", Suite: sigalg.MLDSA65})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	plan, err := station.NewPlan(station.ClassLabels, sigalg.Names())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	batch := filepath.Join(dir, "batch")
 	sum, err := station.Run(ctx, station.Config{Dir: batch, Count: len(plan.Kinds), Plan: plan, IEF: ief,
 		RootKeyHashes: roots, Keys: ks, KeyName: "station"})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(s.out, "\nFactory: the station enrolled %d devices (%d rejected) in %s; IEF signed by an ECDSA P-256 and an ML-DSA-65 root.\n\n",
 		sum.Enrolled, sum.Rejected, sum.Elapsed.Round(1e6))
-	return demoManifestTable(ctx, s, sum.Manifest, stationPub)
+	if err := demoManifestTable(ctx, s, sum.Manifest, stationPub); err != nil {
+		return nil, err
+	}
+	return &demoBatch{dir: batch, manifest: sum.Manifest, stationPub: stationPub, ief: ief}, nil
+}
+
+// demoBatch is what the factory hands the platform part of the demo.
+type demoBatch struct {
+	dir, manifest string
+	stationPub    crypto.PublicKey
+	ief           []byte
 }
 
 // demoIEF makes a vendor with two root keys and the IEF they both sign.

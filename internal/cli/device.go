@@ -26,7 +26,8 @@ fuses (root-key hashes, anti-rollback counter), flash (firmware image, PUF
 helper data) and, for keygen and inject chips, the protected key store.`,
 	}
 	cmd.AddCommand(newDeviceNewCmd(s), newDeviceProgramCmd(s), newDeviceBootCmd(s),
-		newDeviceEnrolCmd(s), newDeviceInjectCmd(s), newDeviceIEFCmd(s))
+		newDeviceEnrolCmd(s), newDeviceInjectCmd(s), newDeviceIEFCmd(s), newDeviceOnboardCmd(s),
+		newDeviceCredentialsCmd(s))
 	return cmd
 }
 

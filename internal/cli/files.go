@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 
 	"github.com/hallmark-iot/hallmark/internal/atomicfile"
 	"github.com/hallmark-iot/hallmark/internal/firmware"
@@ -74,4 +75,21 @@ func pathError(err error) error {
 		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
 	}
 	return err
+}
+
+// secret reads a passphrase from a file or the environment variable
+// envName, never from a flag value, which would show in the process list
+// and shell history.
+func (s *streams) secret(file, envName string) ([]byte, error) {
+	if file != "" {
+		data, err := s.readInput(file, 4096, "passphrase")
+		if err != nil {
+			return nil, err
+		}
+		return []byte(strings.TrimRight(string(data), "\r\n")), nil
+	}
+	if p := os.Getenv(envName); p != "" {
+		return []byte(p), nil
+	}
+	return nil, usagef("no passphrase: use --passphrase-file FILE or set %s", envName)
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"sort"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -139,19 +138,7 @@ func printStationSummary(s *streams, sum *station.Summary) error {
 	return err
 }
 
-// passphrase reads the key store passphrase from a file or the
-// environment, never from a flag value, which would show in the process
-// list and shell history.
+// passphrase reads the key store passphrase.
 func (s *streams) passphrase(file string) ([]byte, error) {
-	if file != "" {
-		data, err := s.readInput(file, 4096, "passphrase")
-		if err != nil {
-			return nil, err
-		}
-		return []byte(strings.TrimRight(string(data), "\r\n")), nil
-	}
-	if p := os.Getenv("HALLMARK_KEYSTORE_PASSPHRASE"); p != "" {
-		return []byte(p), nil
-	}
-	return nil, usagef("no key store passphrase: use --passphrase-file FILE or set HALLMARK_KEYSTORE_PASSPHRASE")
+	return s.secret(file, "HALLMARK_KEYSTORE_PASSPHRASE")
 }

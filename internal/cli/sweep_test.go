@@ -28,6 +28,7 @@ func leafCommands(cmd *cobra.Command, prefix []string) [][]string {
 var commandsThatSucceedBare = map[string]bool{
 	"demo": true, "keys algorithms": true, "device ief-payload": true, "puf table": true,
 	"firmware class-key generate": true, // writes a new key to standard output, as openssl genpkey does
+	"serve":                       true, // serves until stopped, on embedded defaults
 }
 
 // TestEveryCommandRefusesBadInput sweeps the whole command tree: an unknown

@@ -119,3 +119,13 @@ func (d *Device) HasChannel() bool { return d.st.Loader != nil }
 func (d *Device) NeedsKey() bool {
 	return d.st.Class == ClassInject && d.st.KeyStore.EnrolmentKey == nil
 }
+
+// Identity returns the device's identity, which running firmware reads from
+// its root of trust.
+func (d *Device) Identity() (identity.ID, error) {
+	if d.running == nil {
+		return identity.ID{}, fmt.Errorf("identity: %w", ErrNotRunning)
+	}
+	_, _, id, err := d.identityKey()
+	return id, err
+}

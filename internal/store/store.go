@@ -6,7 +6,8 @@
 //
 // Interfaces are split by role, so each service asks only for what it uses.
 // Every method takes a context; every write that spans records is one
-// transaction, so a failure changes nothing.
+// transaction, so a failure changes nothing. Backends keep times to the
+// microsecond and return them in UTC.
 package store
 
 import (
@@ -108,8 +109,9 @@ type ImportResult struct {
 	// AlreadyImported is true when the same batch with the same manifest
 	// digest was imported before; nothing changed.
 	AlreadyImported bool
-	// Duplicates lists identities already registered by another batch;
-	// when it is not empty, nothing was imported.
+	// Duplicates lists identities already registered by another batch,
+	// or listed twice in the import, each once in input order; when it is
+	// not empty, nothing was imported.
 	Duplicates []identity.ID
 }
 
@@ -169,6 +171,7 @@ type AuditFilter struct {
 type Stations interface {
 	CreateStation(ctx context.Context, s Station) error
 	GetStation(ctx context.Context, id identity.ID) (Station, error)
+	// ListStations returns every station by name, then ID.
 	ListStations(ctx context.Context) ([]Station, error)
 }
 
@@ -176,6 +179,7 @@ type Stations interface {
 type Products interface {
 	CreateProduct(ctx context.Context, p Product) error
 	GetProduct(ctx context.Context, id string) (Product, error)
+	// ListProducts returns every product by ID.
 	ListProducts(ctx context.Context) ([]Product, error)
 }
 
@@ -186,23 +190,33 @@ type Devices interface {
 	// a no-op reported as AlreadyImported; the same batch ID with another
 	// digest is ErrConflict; a device already registered by another batch
 	// makes the whole import fail with Duplicates listed and no error.
+	// Devices take BatchID, StationID, ProductID and CreatedAt (ImportedAt)
+	// from the batch and start registered; the batch's DeviceCount is
+	// len(devices). An unknown station or product is ErrNotFound.
 	ImportBatch(ctx context.Context, b Batch, devices []Device) (ImportResult, error)
 	GetBatch(ctx context.Context, id string) (Batch, error)
 	GetDevice(ctx context.Context, id identity.ID) (Device, error)
 	ListDevices(ctx context.Context, f DeviceFilter) ([]Device, error)
 	// RevokeDevice marks a device revoked and its certificates revoked.
+	// Revoking a revoked device changes nothing; an unknown one is
+	// ErrNotFound.
 	RevokeDevice(ctx context.Context, id identity.ID, note string, at time.Time) error
 }
 
 // Challenges holds onboarding challenges.
 type Challenges interface {
+	// CreateChallenge stores a challenge. Its identity need not be
+	// registered: unknown identities are answered like known ones.
 	CreateChallenge(ctx context.Context, c Challenge) error
 	// ConsumeChallenge marks the challenge used and returns it. Of any
 	// number of concurrent calls for one challenge exactly one succeeds;
 	// the others get ErrChallengeUsed. An expired challenge gets
 	// ErrChallengeExpired and stays unused; an unknown one ErrNotFound.
+	// Expired means now is at or after ExpiresAt; a used challenge stays
+	// ErrChallengeUsed after it expires.
 	ConsumeChallenge(ctx context.Context, id [16]byte, now time.Time) (Challenge, error)
-	// DeleteExpiredChallenges removes challenges that expired before t.
+	// DeleteExpiredChallenges removes challenges, used or not, whose
+	// ExpiresAt is before the given time.
 	DeleteExpiredChallenges(ctx context.Context, before time.Time) (int, error)
 }
 
@@ -211,10 +225,13 @@ type Certificates interface {
 	// RecordOnboarding stores the certificate and moves the device to
 	// onboarded, in one transaction. A revoked or unknown device is
 	// ErrConflict or ErrNotFound and nothing is stored; a serial already
-	// used is ErrExists.
+	// used is ErrExists. Onboarding an onboarded device again (renewal)
+	// adds the certificate and keeps the first OnboardedAt. A zero IssuedAt
+	// is recorded as at.
 	RecordOnboarding(ctx context.Context, cert Certificate, at time.Time) error
 	GetCertificate(ctx context.Context, serial [16]byte) (Certificate, error)
-	// ListCertificates returns a device's certificates, newest first.
+	// ListCertificates returns a device's certificates, newest first (by
+	// IssuedAt, then the later recorded).
 	ListCertificates(ctx context.Context, id identity.ID) ([]Certificate, error)
 }
 
@@ -222,12 +239,17 @@ type Certificates interface {
 type Tokens interface {
 	CreateToken(ctx context.Context, t Token) error
 	GetToken(ctx context.Context, id string) (Token, error)
+	// ListTokens returns every token by ID.
 	ListTokens(ctx context.Context) ([]Token, error)
+	// RevokeToken revokes a token; revoking it again keeps the first time,
+	// and an unknown one is ErrNotFound.
 	RevokeToken(ctx context.Context, id string, at time.Time) error
 }
 
 // Audit is the append-only audit log.
 type Audit interface {
+	// AppendAudit appends e and returns its Seq; a zero Time is recorded as
+	// the time of the append.
 	AppendAudit(ctx context.Context, e AuditEvent) (int64, error)
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
 }
@@ -243,5 +265,6 @@ type Store interface {
 	Audit
 	// Ping reports whether the backend is reachable (readiness).
 	Ping(ctx context.Context) error
+	// Close releases the backend; calling it again does no harm.
 	Close() error
 }

@@ -1,0 +1,306 @@
+// Package app is the composition root of `hallmark serve`: it turns a
+// configuration into a running platform — data directory, store, key
+// manager, CA, onboarding service, HTTP API, TLS listener — and shuts it
+// down cleanly. It holds no domain logic of its own.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hallmark-iot/hallmark/internal/atomicfile"
+	"github.com/hallmark-iot/hallmark/internal/httpapi"
+	"github.com/hallmark-iot/hallmark/internal/keys"
+	"github.com/hallmark-iot/hallmark/internal/keys/softkms"
+	"github.com/hallmark-iot/hallmark/internal/onboarding"
+	"github.com/hallmark-iot/hallmark/internal/pki"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+	"github.com/hallmark-iot/hallmark/internal/store"
+	"github.com/hallmark-iot/hallmark/internal/store/sqlite"
+)
+
+// Config is everything `hallmark serve` can be told.
+type Config struct {
+	// DataDir holds the database, the CA's certificates and its encrypted
+	// keys, and the bootstrap admin token.
+	DataDir string
+	// Listen is the HTTPS address, e.g. ":8443" or "127.0.0.1:0".
+	Listen string
+	// ServerName is the platform's DNS name: in its TLS certificate and
+	// bound into every onboarding proof.
+	ServerName string
+	// CASuite is the CA's suite on first start (ecdsa-p256 or ml-dsa-65).
+	CASuite sigalg.ID
+	// CAPassphrase protects the CA keys at rest. Empty: a random one is
+	// kept in DataDir/ca-passphrase (mode 0600), which protects nothing
+	// against someone who can read the data directory: a development
+	// default, logged as a warning.
+	CAPassphrase []byte
+	// MaxManifestBytes bounds a manifest upload.
+	MaxManifestBytes int64
+	Log              *slog.Logger
+	// Now is the clock; nil uses time.Now.
+	Now func() time.Time
+}
+
+// Files in the data directory.
+const (
+	DatabaseFile       = "hallmark.db"
+	CADir              = "ca"
+	KeysDir            = "keys"
+	CAPassphraseFile   = "ca-passphrase"
+	AdminTokenFile     = "admin.token"
+	serverCertValidity = 90 * 24 * time.Hour
+)
+
+// Platform is a running platform.
+type Platform struct {
+	cfg      Config
+	Store    store.Store
+	CA       *pki.CA
+	keys     keys.Manager
+	server   *http.Server
+	listener net.Listener
+	served   chan error
+}
+
+// Start opens everything and serves HTTPS in the background.
+func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	p = &Platform{cfg: cfg, served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			p.closeParts()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if p.Store, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, DatabaseFile)); err != nil {
+		return nil, err
+	}
+	if err := p.openCA(ctx); err != nil {
+		return nil, err
+	}
+	handler, err := p.handler(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.listen(ctx, handler); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (c *Config) defaults() error {
+	if c.DataDir == "" {
+		return errors.New("serve: no data directory")
+	}
+	if c.Listen == "" {
+		c.Listen = ":8443"
+	}
+	if c.ServerName == "" {
+		c.ServerName = "localhost"
+	}
+	if c.CASuite != "" {
+		suite, err := sigalg.Lookup(string(c.CASuite))
+		if err != nil {
+			return fmt.Errorf("serve: CA suite: %w", err)
+		}
+		c.CASuite = suite.ID()
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+func (p *Platform) openCA(ctx context.Context) error {
+	pass, err := p.caPassphrase()
+	if err != nil {
+		return err
+	}
+	defer clear(pass)
+	if p.keys, err = softkms.Open(ctx, filepath.Join(p.cfg.DataDir, KeysDir), pass); err != nil {
+		return fmt.Errorf("CA key store: %w", err)
+	}
+	p.CA, err = pki.Open(ctx, p.keys, filepath.Join(p.cfg.DataDir, CADir), pki.Config{Suite: p.cfg.CASuite, Now: p.cfg.Now})
+	if err != nil {
+		return fmt.Errorf("CA: %w", err)
+	}
+	return nil
+}
+
+// caPassphrase returns the configured passphrase, or the development one
+// kept in the data directory, made on first start.
+func (p *Platform) caPassphrase() ([]byte, error) {
+	if len(p.cfg.CAPassphrase) > 0 {
+		return append([]byte(nil), p.cfg.CAPassphrase...), nil
+	}
+	path := filepath.Join(p.cfg.DataDir, CAPassphraseFile)
+	p.cfg.Log.Warn("CA keys are protected by a passphrase stored in the data directory; set HALLMARK_CA_PASSPHRASE for production", "file", path)
+	data, err := os.ReadFile(path)
+	if err == nil {
+		return []byte(strings.TrimSpace(string(data))), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("CA passphrase: %w", err)
+	}
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	pass := []byte(hex.EncodeToString(raw))
+	if err := atomicfile.WriteNew(path, append(pass, '\n'), 0o600); err != nil {
+		return nil, fmt.Errorf("CA passphrase: %w", err)
+	}
+	return pass, nil
+}
+
+func (p *Platform) listen(ctx context.Context, handler http.Handler) error {
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	if ip := net.ParseIP(p.cfg.ServerName); ip != nil {
+		ips = append(ips, ip)
+	}
+	cert, err := p.CA.IssueServer(ctx, []string{p.cfg.ServerName}, ips, serverCertValidity)
+	if err != nil {
+		return fmt.Errorf("TLS certificate: %w", err)
+	}
+	tlsCfg := &tls.Config{
+		MinVersion:       tls.VersionTLS13,
+		CurvePreferences: []tls.CurveID{tls.X25519MLKEM768, tls.X25519, tls.CurveP256},
+		Certificates:     []tls.Certificate{cert},
+		// Devices present certificates only after onboarding; the device
+		// routes verify them against the CA (pki.CA.VerifyDevice), since
+		// crypto/tls cannot check an ML-DSA CA's signatures.
+		ClientAuth: tls.RequestClientCert,
+	}
+	ln, err := net.Listen("tcp", p.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	p.listener = ln
+	p.server = &http.Server{Handler: handler, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(p.cfg.Log.Handler(), slog.LevelWarn)}
+	go func() { p.served <- p.server.ServeTLS(ln, "", "") }()
+	p.cfg.Log.Info("serving", "url", p.URL(), "ca_suite", p.CA.Suite())
+	return nil
+}
+
+// URL is the platform's base URL, with the port actually bound.
+func (p *Platform) URL() string {
+	_, port, _ := net.SplitHostPort(p.listener.Addr().String())
+	return "https://" + net.JoinHostPort(p.cfg.ServerName, port)
+}
+
+// Wait blocks until the server stops or ctx ends, then shuts down.
+func (p *Platform) Wait(ctx context.Context) error {
+	select {
+	case err := <-p.served:
+		p.closeParts()
+		return err
+	case <-ctx.Done():
+		return p.Close()
+	}
+}
+
+// Close stops serving, letting requests in flight finish for up to ten
+// seconds, and closes the store and key manager.
+func (p *Platform) Close() error {
+	var err error
+	if p.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err = p.server.Shutdown(ctx)
+	}
+	p.closeParts()
+	return err
+}
+
+func (p *Platform) closeParts() {
+	if p.Store != nil {
+		p.Store.Close()
+	}
+	if p.keys != nil {
+		p.keys.Close()
+	}
+}
+
+// metrics adapts onboarding outcomes to Prometheus.
+type metrics struct {
+	steps *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "hallmark_onboarding_step_seconds",
+		Help:    "Onboarding steps by step (challenge, proof) and outcome code.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	}, []string{"step", "outcome"})}
+	if err := reg.Register(m.steps); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *metrics) Observe(step, outcome string, took time.Duration) {
+	m.steps.WithLabelValues(step, outcome).Observe(took.Seconds())
+}
+
+var _ onboarding.Metrics = (*metrics)(nil)
+
+// handler builds the HTTP API: admin routes, onboarding and device routes,
+// and the bootstrap admin token on first start.
+func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	api, err := httpapi.New(httpapi.Config{Store: p.Store, Log: p.cfg.Log, Metrics: reg,
+		MaxManifestBytes: p.cfg.MaxManifestBytes, Now: p.cfg.Now})
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := onboarding.NewService(onboarding.Config{Store: p.Store, Issuer: onboarding.NewCAIssuer(p.CA, p.cfg.Now),
+		ServerName: p.cfg.ServerName, Log: p.cfg.Log, Metrics: m, Now: p.cfg.Now})
+	if err != nil {
+		return nil, err
+	}
+	verify := func(chain [][]byte, now time.Time) (*x509.Certificate, error) {
+		leaf, _, err := p.CA.VerifyDevice(chain, now)
+		return leaf, err
+	}
+	if err := api.HandleOnboarding(svc, verify); err != nil {
+		return nil, err
+	}
+	created, err := httpapi.EnsureBootstrapToken(ctx, p.Store, p.AdminTokenPath())
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap admin token: %w", err)
+	}
+	if created {
+		p.cfg.Log.Info("created the bootstrap admin token", "file", p.AdminTokenPath())
+	}
+	return api, nil
+}
+
+// AdminTokenPath is the file holding the bootstrap admin token.
+func (p *Platform) AdminTokenPath() string { return filepath.Join(p.cfg.DataDir, AdminTokenFile) }

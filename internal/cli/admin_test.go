@@ -1,0 +1,299 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hallmark-iot/hallmark/internal/httpapi"
+	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/manifest"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+	"github.com/hallmark-iot/hallmark/internal/store"
+	"github.com/hallmark-iot/hallmark/internal/store/sqlite"
+)
+
+// adminEnv is a platform API on a real SQLite store behind an httptest TLS
+// server, and the files an administrator holds: its CA and a token.
+type adminEnv struct {
+	ts                *httptest.Server
+	store             store.Store
+	dir               string
+	caFile, tokenFile string
+}
+
+func newAdminEnv(t *testing.T) *adminEnv {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "hallmark.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv, err := httpapi.New(httpapi.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewTLSServer(srv)
+	t.Cleanup(ts.Close)
+	e := &adminEnv{ts: ts, store: st, dir: dir, caFile: filepath.Join(dir, "ca.pem"), tokenFile: filepath.Join(dir, "admin.token")}
+	os.WriteFile(e.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}), 0o644)
+	if created, err := httpapi.EnsureBootstrapToken(ctx, st, e.tokenFile); err != nil || !created {
+		t.Fatalf("bootstrap token: %v %v", created, err)
+	}
+	return e
+}
+
+// admin runs `hallmark admin` with the connection flags.
+func (e *adminEnv) admin(t *testing.T, stdin []byte, args ...string) (int, string, string) {
+	t.Helper()
+	full := append([]string{"admin", "--server", e.ts.URL, "--token-file", e.tokenFile, "--ca-file", e.caFile}, args...)
+	return run(t, stdin, full...)
+}
+
+func (e *adminEnv) mustAdmin(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, errOut := e.admin(t, nil, args...)
+	if code != 0 {
+		t.Fatalf("hallmark admin %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	return out
+}
+
+// wantProblemLine checks a failed command printed the server's problem as
+// one line and exited 1.
+func wantProblemLine(t *testing.T, code int, errOut, problemCode string) {
+	t.Helper()
+	if code != 1 || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "hallmark: ") || !strings.HasSuffix(errOut, "("+problemCode+")\n") {
+		t.Fatalf("exit %d, stderr %q: want one line ending (%s)", code, errOut, problemCode)
+	}
+}
+
+func deriveTestKey(t *testing.T, alg sigalg.ID, name string, n int) crypto.Signer {
+	t.Helper()
+	suite, _ := sigalg.Lookup(string(alg))
+	seed := sha256.Sum256(fmt.Appendf(nil, "%s/%d", name, n))
+	key, err := suite.DeriveKey(seed[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// testManifest writes a signed manifest of n Ed25519 devices named by
+// prefix, and returns it with their identities.
+func adminManifest(t *testing.T, station crypto.Signer, batch, prefix string, n int) ([]byte, []identity.ID) {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := manifest.NewWriter(&buf, manifest.Header{Batch: batch}, station)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []identity.ID
+	for i := range n {
+		key := deriveTestKey(t, sigalg.Ed25519, prefix, i)
+		id, _ := identity.FromPublicKey(key.Public())
+		nonce := sha256.Sum256(id[:])
+		proof, err := sigalg.Sign(key, identity.ProofMessage(identity.FactoryProofContext, nonce[:], id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = w.Add(context.Background(), manifest.Record{Identity: id, Algorithm: sigalg.Ed25519, PublicKey: key.Public(),
+			RootOfTrust: manifest.Keygen, Injection: manifest.NotInjected, Nonce: nonce[:], Proof: proof,
+			Time: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), ids
+}
+
+func TestAdminWorkflow(t *testing.T) {
+	e := newAdminEnv(t)
+	station := deriveTestKey(t, sigalg.MLDSA65, "station", 0)
+	stationID, _ := identity.FromPublicKey(station.Public())
+	keyFile := filepath.Join(e.dir, "station.pub")
+	pubPEM, _ := sigalg.EncodePublicKeyPEM(station.Public())
+	os.WriteFile(keyFile, pubPEM, 0o644)
+
+	out := e.mustAdmin(t, "station", "add", "--name", "Line 1", "--public-key", keyFile)
+	if out != fmt.Sprintf("registered station %s (ml-dsa-65) \"Line 1\"\n", stationID) {
+		t.Fatalf("station add: %q", out)
+	}
+	if out := e.mustAdmin(t, "station", "list"); !strings.Contains(out, stationID.String()) || !strings.Contains(out, "Line 1") {
+		t.Fatalf("station list: %q", out)
+	}
+	code, _, errOut := e.admin(t, nil, "station", "add", "--name", "again", "--public-key", keyFile)
+	wantProblemLine(t, code, errOut, "conflict")
+
+	e.mustAdmin(t, "product", "add", "--id", "sensor", "--name", "Sensor", "--cert-validity", "8760h", "--cloud-endpoint", "mqtts://broker.example.com:8883")
+	if out := e.mustAdmin(t, "product", "list"); !strings.Contains(out, "sensor") || !strings.Contains(out, "8760h") {
+		t.Fatalf("product list: %q", out)
+	}
+	code, _, errOut = e.admin(t, nil, "product", "add", "--id", "x", "--name", "X", "--cert-validity", "forever", "--cloud-endpoint", "https://x.example.com")
+	wantProblemLine(t, code, errOut, "malformed-request")
+	if !strings.HasPrefix(errOut, "hallmark: Malformed request: cert_validity: ") {
+		t.Fatalf("problem line %q", errOut)
+	}
+
+	// Import from a file and, again, from standard input.
+	data, ids := adminManifest(t, station, "batch-1", "dev", 12)
+	mfile := filepath.Join(e.dir, "batch-1.hmm")
+	os.WriteFile(mfile, data, 0o644)
+	if out := e.mustAdmin(t, "manifest", "import", "--product", "sensor", mfile); !strings.HasPrefix(out, "imported 12 devices of batch batch-1") {
+		t.Fatalf("import: %q", out)
+	}
+	code, out, errOut = e.admin(t, data, "manifest", "import", "--product", "sensor", "-")
+	if code != 0 || !strings.Contains(out, "imported before") {
+		t.Fatalf("re-import: %d %q %q", code, out, errOut)
+	}
+	// Overlapping devices: their identities on stdout, one problem line.
+	overlap, _ := adminManifest(t, station, "batch-2", "dev", 3)
+	code, out, errOut = e.admin(t, overlap, "manifest", "import", "--product", "sensor", "-")
+	wantProblemLine(t, code, errOut, "duplicate-devices")
+	if lines := strings.Fields(out); len(lines) != 3 || lines[0] != ids[0].String() {
+		t.Fatalf("duplicates printed %q", out)
+	}
+	code, _, errOut = e.admin(t, data[:len(data)-20], "manifest", "import", "--product", "sensor", "-")
+	wantProblemLine(t, code, errOut, "manifest-invalid")
+
+	// Devices: list, filter, get, revoke.
+	var list httpapi.DeviceList
+	if err := json.Unmarshal([]byte(e.mustAdmin(t, "device", "list", "--json", "--limit", "5", "--all")), &list); err != nil || len(list.Devices) != 12 {
+		t.Fatalf("device list --all: %d devices, %v", len(list.Devices), err)
+	}
+	code, out, errOut = e.admin(t, nil, "device", "list", "--limit", "5")
+	if code != 0 || strings.Count(out, "\n") != 6 || !strings.Contains(errOut, "--after") {
+		t.Fatalf("one page: %q %q", out, errOut)
+	}
+	if out := e.mustAdmin(t, "device", "get", ids[4].String()); !strings.Contains(out, "registered") || !strings.Contains(out, stationID.String()) {
+		t.Fatalf("device get: %q", out)
+	}
+	if out := e.mustAdmin(t, "device", "revoke", ids[4].String(), "--reason", "lost in transit"); !strings.HasPrefix(out, "revoked device "+ids[4].String()) {
+		t.Fatalf("revoke: %q", out)
+	}
+	if out := e.mustAdmin(t, "device", "list", "--state", "revoked"); strings.Count(out, "\n") != 2 || !strings.Contains(out, ids[4].String()) {
+		t.Fatalf("revoked list: %q", out)
+	}
+	code, _, errOut = e.admin(t, nil, "device", "get", strings.Repeat("0", 64))
+	wantProblemLine(t, code, errOut, "not-found")
+	if code, _, _ := e.admin(t, nil, "device", "get", "nope"); code != 2 {
+		t.Fatalf("malformed identity: exit %d", code)
+	}
+
+	// Tokens: a reader token, which cannot revoke.
+	tokenOut := filepath.Join(e.dir, "reader.token")
+	code, _, errOut = e.admin(t, nil, "token", "create", "--name", "reader", "--scope", "devices:read,audit:read", "--ttl", "24h", "--out", tokenOut)
+	if info, err := os.Stat(tokenOut); code != 0 || err != nil || info.Mode().Perm() != 0o600 || !strings.Contains(errOut, "created token") {
+		t.Fatalf("token create: %d %q %v", code, errOut, err)
+	}
+	reader := &adminEnv{ts: e.ts, caFile: e.caFile, tokenFile: tokenOut}
+	reader.mustAdmin(t, "device", "list")
+	code, _, errOut = reader.admin(t, nil, "device", "revoke", ids[5].String(), "--reason", "x")
+	wantProblemLine(t, code, errOut, "forbidden")
+	readerID := strings.SplitN(strings.TrimSpace(readFile(t, tokenOut)), "_", 3)[1]
+	if out := e.mustAdmin(t, "token", "list"); !strings.Contains(out, readerID) || strings.Contains(out, readFile(t, tokenOut)[15:]) {
+		t.Fatalf("token list: %q", out)
+	}
+	e.mustAdmin(t, "token", "revoke", readerID)
+	code, _, errOut = reader.admin(t, nil, "device", "list")
+	wantProblemLine(t, code, errOut, "unauthorized")
+
+	// The audit log shows each action, the refused ones too.
+	var audit httpapi.AuditList
+	if err := json.Unmarshal([]byte(e.mustAdmin(t, "audit", "--json", "--all", "--limit", "7")), &audit); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, ev := range audit.Events {
+		seen[ev.Action+"/"+ev.Outcome] = true
+	}
+	for _, want := range []string{"token.create/ok", "station.create/ok", "station.create/error", "product.create/ok", "product.create/error",
+		"manifest.import/ok", "manifest.import/error", "device.revoke/ok", "device.revoke/denied", "token.revoke/ok", "device.list/denied"} {
+		if !seen[want] {
+			t.Errorf("audit log lacks %s", want)
+		}
+	}
+	if out := e.mustAdmin(t, "audit", "--action", "device.revoke"); strings.Count(out, "\n") != 3 || !strings.Contains(out, "lost in transit") {
+		t.Fatalf("audit --action: %q", out)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+func TestAdminConnection(t *testing.T) {
+	e := newAdminEnv(t)
+	t.Run("untrusted certificate", func(t *testing.T) {
+		code, _, errOut := run(t, nil, "admin", "--server", e.ts.URL, "--token-file", e.tokenFile, "station", "list")
+		if code != 1 || !strings.Contains(errOut, "certificate") || strings.Count(errOut, "\n") != 1 {
+			t.Fatalf("exit %d: %q", code, errOut)
+		}
+	})
+	t.Run("plain http refused", func(t *testing.T) {
+		code, _, errOut := run(t, nil, "admin", "--server", "http://"+e.ts.Listener.Addr().String(), "--token-file", e.tokenFile, "station", "list")
+		if code != 2 || !strings.Contains(errOut, "https") {
+			t.Fatalf("exit %d: %q", code, errOut)
+		}
+	})
+	t.Run("TLS 1.2 server refused", func(t *testing.T) {
+		old := httptest.NewUnstartedServer(e.ts.Config.Handler)
+		old.TLS = &tls.Config{MaxVersion: tls.VersionTLS12}
+		old.StartTLS()
+		defer old.Close()
+		ca := filepath.Join(t.TempDir(), "ca.pem")
+		os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: old.Certificate().Raw}), 0o644)
+		code, _, errOut := run(t, nil, "admin", "--server", old.URL, "--token-file", e.tokenFile, "--ca-file", ca, "station", "list")
+		if code != 1 || !strings.Contains(strings.ToLower(errOut), "version") {
+			t.Fatalf("exit %d: %q", code, errOut)
+		}
+	})
+	t.Run("no token", func(t *testing.T) {
+		t.Setenv("HALLMARK_TOKEN", "")
+		t.Setenv("HALLMARK_TOKEN_FILE", "")
+		code, _, errOut := run(t, nil, "admin", "--server", e.ts.URL, "--ca-file", e.caFile, "station", "list")
+		if code != 2 || !strings.Contains(errOut, "no admin token") {
+			t.Fatalf("exit %d: %q", code, errOut)
+		}
+	})
+	t.Run("no token flag", func(t *testing.T) {
+		code, _, _ := run(t, nil, "admin", "--server", e.ts.URL, "--token", readFile(t, e.tokenFile), "station", "list")
+		if code != 2 {
+			t.Fatalf("a --token flag was accepted: exit %d", code)
+		}
+	})
+	t.Run("environment", func(t *testing.T) {
+		t.Setenv("HALLMARK_SERVER", e.ts.URL)
+		t.Setenv("HALLMARK_CA_FILE", e.caFile)
+		t.Setenv("HALLMARK_TOKEN", strings.TrimSpace(readFile(t, e.tokenFile)))
+		t.Setenv("HALLMARK_TOKEN_FILE", "")
+		if out := mustRun(t, nil, "admin", "token", "list"); !strings.Contains(out, "bootstrap") {
+			t.Fatalf("token list: %q", out)
+		}
+		t.Setenv("HALLMARK_TOKEN", "hm_wrongtoken_"+strings.Repeat("A", 43))
+		code, _, errOut := run(t, nil, "admin", "station", "list")
+		wantProblemLine(t, code, errOut, "unauthorized")
+	})
+}

@@ -1,0 +1,193 @@
+package cli
+
+import (
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hallmark-iot/hallmark/internal/device"
+	"github.com/hallmark-iot/hallmark/internal/onboarding"
+	"github.com/hallmark-iot/hallmark/internal/pki"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+)
+
+// platformFlags locate the platform and the root that authenticates it.
+type platformFlags struct {
+	server, caFile string
+}
+
+func (f *platformFlags) bind(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.server, "server", env("HALLMARK_SERVER", ""), "platform `URL`, e.g. https://localhost:8443 ($HALLMARK_SERVER)")
+	cmd.Flags().StringVar(&f.caFile, "ca-file", env("HALLMARK_CA_FILE", ""), "the platform's root certificate `FILE` ($HALLMARK_CA_FILE)")
+}
+
+// httpClient makes a TLS 1.3 client that trusts only the platform's root
+// and presents cert when it is given.
+func (s *streams) httpClient(f platformFlags, cert *tls.Certificate) (*http.Client, error) {
+	if f.server == "" || f.caFile == "" {
+		return nil, usagef("--server URL and --ca-file FILE are required")
+	}
+	rootPEM, err := s.readInput(f.caFile, maxKeyFile, "CA certificate")
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(rootPEM) {
+		return nil, fmt.Errorf("read CA certificate %s: no PEM certificate", f.caFile)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}, nil
+}
+
+func newDeviceOnboardCmd(s *streams) *cobra.Command {
+	var statePath, opAlg string
+	var pf platformFlags
+	cmd := &cobra.Command{
+		Use:   "onboard --state STATE --server URL --ca-file ROOT.pem [--op-alg SUITE]",
+		Short: "Onboard the device: prove its identity to the platform and store its credentials",
+		Long: `Boot the device, offer its identity, sign the platform's challenge with the
+enrolment key, send a CSR for the operational key (--op-alg; ecdsa-p256 by
+default, since TLS stacks cannot use ML-DSA client keys yet) and store the
+certificate chain, trust bundle and cloud endpoint in the device's flash.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dev, opKey, err := bootForOnboarding(statePath, opAlg)
+			if err != nil {
+				return err
+			}
+			httpc, err := s.httpClient(pf, nil)
+			if err != nil {
+				return err
+			}
+			id, err := dev.Identity()
+			if err != nil {
+				return err
+			}
+			csr, err := pki.CreateCSR(opKey, id.String())
+			if err != nil {
+				return err
+			}
+			client := onboarding.Client{BaseURL: pf.server, HTTP: httpc}
+			creds, err := client.Onboard(cmd.Context(), dev, id, csr)
+			if err != nil {
+				return err
+			}
+			return s.keepCredentials(dev, statePath, creds, opAlg)
+		},
+	}
+	bindState(cmd, &statePath)
+	pf.bind(cmd)
+	cmd.Flags().StringVar(&opAlg, "op-alg", string(sigalg.ECDSAP256), "operational key suite")
+	return cmd
+}
+
+func bootForOnboarding(statePath, opAlg string) (*device.Device, crypto.Signer, error) {
+	suite, err := sigalg.Lookup(opAlg)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	dev, err := loadDevice(statePath)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := dev.Boot(); err != nil {
+		return nil, nil, err
+	}
+	opKey, err := dev.OperationalKey(suite.ID())
+	return dev, opKey, err
+}
+
+func (s *streams) keepCredentials(dev *device.Device, statePath string, creds *onboarding.Credentials, opAlg string) error {
+	suite, _ := sigalg.Lookup(opAlg)
+	dev.SetCredentials(device.Credentials{CertificateChain: creds.CertificateChain, TrustBundle: creds.TrustBundle,
+		CloudEndpoint: creds.CloudEndpoint, OperationalAlg: suite.ID()})
+	if err := dev.Save(statePath); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(s.out, "onboarded %s\ncertificate valid until %s\ncloud endpoint %s\n",
+		creds.Identity, creds.NotAfter.Format(time.RFC3339), creds.CloudEndpoint)
+	return err
+}
+
+func newDeviceCredentialsCmd(s *streams) *cobra.Command {
+	var statePath string
+	var renew bool
+	var pf platformFlags
+	cmd := &cobra.Command{
+		Use:   "credentials --state STATE --server URL --ca-file ROOT.pem [--renew]",
+		Short: "Fetch (or, with --renew, renew) the credentials over mutual TLS with the device certificate",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dev, err := loadDevice(statePath)
+			if err != nil {
+				return err
+			}
+			held := dev.Credentials()
+			if held == nil {
+				return errors.New("credentials: the device is not onboarded (run hallmark device onboard)")
+			}
+			dev, opKey, err := bootForOnboarding(statePath, string(held.OperationalAlg))
+			if err != nil {
+				return err
+			}
+			cert, err := tlsCertificate(held.CertificateChain, opKey)
+			if err != nil {
+				return err
+			}
+			httpc, err := s.httpClient(pf, cert)
+			if err != nil {
+				return err
+			}
+			client := onboarding.Client{BaseURL: pf.server, HTTP: httpc}
+			var creds *onboarding.Credentials
+			if renew {
+				var csr []byte
+				if csr, err = pki.CreateCSR(opKey, cert.Leaf.Subject.CommonName); err == nil {
+					creds, err = client.Renew(cmd.Context(), csr)
+				}
+			} else {
+				creds, err = client.Credentials(cmd.Context())
+			}
+			if err != nil {
+				return err
+			}
+			return s.keepCredentials(dev, statePath, creds, string(held.OperationalAlg))
+		},
+	}
+	bindState(cmd, &statePath)
+	pf.bind(cmd)
+	cmd.Flags().BoolVar(&renew, "renew", false, "ask for a new certificate")
+	return cmd
+}
+
+// tlsCertificate assembles the TLS client certificate from the stored PEM
+// chain and the operational key.
+func tlsCertificate(chainPEM []string, key crypto.Signer) (*tls.Certificate, error) {
+	cert := &tls.Certificate{PrivateKey: key}
+	for _, p := range chainPEM {
+		block, _ := pem.Decode([]byte(p))
+		if block == nil || block.Type != "CERTIFICATE" {
+			return nil, errors.New("credentials: the stored certificate chain is not PEM")
+		}
+		cert.Certificate = append(cert.Certificate, block.Bytes)
+	}
+	if len(cert.Certificate) == 0 {
+		return nil, errors.New("credentials: no certificate stored")
+	}
+	leaf, err := pki.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil, err
+	}
+	cert.Leaf = leaf
+	return cert, nil
+}

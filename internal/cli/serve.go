@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hallmark-iot/hallmark/internal/app"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+)
+
+// env returns the environment variable name, or fallback when it is unset:
+// every serve flag can be set as HALLMARK_<FLAG>.
+func env(name, fallback string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return fallback
+}
+
+func newServeCmd(s *streams) *cobra.Command {
+	var dataDir, listen, serverName, caSuite, passFile, logFormat, logLevel string
+	var maxManifest int64
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the onboarding platform: HTTPS API, CA and registry on embedded SQLite",
+		Long: `Run the platform. On first start it creates the data directory: a SQLite
+database, a CA (root and issuing; keys encrypted at rest) and a bootstrap
+admin token in DATA/admin.token. It serves HTTPS only (TLS 1.3, X25519MLKEM768
+preferred). Every flag can be set as an environment variable HALLMARK_<FLAG>,
+e.g. HALLMARK_DATA_DIR; the CA key passphrase comes from
+HALLMARK_CA_PASSPHRASE or --ca-passphrase-file, never from a flag value.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(s.err, logFormat, logLevel)
+			if err != nil {
+				return usageError{err}
+			}
+			suite, err := sigalg.Lookup(caSuite)
+			if err != nil {
+				return usageError{err}
+			}
+			cfg := app.Config{DataDir: dataDir, Listen: listen, ServerName: serverName, CASuite: suite.ID(),
+				MaxManifestBytes: maxManifest, Log: log}
+			if passFile != "" || os.Getenv("HALLMARK_CA_PASSPHRASE") != "" {
+				if cfg.CAPassphrase, err = s.secret(passFile, "HALLMARK_CA_PASSPHRASE"); err != nil {
+					return err
+				}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			p, err := app.Start(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(s.out, "hallmark serving at %s (admin token in %s)\n", p.URL(), p.AdminTokenPath())
+			return p.Wait(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data-dir", env("HALLMARK_DATA_DIR", "hallmark-data"), "data `DIR`")
+	f.StringVar(&listen, "listen", env("HALLMARK_LISTEN", ":8443"), "HTTPS listen `ADDRESS`")
+	f.StringVar(&serverName, "server-name", env("HALLMARK_SERVER_NAME", "localhost"), "the platform's DNS `NAME` (TLS certificate, onboarding proofs)")
+	f.StringVar(&caSuite, "ca-suite", env("HALLMARK_CA_SUITE", "ecdsa-p256"), "CA signature suite on first start: ecdsa-p256 or ml-dsa-65")
+	f.StringVar(&passFile, "ca-passphrase-file", env("HALLMARK_CA_PASSPHRASE_FILE", ""), "CA key passphrase `FILE`")
+	f.StringVar(&logFormat, "log-format", env("HALLMARK_LOG_FORMAT", "json"), "log format: json or text")
+	f.StringVar(&logLevel, "log-level", env("HALLMARK_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
+	f.Int64Var(&maxManifest, "max-manifest-bytes", 0, "largest manifest upload (default 2 GiB)")
+	return cmd
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want json or text", format)
+}

@@ -1,0 +1,198 @@
+package httpapi
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hallmark-iot/hallmark/internal/store"
+	"github.com/hallmark-iot/hallmark/internal/store/sqlite"
+)
+
+func TestNewTokenFormat(t *testing.T) {
+	secret, tok := NewToken("ci", []string{ScopeDevicesRead}, time.Hour)
+	id, hash, ok := parseBearer(secret)
+	if !ok || id != tok.ID || hash != tok.Hash {
+		t.Fatalf("token %q does not parse back to its record", secret)
+	}
+	if !strings.HasPrefix(secret, "hm_"+tok.ID+"_") || len(tok.ID) < 8 || len(tok.ID) > 16 {
+		t.Fatalf("token %q, id %q", secret, tok.ID)
+	}
+	if tok.ExpiresAt.Sub(tok.CreatedAt) != time.Hour {
+		t.Fatalf("expiry %v after creation", tok.ExpiresAt.Sub(tok.CreatedAt))
+	}
+	// The secret part is not stored anywhere in the record.
+	if strings.Contains(tok.Name+tok.ID, secret[len("hm_"+tok.ID+"_"):]) {
+		t.Fatal("secret in the record")
+	}
+	other, _ := NewToken("ci", nil, 0)
+	if other == secret {
+		t.Fatal("two tokens alike")
+	}
+	for _, bad := range []string{
+		"", "hm_", "hm_abcdefgh", "hm_abcdefgh_", "xx" + secret[2:], secret + "A", secret[:len(secret)-1],
+		"hm_ABCDEFGH_" + secret[len("hm_"+tok.ID+"_"):], "hm_abc_" + secret[len("hm_"+tok.ID+"_"):],
+		"hm_" + tok.ID + "_" + strings.Repeat("=", 43),
+	} {
+		if _, _, ok := parseBearer(bad); ok {
+			t.Errorf("parseBearer(%q) accepted", bad)
+		}
+	}
+}
+
+func TestAuthFailures(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	revoked := e.token(t, "revoked", ScopeAdmin)
+	id, _, _ := parseBearer(revoked)
+	if err := e.store.RevokeToken(ctx, id, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	expiring, tok := newTokenAt("expiring", []string{ScopeAdmin}, time.Minute, e.clock.Now().Add(-2*time.Minute))
+	if err := e.store.CreateToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	reader := e.token(t, "reader", ScopeDevicesRead)
+	wrongSecret := e.admin[:len(e.admin)-2] + "AA"
+	if wrongSecret == e.admin {
+		wrongSecret = e.admin[:len(e.admin)-2] + "BA"
+	}
+	unknownID, _ := NewToken("never stored", []string{ScopeAdmin}, 0)
+
+	for _, tc := range []struct {
+		name, header string
+		status       int
+		code, actor  string
+	}{
+		{"no token", "", 401, "unauthorized", "anonymous"},
+		{"not bearer", "Basic dXNlcjpwYXNz", 401, "unauthorized", "anonymous"},
+		{"malformed", "Bearer not-a-token", 401, "unauthorized", "anonymous"},
+		{"unknown id", "Bearer " + unknownID, 401, "unauthorized", "token:"},
+		{"wrong secret", "Bearer " + wrongSecret, 401, "unauthorized", "token:"},
+		{"revoked", "Bearer " + revoked, 401, "unauthorized", "token:" + id},
+		{"expired", "Bearer " + expiring, 401, "unauthorized", "token:" + tok.ID},
+		{"wrong scope", "Bearer " + reader, 403, "forbidden", "token:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := StationRequest{Name: "x", PublicKey: stationPEM(t, deriveKey(t, "ed25519", tc.name, 0))}
+			req := e.callAuth(t, "POST", "/v1/admin/stations", tc.header, body)
+			p := req.wantProblem(t, tc.status, tc.code)
+			if tc.status == 401 && req.header.Get("WWW-Authenticate") == "" {
+				t.Fatal("401 without WWW-Authenticate")
+			}
+			if tc.status == 401 && p.Detail != errUnauthorized.Detail {
+				t.Fatalf("401 detail %q tells failures apart", p.Detail)
+			}
+			last := e.lastAudit(t)
+			if last.Outcome != "denied" || last.Action != "station.create" || !strings.HasPrefix(last.Actor, tc.actor) || last.RemoteAddr == "" {
+				t.Fatalf("audit %+v", last)
+			}
+			if strings.Contains(last.Detail, "hm_") || strings.Contains(last.Actor, "_") {
+				t.Fatalf("audit event holds token material: %+v", last)
+			}
+			stations, _ := e.store.ListStations(ctx)
+			if len(stations) != 0 {
+				t.Fatal("a denied request registered a station")
+			}
+		})
+	}
+	// The clock moving past an expiry ends a token.
+	short, tok2 := newTokenAt("short", []string{ScopeAdmin}, time.Hour, e.clock.Now())
+	e.store.CreateToken(ctx, tok2)
+	e.call(t, "GET", "/v1/admin/stations", short, nil).decode(t, 200, &StationList{})
+	e.clock.Advance(time.Hour)
+	e.call(t, "GET", "/v1/admin/stations", short, nil).wantProblem(t, 401, "unauthorized")
+}
+
+func TestTokens(t *testing.T) {
+	e := newEnv(t)
+	// An admin creates a token that may only manage tokens and read devices.
+	var created NewTokenResponse
+	e.call(t, "POST", "/v1/admin/tokens", e.admin, TokenRequest{
+		Name: "ops", Scopes: []string{ScopeTokensWrite, ScopeDevicesRead}, TTL: "24h",
+	}).decode(t, 201, &created)
+	if created.Secret == "" || created.Token.ExpiresAt == nil || !created.Token.ExpiresAt.Equal(testStart.Add(24*time.Hour)) {
+		t.Fatalf("created %+v", created)
+	}
+	// It works, and cannot mint a more powerful token.
+	e.call(t, "GET", "/v1/admin/devices", created.Secret, nil).decode(t, 200, &DeviceList{})
+	e.call(t, "POST", "/v1/admin/tokens", created.Secret, TokenRequest{Name: "escalate", Scopes: []string{ScopeAdmin}}).
+		wantProblem(t, 403, "forbidden")
+	e.call(t, "POST", "/v1/admin/tokens", created.Secret, TokenRequest{Name: "escalate", Scopes: []string{ScopeDevicesRevoke}}).
+		wantProblem(t, 403, "forbidden")
+	if ev := e.lastAudit(t); ev.Outcome != "denied" || ev.Action != "token.create" {
+		t.Fatalf("escalation audited as %+v", ev)
+	}
+	var sub NewTokenResponse
+	e.call(t, "POST", "/v1/admin/tokens", created.Secret, TokenRequest{Name: "reader", Scopes: []string{ScopeDevicesRead}}).decode(t, 201, &sub)
+	if !sub.Token.ExpiresAt.Equal(testStart.Add(defaultTokenTTL)) {
+		t.Fatalf("default TTL: expires %v", sub.Token.ExpiresAt)
+	}
+	// Bad requests.
+	for name, req := range map[string]TokenRequest{
+		"no scopes":     {Name: "x"},
+		"unknown scope": {Name: "x", Scopes: []string{"root"}},
+		"twice":         {Name: "x", Scopes: []string{ScopeAuditRead, ScopeAuditRead}},
+		"ttl too long":  {Name: "x", Scopes: []string{ScopeAuditRead}, TTL: "8761h"},
+		"ttl bad":       {Name: "x", Scopes: []string{ScopeAuditRead}, TTL: "forever"},
+		"no name":       {Scopes: []string{ScopeAuditRead}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e.call(t, "POST", "/v1/admin/tokens", e.admin, req).wantProblem(t, 400, "malformed-request")
+		})
+	}
+	// Listing never shows a secret.
+	r := e.call(t, "GET", "/v1/admin/tokens", e.admin, nil)
+	var list TokenList
+	r.decode(t, 200, &list)
+	if len(list.Tokens) != 3 || strings.Contains(string(r.body), created.Secret[len(created.Secret)-43:]) {
+		t.Fatalf("token list %s", r.body)
+	}
+	// Revoking ends it at once.
+	var revoked Token
+	e.call(t, "DELETE", "/v1/admin/tokens/"+sub.Token.ID, created.Secret, nil).decode(t, 200, &revoked)
+	if revoked.RevokedAt == nil {
+		t.Fatalf("revoked %+v", revoked)
+	}
+	e.call(t, "GET", "/v1/admin/devices", sub.Secret, nil).wantProblem(t, 401, "unauthorized")
+	e.call(t, "DELETE", "/v1/admin/tokens/nosuchtoken", e.admin, nil).wantProblem(t, 404, "not-found")
+	e.call(t, "DELETE", "/v1/admin/tokens/NO_SUCH", e.admin, nil).wantProblem(t, 404, "not-found")
+}
+
+func TestEnsureBootstrapToken(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	path := filepath.Join(dir, "admin.token")
+	created, err := EnsureBootstrapToken(ctx, st, path)
+	if err != nil || !created {
+		t.Fatalf("first start: created %v, %v", created, err)
+	}
+	info, err := os.Stat(path)
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v %v", info, err)
+	}
+	data, _ := os.ReadFile(path)
+	id, hash, ok := parseBearer(strings.TrimSpace(string(data)))
+	tok, err := st.GetToken(ctx, id)
+	if !ok || err != nil || tok.Hash != hash || len(tok.Scopes) != 1 || tok.Scopes[0] != ScopeAdmin {
+		t.Fatalf("stored token %+v, %v", tok, err)
+	}
+	// A second start changes nothing.
+	created, err = EnsureBootstrapToken(ctx, st, path)
+	again, _ := os.ReadFile(path)
+	if err != nil || created || string(again) != string(data) {
+		t.Fatalf("second start: created %v, %v", created, err)
+	}
+	events, _ := st.ListAudit(ctx, store.AuditFilter{Action: "token.create"})
+	if len(events) != 1 || events[0].Actor != "system" || strings.Contains(events[0].Detail, string(data[10:])) {
+		t.Fatalf("audit %+v", events)
+	}
+}

@@ -1,0 +1,169 @@
+package httpapi
+
+import (
+	"crypto/x509"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hallmark-iot/hallmark/internal/onboarding"
+)
+
+// maxOnboardingBody bounds an onboarding request: an ML-DSA-87 CSR and
+// signature in base64 stay well under it.
+const maxOnboardingBody = 64 << 10
+
+// DeviceVerifier checks a client certificate chain as presented in mutual
+// TLS (leaf first) against the platform's CA and returns the leaf;
+// pki.CA.VerifyDevice is one.
+type DeviceVerifier func(chain [][]byte, now time.Time) (*x509.Certificate, error)
+
+// HandleOnboarding adds the onboarding protocol's routes
+// (docs/protocol.md): the public challenge and proof, and the device
+// routes authenticated by mutual TLS.
+func (s *Server) HandleOnboarding(svc *onboarding.Service, verify DeviceVerifier) error {
+	o := onboardHandlers{s: s, svc: svc, verify: verify}
+	for _, rt := range o.routes() {
+		if err := s.Handle(rt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type onboardHandlers struct {
+	s      *Server
+	svc    *onboarding.Service
+	verify DeviceVerifier
+}
+
+func (o onboardHandlers) routes() []Route {
+	creds := []Response{{Status: 200, Description: "The device's credentials.", Body: onboarding.Credentials{}}}
+	return []Route{
+		{Method: "POST", Path: onboarding.PathChallenge, Handler: http.HandlerFunc(o.challenge), Doc: RouteDoc{
+			OperationID: "onboardChallenge", Summary: "Offer a device identity; receive a single-use challenge.", Tag: "onboarding",
+			Description: "The answer is the same whether or not the identity is registered. The challenge expires after 60 seconds.",
+			Request:     onboarding.ChallengeRequest{},
+			Responses:   []Response{{Status: 201, Description: "The challenge.", Body: onboarding.ChallengeResponse{}}},
+			Problems:    []string{"rate-limited"},
+		}},
+		{Method: "POST", Path: onboarding.PathProof, Handler: http.HandlerFunc(o.proof), Doc: RouteDoc{
+			OperationID: "onboardProof", Summary: "Answer a challenge with a proof of possession and a CSR; receive credentials.", Tag: "onboarding",
+			Description: "The signature covers the message of docs/protocol.md: context, challenge ID, nonce, server name, SHA-256 of the CSR and the identity.",
+			Request:     onboarding.ProofRequest{},
+			Responses:   creds,
+			Problems:    []string{"rate-limited", "challenge-unknown", "challenge-used", "challenge-expired", "proof-rejected", "device-revoked", "bad-csr"},
+		}},
+		{Method: "GET", Path: onboarding.PathCredentials, Handler: http.HandlerFunc(o.credentials), Doc: RouteDoc{
+			OperationID: "deviceCredentials", Summary: "Fetch the device's current credentials.", Tag: "device",
+			Auth: AuthMutualTLS, Responses: creds, Problems: []string{"not-onboarded", "device-revoked"},
+		}},
+		{Method: "POST", Path: onboarding.PathRenew, Handler: http.HandlerFunc(o.renew), Doc: RouteDoc{
+			OperationID: "deviceRenew", Summary: "Renew the device certificate for a new CSR.", Tag: "device",
+			Auth: AuthMutualTLS, Request: onboarding.RenewRequest{}, Responses: creds,
+			Problems: []string{"not-onboarded", "device-revoked", "bad-csr"},
+		}},
+	}
+}
+
+func (o onboardHandlers) challenge(w http.ResponseWriter, r *http.Request) {
+	var req onboarding.ChallengeRequest
+	if err := decodeJSON(r, maxOnboardingBody, &req); err != nil {
+		o.s.writeProblem(w, r, err)
+		return
+	}
+	resp, err := o.svc.Challenge(r.Context(), req, clientAddr(r))
+	if err != nil {
+		o.s.writeProblem(w, r, onboardingProblem(err))
+		return
+	}
+	o.s.writeJSON(w, http.StatusCreated, resp)
+}
+
+func (o onboardHandlers) proof(w http.ResponseWriter, r *http.Request) {
+	var req onboarding.ProofRequest
+	if err := decodeJSON(r, maxOnboardingBody, &req); err != nil {
+		o.s.writeProblem(w, r, err)
+		return
+	}
+	creds, err := o.svc.Prove(r.Context(), req, clientAddr(r))
+	if err != nil {
+		o.s.writeProblem(w, r, onboardingProblem(err))
+		return
+	}
+	o.s.writeJSON(w, http.StatusOK, creds)
+}
+
+func (o onboardHandlers) credentials(w http.ResponseWriter, r *http.Request) {
+	leaf, err := o.clientCertificate(r)
+	if err == nil {
+		var creds *onboarding.Credentials
+		if creds, err = o.svc.Credentials(r.Context(), leaf, clientAddr(r)); err == nil {
+			o.s.writeJSON(w, http.StatusOK, creds)
+			return
+		}
+	}
+	o.s.writeProblem(w, r, onboardingProblem(err))
+}
+
+func (o onboardHandlers) renew(w http.ResponseWriter, r *http.Request) {
+	leaf, err := o.clientCertificate(r)
+	if err != nil {
+		o.s.writeProblem(w, r, onboardingProblem(err))
+		return
+	}
+	var req onboarding.RenewRequest
+	if err := decodeJSON(r, maxOnboardingBody, &req); err != nil {
+		o.s.writeProblem(w, r, err)
+		return
+	}
+	creds, err := o.svc.Renew(r.Context(), leaf, req, clientAddr(r))
+	if err != nil {
+		o.s.writeProblem(w, r, onboardingProblem(err))
+		return
+	}
+	o.s.writeJSON(w, http.StatusOK, creds)
+}
+
+// clientCertificate verifies the certificate the TLS handshake received
+// (crypto/tls checked the client's possession of its key, not the chain).
+func (o onboardHandlers) clientCertificate(r *http.Request) (*x509.Certificate, error) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || o.verify == nil {
+		return nil, onboarding.ErrNotOnboarded
+	}
+	chain := make([][]byte, len(r.TLS.PeerCertificates))
+	for i, c := range r.TLS.PeerCertificates {
+		chain[i] = c.Raw
+	}
+	leaf, err := o.verify(chain, o.s.now())
+	if err != nil {
+		return nil, onboarding.ErrNotOnboarded
+	}
+	return leaf, nil
+}
+
+// onboardingProblem maps the service's errors to problem codes; the
+// service's messages carry no secret, so a malformed request keeps its
+// detail.
+func onboardingProblem(err error) error {
+	switch code := onboarding.ErrorCode(err); code {
+	case "malformed":
+		return NewProblem("malformed-request", err.Error())
+	case "revoked":
+		return NewProblem("device-revoked", "")
+	case "bad-csr":
+		return NewProblem("bad-csr", err.Error())
+	case "internal":
+		return err
+	default:
+		return NewProblem(code, "")
+	}
+}
+
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

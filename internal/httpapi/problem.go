@@ -1,0 +1,210 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+
+	"github.com/hallmark-iot/hallmark/internal/store"
+)
+
+// ProblemTypeBase prefixes every problem's type URI; the code follows it.
+const ProblemTypeBase = "https://hallmark.dev/problems/"
+
+// Problem is an RFC 9457 problem detail. It is both what a handler returns
+// as an error and what a client decodes from an error response. Title is
+// fixed per code; Detail explains this occurrence and is shown to the
+// caller, so it never carries an internal cause: internal errors become the
+// "internal" problem and their cause goes to the log only.
+type Problem struct {
+	Type     string `json:"type"`
+	Title    string `json:"title"`
+	Status   int    `json:"status"`
+	Detail   string `json:"detail,omitempty"`
+	Code     string `json:"code"`
+	Instance string `json:"instance,omitempty"`
+	// RequestID repeats the X-Request-Id header, so a user can quote one
+	// value from a saved error body.
+	RequestID string `json:"request_id,omitempty"`
+	// Extensions are further members for this code, such as the
+	// duplicates of a duplicate-devices problem.
+	Extensions map[string]any `json:"-"`
+}
+
+// Error formats the problem as one line: title, detail, code.
+func (p *Problem) Error() string {
+	if p.Detail == "" {
+		return fmt.Sprintf("%s (%s)", p.Title, p.Code)
+	}
+	return fmt.Sprintf("%s: %s (%s)", p.Title, p.Detail, p.Code)
+}
+
+// MarshalJSON writes the standard members and the extensions as one object.
+func (p *Problem) MarshalJSON() ([]byte, error) {
+	type plain Problem
+	base, err := json.Marshal((*plain)(p))
+	if err != nil || len(p.Extensions) == 0 {
+		return base, err
+	}
+	ext, err := json.Marshal(p.Extensions)
+	if err != nil {
+		return nil, err
+	}
+	// Both are non-empty objects: join "{...}" and "{...}" with a comma.
+	out := append(bytes.TrimSuffix(base, []byte("}")), ',')
+	return append(out, ext[1:]...), nil
+}
+
+// UnmarshalJSON reads the standard members and keeps any others as
+// extensions.
+func (p *Problem) UnmarshalJSON(data []byte) error {
+	type plain Problem
+	if err := json.Unmarshal(data, (*plain)(p)); err != nil {
+		return err
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(data, &all); err != nil {
+		return err
+	}
+	for _, k := range []string{"type", "title", "status", "detail", "code", "instance", "request_id"} {
+		delete(all, k)
+	}
+	p.Extensions = nil
+	for k, v := range all {
+		if p.Extensions == nil {
+			p.Extensions = map[string]any{}
+		}
+		var x any
+		if err := json.Unmarshal(v, &x); err != nil {
+			return err
+		}
+		p.Extensions[k] = x
+	}
+	return nil
+}
+
+// ProblemCode is one stable machine-readable problem code.
+type ProblemCode struct {
+	Code   string
+	Status int
+	Title  string
+	// About is the documentation of the code in docs/api.md and the
+	// OpenAPI document: when it happens and what to do.
+	About string
+}
+
+// problemCodes is the one table of codes. Codes are an API: a client
+// branches on them, so they never change meaning once published.
+var problemCodes = []ProblemCode{
+	{"malformed-request", 400, "Malformed request", "The body or a parameter is not valid: bad JSON, a wrong type, a value out of range, trailing data after the JSON value, a repeated or unknown query parameter."},
+	{"unknown-field", 400, "Unknown field", "The JSON body has a member the endpoint does not define (or spells one in another case). Nothing was changed."},
+	{"unauthorized", 401, "Unauthorized", "No bearer token, or a token that is malformed, unknown, wrong, expired or revoked. The response carries WWW-Authenticate: Bearer."},
+	{"forbidden", 403, "Forbidden", "The token is valid but lacks the scope the route needs, or asks to grant a scope it does not hold."},
+	{"not-found", 404, "Not found", "No such route or record."},
+	{"method-not-allowed", 405, "Method not allowed", "The path exists but not with this method; the Allow header lists the methods it has."},
+	{"conflict", 409, "Conflict", "The record exists already (a station, product or token ID), or a batch of this name was imported from a different manifest."},
+	{"duplicate-devices", 409, "Duplicate devices", "Devices of the manifest are registered by another batch; nothing was imported. The problem lists up to 100 identities in `duplicates` and their number in `duplicate_count`."},
+	{"body-too-large", 413, "Body too large", "The body exceeds the endpoint's limit (64 KiB for JSON, the configured manifest limit for manifests)."},
+	{"unsupported-media-type", 415, "Unsupported media type", "The Content-Type is not one the endpoint accepts (application/json; application/jsonl or application/x-ndjson for manifests)."},
+	{"manifest-invalid", 422, "Manifest invalid", "The manifest fails verification against the registered station key: malformed, altered, truncated, a bad device proof, a repeated identity. Nothing was imported."},
+	{"unknown-station", 422, "Unknown station", "The manifest's header names a station that is not registered."},
+	{"unknown-product", 422, "Unknown product", "The product named in the request does not exist."},
+	{"rate-limited", 429, "Too many requests", "Too many requests from this client or for this identity; retry later."},
+	{"internal", 500, "Internal error", "The server failed; the detail is logged under the request ID and never returned."},
+	{"unavailable", 503, "Service unavailable", "The server cannot reach its store (readiness)."},
+	// The onboarding protocol's codes (docs/protocol.md).
+	{"challenge-unknown", 401, "Unknown challenge", "Onboarding: the challenge ID was never issued or has been removed."},
+	{"challenge-used", 401, "Challenge used", "Onboarding: the challenge was answered before; request a new one."},
+	{"challenge-expired", 401, "Challenge expired", "Onboarding: the challenge expired before the answer arrived; request a new one."},
+	{"proof-rejected", 401, "Proof rejected", "Onboarding: the proof of possession does not verify for the claimed identity."},
+	{"not-onboarded", 401, "Device not recognised", "Device routes: the client certificate is missing, not issued by this platform, unknown or revoked."},
+	{"device-revoked", 403, "Device revoked", "Onboarding: the device is revoked."},
+	{"bad-csr", 422, "Certificate request refused", "Onboarding: the PKCS #10 request's signature or key is not acceptable."},
+}
+
+// ProblemCodes lists every problem code the API uses, for documentation.
+func ProblemCodes() []ProblemCode { return slices.Clone(problemCodes) }
+
+func lookupCode(code string) (ProblemCode, bool) {
+	for _, c := range problemCodes {
+		if c.Code == code {
+			return c, true
+		}
+	}
+	return ProblemCode{}, false
+}
+
+// NewProblem returns the problem for code with the given detail. An unknown
+// code is a programming error and becomes "internal".
+func NewProblem(code, detail string) *Problem {
+	c, ok := lookupCode(code)
+	if !ok {
+		c, _ = lookupCode("internal")
+		detail = ""
+	}
+	return &Problem{Type: ProblemTypeBase + c.Code, Title: c.Title, Status: c.Status, Code: c.Code, Detail: detail}
+}
+
+func problemf(code, format string, args ...any) *Problem {
+	return NewProblem(code, fmt.Sprintf(format, args...))
+}
+
+// problemFor maps an error to the problem the caller sees. Problems pass
+// through; store sentinels map to their codes with a generic detail (a
+// backend's message may name tables or files); anything else is internal.
+func problemFor(err error) *Problem {
+	var p *Problem
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &p):
+		return p
+	case errors.As(err, &tooLarge):
+		return problemf("body-too-large", "the body exceeds the limit of %d bytes", tooLarge.Limit)
+	case errors.Is(err, store.ErrNotFound):
+		return NewProblem("not-found", "no such record")
+	case errors.Is(err, store.ErrExists):
+		return NewProblem("conflict", "the record exists already")
+	case errors.Is(err, store.ErrConflict):
+		return NewProblem("conflict", "the record's state refuses the change")
+	}
+	return NewProblem("internal", "")
+}
+
+// writeProblem answers with the problem for err. Internal errors are logged
+// with the request ID, their cause never sent.
+func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error) {
+	p := *problemFor(err) // a copy: handlers may return shared problems
+	rid := requestID(r.Context())
+	if p.Status >= 500 {
+		s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
+			slog.String("request_id", rid), slog.String("route", r.Pattern), slog.String("error", errString(err)))
+	}
+	p.RequestID = rid
+	if p.Instance == "" {
+		p.Instance = r.URL.Path
+	}
+	if p.Status == http.StatusUnauthorized && p.Code == "unauthorized" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="hallmark"`)
+	}
+	body, mErr := json.Marshal(&p)
+	if mErr != nil {
+		body = []byte(`{"type":"` + ProblemTypeBase + `internal","title":"Internal error","status":500,"code":"internal"}`)
+		p.Status = http.StatusInternalServerError
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Del("Content-Length")
+	w.WriteHeader(p.Status)
+	w.Write(append(body, '\n'))
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

@@ -1,0 +1,163 @@
+package httpapi
+
+import (
+	"time"
+
+	"github.com/hallmark-iot/hallmark/internal/identity"
+)
+
+// The admin API's request and response bodies. The server and the Client
+// share them; the OpenAPI document's schemas are generated from them, with
+// the `doc` tag as each member's description. Optional times are pointers,
+// absent when zero.
+
+// StationRequest registers a station.
+type StationRequest struct {
+	Name      string `json:"name" doc:"Display name, 1 to 128 printable characters."`
+	PublicKey string `json:"public_key" doc:"The station's signature public key: one PEM \"PUBLIC KEY\" block (SubjectPublicKeyInfo) of a supported suite."`
+}
+
+// Station is a registered provisioning station.
+type Station struct {
+	ID        identity.ID `json:"id" doc:"SHA-256 of the key's DER SubjectPublicKeyInfo."`
+	Name      string      `json:"name"`
+	Algorithm string      `json:"algorithm" doc:"Signature suite of the key."`
+	PublicKey string      `json:"public_key" doc:"PEM public key."`
+	CreatedAt time.Time   `json:"created_at"`
+}
+
+// StationList lists stations.
+type StationList struct {
+	Stations []Station `json:"stations"`
+}
+
+// ProductRequest creates a product.
+type ProductRequest struct {
+	ID            string `json:"id" doc:"Slug: 1 to 63 characters of a-z, 0-9, '-', starting with a letter or digit." pattern:"^[a-z0-9][a-z0-9-]{0,62}$"`
+	Name          string `json:"name" doc:"Display name, 1 to 128 printable characters."`
+	CertValidity  string `json:"cert_validity" doc:"Validity of the device certificates issued for the product, a Go duration such as \"8760h\"; 1h to 87600h (10 years)."`
+	CloudEndpoint string `json:"cloud_endpoint" doc:"Where onboarded devices connect: an absolute URL with scheme mqtts, https or wss, a host, no user information or fragment."`
+}
+
+// Product decides a device's certificate profile and cloud endpoint.
+type Product struct {
+	ID            string    `json:"id"`
+	Name          string    `json:"name"`
+	CertValidity  string    `json:"cert_validity" doc:"Go duration."`
+	CloudEndpoint string    `json:"cloud_endpoint"`
+	CreatedAt     time.Time `json:"created_at"`
+}
+
+// ProductList lists products.
+type ProductList struct {
+	Products []Product `json:"products"`
+}
+
+// ImportResult reports a manifest import.
+type ImportResult struct {
+	Batch           string      `json:"batch" doc:"The manifest's batch name."`
+	Station         identity.ID `json:"station" doc:"The station that signed the manifest."`
+	Product         string      `json:"product"`
+	Devices         int         `json:"devices" doc:"Device records in the manifest."`
+	Imported        int         `json:"imported" doc:"Devices registered by this request; 0 when already imported."`
+	AlreadyImported bool        `json:"already_imported" doc:"The same batch with the same manifest was imported before; nothing changed."`
+	Digest          string      `json:"digest" doc:"SHA-256 of the manifest before its trailer, hex."`
+}
+
+// Device is a registered device.
+type Device struct {
+	Identity     identity.ID   `json:"identity" doc:"SHA-256 of the enrolment key's DER SubjectPublicKeyInfo."`
+	State        string        `json:"state" enum:"registered,onboarded,revoked"`
+	Algorithm    string        `json:"algorithm" doc:"Suite of the enrolment key."`
+	PublicKey    []byte        `json:"public_key" doc:"DER SubjectPublicKeyInfo of the enrolment key."`
+	RootOfTrust  string        `json:"root_of_trust" enum:"puf,keygen,inject"`
+	Injection    string        `json:"injection" enum:"none,encrypted,clear"`
+	Product      string        `json:"product"`
+	Batch        string        `json:"batch"`
+	Station      identity.ID   `json:"station"`
+	CreatedAt    time.Time     `json:"created_at" doc:"When the manifest was imported."`
+	OnboardedAt  *time.Time    `json:"onboarded_at,omitempty"`
+	RevokedAt    *time.Time    `json:"revoked_at,omitempty"`
+	RevokeReason string        `json:"revoke_reason,omitempty"`
+	Certificates []Certificate `json:"certificates,omitempty" doc:"Issued certificates, newest first; only in GET /v1/admin/devices/{identity}."`
+}
+
+// Certificate describes an issued device certificate.
+type Certificate struct {
+	Serial    string     `json:"serial" doc:"128-bit serial, hex." pattern:"^[0-9a-f]{32}$"`
+	NotBefore time.Time  `json:"not_before"`
+	NotAfter  time.Time  `json:"not_after"`
+	IssuedAt  time.Time  `json:"issued_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// DeviceList is one page of devices.
+type DeviceList struct {
+	Devices []Device `json:"devices"`
+	Next    string   `json:"next,omitempty" doc:"Pass as ?after= for the next page; absent on the last page (which may be empty)."`
+}
+
+// RevokeRequest revokes a device.
+type RevokeRequest struct {
+	Reason string `json:"reason" doc:"Why, for the audit log: 1 to 256 printable characters."`
+}
+
+// AuditEvent is one audit log entry.
+type AuditEvent struct {
+	Seq        int64     `json:"seq"`
+	Time       time.Time `json:"time"`
+	Actor      string    `json:"actor" doc:"token:<id>, device:<identity>, anonymous or system."`
+	Action     string    `json:"action" doc:"For example station.create, manifest.import, device.onboard."`
+	Subject    string    `json:"subject"`
+	Outcome    string    `json:"outcome" enum:"ok,denied,error"`
+	Detail     string    `json:"detail,omitempty"`
+	RemoteAddr string    `json:"remote_addr,omitempty"`
+}
+
+// AuditList is one page of audit events, oldest first.
+type AuditList struct {
+	Events []AuditEvent `json:"events"`
+	Next   int64        `json:"next,omitempty" doc:"Pass as ?after= for the next page; absent on the last page."`
+}
+
+// TokenRequest creates an admin token.
+type TokenRequest struct {
+	Name   string   `json:"name" doc:"What the token is for, 1 to 128 printable characters."`
+	Scopes []string `json:"scopes" doc:"At least one scope, each one the caller holds itself." enum:"stations:write,products:write,manifests:import,devices:read,devices:revoke,audit:read,tokens:write,admin"`
+	TTL    string   `json:"ttl,omitempty" doc:"Lifetime, a Go duration from 1m to 8760h; default 2160h (90 days)."`
+}
+
+// Token describes an admin token; it never carries the secret.
+type Token struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Scopes    []string   `json:"scopes"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// NewTokenResponse is the answer to a token creation: the only time the
+// secret is shown.
+type NewTokenResponse struct {
+	Token  Token  `json:"token"`
+	Secret string `json:"secret" doc:"The bearer token, hm_<id>_<secret>. Shown once; only its hash is stored."`
+}
+
+// TokenList lists tokens.
+type TokenList struct {
+	Tokens []Token `json:"tokens"`
+}
+
+// Status answers health and readiness checks.
+type Status struct {
+	Status string `json:"status" enum:"ok,ready"`
+}
+
+func optionalTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

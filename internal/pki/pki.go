@@ -1,0 +1,204 @@
+// Package pki owns the platform's certificate authority and its X.509 for
+// every sigalg suite, ML-DSA included: the CA hierarchy (a root and an
+// issuing CA whose keys live in a keys.Manager), the certificate profiles
+// (root, issuing, device, TLS server), PKCS #10 requests, and chain
+// verification.
+//
+// crypto/x509 cannot sign with ML-DSA nor encode an ML-DSA key, and its
+// Verify cannot check an ML-DSA signature, so this package builds
+// certificates and requests itself with encoding/asn1 — one builder for all
+// suites — and verifies chains itself. ML-DSA follows RFC 9881: the
+// signature AlgorithmIdentifier is the ML-DSA OID (2.16.840.1.101.3.4.3.17,
+// .18 or .19, the same as the key's) with absent parameters, and the
+// signature is pure ML-DSA with the empty context over the DER
+// TBSCertificate. Classical certificates come out of the same code and are
+// checked against crypto/x509 and OpenSSL in the tests.
+//
+//	ca, err := pki.Open(ctx, km, dir, pki.Config{Suite: sigalg.MLDSA65})
+//	csr, err := pki.ParseCSR(der)                       // from the device
+//	iss, err := ca.IssueDevice(ctx, pki.DeviceRequest{Identity: id, PublicKey: csr.PublicKey, Validity: d})
+//	chain := ca.Chain()                                 // issuing CA, root
+//	leaf, err := pki.VerifyChain(iss.DER, chain[:1], chain[1:], now, x509.ExtKeyUsageClientAuth)
+//
+// The CA holds no private key: it signs through the key manager's
+// crypto.Signer with sigalg.Sign. Go's crypto/tls cannot verify ML-DSA
+// signatures, so a CA whose suite TLS cannot use issues the platform's TLS
+// server certificates from a separate ECDSA P-256 root (IssueServer,
+// docs/decisions/0004-tls-under-an-ml-dsa-ca.md). docs/pki.md describes
+// the hierarchy and every profile.
+package pki
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hallmark-iot/hallmark/internal/keys"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+)
+
+// Errors callers branch on.
+var (
+	// ErrMalformedCSR reports a certificate request that does not parse,
+	// is too large, or holds a key Hallmark refuses.
+	ErrMalformedCSR = errors.New("malformed certificate request")
+	// ErrCSRSignature reports a request whose self-signature does not
+	// verify.
+	ErrCSRSignature = errors.New("certificate request signature invalid")
+	// ErrMalformedCertificate reports a certificate that does not parse or
+	// holds a key outside Hallmark's suites.
+	ErrMalformedCertificate = errors.New("malformed certificate")
+	// ErrUntrusted reports a certificate that does not chain to a root:
+	// bad signature, unknown issuer, or a constraint violated.
+	ErrUntrusted = errors.New("certificate not trusted")
+	// ErrExpired reports a certificate used outside its validity period.
+	ErrExpired = errors.New("certificate expired or not yet valid")
+	// ErrCAMismatch reports a CA directory whose certificates do not match
+	// the keys in the key manager, or another suite than configured.
+	ErrCAMismatch = errors.New("CA certificates do not match the CA keys")
+	// ErrInvalidRequest reports an issuance request the CA refuses.
+	ErrInvalidRequest = errors.New("invalid certificate request")
+)
+
+// Key names in the key manager.
+const (
+	KeyRoot    = "ca-root"
+	KeyIssuing = "ca-issuing"
+	// KeyTLSRoot exists only for a CA whose suite TLS cannot use.
+	KeyTLSRoot = "tls-root"
+)
+
+// File names in the CA directory. root.pem is written last: its presence
+// marks a complete CA.
+const (
+	FileRoot    = "root.pem"
+	FileIssuing = "issuing.pem"
+	FileTLSRoot = "tls-root.pem"
+)
+
+// Config configures Open.
+type Config struct {
+	// Suite is the CA's signature suite. Empty means ecdsa-p256 for a new
+	// CA and whatever the existing CA uses otherwise; a non-empty Suite
+	// that differs from an existing CA's is ErrCAMismatch.
+	Suite sigalg.ID
+	// Name is the organisation in every subject ("Hallmark" if empty).
+	Name string
+	// RootValidity and IssuingValidity default to 20 and 10 years.
+	RootValidity, IssuingValidity time.Duration
+	// Now is the clock (time.Now if nil).
+	Now func() time.Time
+}
+
+const (
+	defaultName            = "Hallmark"
+	defaultRootValidity    = 20 * 365 * 24 * time.Hour
+	defaultIssuingValidity = 10 * 365 * 24 * time.Hour
+	// maxOrganization is RFC 5280's ub-organization-name.
+	maxOrganization = 64
+	maxCertPEM      = 64 << 10
+)
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Name == "" {
+		c.Name = defaultName
+	}
+	if err := checkText(c.Name, maxOrganization); err != nil {
+		return c, fmt.Errorf("CA name: %w", err)
+	}
+	if c.Suite != "" {
+		suite, err := sigalg.Lookup(string(c.Suite))
+		if err != nil {
+			return c, err
+		}
+		c.Suite = suite.ID()
+	}
+	if c.RootValidity == 0 {
+		c.RootValidity = defaultRootValidity
+	}
+	if c.IssuingValidity == 0 {
+		c.IssuingValidity = defaultIssuingValidity
+	}
+	if c.RootValidity < 0 || c.IssuingValidity < 0 {
+		return c, errors.New("CA validity must be positive")
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+// CA is the platform's certificate authority. It is safe for concurrent
+// use; the certificates it returns must not be modified.
+type CA struct {
+	cfg           Config
+	suite         sigalg.Suite
+	root, issuing *parsedCert
+	issuingSigner crypto.Signer
+	// tlsIssuer signs server certificates: the issuing CA, or the TLS
+	// root when the CA's suite cannot be used in TLS.
+	tlsIssuer *parsedCert
+	tlsSigner crypto.Signer
+	bundle    []byte
+	// random is the source of serial numbers; tests replace it.
+	random io.Reader
+}
+
+// Open loads the CA kept in dir, or creates it on first start: a root and
+// an issuing key in km (names KeyRoot, KeyIssuing), a self-signed root
+// certificate and an issuing CA certificate signed by the root, written
+// to dir as PEM. When the suite cannot be used in TLS (ML-DSA) it also
+// creates the ECDSA P-256 TLS root (KeyTLSRoot, FileTLSRoot). On load it
+// checks that each certificate holds its key's public key and that the
+// issuing CA chains to the root, and refuses with ErrCAMismatch otherwise.
+func Open(ctx context.Context, km keys.Manager, dir string, cfg Config) (*CA, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("open CA: %w", err)
+	}
+	if dir == "" {
+		return nil, errors.New("open CA: no directory given")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("open CA: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, FileRoot)); errors.Is(err, os.ErrNotExist) {
+		if err := create(ctx, km, dir, cfg); err != nil {
+			return nil, fmt.Errorf("create CA in %s: %w", dir, err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("open CA: %w", err)
+	}
+	ca, err := load(ctx, km, dir, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open CA in %s: %w", dir, err)
+	}
+	return ca, nil
+}
+
+// Suite is the CA's signature suite.
+func (ca *CA) Suite() sigalg.ID { return ca.suite.ID() }
+
+// Chain returns the DER certificates above a device certificate: the
+// issuing CA, then the root.
+func (ca *CA) Chain() [][]byte {
+	return [][]byte{clone(ca.issuing.Raw), clone(ca.root.Raw)}
+}
+
+// RootPEM is the trust bundle: the root certificate and, for a CA whose
+// suite TLS cannot use, the TLS root after it.
+func (ca *CA) RootPEM() []byte { return clone(ca.bundle) }
+
+// RootCertificate is the parsed root certificate.
+func (ca *CA) RootCertificate() *x509.Certificate { return ca.root.Certificate }
+
+// IssuingCertificate is the parsed issuing CA certificate.
+func (ca *CA) IssuingCertificate() *x509.Certificate { return ca.issuing.Certificate }
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }

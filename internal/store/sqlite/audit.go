@@ -1,0 +1,67 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hallmark-iot/hallmark/internal/store"
+)
+
+// The audit log has no update or delete method, and triggers in the schema
+// refuse UPDATE and DELETE on its table from any client.
+
+const auditColumns = `seq, time, actor, action, subject, outcome, detail, remote_addr`
+
+// AppendAudit appends e and returns its sequence number, which is larger
+// than every earlier one. A zero Time is recorded as now.
+func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) (int64, error) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	const q = `INSERT INTO audit_events (time, actor, action, subject, outcome, detail, remote_addr)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`
+	res, err := s.writer.ExecContext(ctx, q, micros(e.Time), e.Actor, e.Action, e.Subject, e.Outcome, e.Detail, e.RemoteAddr)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: append audit event: %w", err)
+	}
+	seq, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: append audit event: %w", err)
+	}
+	return seq, nil
+}
+
+// ListAudit returns the events f selects, oldest first.
+func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter) ([]store.AuditEvent, error) {
+	q, args := auditQuery(f)
+	list, err := queryAll(ctx, s.reader, q, args, scanAudit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list audit events: %w", err)
+	}
+	return list, nil
+}
+
+func auditQuery(f store.AuditFilter) (string, []any) {
+	where := []string{"seq > ?"}
+	args := []any{f.AfterSeq}
+	for _, c := range []struct{ column, value string }{
+		{"actor", f.Actor}, {"action", f.Action}, {"subject", f.Subject},
+	} {
+		if c.value != "" {
+			where = append(where, c.column+" = ?")
+			args = append(args, c.value)
+		}
+	}
+	q := `SELECT ` + auditColumns + ` FROM audit_events WHERE ` + strings.Join(where, " AND ") + ` ORDER BY seq LIMIT ?`
+	return q, append(args, pageLimit(f.Limit))
+}
+
+func scanAudit(row scanner) (store.AuditEvent, error) {
+	var e store.AuditEvent
+	var at int64
+	err := row.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Subject, &e.Outcome, &e.Detail, &e.RemoteAddr)
+	e.Time = fromMicros(at)
+	return e, err
+}

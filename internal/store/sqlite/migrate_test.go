@@ -1,0 +1,198 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+)
+
+// withInit returns a file system holding the real first migration and the
+// given extra files.
+func withInit(t *testing.T, extra map[string]string) fstest.MapFS {
+	t.Helper()
+	first, err := fs.ReadFile(migrationFiles, "migrations/0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys := fstest.MapFS{"m/0001_init.sql": {Data: first}}
+	for name, body := range extra {
+		fsys["m/"+name] = &fstest.MapFile{Data: []byte(body)}
+	}
+	return fsys
+}
+
+func TestLoadMigrations(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		extra   map[string]string
+		want    int
+		wantErr string
+	}{
+		{"embedded", nil, 1, ""},
+		{"second", map[string]string{"0002_more.sql": "SELECT 1;"}, 2, ""},
+		{"gap", map[string]string{"0003_skip.sql": "SELECT 1;"}, 0, "want number 0002"},
+		{"bad name", map[string]string{"0002-more.sql": "SELECT 1;"}, 0, "not NNNN_name.sql"},
+		{"stray file", map[string]string{"README": "x"}, 0, "not NNNN_name.sql"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ms, err := loadMigrations(withInit(t, c.extra), "m")
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("loadMigrations: %v, want %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil || len(ms) != c.want {
+				t.Fatalf("loadMigrations = %d migrations, %v; want %d", len(ms), err, c.want)
+			}
+			for i, m := range ms {
+				if m.version != i+1 {
+					t.Errorf("migration %d has version %d", i, m.version)
+				}
+			}
+		})
+	}
+	if _, err := loadMigrations(fstest.MapFS{"m": {Mode: fs.ModeDir}}, "m"); err == nil {
+		t.Error("loadMigrations of an empty directory succeeded")
+	}
+}
+
+// rawDB opens the file behind the store's back, as another tool would.
+func rawDB(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func schemaVersions(t *testing.T, db *sql.DB) []string {
+	t.Helper()
+	rows, err := db.Query(`SELECT printf('%04d_%s', version, name) FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func TestMigrateUpgradesInOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "registry.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db := rawDB(t, path)
+	ms, err := loadMigrations(withInit(t, map[string]string{
+		"0002_device_label.sql": "ALTER TABLE devices ADD COLUMN label TEXT NOT NULL DEFAULT '';",
+		// Needs 0002's column: fails unless applied after it.
+		"0003_label_index.sql": "CREATE INDEX devices_by_label ON devices (label);",
+	}), "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second run finds nothing to do
+		if err := migrate(t.Context(), db, ms); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := strings.Join(schemaVersions(t, db), " ")
+	if got != "0001_init 0002_device_label 0003_label_index" {
+		t.Errorf("schema_migrations = %s", got)
+	}
+}
+
+func TestFailingMigrationChangesNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "registry.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db := rawDB(t, path)
+	ms, err := loadMigrations(withInit(t, map[string]string{
+		"0002_broken.sql": "CREATE TABLE half_done (a INTEGER); INSERT INTO no_such_table VALUES (1);",
+	}), "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(t.Context(), db, ms); err == nil || !strings.Contains(err.Error(), "0002_broken") {
+		t.Fatalf("migrate with a broken migration: %v, want an error naming it", err)
+	}
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = 'half_done'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("broken migration left its table behind (%d, %v)", n, err)
+	}
+	if got := schemaVersions(t, db); len(got) != 1 {
+		t.Errorf("schema_migrations = %v, want only 0001", got)
+	}
+}
+
+func TestOpenRefusesUnknownSchema(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		tamper  string
+		wantErr error
+		wantMsg string
+	}{
+		{"newer", `INSERT INTO schema_migrations VALUES (2, 'from_the_future', 0)`, ErrSchemaTooNew, "knows up to 1"},
+		{"other history", `UPDATE schema_migrations SET name = 'other' WHERE version = 1`, nil, `"other" in the database`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "registry.db")
+			s, err := Open(t.Context(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			if _, err := rawDB(t, path).Exec(c.tamper); err != nil {
+				t.Fatal(err)
+			}
+			_, err = Open(t.Context(), path)
+			if err == nil || c.wantErr != nil && !errors.Is(err, c.wantErr) || !strings.Contains(err.Error(), c.wantMsg) {
+				t.Fatalf("Open: %v, want %v containing %q", err, c.wantErr, c.wantMsg)
+			}
+		})
+	}
+}
+
+// TestConcurrentOpen opens one new file from several goroutines, as two
+// processes starting together would: each migration is applied once.
+func TestConcurrentOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "registry.db")
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() {
+			s, err := Open(context.Background(), path)
+			if err == nil {
+				err = s.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if got := schemaVersions(t, rawDB(t, path)); len(got) != 1 {
+		t.Errorf("schema_migrations = %v, want 0001 once", got)
+	}
+}

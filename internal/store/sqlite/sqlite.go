@@ -1,0 +1,276 @@
+// Package sqlite owns the registry's embedded storage backend: the store
+// interfaces of internal/store on a single SQLite database file, through the
+// pure-Go modernc.org/sqlite driver, with the schema kept by versioned
+// migrations embedded in the binary.
+//
+// Concurrency: SQLite admits one writer at a time. Every write goes through
+// one dedicated connection and starts its transaction with BEGIN IMMEDIATE,
+// so writers in this process queue in Go instead of failing with
+// SQLITE_BUSY, and a writer in another process waits out busy_timeout.
+// Reads use a separate pool of read-only connections that, in WAL mode, see
+// the last committed state without blocking or being blocked by the writer.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/hallmark-iot/hallmark/internal/store"
+)
+
+// Memory opens a private in-memory database, gone at Close. It is for
+// tests that do not care about files; the server always uses a file.
+const Memory = ":memory:"
+
+// ErrSchemaTooNew reports a database migrated by a newer binary than this
+// one: opening it could misread or damage data this binary does not know.
+var ErrSchemaTooNew = errors.New("database schema is newer than this binary")
+
+// busyTimeout bounds how long a statement waits for a lock held by another
+// process (a second hallmark binary on the same file) before SQLITE_BUSY.
+const busyTimeout = 5 * time.Second
+
+// Store is the SQLite backend. It is safe for concurrent use.
+type Store struct {
+	writer *sql.DB // exactly one connection
+	reader *sql.DB // read-only connections; the writer itself in Memory mode
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens or creates the database at path (or Memory), applies the
+// migrations it lacks and refuses, with ErrSchemaTooNew, a database whose
+// schema is newer than this binary knows. A new file is created 0600.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: open: empty database path")
+	}
+	s, err := openPools(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if err := s.init(ctx, path); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func openPools(path string) (*Store, error) {
+	if path == Memory {
+		// Every connection to ":memory:" is a separate database, so the
+		// one connection serves reads too and must never be recycled.
+		db, err := sql.Open("sqlite", Memory+"?"+connParams(false).Encode())
+		if err != nil {
+			return nil, err
+		}
+		db.SetMaxOpenConns(1)
+		db.SetMaxIdleConns(1)
+		db.SetConnMaxLifetime(0)
+		db.SetConnMaxIdleTime(0)
+		return &Store{writer: db, reader: db}, nil
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	// Created here, not by SQLite, to get mode 0600; SQLite gives its -wal
+	// and -shm files the database file's mode.
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	uri := (&url.URL{Scheme: "file", Path: abs}).String()
+	writer, err := sql.Open("sqlite", uri+"?"+connParams(false).Encode())
+	if err != nil {
+		return nil, err
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	reader, err := sql.Open("sqlite", uri+"?"+connParams(true).Encode())
+	if err != nil {
+		writer.Close()
+		return nil, err
+	}
+	readers := max(4, 2*runtime.GOMAXPROCS(0))
+	reader.SetMaxOpenConns(readers)
+	reader.SetMaxIdleConns(readers)
+	return &Store{writer: writer, reader: reader}, nil
+}
+
+// connParams are the per-connection settings, applied by the driver to
+// every connection it opens. docs/store.md explains each choice.
+func connParams(readOnly bool) url.Values {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "temp_store(MEMORY)")
+	if readOnly {
+		q.Set("_query_only", "1")
+		return q
+	}
+	// 8 KiB pages hold three ML-DSA-65 device rows (about 2 KiB each)
+	// where 4 KiB pages hold one: a mixed 100,000-device batch takes 115
+	// MiB instead of 156. A page size is fixed when the file is created,
+	// so it must come before WAL mode, which the driver applies after the
+	// _pragma list.
+	q.Add("_pragma", "page_size(8192)")
+	q.Set("_journal_mode", "WAL")
+	// After a checkpoint, cut the -wal file back to 64 MiB: one large
+	// import would otherwise leave it at its peak size until Close.
+	q.Add("_pragma", "journal_size_limit(67108864)")
+	// A larger page cache keeps the device table's indexes in memory
+	// during a 100,000-device import: 32 MiB.
+	q.Add("_pragma", "cache_size(-32768)")
+	// Bounds the ANALYZE that PRAGMA optimize may run at Close.
+	q.Add("_pragma", "analysis_limit(1000)")
+	q.Set("_txlock", "immediate")
+	return q
+}
+
+func (s *Store) init(ctx context.Context, path string) error {
+	if path != Memory {
+		var mode string
+		if err := s.writer.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+			return fmt.Errorf("read journal mode: %w", err)
+		}
+		if mode != "wal" {
+			return fmt.Errorf("journal mode is %q, want wal (does the file system support shared memory?)", mode)
+		}
+	}
+	ms, err := loadMigrations(migrationFiles, migrationsDir)
+	if err != nil {
+		return err
+	}
+	return migrate(ctx, s.writer, ms)
+}
+
+// Ping reports whether the database answers a query. It uses a read
+// connection, so a long import holding the writer does not fail readiness.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.reader.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database; later calls return the first call's result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		// Refresh the planner's statistics where they went stale, so a
+		// combined device filter picks its most selective index.
+		s.writer.Exec("PRAGMA optimize")
+		var rerr error
+		if s.reader != s.writer {
+			rerr = s.reader.Close()
+		}
+		// The writer closes last: the last connection to a WAL database
+		// checkpoints it and removes the -wal file.
+		s.closeErr = errors.Join(rerr, s.writer.Close())
+		if s.closeErr != nil {
+			s.closeErr = fmt.Errorf("sqlite: close: %w", s.closeErr)
+		}
+	})
+	return s.closeErr
+}
+
+// inTx runs fn in one write transaction (BEGIN IMMEDIATE on the writer
+// connection) and commits it, or rolls it back if fn or the commit fails.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// isConstraint reports whether err is a SQLite constraint violation of one
+// of the given extended result codes.
+func isConstraint(err error, codes ...int) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	for _, c := range codes {
+		if se.Code() == c {
+			return true
+		}
+	}
+	return false
+}
+
+// isKeyTaken reports a primary-key or unique violation.
+func isKeyTaken(err error) bool {
+	return isConstraint(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE)
+}
+
+// pageLimit turns a filter's Limit into the number of rows to return.
+func pageLimit(n int) int {
+	switch {
+	case n <= 0:
+		return 100
+	case n > 1000:
+		return 1000
+	}
+	return n
+}
+
+// Times are stored as Unix microseconds, UTC, and NULL for the zero time.
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func nullMicros(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMicro(), Valid: true}
+}
+
+func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func fromNullMicros(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return fromMicros(v.Int64)
+}
+
+// scanner is what *sql.Row and *sql.Rows have in common.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+// fixed copies a BLOB column into a fixed-size array, refusing a length
+// the schema should have made impossible.
+func fixed(dst []byte, src []byte, what string) error {
+	if len(src) != len(dst) {
+		return fmt.Errorf("stored %s has %d bytes, want %d", what, len(src), len(dst))
+	}
+	copy(dst, src)
+	return nil
+}

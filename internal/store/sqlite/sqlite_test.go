@@ -1,0 +1,240 @@
+package sqlite
+
+import (
+	"bytes"
+	"database/sql"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+	"github.com/hallmark-iot/hallmark/internal/store"
+	"github.com/hallmark-iot/hallmark/internal/store/storetest"
+)
+
+func openFile(t testing.TB) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "registry.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestContractFile(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return openFile(t) })
+}
+
+func TestContractMemory(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := Open(t.Context(), Memory)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func BenchmarkStore(b *testing.B) {
+	storetest.Benchmark(b, func(b *testing.B) store.Store { return openFile(b) })
+}
+
+// TestConnectionSettings checks every connection of both pools got the
+// documented settings, and the file its permissions.
+func TestConnectionSettings(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "registry.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for name, db := range map[string]*sql.DB{"writer": s.writer, "reader": s.reader} {
+		for pragma, want := range map[string]string{
+			"journal_mode": "wal", "foreign_keys": "1", "synchronous": "1", "busy_timeout": "5000",
+			"page_size": "8192",
+		} {
+			var got string
+			if err := db.QueryRowContext(t.Context(), "PRAGMA "+pragma).Scan(&got); err != nil || got != want {
+				t.Errorf("%s: PRAGMA %s = %q, %v; want %q", name, pragma, got, err, want)
+			}
+		}
+	}
+	if _, err := s.reader.ExecContext(t.Context(), `DELETE FROM tokens`); err == nil {
+		t.Error("the read pool accepted a write")
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Errorf("database file mode %v, want 0600", perm)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.db")
+	if err := os.WriteFile(garbage, bytes.Repeat([]byte("not a database "), 512), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"", filepath.Join(dir, "missing", "registry.db"), garbage, dir} {
+		if s, err := Open(t.Context(), path); err == nil {
+			s.Close()
+			t.Errorf("Open(%q) succeeded", path)
+		}
+	}
+}
+
+// TestAuditAppendOnly: the schema itself refuses to change the audit log,
+// whoever asks.
+func TestAuditAppendOnly(t *testing.T) {
+	s := openFile(t)
+	defer s.Close()
+	if _, err := s.AppendAudit(t.Context(), store.AuditEvent{Actor: "system", Action: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`UPDATE audit_events SET outcome = 'ok'`, `DELETE FROM audit_events`} {
+		if _, err := s.writer.ExecContext(t.Context(), q); err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Errorf("%s: %v, want the append-only refusal", q, err)
+		}
+	}
+	events, err := s.ListAudit(t.Context(), store.AuditFilter{})
+	if err != nil || len(events) != 1 || events[0].Outcome != "" {
+		t.Errorf("audit log after refused changes: %+v, %v", events, err)
+	}
+}
+
+// TestTwoStoresOneFile runs writers through two Stores on one file, as two
+// processes would: BEGIN IMMEDIATE and busy_timeout must keep every write
+// from failing with SQLITE_BUSY, and a challenge still goes to exactly one.
+func TestTwoStoresOneFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "registry.db")
+	var stores [2]*Store
+	for i := range stores {
+		s, err := Open(t.Context(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		stores[i] = s
+	}
+	ctx := t.Context()
+	const rounds, racers = 20, 8
+	devices := registerDevices(t, stores[0], rounds*racers)
+	expires := time.Now().Add(time.Hour)
+	var wg sync.WaitGroup
+	wins := make([]atomic.Int32, rounds)
+	errs := make(chan error, rounds*racers*3)
+	for r := range rounds {
+		c := store.Challenge{ID: [16]byte{byte(r + 1)}, ExpiresAt: expires}
+		if err := stores[r%2].CreateChallenge(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		for i := range racers {
+			s := stores[i%2]
+			wg.Go(func() {
+				_, err := s.ConsumeChallenge(ctx, c.ID, time.Now())
+				if err == nil {
+					wins[r].Add(1)
+				} else if !errors.Is(err, store.ErrChallengeUsed) {
+					errs <- err
+				}
+				// Read, then write: in a deferred transaction the upgrade
+				// to a write lock could fail at once with SQLITE_BUSY.
+				cert := store.Certificate{Serial: [16]byte{byte(r), byte(i)}, Identity: devices[r*racers+i], DER: []byte{0x30}}
+				errs <- s.RecordOnboarding(ctx, cert, time.Now())
+				_, err = s.AppendAudit(ctx, store.AuditEvent{Actor: "system", Action: "race"})
+				errs <- err
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for r := range wins {
+		if n := wins[r].Load(); n != 1 {
+			t.Errorf("challenge %d consumed %d times through two stores, want once", r, n)
+		}
+	}
+}
+
+// registerDevices imports n devices in one batch and returns their
+// identities.
+func registerDevices(t *testing.T, s *Store, n int) []identity.ID {
+	t.Helper()
+	ctx := t.Context()
+	st := store.Station{ID: identity.ID{1}, Name: "s", Algorithm: sigalg.Ed25519, PublicKey: []byte{1}}
+	p := store.Product{ID: "p", Name: "p"}
+	if err := errors.Join(s.CreateStation(ctx, st), s.CreateProduct(ctx, p)); err != nil {
+		t.Fatal(err)
+	}
+	devices := make([]store.Device, n)
+	ids := make([]identity.ID, n)
+	for i := range devices {
+		ids[i] = identity.FromSPKI([]byte{byte(i), byte(i >> 8)})
+		devices[i] = store.Device{Identity: ids[i], Algorithm: sigalg.Ed25519, PublicKey: []byte{byte(i)}}
+	}
+	res, err := s.ImportBatch(ctx, store.Batch{ID: "b", StationID: st.ID, ProductID: p.ID}, devices)
+	if err != nil || res.Imported != n {
+		t.Fatalf("ImportBatch = %+v, %v", res, err)
+	}
+	return ids
+}
+
+// TestQueryPlans checks that every list query is an index range scan in
+// page order: a full scan or a sort would make each page cost the whole
+// table, which is invisible with test-sized data.
+func TestQueryPlans(t *testing.T) {
+	s := openFile(t)
+	defer s.Close()
+	var queries []string
+	var args [][]any
+	for _, f := range []store.DeviceFilter{
+		{After: identity.ID{1}},
+		{State: store.StateRegistered}, {State: store.StateOnboarded, After: identity.ID{1}},
+		{ProductID: "p"}, {BatchID: "b", After: identity.ID{1}}, {Algorithm: sigalg.MLDSA65},
+		{State: store.StateRevoked, ProductID: "p", BatchID: "b", Algorithm: sigalg.Ed25519, After: identity.ID{1}},
+	} {
+		q, a := deviceQuery(f)
+		queries, args = append(queries, q), append(args, a)
+	}
+	for _, f := range []store.AuditFilter{{Actor: "a"}, {Action: "a", AfterSeq: 5}, {Subject: "s"}, {Actor: "a", Subject: "s"}} {
+		q, a := auditQuery(f)
+		queries, args = append(queries, q), append(args, a)
+	}
+	for i, q := range queries {
+		plan := queryPlan(t, s, q, args[i])
+		if !strings.Contains(plan, "SEARCH") || strings.Contains(plan, "TEMP B-TREE") {
+			t.Errorf("%s\nplan: %s; want an index search without a sort", q, plan)
+		}
+	}
+}
+
+func queryPlan(t *testing.T, s *Store, q string, args []any) string {
+	t.Helper()
+	rows, err := s.reader.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	return strings.Join(plan, "; ")
+}
