@@ -79,11 +79,11 @@ type Platform struct {
 }
 
 // Start opens everything and serves HTTPS in the background.
-func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
+func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	p = &Platform{cfg: cfg, served: make(chan error, 1)}
+	p := &Platform{cfg: cfg, served: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			p.closeParts()

@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -46,7 +48,9 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewTLSServer(srv)
+	ts := httptest.NewUnstartedServer(srv)
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes are expected
+	ts.StartTLS()
 	t.Cleanup(ts.Close)
 	e := &adminEnv{ts: ts, store: st, dir: dir, caFile: filepath.Join(dir, "ca.pem"), tokenFile: filepath.Join(dir, "admin.token")}
 	os.WriteFile(e.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}), 0o644)
@@ -261,6 +265,7 @@ func TestAdminConnection(t *testing.T) {
 	t.Run("TLS 1.2 server refused", func(t *testing.T) {
 		old := httptest.NewUnstartedServer(e.ts.Config.Handler)
 		old.TLS = &tls.Config{MaxVersion: tls.VersionTLS12}
+		old.Config.ErrorLog = log.New(io.Discard, "", 0)
 		old.StartTLS()
 		defer old.Close()
 		ca := filepath.Join(t.TempDir(), "ca.pem")

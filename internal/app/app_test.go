@@ -1,0 +1,340 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hallmark-iot/hallmark/internal/device"
+	"github.com/hallmark-iot/hallmark/internal/firmware"
+	"github.com/hallmark-iot/hallmark/internal/httpapi"
+	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/manifest"
+	"github.com/hallmark-iot/hallmark/internal/onboarding"
+	"github.com/hallmark-iot/hallmark/internal/pki"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+)
+
+// fleet is a small factory output: devices, their IEF and a signed
+// manifest, made with the real packages.
+type fleet struct {
+	ief        []byte
+	devices    []*device.Device
+	ids        []identity.ID
+	manifest   []byte
+	stationPEM []byte
+}
+
+func newFleet(t *testing.T, algs ...sigalg.ID) *fleet {
+	t.Helper()
+	ed, _ := sigalg.Lookup("ed25519")
+	vendor, _ := ed.GenerateKey(rand.Reader)
+	img, _ := firmware.New(firmware.Metadata{Type: firmware.TypeIEF}, device.IEFPayload())
+	img.Sign(vendor)
+	f := &fleet{}
+	f.ief, _ = img.MarshalBinary()
+	spki, _ := sigalg.MarshalPublicKey(vendor.Public())
+	stationKey, _ := ed.GenerateKey(rand.Reader)
+	f.stationPEM, _ = sigalg.EncodePublicKeyPEM(stationKey.Public())
+	var buf bytes.Buffer
+	w, err := manifest.NewWriter(&buf, manifest.Header{Batch: "batch-1"}, stationKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, alg := range algs {
+		d, err := device.New(device.Config{Class: device.ClassKeygen, Algorithm: alg, RootKeyHashes: [][32]byte{sha256.Sum256(spki)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Program(f.ief)
+		if err := d.Boot(); err != nil {
+			t.Fatal(err)
+		}
+		nonce := make([]byte, 32)
+		rand.Read(nonce)
+		enr, err := d.Enrol(nonce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Add(context.Background(), manifest.Record{Identity: enr.Identity, Algorithm: alg, SPKI: enr.PublicKey,
+			RootOfTrust: manifest.Keygen, Injection: manifest.NotInjected, Time: time.Now(), Nonce: nonce, Proof: enr.Proof}); err != nil {
+			t.Fatal(err)
+		}
+		f.devices, f.ids = append(f.devices, d), append(f.ids, enr.Identity)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.manifest = buf.Bytes()
+	return f
+}
+
+func start(t *testing.T, dir string, suite sigalg.ID) *Platform {
+	t.Helper()
+	p, err := Start(context.Background(), Config{DataDir: dir, Listen: "127.0.0.1:0", ServerName: "localhost", CASuite: suite})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func adminClient(t *testing.T, p *Platform) *httpapi.Client {
+	t.Helper()
+	token, err := os.ReadFile(p.AdminTokenPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(p.CA.RootPEM())
+	c, err := httpapi.NewClient(p.URL(), strings.TrimSpace(string(token)), roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (f *fleet) register(t *testing.T, admin *httpapi.Client) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := admin.CreateStation(ctx, httpapi.StationRequest{Name: "line", PublicKey: string(f.stationPEM)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.CreateProduct(ctx, httpapi.ProductRequest{ID: "meter", Name: "Meter", CertValidity: "720h", CloudEndpoint: "mqtts://broker.test:8883"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.ImportManifest(ctx, "meter", bytes.NewReader(f.manifest)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tlsClient trusts the platform's root and presents cert if given.
+func tlsClient(p *Platform, cert *tls.Certificate) *http.Client {
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(p.CA.RootPEM())
+	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+}
+
+func onboard(t *testing.T, p *Platform, d *device.Device, id identity.ID) (*onboarding.Credentials, *tls.Certificate, error) {
+	t.Helper()
+	op, err := d.OperationalKey(sigalg.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, _ := pki.CreateCSR(op, id.String())
+	c := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, nil)}
+	creds, err := c.Onboard(context.Background(), d, id, csr)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert := &tls.Certificate{PrivateKey: op}
+	for _, c := range creds.CertificateChain {
+		block, _ := pem.Decode([]byte(c))
+		cert.Certificate = append(cert.Certificate, block.Bytes)
+	}
+	return creds, cert, nil
+}
+
+func TestPlatformEndToEnd(t *testing.T) {
+	for _, caSuite := range []sigalg.ID{sigalg.ECDSAP256, sigalg.MLDSA65} {
+		t.Run("ca-"+string(caSuite), func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			p := start(t, dir, caSuite)
+			f := newFleet(t, sigalg.ECDSAP256, sigalg.Ed25519, sigalg.MLDSA65)
+			admin := adminClient(t, p)
+			f.register(t, admin)
+
+			resp, err := tlsClient(p, nil).Get(p.URL() + "/readyz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.TLS.Version != tls.VersionTLS13 || resp.TLS.CurveID != tls.X25519MLKEM768 {
+				t.Fatalf("TLS version %x, key exchange %v; want TLS 1.3 with X25519MLKEM768", resp.TLS.Version, resp.TLS.CurveID)
+			}
+
+			for i, d := range f.devices {
+				creds, cert, err := onboard(t, p, d, f.ids[i])
+				if err != nil {
+					t.Fatalf("onboard %s: %v", d.Algorithm(), err)
+				}
+				if _, _, err := p.CA.VerifyDevice(cert.Certificate, time.Now()); err != nil || creds.CloudEndpoint != "mqtts://broker.test:8883" {
+					t.Fatalf("credentials: %v", err)
+				}
+				// Mutual TLS with the new certificate: fetch, then renew.
+				mtls := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, cert)}
+				again, err := mtls.Credentials(ctx)
+				if err != nil || again.CertificateChain[0] != creds.CertificateChain[0] {
+					t.Fatalf("credentials over mutual TLS: %v", err)
+				}
+				op, _ := d.OperationalKey(sigalg.ECDSAP256)
+				csr, _ := pki.CreateCSR(op, f.ids[i].String())
+				renewed, err := mtls.Renew(ctx, csr)
+				if err != nil || renewed.CertificateChain[0] == creds.CertificateChain[0] {
+					t.Fatalf("renew over mutual TLS: %v", err)
+				}
+				got, _ := admin.GetDevice(ctx, f.ids[i])
+				if got.State != "onboarded" {
+					t.Fatalf("device state %s", got.State)
+				}
+			}
+			// Without a certificate the device routes refuse.
+			if _, err := (&onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, nil)}).Credentials(ctx); !isProblem(err, "not-onboarded") {
+				t.Fatalf("credentials without a certificate: %v", err)
+			}
+		})
+	}
+}
+
+func TestPlatformRefusals(t *testing.T) {
+	ctx := context.Background()
+	p := start(t, t.TempDir(), sigalg.ECDSAP256)
+	f := newFleet(t, sigalg.Ed25519, sigalg.ECDSAP256)
+	admin := adminClient(t, p)
+	f.register(t, admin)
+	httpc := tlsClient(p, nil)
+
+	// A malformed request: a problem, nothing recorded.
+	resp, err := httpc.Post(p.URL()+onboarding.PathChallenge, "application/json", strings.NewReader(`{"identity":"xyz","extra":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 || resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("malformed challenge: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	// An unknown identity gets a challenge like any other, then proof-rejected.
+	var unknown identity.ID
+	rand.Read(unknown[:])
+	impostor := onboarding.Client{BaseURL: p.URL(), HTTP: httpc}
+	csr, _ := pki.CreateCSR(mustKey(t), unknown.String())
+	if _, err := impostor.Onboard(ctx, foreignProver{f.devices[1], unknown}, unknown, csr); !isProblem(err, "proof-rejected") {
+		t.Fatalf("unknown identity: %v", err)
+	}
+	// A revoked device: refused after its proof holds.
+	if _, err := admin.RevokeDevice(ctx, f.ids[0], "lost in transit"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := onboard(t, p, f.devices[0], f.ids[0]); !isProblem(err, "device-revoked") {
+		t.Fatalf("revoked device: %v", err)
+	}
+	// A replayed proof: the same body twice.
+	body := replayableProof(t, p, f.devices[1], f.ids[1])
+	for i, want := range []int{200, 401} {
+		resp, err := httpc.Post(p.URL()+onboarding.PathProof, "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var prob struct{ Code string }
+		json.NewDecoder(resp.Body).Decode(&prob)
+		resp.Body.Close()
+		if resp.StatusCode != want || (i == 1 && prob.Code != "challenge-used") {
+			t.Fatalf("proof %d: %d %q, want %d", i+1, resp.StatusCode, prob.Code, want)
+		}
+	}
+	// The audit log shows each attempt.
+	events, err := admin.ListAudit(ctx, httpapi.AuditQuery{Action: "device.onboard", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcomes := map[string]int{}
+	for _, e := range events.Events {
+		outcomes[e.Outcome]++
+	}
+	if outcomes["ok"] != 1 || outcomes["denied"] != 3 {
+		t.Fatalf("audit outcomes %v, want 1 ok and 3 denied", outcomes)
+	}
+}
+
+// TestRestartKeepsEverything stops the platform and starts it again on the
+// same data directory.
+func TestRestartKeepsEverything(t *testing.T) {
+	dir := t.TempDir()
+	p := start(t, dir, sigalg.MLDSA65)
+	f := newFleet(t, sigalg.MLDSA44)
+	f.register(t, adminClient(t, p))
+	if _, _, err := onboard(t, p, f.devices[0], f.ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	root := p.CA.RootPEM()
+	p.Close()
+	p2 := start(t, dir, "")
+	if !bytes.Equal(p2.CA.RootPEM(), root) || p2.CA.Suite() != sigalg.MLDSA65 {
+		t.Fatal("the CA changed across a restart")
+	}
+	got, err := adminClient(t, p2).GetDevice(context.Background(), f.ids[0])
+	if err != nil || got.State != "onboarded" {
+		t.Fatalf("after restart: %+v, %v", got, err)
+	}
+	if _, err := Start(context.Background(), Config{DataDir: dir, Listen: "127.0.0.1:0", CASuite: sigalg.ECDSAP256}); err == nil {
+		t.Fatal("a start asking for another CA suite than the data directory's succeeded")
+	}
+}
+
+// replayableProof builds one proof request body for d.
+func replayableProof(t *testing.T, p *Platform, d *device.Device, id identity.ID) []byte {
+	t.Helper()
+	httpc := tlsClient(p, nil)
+	resp, err := httpc.Post(p.URL()+onboarding.PathChallenge, "application/json", strings.NewReader(`{"identity":"`+id.String()+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ch onboarding.ChallengeResponse
+	json.NewDecoder(resp.Body).Decode(&ch)
+	resp.Body.Close()
+	op, _ := d.OperationalKey(sigalg.ECDSAP256)
+	csr, _ := pki.CreateCSR(op, id.String())
+	var chID [onboarding.ChallengeIDSize]byte
+	raw, _ := hex.DecodeString(ch.ChallengeID)
+	copy(chID[:], raw)
+	_, sig, err := d.Prove(onboarding.ProofContext, onboarding.Transcript(chID, ch.Nonce, ch.ServerName, csr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(onboarding.ProofRequest{ChallengeID: ch.ChallengeID, Identity: id, CSR: csr, Signature: sig})
+	return body
+}
+
+// foreignProver signs with a real device's key but claims another identity.
+type foreignProver struct {
+	d     *device.Device
+	claim identity.ID
+}
+
+func (f foreignProver) Prove(ctx string, nonce []byte) (identity.ID, []byte, error) {
+	_, sig, err := f.d.Prove(ctx, nonce)
+	return f.claim, sig, err
+}
+
+func isProblem(err error, code string) bool {
+	var p *onboarding.ProblemError
+	return errors.As(err, &p) && p.Code == code
+}
+
+func mustKey(t *testing.T) crypto.Signer {
+	t.Helper()
+	suite, _ := sigalg.Lookup("ecdsa-p256")
+	key, err := suite.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
