@@ -52,7 +52,11 @@ type Config struct {
 	CAPassphrase []byte
 	// MaxManifestBytes bounds a manifest upload.
 	MaxManifestBytes int64
-	Log              *slog.Logger
+	// RatePerIdentity and RatePerAddress limit onboarding requests per
+	// minute; zero selects onboarding's defaults, negative disables (a load
+	// test from one address).
+	RatePerIdentity, RatePerAddress int
+	Log                             *slog.Logger
 	// Now is the clock; nil uses time.Now.
 	Now func() time.Time
 }
@@ -281,7 +285,8 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 		return nil, err
 	}
 	svc, err := onboarding.NewService(onboarding.Config{Store: p.Store, Issuer: onboarding.NewCAIssuer(p.CA, p.cfg.Now),
-		ServerName: p.cfg.ServerName, Log: p.cfg.Log, Metrics: m, Now: p.cfg.Now})
+		ServerName: p.cfg.ServerName, Log: p.cfg.Log, Metrics: m, Now: p.cfg.Now,
+		PerIdentity: p.cfg.RatePerIdentity, PerAddress: p.cfg.RatePerAddress})
 	if err != nil {
 		return nil, err
 	}

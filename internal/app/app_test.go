@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,11 +35,13 @@ type fleet struct {
 	ief        []byte
 	devices    []*device.Device
 	ids        []identity.ID
+	pubs       []crypto.PublicKey
+	locks      []sync.Mutex
 	manifest   []byte
 	stationPEM []byte
 }
 
-func newFleet(t *testing.T, algs ...sigalg.ID) *fleet {
+func newFleet(t testing.TB, algs ...sigalg.ID) *fleet {
 	t.Helper()
 	ed, _ := sigalg.Lookup("ed25519")
 	vendor, _ := ed.GenerateKey(rand.Reader)
@@ -73,12 +76,14 @@ func newFleet(t *testing.T, algs ...sigalg.ID) *fleet {
 			RootOfTrust: manifest.Keygen, Injection: manifest.NotInjected, Time: time.Now(), Nonce: nonce, Proof: enr.Proof}); err != nil {
 			t.Fatal(err)
 		}
-		f.devices, f.ids = append(f.devices, d), append(f.ids, enr.Identity)
+		pub, _ := sigalg.ParsePublicKey(enr.PublicKey)
+		f.devices, f.ids, f.pubs = append(f.devices, d), append(f.ids, enr.Identity), append(f.pubs, pub)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
 	f.manifest = buf.Bytes()
+	f.locks = make([]sync.Mutex, len(f.devices))
 	return f
 }
 
@@ -92,7 +97,7 @@ func start(t *testing.T, dir string, suite sigalg.ID) *Platform {
 	return p
 }
 
-func adminClient(t *testing.T, p *Platform) *httpapi.Client {
+func adminClient(t testing.TB, p *Platform) *httpapi.Client {
 	t.Helper()
 	token, err := os.ReadFile(p.AdminTokenPath())
 	if err != nil {
@@ -107,7 +112,7 @@ func adminClient(t *testing.T, p *Platform) *httpapi.Client {
 	return c
 }
 
-func (f *fleet) register(t *testing.T, admin *httpapi.Client) {
+func (f *fleet) register(t testing.TB, admin *httpapi.Client) {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := admin.CreateStation(ctx, httpapi.StationRequest{Name: "line", PublicKey: string(f.stationPEM)}); err != nil {

@@ -27,6 +27,7 @@ func env(name, fallback string) string {
 func newServeCmd(s *streams) *cobra.Command {
 	var dataDir, listen, serverName, caSuite, passFile, logFormat, logLevel string
 	var maxManifest int64
+	var ratePerIdentity, ratePerAddress int
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the onboarding platform: HTTPS API, CA and registry on embedded SQLite",
@@ -47,7 +48,7 @@ HALLMARK_CA_PASSPHRASE or --ca-passphrase-file, never from a flag value.`,
 				return usageError{err}
 			}
 			cfg := app.Config{DataDir: dataDir, Listen: listen, ServerName: serverName, CASuite: suite.ID(),
-				MaxManifestBytes: maxManifest, Log: log}
+				MaxManifestBytes: maxManifest, Log: log, RatePerIdentity: ratePerIdentity, RatePerAddress: ratePerAddress}
 			if passFile != "" || os.Getenv("HALLMARK_CA_PASSPHRASE") != "" {
 				if cfg.CAPassphrase, err = s.secret(passFile, "HALLMARK_CA_PASSPHRASE"); err != nil {
 					return err
@@ -71,6 +72,8 @@ HALLMARK_CA_PASSPHRASE or --ca-passphrase-file, never from a flag value.`,
 	f.StringVar(&passFile, "ca-passphrase-file", env("HALLMARK_CA_PASSPHRASE_FILE", ""), "CA key passphrase `FILE`")
 	f.StringVar(&logFormat, "log-format", env("HALLMARK_LOG_FORMAT", "json"), "log format: json or text")
 	f.StringVar(&logLevel, "log-level", env("HALLMARK_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
+	f.IntVar(&ratePerIdentity, "rate-per-identity", 0, "onboarding requests per minute per device identity (default 20; -1 disables)")
+	f.IntVar(&ratePerAddress, "rate-per-address", 0, "onboarding requests per minute per client address (default 600; -1 disables)")
 	f.Int64Var(&maxManifest, "max-manifest-bytes", 0, "largest manifest upload (default 2 GiB)")
 	return cmd
 }

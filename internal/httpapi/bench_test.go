@@ -19,7 +19,7 @@ const benchDevices = 100_000
 // verification of every proof and the station signature, and the one
 // SQLite transaction that registers them, into a fresh store each time.
 func BenchmarkImportManifest100k(b *testing.B) {
-	station := deriveKey(b, sigalg.Ed25519, "bench station", 0)
+	station := deriveKey(b, sigalg.Ed25519, "station", 0) // the one env.registry registers
 	data := benchManifest(b, station, benchDevices)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
