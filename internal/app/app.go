@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/hallmark-iot/hallmark/internal/atomicfile"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
@@ -274,7 +275,7 @@ var _ onboarding.Metrics = (*metrics)(nil)
 // and the bootstrap admin token on first start.
 func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	api, err := httpapi.New(httpapi.Config{Store: p.Store, Log: p.cfg.Log, Metrics: reg,
 		MaxManifestBytes: p.cfg.MaxManifestBytes, Now: p.cfg.Now})
 	if err != nil {

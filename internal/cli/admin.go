@@ -491,38 +491,6 @@ func newAdminDeviceRevokeCmd(s *streams, f *adminFlags) *cobra.Command {
 
 func newAdminTokenCmd(s *streams, f *adminFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "token", Short: "Create, list and revoke admin tokens"}
-	var req httpapi.TokenRequest
-	var out string
-	var force bool
-	create := &cobra.Command{
-		Use:   "create --name NAME --scope SCOPE... [--ttl 2160h] [--out FILE]",
-		Short: "Create a token; its secret is shown this once",
-		Long: `Create an admin token holding the given scopes (repeat --scope or separate with
-commas): ` + strings.Join(httpapi.Scopes(), ", ") + `. A token can grant only
-scopes it holds itself. The secret is printed to standard output, or written to
---out FILE with mode 0600; the platform keeps only its hash.`,
-		Args: cobra.NoArgs,
-		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, _ []string) error {
-			if req.Name == "" || len(req.Scopes) == 0 {
-				return usagef("--name and --scope are required")
-			}
-			created, err := c.CreateToken(ctx, req)
-			if err != nil {
-				return err
-			}
-			if err := s.writeOutput(out, []byte(created.Secret+"\n"), 0o600, force); err != nil {
-				return fmt.Errorf("token %s was created but its secret not saved (revoke it): %w", created.Token.ID, err)
-			}
-			fmt.Fprintf(s.err, "created token %s (%s), expires %s\n", created.Token.ID,
-				strings.Join(created.Token.Scopes, ","), formatOptionalTime(created.Token.ExpiresAt))
-			return nil
-		}),
-	}
-	create.Flags().StringVar(&req.Name, "name", "", "what the token is for (required)")
-	create.Flags().StringSliceVar(&req.Scopes, "scope", nil, "`SCOPE` to grant (required; repeatable)")
-	create.Flags().StringVar(&req.TTL, "ttl", "", "lifetime, a `DURATION` from 1m to 8760h (default 2160h)")
-	create.Flags().StringVarP(&out, "out", "o", "-", "write the secret to `FILE` (mode 0600)")
-	create.Flags().BoolVar(&force, "force", false, "replace an existing --out file")
 	var asJSON bool
 	list := &cobra.Command{
 		Use:   "list [--json]",
@@ -555,6 +523,42 @@ scopes it holds itself. The secret is printed to standard output, or written to
 			return nil
 		}),
 	}
-	cmd.AddCommand(create, list, revoke)
+	cmd.AddCommand(newAdminTokenCreateCmd(s, f), list, revoke)
 	return cmd
+}
+
+func newAdminTokenCreateCmd(s *streams, f *adminFlags) *cobra.Command {
+	var req httpapi.TokenRequest
+	var out string
+	var force bool
+	create := &cobra.Command{
+		Use:   "create --name NAME --scope SCOPE... [--ttl 2160h] [--out FILE]",
+		Short: "Create a token; its secret is shown this once",
+		Long: `Create an admin token holding the given scopes (repeat --scope or separate with
+commas): ` + strings.Join(httpapi.Scopes(), ", ") + `. A token can grant only
+scopes it holds itself. The secret is printed to standard output, or written to
+--out FILE with mode 0600; the platform keeps only its hash.`,
+		Args: cobra.NoArgs,
+		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, _ []string) error {
+			if req.Name == "" || len(req.Scopes) == 0 {
+				return usagef("--name and --scope are required")
+			}
+			created, err := c.CreateToken(ctx, req)
+			if err != nil {
+				return err
+			}
+			if err := s.writeOutput(out, []byte(created.Secret+"\n"), 0o600, force); err != nil {
+				return fmt.Errorf("token %s was created but its secret not saved (revoke it): %w", created.Token.ID, err)
+			}
+			fmt.Fprintf(s.err, "created token %s (%s), expires %s\n", created.Token.ID,
+				strings.Join(created.Token.Scopes, ","), formatOptionalTime(created.Token.ExpiresAt))
+			return nil
+		}),
+	}
+	create.Flags().StringVar(&req.Name, "name", "", "what the token is for (required)")
+	create.Flags().StringSliceVar(&req.Scopes, "scope", nil, "`SCOPE` to grant (required; repeatable)")
+	create.Flags().StringVar(&req.TTL, "ttl", "", "lifetime, a `DURATION` from 1m to 8760h (default 2160h)")
+	create.Flags().StringVarP(&out, "out", "o", "-", "write the secret to `FILE` (mode 0600)")
+	create.Flags().BoolVar(&force, "force", false, "replace an existing --out file")
+	return create
 }

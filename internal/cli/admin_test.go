@@ -130,6 +130,14 @@ func adminManifest(t *testing.T, station crypto.Signer, batch, prefix string, n 
 
 func TestAdminWorkflow(t *testing.T) {
 	e := newAdminEnv(t)
+	station := e.stations(t)
+	ids := e.imports(t, station)
+	e.devices(t, station, ids)
+	e.tokens(t, ids)
+	e.auditLog(t)
+}
+
+func (e *adminEnv) stations(t *testing.T) crypto.Signer {
 	station := deriveTestKey(t, sigalg.MLDSA65, "station", 0)
 	stationID, _ := identity.FromPublicKey(station.Public())
 	keyFile := filepath.Join(e.dir, "station.pub")
@@ -155,15 +163,19 @@ func TestAdminWorkflow(t *testing.T) {
 	if !strings.HasPrefix(errOut, "hallmark: Malformed request: cert_validity: ") {
 		t.Fatalf("problem line %q", errOut)
 	}
+	return station
+}
 
-	// Import from a file and, again, from standard input.
+// imports imports 12 devices from a file, again from standard input, and
+// refuses an overlapping and a truncated manifest.
+func (e *adminEnv) imports(t *testing.T, station crypto.Signer) []identity.ID {
 	data, ids := adminManifest(t, station, "batch-1", "dev", 12)
 	mfile := filepath.Join(e.dir, "batch-1.hmm")
 	os.WriteFile(mfile, data, 0o644)
 	if out := e.mustAdmin(t, "manifest", "import", "--product", "sensor", mfile); !strings.HasPrefix(out, "imported 12 devices of batch batch-1") {
 		t.Fatalf("import: %q", out)
 	}
-	code, out, errOut = e.admin(t, data, "manifest", "import", "--product", "sensor", "-")
+	code, out, errOut := e.admin(t, data, "manifest", "import", "--product", "sensor", "-")
 	if code != 0 || !strings.Contains(out, "imported before") {
 		t.Fatalf("re-import: %d %q %q", code, out, errOut)
 	}
@@ -176,13 +188,16 @@ func TestAdminWorkflow(t *testing.T) {
 	}
 	code, _, errOut = e.admin(t, data[:len(data)-20], "manifest", "import", "--product", "sensor", "-")
 	wantProblemLine(t, code, errOut, "manifest-invalid")
+	return ids
+}
 
-	// Devices: list, filter, get, revoke.
+func (e *adminEnv) devices(t *testing.T, station crypto.Signer, ids []identity.ID) {
+	stationID, _ := identity.FromPublicKey(station.Public())
 	var list httpapi.DeviceList
 	if err := json.Unmarshal([]byte(e.mustAdmin(t, "device", "list", "--json", "--limit", "5", "--all")), &list); err != nil || len(list.Devices) != 12 {
 		t.Fatalf("device list --all: %d devices, %v", len(list.Devices), err)
 	}
-	code, out, errOut = e.admin(t, nil, "device", "list", "--limit", "5")
+	code, out, errOut := e.admin(t, nil, "device", "list", "--limit", "5")
 	if code != 0 || strings.Count(out, "\n") != 6 || !strings.Contains(errOut, "--after") {
 		t.Fatalf("one page: %q %q", out, errOut)
 	}
@@ -200,10 +215,12 @@ func TestAdminWorkflow(t *testing.T) {
 	if code, _, _ := e.admin(t, nil, "device", "get", "nope"); code != 2 {
 		t.Fatalf("malformed identity: exit %d", code)
 	}
+}
 
-	// Tokens: a reader token, which cannot revoke.
+// tokens makes a reader token, which cannot revoke, then revokes it.
+func (e *adminEnv) tokens(t *testing.T, ids []identity.ID) {
 	tokenOut := filepath.Join(e.dir, "reader.token")
-	code, _, errOut = e.admin(t, nil, "token", "create", "--name", "reader", "--scope", "devices:read,audit:read", "--ttl", "24h", "--out", tokenOut)
+	code, _, errOut := e.admin(t, nil, "token", "create", "--name", "reader", "--scope", "devices:read,audit:read", "--ttl", "24h", "--out", tokenOut)
 	if info, err := os.Stat(tokenOut); code != 0 || err != nil || info.Mode().Perm() != 0o600 || !strings.Contains(errOut, "created token") {
 		t.Fatalf("token create: %d %q %v", code, errOut, err)
 	}
@@ -218,8 +235,10 @@ func TestAdminWorkflow(t *testing.T) {
 	e.mustAdmin(t, "token", "revoke", readerID)
 	code, _, errOut = reader.admin(t, nil, "device", "list")
 	wantProblemLine(t, code, errOut, "unauthorized")
+}
 
-	// The audit log shows each action, the refused ones too.
+// auditLog checks the log shows each action, the refused ones too.
+func (e *adminEnv) auditLog(t *testing.T) {
 	var audit httpapi.AuditList
 	if err := json.Unmarshal([]byte(e.mustAdmin(t, "audit", "--json", "--all", "--limit", "7")), &audit); err != nil {
 		t.Fatal(err)

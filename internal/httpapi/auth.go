@@ -99,8 +99,6 @@ type caller struct {
 	token store.Token
 }
 
-func (c *caller) actor() string { return "token:" + c.token.ID }
-
 // hasScope reports whether the caller's token grants scope.
 func (c *caller) hasScope(scope string) bool {
 	return slices.Contains(c.token.Scopes, ScopeAdmin) || slices.Contains(c.token.Scopes, scope)

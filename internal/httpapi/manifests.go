@@ -73,9 +73,56 @@ func (s *Server) importManifest(r *http.Request, c *adminCall) (int, any, error)
 		return 0, nil, err
 	}
 	c.subject = "station:" + station.ID.String()
+	sum, devices, err := verifyManifest(ctx, body, station)
+	if err != nil {
+		return 0, nil, err
+	}
+	c.subject = "batch:" + sum.Header.Batch
+	batch := store.Batch{
+		ID: sum.Header.Batch, StationID: station.ID, ProductID: productID,
+		ManifestDigest: sum.Digest, DeviceCount: sum.Count, ImportedAt: s.now().UTC(),
+	}
+	return s.commitBatch(ctx, c, batch, devices)
+}
+
+// commitBatch registers a verified batch's devices and answers with what
+// happened.
+func (s *Server) commitBatch(ctx context.Context, c *adminCall, batch store.Batch, devices []store.Device) (int, any, error) {
+	res, err := s.store.ImportBatch(ctx, batch, devices)
+	if err != nil {
+		return 0, nil, batchProblem(err, batch)
+	}
+	if len(res.Duplicates) > 0 {
+		c.detail = fmt.Sprintf("%d devices registered by other batches", len(res.Duplicates))
+		return 0, nil, duplicatesProblem(res.Duplicates)
+	}
+	out := ImportResult{
+		Batch: batch.ID, Station: batch.StationID, Product: batch.ProductID, Devices: batch.DeviceCount,
+		Imported: res.Imported, AlreadyImported: res.AlreadyImported, Digest: hex.EncodeToString(batch.ManifestDigest[:]),
+	}
+	if !res.AlreadyImported {
+		c.detail = fmt.Sprintf("%d devices imported", res.Imported)
+		return http.StatusCreated, out, nil
+	}
+	// The same manifest again: the same devices, which must not seem to
+	// have joined another product.
+	prior, err := s.store.GetBatch(ctx, batch.ID)
+	if err != nil {
+		return 0, nil, err
+	}
+	if prior.ProductID != batch.ProductID {
+		return 0, nil, problemf("conflict", "batch %q was imported into product %q, not %q", batch.ID, prior.ProductID, batch.ProductID)
+	}
+	c.detail = "already imported; nothing changed"
+	return http.StatusOK, out, nil
+}
+
+// verifyManifest reads the whole manifest, checking it against the
+// station's key, and returns its devices staged for import.
+func verifyManifest(ctx context.Context, body io.Reader, station store.Station) (manifest.Summary, []store.Device, error) {
 	pub, err := sigalg.ParsePublicKey(station.PublicKey)
 	if err != nil {
-		return 0, nil, fmt.Errorf("stored key of station %s: %w", station.ID, err)
+		return manifest.Summary{}, nil, fmt.Errorf("stored key of station %s: %w", station.ID, err)
 	}
 	var devices []store.Device
 	sum, err := manifest.Verify(ctx, body, pub, func(rec manifest.Record) error {
@@ -86,31 +133,9 @@ func (s *Server) importManifest(r *http.Request, c *adminCall) (int, any, error)
 		return nil
 	})
 	if err != nil {
-		return 0, nil, manifestProblem(err)
+		return sum, nil, manifestProblem(err)
 	}
-	c.subject = "batch:" + sum.Header.Batch
-	batch := store.Batch{
-		ID: sum.Header.Batch, StationID: station.ID, ProductID: productID,
-		ManifestDigest: sum.Digest, DeviceCount: sum.Count, ImportedAt: s.now().UTC(),
-	}
-	res, err := s.store.ImportBatch(ctx, batch, devices)
-	if err != nil {
-		return 0, nil, batchProblem(err, batch)
-	}
-	if len(res.Duplicates) > 0 {
-		c.detail = fmt.Sprintf("%d devices registered by other batches", len(res.Duplicates))
-		return 0, nil, duplicatesProblem(res.Duplicates)
-	}
-	out := ImportResult{
-		Batch: batch.ID, Station: station.ID, Product: productID, Devices: sum.Count,
-		Imported: res.Imported, AlreadyImported: res.AlreadyImported, Digest: hex.EncodeToString(sum.Digest[:]),
-	}
-	c.detail = fmt.Sprintf("%d devices imported", res.Imported)
-	if res.AlreadyImported {
-		c.detail = "already imported; nothing changed"
-		return http.StatusOK, out, nil
-	}
-	return http.StatusCreated, out, nil
+	return sum, devices, nil
 }
 
 // acquireImport waits for one of the import slots: each import holds its

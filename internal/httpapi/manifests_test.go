@@ -13,13 +13,14 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
-func TestManifestImport(t *testing.T) {
-	e := newEnv(t)
-	station := e.registry(t)
-	recs := append(devices(t, sigalg.Ed25519, "batch-1", 20), devices(t, sigalg.ECDSAP256, "batch-1", 5)...)
-	data := writeManifest(t, station, "batch-1", recs)
-
-	var res ImportResult
+// importedBatch imports batch-1, 20 Ed25519 and 5 ECDSA devices, and
+// checks the import.
+func importedBatch(t *testing.T) (e *env, station crypto.Signer, recs []manifest.Record, data []byte, res ImportResult) {
+	t.Helper()
+	e = newEnv(t)
+	station = e.registry(t)
+	recs = append(devices(t, sigalg.Ed25519, "batch-1", 20), devices(t, sigalg.ECDSAP256, "batch-1", 5)...)
+	data = writeManifest(t, station, "batch-1", recs)
 	e.importManifest(t, "sensor", data).decode(t, 201, &res)
 	if res.Batch != "batch-1" || res.Product != "sensor" || res.Devices != 25 || res.Imported != 25 || res.AlreadyImported {
 		t.Fatalf("import %+v", res)
@@ -35,7 +36,11 @@ func TestManifestImport(t *testing.T) {
 	if ev := e.lastAudit(t); ev.Action != "manifest.import" || ev.Outcome != "ok" || ev.Subject != "batch:batch-1" {
 		t.Fatalf("audit %+v", ev)
 	}
+	return e, station, recs, data, res
+}
 
+func TestManifestImport(t *testing.T) {
+	e, station, recs, data, res := importedBatch(t)
 	t.Run("idempotent", func(t *testing.T) {
 		var again ImportResult
 		e.importManifest(t, "sensor", data).decode(t, 200, &again)
@@ -44,6 +49,16 @@ func TestManifestImport(t *testing.T) {
 		}
 		if n := e.deviceCount(t); n != 25 {
 			t.Fatalf("%d devices", n)
+		}
+	})
+	t.Run("same manifest, other product", func(t *testing.T) {
+		e.call(t, "POST", "/v1/admin/products", e.admin, ProductRequest{
+			ID: "gauge", Name: "Gauge", CertValidity: "720h", CloudEndpoint: "https://gauge.example.com",
+		}).decode(t, 201, &Product{})
+		e.importManifest(t, "gauge", data).wantProblem(t, 409, "conflict")
+		list, _ := e.store.ListDevices(context.Background(), store.DeviceFilter{ProductID: "gauge"})
+		if len(list) != 0 {
+			t.Fatalf("%d devices moved to gauge", len(list))
 		}
 	})
 	t.Run("ndjson content type", func(t *testing.T) {
@@ -67,6 +82,12 @@ func TestManifestImport(t *testing.T) {
 			t.Fatal("batch-2 recorded")
 		}
 	})
+}
+
+// TestManifestImportRefusals sends manifests the import must refuse, each
+// leaving the 25 devices of the first import as they were.
+func TestManifestImportRefusals(t *testing.T) {
+	e, station, _, data, _ := importedBatch(t)
 	t.Run("tampered", func(t *testing.T) {
 		fresh := writeManifest(t, station, "batch-3", devices(t, sigalg.Ed25519, "batch-3", 4))
 		lines := bytes.SplitAfter(fresh, []byte("\n"))
@@ -76,6 +97,7 @@ func TestManifestImport(t *testing.T) {
 			"truncated":      fresh[:len(fresh)-10],
 			"no trailer":     bytes.Join(lines[:len(lines)-2], nil),
 			"data after":     append(bytes.Clone(fresh), lines[1]...),
+			"signature":      flipIn(fresh, len(fresh)-12),
 		} {
 			t.Run(name, func(t *testing.T) {
 				e.importManifest(t, "sensor", bad).wantProblem(t, 422, "manifest-invalid")
@@ -150,7 +172,7 @@ func flipIn(data []byte, at int) []byte {
 		out[at]++
 	case c == '9':
 		out[at] = '0'
-	case c >= 'a' && c <= 'e':
+	case c >= 'a' && c <= 'y', c >= 'A' && c <= 'Y':
 		out[at]++
 	default:
 		out[at] ^= 0x01

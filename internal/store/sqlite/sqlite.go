@@ -59,6 +59,26 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: open: empty database path")
 	}
+	// Two processes opening a new file at once can meet SQLITE_BUSY that
+	// the busy handler does not wait out: SQLite refuses the switch to WAL
+	// mode at once while another connection holds the file, because
+	// waiting could deadlock. Opening is idempotent (every migration is
+	// its own transaction), so it is tried again, within busyTimeout.
+	deadline := time.Now().Add(busyTimeout)
+	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
+		s, err := open(ctx, path)
+		if err == nil || !isBusy(err) || time.Now().Add(delay).After(deadline) {
+			return s, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("sqlite: open %s: %w", path, errors.Join(err, ctx.Err()))
+		case <-time.After(delay):
+		}
+	}
+}
+
+func open(ctx context.Context, path string) (*Store, error) {
 	s, err := openPools(path)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -222,6 +242,12 @@ func isConstraint(err error, codes ...int) bool {
 		}
 	}
 	return false
+}
+
+// isBusy reports SQLITE_BUSY with any extended code.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // isKeyTaken reports a primary-key or unique violation.

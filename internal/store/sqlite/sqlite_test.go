@@ -238,3 +238,24 @@ func queryPlan(t *testing.T, s *Store, q string, args []any) string {
 	}
 	return strings.Join(plan, "; ")
 }
+
+// TestOpenOddPath: the path goes into a file: URI, so characters that mean
+// something in a URI must reach the file system unchanged.
+func TestOpenOddPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data dir?x=1#frag%20")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "registry.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(s.Ping(t.Context()), s.Close()); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 || entries[0].Name() != "registry.db" {
+		t.Fatalf("directory holds %v (%v), want only registry.db", entries, err)
+	}
+}
