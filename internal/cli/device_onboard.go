@@ -61,7 +61,11 @@ default, since TLS stacks cannot use ML-DSA client keys yet) and store the
 certificate chain, trust bundle and cloud endpoint in the device's flash.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dev, opKey, err := bootForOnboarding(statePath, opAlg)
+			dev, err := loadDevice(statePath)
+			if err != nil {
+				return err
+			}
+			opKey, err := bootForOnboarding(dev, opAlg)
 			if err != nil {
 				return err
 			}
@@ -91,20 +95,16 @@ certificate chain, trust bundle and cloud endpoint in the device's flash.`,
 	return cmd
 }
 
-func bootForOnboarding(statePath, opAlg string) (*device.Device, crypto.Signer, error) {
+// bootForOnboarding powers the device up and returns its operational key.
+func bootForOnboarding(dev *device.Device, opAlg string) (crypto.Signer, error) {
 	suite, err := sigalg.Lookup(opAlg)
 	if err != nil {
-		return nil, nil, usageError{err}
-	}
-	dev, err := loadDevice(statePath)
-	if err != nil {
-		return nil, nil, err
+		return nil, usageError{err}
 	}
 	if err := dev.Boot(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	opKey, err := dev.OperationalKey(suite.ID())
-	return dev, opKey, err
+	return dev.OperationalKey(suite.ID())
 }
 
 func (s *streams) keepCredentials(dev *device.Device, statePath string, creds *onboarding.Credentials, opAlg string) error {
@@ -136,7 +136,7 @@ func newDeviceCredentialsCmd(s *streams) *cobra.Command {
 			if held == nil {
 				return errors.New("credentials: the device is not onboarded (run hallmark device onboard)")
 			}
-			dev, opKey, err := bootForOnboarding(statePath, string(held.OperationalAlg))
+			opKey, err := bootForOnboarding(dev, string(held.OperationalAlg))
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"context"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hallmark-iot/hallmark/internal/app"
+	"github.com/hallmark-iot/hallmark/internal/httpapi"
+)
+
+// TestDeviceOnboardThroughCLI onboards a factory-made device with
+// `hallmark device onboard`, then fetches and renews its credentials over
+// mutual TLS with `hallmark device credentials`.
+func TestDeviceOnboardThroughCLI(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	var out strings.Builder
+	batch, err := demoFactory(ctx, &streams{out: &out}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := app.Start(ctx, app.Config{DataDir: filepath.Join(dir, "platform"), Listen: "127.0.0.1:0", ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(p.CA.RootPEM())
+	token, _ := os.ReadFile(p.AdminTokenPath())
+	admin, _ := httpapi.NewClient(p.URL(), strings.TrimSpace(string(token)), roots)
+	if err := demoImport(ctx, admin, batch); err != nil {
+		t.Fatal(err)
+	}
+	rootFile := filepath.Join(dir, "root.pem")
+	os.WriteFile(rootFile, p.CA.RootPEM(), 0o644)
+	state := filepath.Join(batch.dir, "devices", "device-0000003.json") // puf, ml-dsa-65
+	server := []string{"--server", p.URL(), "--ca-file", rootFile}
+
+	got := mustRun(t, nil, append([]string{"device", "onboard", "--state", state}, server...)...)
+	if !strings.HasPrefix(got, "onboarded ") || !strings.Contains(got, "mqtts://localhost:8883") {
+		t.Fatalf("device onboard printed %q", got)
+	}
+	before, _ := os.ReadFile(state)
+	mustRun(t, nil, append([]string{"device", "credentials", "--state", state}, server...)...)
+	mustRun(t, nil, append([]string{"device", "credentials", "--state", state, "--renew"}, server...)...)
+	after, _ := os.ReadFile(state)
+	if string(before) == string(after) {
+		t.Fatal("renewal did not store a new certificate")
+	}
+	// A platform the device cannot authenticate: one line, nothing stored.
+	code, _, errOut := run(t, nil, "device", "onboard", "--state", state, "--server", p.URL(), "--ca-file", state)
+	if code != 1 || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("onboard with a bad CA file: exit %d, %q", code, errOut)
+	}
+	if again, _ := os.ReadFile(state); string(again) != string(after) {
+		t.Fatal("a failed onboarding changed the device state")
+	}
+	// A device the platform never registered is refused.
+	stranger := filepath.Join(dir, "stranger.json")
+	mustRun(t, nil, "keys", "generate", "--alg", "ed25519", "-o", filepath.Join(dir, "v.pem"), "--pub-out", filepath.Join(dir, "v.pub"))
+	mustRun(t, nil, "device", "new", "--class", "keygen", "--alg", "ed25519", "--root", filepath.Join(dir, "v.pub"), "-o", stranger)
+	payload := filepath.Join(dir, "ief.bin")
+	mustRun(t, nil, "device", "ief-payload", "-o", payload)
+	mustRun(t, nil, "firmware", "sign", "--type", "ief", "--in", payload, "--key", filepath.Join(dir, "v.pem"), "-o", filepath.Join(dir, "ief.hmfw"))
+	mustRun(t, nil, "device", "program", "--state", stranger, "--image", filepath.Join(dir, "ief.hmfw"))
+	code, _, errOut = run(t, nil, append([]string{"device", "onboard", "--state", stranger}, server...)...)
+	if code != 1 || !strings.Contains(errOut, "proof-rejected") {
+		t.Fatalf("unregistered device: exit %d, %q", code, errOut)
+	}
+}
