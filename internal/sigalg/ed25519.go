@@ -83,7 +83,9 @@ func checkEd25519PublicKey(raw []byte) error {
 	}
 	// [L-1]P == -P exactly when [L]P is the identity, i.e. P lies in the
 	// prime-order subgroup; L itself is not a canonical scalar.
-	lp := new(edwards25519.Point).ScalarMult(groupOrderMinusOne, p)
+	// Public keys are public: a variable-time multiplication is safe and
+	// twice as fast as the constant-time one.
+	lp := new(edwards25519.Point).VarTimeMultiScalarMult([]*edwards25519.Scalar{groupOrderMinusOne}, []*edwards25519.Point{p})
 	if lp.Equal(new(edwards25519.Point).Negate(p)) != 1 {
 		return fmt.Errorf("%w: Ed25519 public key has a small-order component", ErrWeakKey)
 	}
