@@ -200,7 +200,11 @@ type Devices interface {
 	// RevokeDevice marks a device revoked and its certificates revoked.
 	// Revoking a revoked device changes nothing; an unknown one is
 	// ErrNotFound.
-	RevokeDevice(ctx context.Context, id identity.ID, note string, at time.Time) error
+	//
+	// jobs are enqueued (see Jobs) in the same transaction, so a
+	// revocation and its deregistrations happen together or not at all;
+	// revoking a revoked device enqueues nothing.
+	RevokeDevice(ctx context.Context, id identity.ID, note string, at time.Time, jobs ...Job) error
 }
 
 // Challenges holds onboarding challenges.
@@ -228,7 +232,13 @@ type Certificates interface {
 	// used is ErrExists. Onboarding an onboarded device again (renewal)
 	// adds the certificate and keeps the first OnboardedAt. A zero IssuedAt
 	// is recorded as at.
-	RecordOnboarding(ctx context.Context, cert Certificate, at time.Time) error
+	//
+	// jobs are enqueued (see Jobs) in the same transaction (an outbox): the
+	// onboarding is recorded with its registration jobs or not at all.
+	// Callers enqueue a register job per connector on every onboarding,
+	// renewals included: the certificate changed, and registering again is
+	// idempotent.
+	RecordOnboarding(ctx context.Context, cert Certificate, at time.Time, jobs ...Job) error
 	GetCertificate(ctx context.Context, serial [16]byte) (Certificate, error)
 	// ListCertificates returns a device's certificates, newest first (by
 	// IssuedAt, then the later recorded).
@@ -263,8 +273,127 @@ type Store interface {
 	Certificates
 	Tokens
 	Audit
+	Jobs
 	// Ping reports whether the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 	// Close releases the backend; calling it again does no harm.
 	Close() error
+}
+
+// JobState is where a background job is in its life.
+type JobState string
+
+// Job states. Pending jobs wait for NextRunAt; running jobs are leased to
+// one worker until LeaseUntil; done and failed are terminal.
+const (
+	JobPending JobState = "pending"
+	JobRunning JobState = "running"
+	JobDone    JobState = "done"
+	JobFailed  JobState = "failed"
+)
+
+// Job kinds.
+const (
+	JobRegister   = "register"
+	JobDeregister = "deregister"
+)
+
+// Job is one durable background job: register or deregister a device with
+// one connector. Jobs run at least once; their effects must be idempotent.
+type Job struct {
+	ID        int64 // assigned by the store, increasing
+	Kind      string
+	Connector string
+	Identity  identity.ID
+	State     JobState
+	// Attempts counts the attempts that ended (retried, completed or
+	// failed); a lease that expired under a killed worker is not counted.
+	Attempts   int
+	NextRunAt  time.Time
+	LastError  string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	LeaseUntil time.Time // zero unless running
+	Worker     string    // the worker that last claimed the job
+}
+
+// JobFilter selects jobs, newest first; zero fields match everything.
+type JobFilter struct {
+	Identity identity.ID
+	State    JobState
+	Limit    int // zero: 100; at most 1000
+}
+
+// Jobs is the durable job queue. Jobs are enqueued only with the state
+// change that causes them (RecordOnboarding, RevokeDevice).
+type Jobs interface {
+	// ClaimJobs leases up to limit jobs to workerID until now+lease and
+	// returns them ordered by NextRunAt, then ID: pending jobs that are
+	// due (NextRunAt at or before now) and running jobs whose lease has
+	// expired (their worker died). Concurrent claimers never get the same
+	// job.
+	ClaimJobs(ctx context.Context, workerID string, now time.Time, lease time.Duration, limit int) ([]Job, error)
+	// CompleteJob marks a running job done. RetryJob puts it back to
+	// pending until nextRunAt with lastError. FailJob marks it failed for
+	// good. Each adds one to Attempts; a job that is not running is
+	// ErrConflict, an unknown one ErrNotFound.
+	CompleteJob(ctx context.Context, id int64, at time.Time) error
+	RetryJob(ctx context.Context, id int64, nextRunAt time.Time, lastError string, at time.Time) error
+	FailJob(ctx context.Context, id int64, lastError string, at time.Time) error
+	ListJobs(ctx context.Context, f JobFilter) ([]Job, error)
+}
+
+// Cloud states of a device, as CloudStateOf derives them.
+const (
+	CloudNone         = "none"         // no job: no connector configured, or not onboarded
+	CloudPending      = "pending"      // a job waits or runs (perhaps retrying)
+	CloudRegistered   = "registered"   // the latest job of every connector registered it
+	CloudDeregistered = "deregistered" // the latest job of every connector deregistered it
+	CloudFailed       = "failed"       // the latest job of some connector failed for good
+)
+
+// CloudStateOf derives a device's cloud state from its jobs (any order):
+// for each connector the latest job (highest ID) counts; failed wins over
+// pending, pending over done. lastError is that of the job deciding the
+// state (a pending job's error from its previous attempt), or empty.
+func CloudStateOf(jobs []Job) (state, lastError string) {
+	latest := map[string]Job{}
+	for _, j := range jobs {
+		if l, ok := latest[j.Connector]; !ok || j.ID > l.ID {
+			latest[j.Connector] = j
+		}
+	}
+	if len(latest) == 0 {
+		return CloudNone, ""
+	}
+	rank := func(s string) int {
+		switch s {
+		case CloudFailed:
+			return 3
+		case CloudPending:
+			return 2
+		case CloudRegistered:
+			return 1
+		}
+		return 0
+	}
+	state = ""
+	for _, j := range latest {
+		s := CloudPending
+		switch {
+		case j.State == JobFailed:
+			s = CloudFailed
+		case j.State == JobDone && j.Kind == JobDeregister:
+			s = CloudDeregistered
+		case j.State == JobDone:
+			s = CloudRegistered
+		}
+		if state == "" || rank(s) > rank(state) || (rank(s) == rank(state) && j.LastError != "" && lastError == "") {
+			state, lastError = s, j.LastError
+		}
+	}
+	if state == CloudRegistered || state == CloudDeregistered {
+		lastError = ""
+	}
+	return state, lastError
 }

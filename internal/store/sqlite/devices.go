@@ -262,7 +262,7 @@ func scanDevice(row scanner) (store.Device, error) {
 // RevokeDevice marks a device and its unrevoked certificates revoked.
 // Revoking a revoked device changes nothing; an unknown one is
 // store.ErrNotFound.
-func (s *Store) RevokeDevice(ctx context.Context, id identity.ID, note string, at time.Time) error {
+func (s *Store) RevokeDevice(ctx context.Context, id identity.ID, note string, at time.Time, jobs ...store.Job) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var state string
 		err := tx.QueryRowContext(ctx, `SELECT state FROM devices WHERE identity = ?`, id[:]).Scan(&state)
@@ -277,8 +277,10 @@ func (s *Store) RevokeDevice(ctx context.Context, id identity.ID, note string, a
 			return err
 		}
 		const certs = `UPDATE certificates SET revoked_at = ? WHERE identity = ? AND revoked_at IS NULL`
-		_, err = tx.ExecContext(ctx, certs, micros(at), id[:])
-		return err
+		if _, err = tx.ExecContext(ctx, certs, micros(at), id[:]); err != nil {
+			return err
+		}
+		return enqueueJobs(ctx, tx, id[:], at, jobs)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: revoke device %s: %w", id, err)

@@ -97,8 +97,9 @@ const certificateColumns = `serial, identity, not_before, not_after, der, issued
 
 // RecordOnboarding stores cert and moves its device to onboarded, in one
 // transaction. IssuedAt defaults to at. A renewal (the device is already
-// onboarded) adds the certificate and keeps the first OnboardedAt.
-func (s *Store) RecordOnboarding(ctx context.Context, cert store.Certificate, at time.Time) error {
+// onboarded) adds the certificate and keeps the first OnboardedAt. jobs are
+// enqueued in the same transaction.
+func (s *Store) RecordOnboarding(ctx context.Context, cert store.Certificate, at time.Time, jobs ...store.Job) error {
 	if cert.IssuedAt.IsZero() {
 		cert.IssuedAt = at
 	}
@@ -127,7 +128,7 @@ func (s *Store) RecordOnboarding(ctx context.Context, cert store.Certificate, at
 		if _, err := tx.ExecContext(ctx, onboard, micros(at), cert.Identity[:]); err != nil {
 			return fmt.Errorf("update device: %w", err)
 		}
-		return nil
+		return enqueueJobs(ctx, tx, cert.Identity[:], at, jobs)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: record onboarding: %w", err)

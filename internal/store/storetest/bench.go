@@ -15,6 +15,8 @@ func Benchmark(b *testing.B, open func(b *testing.B) store.Store) {
 	b.Run("ImportBatch100k/mixed", func(b *testing.B) { benchImport(b, open, true) })
 	b.Run("ConsumeChallenge", func(b *testing.B) { benchConsume(b, newFixture(b, open)) })
 	b.Run("RecordOnboarding", func(b *testing.B) { benchOnboard(b, newFixture(b, open)) })
+	b.Run("RecordOnboardingWith2Jobs", func(b *testing.B) { benchOnboardJobs(b, newFixture(b, open)) })
+	b.Run("ClaimAndCompleteJob", func(b *testing.B) { benchClaimComplete(b, newFixture(b, open)) })
 	b.Run("GetDevice", func(b *testing.B) { benchGetDevice(b, newFixture(b, open), false) })
 	b.Run("GetDeviceParallel", func(b *testing.B) { benchGetDevice(b, newFixture(b, open), true) })
 	b.Run("ListDevicesPage100", func(b *testing.B) { benchListDevices(b, newFixture(b, open)) })
@@ -96,6 +98,49 @@ func benchOnboard(b *testing.B, f *fixture) {
 			b.Fatal(err)
 		}
 		i++
+	}
+}
+
+// benchOnboardJobs is RecordOnboarding with the outbox: two register jobs.
+func benchOnboardJobs(b *testing.B, f *fixture) {
+	p := &pool{f: f}
+	jobs := registerJobs("mosquitto", "webhook")
+	i := 0
+	for b.Loop() {
+		d := p.next(b)
+		if err := f.s.RecordOnboarding(f.ctx, newCert(d.Identity, i, at(time.Minute)), at(time.Minute), jobs...); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// benchClaimComplete is one job's bookkeeping: claim it alone, complete
+// it. Finished jobs pile up, as they would in a server.
+func benchClaimComplete(b *testing.B, f *fixture) {
+	pending, i, batches := 0, 0, 0
+	for b.Loop() {
+		if pending == 0 {
+			b.StopTimer()
+			batches++
+			id := fmt.Sprint("jobs-", batches)
+			devices := makeDevices(id, poolSize)
+			f.mustImport(b, f.batch(id, id), devices)
+			for _, d := range devices {
+				must(b, f.s.RecordOnboarding(f.ctx, newCert(d.Identity, i, at(time.Minute)), at(time.Minute), registerJobs("c")...))
+				i++
+			}
+			pending = poolSize
+			b.StartTimer()
+		}
+		jobs, err := f.s.ClaimJobs(f.ctx, "bench", at(time.Hour), time.Minute, 1)
+		if err != nil || len(jobs) != 1 {
+			b.Fatalf("ClaimJobs = %d jobs, %v", len(jobs), err)
+		}
+		if err := f.s.CompleteJob(f.ctx, jobs[0].ID, at(time.Hour)); err != nil {
+			b.Fatal(err)
+		}
+		pending--
 	}
 }
 

@@ -51,6 +51,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TimePrecision", testTimePrecision},
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"PingClose", testPingClose},
+		{"JobsOutbox", testJobsOutbox},
+		{"ClaimJobs", testClaimJobs},
+		{"ClaimJobsConcurrently", testClaimConcurrently},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.test(t, newFixture(t, open))
