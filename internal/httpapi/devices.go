@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"net/http"
@@ -158,10 +159,7 @@ func (s *Server) getDevice(r *http.Request, c *adminCall) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	d, err := s.store.GetDevice(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, nil, problemf("not-found", "no device %s", id)
-	}
+	d, err := s.lookupDevice(r.Context(), id)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -194,10 +192,7 @@ func (s *Server) revokeDevice(r *http.Request, c *adminCall) (int, any, error) {
 	if err := decodeJSON(r, MaxJSONBody, &req); err != nil {
 		return 0, nil, err
 	}
-	d, err := s.store.GetDevice(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, nil, problemf("not-found", "no device %s", id)
-	}
+	d, err := s.lookupDevice(r.Context(), id)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -222,4 +217,13 @@ func deviceView(d store.Device) Device {
 		Station: d.StationID, CreatedAt: d.CreatedAt.UTC(), OnboardedAt: optionalTime(d.OnboardedAt),
 		RevokedAt: optionalTime(d.RevokedAt), RevokeReason: d.RevokeNote,
 	}
+}
+
+// lookupDevice returns the device, or a not-found problem naming it.
+func (s *Server) lookupDevice(ctx context.Context, id identity.ID) (store.Device, error) {
+	d, err := s.store.GetDevice(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return d, problemf("not-found", "no device %s", id)
+	}
+	return d, err
 }
