@@ -12,18 +12,21 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/hallmark-iot/hallmark/internal/atomicfile"
+	"github.com/hallmark-iot/hallmark/internal/connector"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/keys"
 	"github.com/hallmark-iot/hallmark/internal/keys/softkms"
@@ -57,7 +60,15 @@ type Config struct {
 	// minute; zero selects onboarding's defaults, negative disables (a load
 	// test from one address).
 	RatePerIdentity, RatePerAddress int
-	Log                             *slog.Logger
+	// Connectors register onboarded devices with cloud services, in the
+	// background, from the store's durable job queue. Their names must
+	// differ. The platform closes those that are io.Closers.
+	Connectors []connector.Connector
+	// Workers is how many job workers run (default 4); Worker configures
+	// each (its ID is made unique per process and worker).
+	Workers int
+	Worker  connector.WorkerConfig
+	Log     *slog.Logger
 	// Now is the clock; nil uses time.Now.
 	Now func() time.Time
 }
@@ -81,6 +92,10 @@ type Platform struct {
 	server   *http.Server
 	listener net.Listener
 	served   chan error
+	// stopWorkers ends the job workers; workersDone closes when they have.
+	metrics     *metrics
+	stopWorkers context.CancelFunc
+	workersDone chan struct{}
 }
 
 // Start opens everything and serves HTTPS in the background.
@@ -110,7 +125,72 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err := p.listen(ctx, handler); err != nil {
 		return nil, err
 	}
+	if err := p.startWorkers(); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// connectorNames lists the configured connectors' names, checking they
+// are unique.
+func (c *Config) connectorNames() ([]string, error) {
+	var names []string
+	seen := map[string]bool{}
+	for _, conn := range c.Connectors {
+		name := conn.Name()
+		if seen[name] {
+			return nil, fmt.Errorf("serve: two connectors are named %q", name)
+		}
+		seen[name] = true
+		names = append(names, name)
+	}
+	return names, nil
+}
+
+// startWorkers runs the job workers until Close. Every process and worker
+// gets its own ID, so leases tell replicas' workers apart.
+func (p *Platform) startWorkers() error {
+	p.workersDone = make(chan struct{})
+	if len(p.cfg.Connectors) == 0 {
+		close(p.workersDone)
+		return nil
+	}
+	byName := map[string]connector.Connector{}
+	for _, c := range p.cfg.Connectors {
+		byName[c.Name()] = c
+	}
+	host, _ := os.Hostname()
+	suffix := make([]byte, 4)
+	rand.Read(suffix)
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stopWorkers = cancel
+	var workers []*connector.Worker
+	for i := range p.cfg.Workers {
+		wc := p.cfg.Worker
+		wc.ID = fmt.Sprintf("%s/%d/%x/%d", host, os.Getpid(), suffix, i)
+		if wc.Log == nil {
+			wc.Log = p.cfg.Log
+		}
+		if wc.Now == nil {
+			wc.Now = p.cfg.Now
+		}
+		if wc.Metrics == nil {
+			wc.Metrics = p.metrics
+		}
+		w, err := connector.NewWorker(p.Store, byName, wc)
+		if err != nil {
+			cancel()
+			return err
+		}
+		workers = append(workers, w)
+	}
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Go(func() { _ = w.Run(ctx) })
+	}
+	go func() { wg.Wait(); close(p.workersDone) }()
+	p.cfg.Log.Info("connector workers started", "workers", len(workers), "connectors", len(byName))
+	return nil
 }
 
 func (c *Config) defaults() error {
@@ -135,6 +215,12 @@ func (c *Config) defaults() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Workers <= 0 {
+		c.Workers = 4
+	}
+	if _, err := c.connectorNames(); err != nil {
+		return err
 	}
 	return nil
 }
@@ -240,6 +326,16 @@ func (p *Platform) Close() error {
 }
 
 func (p *Platform) closeParts() {
+	// Workers first: they use the store and the connectors.
+	if p.stopWorkers != nil {
+		p.stopWorkers()
+		<-p.workersDone
+	}
+	for _, c := range p.cfg.Connectors {
+		if closer, ok := c.(io.Closer); ok {
+			closer.Close()
+		}
+	}
 	if p.Store != nil {
 		p.Store.Close()
 	}
@@ -248,9 +344,10 @@ func (p *Platform) closeParts() {
 	}
 }
 
-// metrics adapts onboarding outcomes to Prometheus.
+// metrics adapts onboarding and job outcomes to Prometheus.
 type metrics struct {
 	steps *prometheus.HistogramVec
+	jobs  *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -258,9 +355,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name:    "hallmark_onboarding_step_seconds",
 		Help:    "Onboarding steps by step (challenge, proof) and outcome code.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
-	}, []string{"step", "outcome"})}
-	if err := reg.Register(m.steps); err != nil {
-		return nil, err
+	}, []string{"step", "outcome"}),
+		jobs: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hallmark_connector_job_seconds",
+			Help:    "Connector job attempts by connector, kind (register, deregister) and outcome (done, retry, failed).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"connector", "kind", "outcome"}),
+	}
+	for _, c := range []prometheus.Collector{m.steps, m.jobs} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
 	}
 	return m, nil
 }
@@ -269,15 +374,26 @@ func (m *metrics) Observe(step, outcome string, took time.Duration) {
 	m.steps.WithLabelValues(step, outcome).Observe(took.Seconds())
 }
 
-var _ onboarding.Metrics = (*metrics)(nil)
+func (m *metrics) ObserveJob(connector, kind, outcome string, took time.Duration) {
+	m.jobs.WithLabelValues(connector, kind, outcome).Observe(took.Seconds())
+}
+
+var (
+	_ onboarding.Metrics = (*metrics)(nil)
+	_ connector.Metrics  = (*metrics)(nil)
+)
 
 // handler builds the HTTP API: admin routes, onboarding and device routes,
 // and the bootstrap admin token on first start.
 func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	names, err := p.cfg.connectorNames()
+	if err != nil {
+		return nil, err
+	}
 	api, err := httpapi.New(httpapi.Config{Store: p.Store, Log: p.cfg.Log, Metrics: reg,
-		MaxManifestBytes: p.cfg.MaxManifestBytes, Now: p.cfg.Now})
+		MaxManifestBytes: p.cfg.MaxManifestBytes, Now: p.cfg.Now, Connectors: names})
 	if err != nil {
 		return nil, err
 	}
@@ -285,9 +401,10 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.metrics = m
 	svc, err := onboarding.NewService(onboarding.Config{Store: p.Store, Issuer: onboarding.NewCAIssuer(p.CA, p.cfg.Now),
 		ServerName: p.cfg.ServerName, Log: p.cfg.Log, Metrics: m, Now: p.cfg.Now,
-		PerIdentity: p.cfg.RatePerIdentity, PerAddress: p.cfg.RatePerAddress})
+		PerIdentity: p.cfg.RatePerIdentity, PerAddress: p.cfg.RatePerAddress, Connectors: names})
 	if err != nil {
 		return nil, err
 	}

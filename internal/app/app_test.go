@@ -99,13 +99,20 @@ func start(t *testing.T, dir string, suite sigalg.ID) *Platform {
 
 func adminClient(t testing.TB, p *Platform) *httpapi.Client {
 	t.Helper()
-	token, err := os.ReadFile(p.AdminTokenPath())
+	return adminClientAt(t, p.URL(), p.AdminTokenPath(), p.CA.RootPEM())
+}
+
+// adminClientAt is an admin client of a platform at url, perhaps in
+// another process.
+func adminClientAt(t testing.TB, url, tokenFile string, rootPEM []byte) *httpapi.Client {
+	t.Helper()
+	token, err := os.ReadFile(tokenFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(p.CA.RootPEM())
-	c, err := httpapi.NewClient(p.URL(), strings.TrimSpace(string(token)), roots)
+	roots.AppendCertsFromPEM(rootPEM)
+	c, err := httpapi.NewClient(url, strings.TrimSpace(string(token)), roots)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,8 +135,12 @@ func (f *fleet) register(t testing.TB, admin *httpapi.Client) {
 
 // tlsClient trusts the platform's root and presents cert if given.
 func tlsClient(p *Platform, cert *tls.Certificate) *http.Client {
+	return tlsClientFor(p.CA.RootPEM(), cert)
+}
+
+func tlsClientFor(rootPEM []byte, cert *tls.Certificate) *http.Client {
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(p.CA.RootPEM())
+	roots.AppendCertsFromPEM(rootPEM)
 	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots}
 	if cert != nil {
 		cfg.Certificates = []tls.Certificate{*cert}
@@ -139,12 +150,18 @@ func tlsClient(p *Platform, cert *tls.Certificate) *http.Client {
 
 func onboard(t *testing.T, p *Platform, d *device.Device, id identity.ID) (*onboarding.Credentials, *tls.Certificate, error) {
 	t.Helper()
+	return onboardAt(t, p.URL(), p.CA.RootPEM(), d, id)
+}
+
+// onboardAt onboards d at a platform at url, perhaps in another process.
+func onboardAt(t *testing.T, url string, rootPEM []byte, d *device.Device, id identity.ID) (*onboarding.Credentials, *tls.Certificate, error) {
+	t.Helper()
 	op, err := d.OperationalKey(sigalg.ECDSAP256)
 	if err != nil {
 		t.Fatal(err)
 	}
 	csr, _ := pki.CreateCSR(op, id.String())
-	c := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, nil)}
+	c := onboarding.Client{BaseURL: url, HTTP: tlsClientFor(rootPEM, nil)}
 	creds, err := c.Onboard(context.Background(), d, id, csr)
 	if err != nil {
 		return nil, nil, err

@@ -400,9 +400,9 @@ func newAdminDeviceListCmd(s *streams, f *adminFlags) *cobra.Command {
 			}
 			var rows [][]string
 			for _, d := range devices {
-				rows = append(rows, []string{d.Identity.String(), d.State, d.Algorithm, d.Product, d.Batch, d.RootOfTrust})
+				rows = append(rows, []string{d.Identity.String(), d.State, d.Cloud.State, d.Algorithm, d.Product, d.Batch, d.RootOfTrust})
 			}
-			return s.table("IDENTITY\tSTATE\tALGORITHM\tPRODUCT\tBATCH\tROOT OF TRUST", rows)
+			return s.table("IDENTITY\tSTATE\tCLOUD\tALGORITHM\tPRODUCT\tBATCH\tROOT OF TRUST", rows)
 		}),
 	}
 	fl := cmd.Flags()
@@ -421,7 +421,7 @@ func newAdminDeviceGetCmd(s *streams, f *adminFlags) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "get IDENTITY [--json]",
-		Short: "Show a device: state, product, batch, station, key, certificates",
+		Short: "Show a device: state, product, batch, station, key, certificates, cloud registration",
 		Args:  cobra.ExactArgs(1),
 		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, args []string) error {
 			id, err := parseIdentityArg(args[0])
@@ -459,6 +459,17 @@ func printDevice(s *streams, d httpapi.Device) {
 			status = "revoked " + formatTime(*c.RevokedAt)
 		}
 		fmt.Fprintf(tw, "certificate:\t%s  %s .. %s  %s\n", c.Serial, formatTime(c.NotBefore), formatTime(c.NotAfter), status)
+	}
+	fmt.Fprintf(tw, "cloud:\t%s\n", d.Cloud.State)
+	if d.Cloud.LastError != "" {
+		fmt.Fprintf(tw, "cloud error:\t%s\n", d.Cloud.LastError)
+	}
+	for _, j := range d.Cloud.Jobs {
+		line := fmt.Sprintf("%s %s: %s after %d attempts", j.Kind, j.Connector, j.State, j.Attempts)
+		if j.State == "pending" && j.Attempts > 0 {
+			line += ", next at " + formatTime(j.NextRunAt)
+		}
+		fmt.Fprintf(tw, "job %d:\t%s\n", j.ID, line)
 	}
 	tw.Flush()
 }

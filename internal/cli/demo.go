@@ -36,7 +36,12 @@ the clear) and every suite, and verify the signed batch manifest.
 Last, start the platform in-process (HTTPS on a free local port, a new CA,
 embedded SQLite), register the station and a product, import the manifest,
 and onboard every device over TLS: each proves its identity to a fresh
-challenge and receives a certificate chain, which is verified.`,
+challenge and receives a certificate chain, which is verified.
+
+When Mosquitto is installed, a broker trusting the platform's CA is started
+on a free port first; the platform registers every device with it in the
+background, and each device publishes to its own topic with its new
+certificate and is refused another device's topic.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := runDemo(s, ber); err != nil {

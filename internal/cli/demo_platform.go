@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/app"
+	"github.com/hallmark-iot/hallmark/internal/connector"
 	"github.com/hallmark-iot/hallmark/internal/device"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
@@ -22,8 +24,19 @@ import (
 // demoPlatform starts the platform in-process on a free port, imports the
 // factory's manifest through the admin API and onboards every device of
 // the batch over TLS.
+//
+// When Mosquitto is installed, the platform's first start only makes its
+// CA; the demo then starts a broker that trusts it, starts the platform
+// again with a connector for that broker, and has every device publish.
 func demoPlatform(ctx context.Context, s *streams, dir string, batch *demoBatch) error {
-	p, err := app.Start(ctx, app.Config{DataDir: filepath.Join(dir, "platform"), Listen: "127.0.0.1:0", ServerName: "localhost"})
+	dataDir := filepath.Join(dir, "platform")
+	cloud, err := startDemoCloud(ctx, s, dir, dataDir)
+	if err != nil {
+		return fmt.Errorf("cloud: %w", err)
+	}
+	defer cloud.stop()
+	p, err := app.Start(ctx, app.Config{DataDir: dataDir, Listen: "127.0.0.1:0", ServerName: "localhost",
+		Connectors: cloud.connectors(), Worker: connector.WorkerConfig{Poll: 20 * time.Millisecond}})
 	if err != nil {
 		return err
 	}
@@ -38,7 +51,7 @@ func demoPlatform(ctx context.Context, s *streams, dir string, batch *demoBatch)
 	if err != nil {
 		return err
 	}
-	if err := demoImport(ctx, admin, batch); err != nil {
+	if err := demoImport(ctx, admin, batch, cloud.endpoint()); err != nil {
 		return err
 	}
 	fmt.Fprintf(s.out, "\nPlatform: %s (CA %s, TLS 1.3); manifest imported; onboarding every device:\n\n", p.URL(), p.CA.Suite())
@@ -54,19 +67,29 @@ func demoPlatform(ctx context.Context, s *streams, dir string, batch *demoBatch)
 	states, _ := filepath.Glob(filepath.Join(batch.dir, "devices", "device-*.json"))
 	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tCLASS\tALGORITHM\tIDENTITY\tSTATE\tCERTIFICATE\tTIME")
+	var onboarded []demoConnected
 	for i, path := range states {
-		row, err := demoOnboard(ctx, &client, admin, path, batch.ief, p.CA)
+		row, dev, err := demoOnboard(ctx, &client, admin, path, batch.ief, p.CA)
 		if err != nil {
 			return fmt.Errorf("onboard device %d: %w", i+1, err)
 		}
+		onboarded = append(onboarded, dev)
 		fmt.Fprintf(tw, "%d\t%s\n", i+1, row)
 	}
 	tw.Flush()
-	_, err = fmt.Fprintf(s.out, "\nEvery device proved its identity to a fresh challenge and holds a certificate chain that verifies to the platform's root.\n")
-	return err
+	if _, err = fmt.Fprintf(s.out, "\nEvery device proved its identity to a fresh challenge and holds a certificate chain that verifies to the platform's root.\n"); err != nil {
+		return err
+	}
+	if cloud == nil {
+		return nil
+	}
+	return cloud.publishAll(ctx, s, admin, onboarded)
 }
 
-func demoImport(ctx context.Context, admin *httpapi.Client, batch *demoBatch) error {
+func demoImport(ctx context.Context, admin *httpapi.Client, batch *demoBatch, endpoint string) error {
+	if endpoint == "" {
+		endpoint = "mqtts://localhost:8883"
+	}
 	pubPEM, err := sigalg.EncodePublicKeyPEM(batch.stationPub)
 	if err != nil {
 		return err
@@ -75,7 +98,7 @@ func demoImport(ctx context.Context, admin *httpapi.Client, batch *demoBatch) er
 		return fmt.Errorf("register station: %w", err)
 	}
 	if _, err := admin.CreateProduct(ctx, httpapi.ProductRequest{ID: "demo-sensor", Name: "Demo sensor",
-		CertValidity: "8760h", CloudEndpoint: "mqtts://localhost:8883"}); err != nil {
+		CertValidity: "8760h", CloudEndpoint: endpoint}); err != nil {
 		return fmt.Errorf("create product: %w", err)
 	}
 	f, err := os.Open(batch.manifest)
@@ -90,31 +113,32 @@ func demoImport(ctx context.Context, admin *httpapi.Client, batch *demoBatch) er
 }
 
 // demoOnboard onboards one device and returns its table row.
-func demoOnboard(ctx context.Context, client *onboarding.Client, admin *httpapi.Client, path string, ief []byte, ca *pki.CA) (string, error) {
+func demoOnboard(ctx context.Context, client *onboarding.Client, admin *httpapi.Client, path string, ief []byte, ca *pki.CA) (string, demoConnected, error) {
+	var none demoConnected
 	start := time.Now()
 	dev, err := device.Load(path, nil)
 	if err != nil {
-		return "", err
+		return "", none, err
 	}
 	dev.Program(ief)
 	if err := dev.Boot(); err != nil {
-		return "", err
+		return "", none, err
 	}
 	id, err := dev.Identity()
 	if err != nil {
-		return "", err
+		return "", none, err
 	}
 	opKey, err := dev.OperationalKey(sigalg.ECDSAP256)
 	if err != nil {
-		return "", err
+		return "", none, err
 	}
 	csr, err := pki.CreateCSR(opKey, id.String())
 	if err != nil {
-		return "", err
+		return "", none, err
 	}
 	creds, err := client.Onboard(ctx, dev, id, csr)
 	if err != nil {
-		return "", err
+		return "", none, err
 	}
 	took := time.Since(start)
 	var chain [][]byte
@@ -123,16 +147,17 @@ func demoOnboard(ctx context.Context, client *onboarding.Client, admin *httpapi.
 		chain = append(chain, block.Bytes)
 	}
 	if _, _, err := ca.VerifyDevice(chain, time.Now()); err != nil {
-		return "", fmt.Errorf("issued chain: %w", err)
+		return "", none, fmt.Errorf("issued chain: %w", err)
 	}
 	registered, err := admin.GetDevice(ctx, id)
 	if err != nil {
-		return "", err
+		return "", none, err
 	}
 	class := string(dev.Class())
 	if dev.Class() == device.ClassInject && !dev.HasChannel() {
 		class = "inject-clear"
 	}
+	cert := tls.Certificate{Certificate: chain, PrivateKey: opKey}
 	return fmt.Sprintf("%s\t%s\t%s\t%s\tverified\t%s", class, dev.Algorithm(), id.Short(), registered.State,
-		took.Round(100*time.Microsecond)), nil
+		took.Round(100*time.Microsecond)), demoConnected{id: id, cert: cert}, nil
 }

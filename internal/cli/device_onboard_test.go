@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/app"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
@@ -32,7 +33,7 @@ func TestDeviceOnboardThroughCLI(t *testing.T) {
 	roots.AppendCertsFromPEM(p.CA.RootPEM())
 	token, _ := os.ReadFile(p.AdminTokenPath())
 	admin, _ := httpapi.NewClient(p.URL(), strings.TrimSpace(string(token)), roots)
-	if err := demoImport(ctx, admin, batch); err != nil {
+	if err := demoImport(ctx, admin, batch, ""); err != nil {
 		t.Fatal(err)
 	}
 	rootFile := filepath.Join(dir, "root.pem")
@@ -70,5 +71,92 @@ func TestDeviceOnboardThroughCLI(t *testing.T) {
 	code, _, errOut = run(t, nil, append([]string{"device", "onboard", "--state", stranger}, server...)...)
 	if code != 1 || !strings.Contains(errOut, "proof-rejected") {
 		t.Fatalf("unregistered device: exit %d, %q", code, errOut)
+	}
+}
+
+// TestDeviceConnectThroughCLI runs the whole path with the CLI: a platform
+// with a Mosquitto connector, `hallmark device onboard`, the registration
+// shown by `hallmark admin device get`, then `hallmark device connect`
+// publishing to the device's own topic and refused another's.
+func TestDeviceConnectThroughCLI(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	var out strings.Builder
+	batch, err := demoFactory(ctx, &streams{out: &out}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cloud, err := startDemoCloud(ctx, &streams{out: &out}, dir, filepath.Join(dir, "platform"))
+	if err != nil || cloud == nil {
+		t.Fatalf("start broker: %v %s", err, out.String())
+	}
+	defer cloud.stop()
+	p, err := app.Start(ctx, app.Config{DataDir: filepath.Join(dir, "platform"), Listen: "127.0.0.1:0", ServerName: "localhost",
+		Connectors: cloud.connectors()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(p.CA.RootPEM())
+	token, _ := os.ReadFile(p.AdminTokenPath())
+	admin, _ := httpapi.NewClient(p.URL(), strings.TrimSpace(string(token)), roots)
+	if err := demoImport(ctx, admin, batch, cloud.endpoint()); err != nil {
+		t.Fatal(err)
+	}
+	rootFile := filepath.Join(dir, "root.pem")
+	os.WriteFile(rootFile, p.CA.RootPEM(), 0o644)
+	server := []string{"--server", p.URL(), "--ca-file", rootFile}
+	state := filepath.Join(batch.dir, "devices", "device-0000002.json")
+	other := filepath.Join(batch.dir, "devices", "device-0000004.json")
+
+	// Not onboarded: connect says what to do.
+	code, _, errOut := run(t, nil, "device", "connect", "--state", state)
+	if code != 1 || !strings.Contains(errOut, "not onboarded") || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("connect before onboarding: exit %d, %q", code, errOut)
+	}
+	got := mustRun(t, nil, append([]string{"device", "onboard", "--state", state}, server...)...)
+	if !strings.Contains(got, cloud.endpoint()) {
+		t.Fatalf("the credentials do not name the broker: %q", got)
+	}
+	id := strings.Fields(strings.SplitN(got, "\n", 2)[0])[1]
+	parsed, err := parseIdentityArg(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := waitRegistered(ctx, admin, parsed); err != nil {
+		t.Fatal(err)
+	}
+	adminArgs := []string{"admin", "--server", p.URL(), "--ca-file", rootFile, "--token-file", p.AdminTokenPath()}
+	shown := mustRun(t, nil, append(adminArgs, "device", "get", id)...)
+	if !strings.Contains(shown, "cloud:") || !strings.Contains(shown, "registered") || !strings.Contains(shown, "register mosquitto: done after 1 attempts") {
+		t.Fatalf("admin device get:\n%s", shown)
+	}
+	got = mustRun(t, nil, "device", "connect", "--state", state, "--message", "hello")
+	if !strings.HasPrefix(got, "published 5 bytes to devices/"+id+"/status") {
+		t.Fatalf("device connect printed %q", got)
+	}
+	code, _, errOut = run(t, nil, "device", "connect", "--state", state, "--topic", "devices/"+strings.Repeat("ab", 32)+"/status")
+	if code != 1 || !strings.Contains(errOut, "not authorised") || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("publish to another device's topic: exit %d, %q", code, errOut)
+	}
+	code, _, errOut = run(t, nil, "device", "connect", "--state", state, "--topic", "devices/#")
+	if code != 2 {
+		t.Fatalf("wildcard topic: exit %d, %q", code, errOut)
+	}
+	// Revoked: the platform deregisters it and the broker refuses it.
+	got = mustRun(t, nil, append([]string{"device", "onboard", "--state", other}, server...)...)
+	otherID := strings.Fields(strings.SplitN(got, "\n", 2)[0])[1]
+	mustRun(t, nil, append(adminArgs, "device", "revoke", otherID, "--reason", "returned")...)
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(mustRun(t, nil, append(adminArgs, "device", "get", otherID)...), "deregistered") {
+		if time.Now().After(deadline) {
+			t.Fatal("the revoked device was not deregistered within a minute")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	code, _, errOut = run(t, nil, "device", "connect", "--state", other)
+	if code != 1 || !strings.Contains(errOut, "not authorised") {
+		t.Fatalf("revoked device connecting: exit %d, %q", code, errOut)
 	}
 }

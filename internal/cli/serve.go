@@ -28,6 +28,7 @@ func newServeCmd(s *streams) *cobra.Command {
 	var dataDir, listen, serverName, caSuite, passFile, logFormat, logLevel string
 	var maxManifest int64
 	var ratePerIdentity, ratePerAddress int
+	var connectors connectorFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the onboarding platform: HTTPS API, CA and registry on embedded SQLite",
@@ -36,7 +37,13 @@ database, a CA (root and issuing; keys encrypted at rest) and a bootstrap
 admin token in DATA/admin.token. It serves HTTPS only (TLS 1.3, X25519MLKEM768
 preferred). Every flag can be set as an environment variable HALLMARK_<FLAG>,
 e.g. HALLMARK_DATA_DIR; the CA key passphrase comes from
-HALLMARK_CA_PASSPHRASE or --ca-passphrase-file, never from a flag value.`,
+HALLMARK_CA_PASSPHRASE or --ca-passphrase-file, never from a flag value.
+
+Cloud connectors: with --mqtt-admin-url every onboarded device is registered
+with a Mosquitto broker (dynamic security: a client named by its identity,
+allowed its own topic tree only); with --webhook-url a signed event is
+POSTed. Both run in the background from a durable job queue with retries;
+revoking a device deregisters it. See docs/connectors.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(s.err, logFormat, logLevel)
@@ -53,6 +60,13 @@ HALLMARK_CA_PASSPHRASE or --ca-passphrase-file, never from a flag value.`,
 				if cfg.CAPassphrase, err = s.secret(passFile, "HALLMARK_CA_PASSPHRASE"); err != nil {
 					return err
 				}
+			}
+			if cfg.Connectors, err = connectors.build(s); err != nil {
+				return err
+			}
+			cfg.Workers = connectors.workers
+			if cfg.Worker, err = connectors.worker(); err != nil {
+				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -75,6 +89,7 @@ HALLMARK_CA_PASSPHRASE or --ca-passphrase-file, never from a flag value.`,
 	f.IntVar(&ratePerIdentity, "rate-per-identity", 0, "onboarding requests per minute per device identity (default 20; -1 disables)")
 	f.IntVar(&ratePerAddress, "rate-per-address", 0, "onboarding requests per minute per client address (default 600; -1 disables)")
 	f.Int64Var(&maxManifest, "max-manifest-bytes", 0, "largest manifest upload (default 2 GiB)")
+	connectors.register(f)
 	return cmd
 }
 

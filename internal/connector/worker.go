@@ -35,6 +35,13 @@ type WorkerConfig struct {
 	Batch       int           // jobs claimed at once; default 4
 	Log         *slog.Logger  // default: discard
 	Now         func() time.Time
+	// Metrics observes every attempt; nil records nothing.
+	Metrics Metrics
+}
+
+// Metrics observes job attempts: outcome is done, retry or failed.
+type Metrics interface {
+	ObserveJob(connector, kind, outcome string, took time.Duration)
 }
 
 // Worker runs registration jobs: at least once, so connectors' effects
@@ -121,7 +128,9 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 		if ctx.Err() != nil {
 			break
 		}
-		errs = append(errs, w.finish(ctx, j, w.run(ctx, j)))
+		start := time.Now()
+		runErr := w.run(ctx, j)
+		errs = append(errs, w.finish(ctx, j, runErr, time.Since(start)))
 	}
 	return len(jobs), errors.Join(errs...)
 }
@@ -180,25 +189,29 @@ func (w *Worker) device(ctx context.Context, id identity.ID) (Device, error) {
 }
 
 // finish records a job's outcome.
-func (w *Worker) finish(ctx context.Context, j store.Job, runErr error) error {
+func (w *Worker) finish(ctx context.Context, j store.Job, runErr error, took time.Duration) error {
 	now := w.cfg.Now()
 	log := w.cfg.Log.With("worker", w.cfg.ID, "job", j.ID, "kind", j.Kind, "connector", j.Connector, "device", j.Identity.String())
 	var err error
+	outcome := ""
 	switch {
 	case ctx.Err() != nil:
 		// Shutting down: leave the job leased; it runs again after the
 		// lease, effects being idempotent.
 		return nil
 	case runErr == nil:
-		err = w.store.CompleteJob(ctx, j.ID, now)
+		err, outcome = w.store.CompleteJob(ctx, j.ID, now), "done"
 		log.Info("connector job done", "attempt", j.Attempts+1)
 	case errors.Is(runErr, ErrPermanent) || j.Attempts+1 >= w.cfg.MaxAttempts:
-		err = w.store.FailJob(ctx, j.ID, runErr.Error(), now)
+		err, outcome = w.store.FailJob(ctx, j.ID, runErr.Error(), now), "failed"
 		log.Error("connector job failed", "attempt", j.Attempts+1, "err", runErr)
 	default:
 		delay := BackoffWith(j.Attempts+1, w.cfg.BackoffBase, w.cfg.BackoffCap)
-		err = w.store.RetryJob(ctx, j.ID, now.Add(delay), runErr.Error(), now)
+		err, outcome = w.store.RetryJob(ctx, j.ID, now.Add(delay), runErr.Error(), now), "retry"
 		log.Warn("connector job will retry", "attempt", j.Attempts+1, "delay", delay, "err", runErr)
+	}
+	if w.cfg.Metrics != nil {
+		w.cfg.Metrics.ObserveJob(j.Connector, j.Kind, outcome, took)
 	}
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("record job %d: %w", j.ID, err)

@@ -123,7 +123,14 @@ func (s *Server) listDevices(r *http.Request, _ *adminCall) (int, any, error) {
 	}
 	out := DeviceList{Devices: make([]Device, 0, len(list))}
 	for _, d := range list {
-		out.Devices = append(out.Devices, deviceView(d))
+		view := deviceView(d)
+		// Jobs come only with an onboarding: skip the lookup otherwise.
+		if !d.OnboardedAt.IsZero() {
+			if err := s.cloudOf(r.Context(), &view, false); err != nil {
+				return 0, nil, err
+			}
+		}
+		out.Devices = append(out.Devices, view)
 	}
 	if len(list) == f.Limit {
 		out.Next = list[len(list)-1].Identity.String()
@@ -174,7 +181,29 @@ func (s *Server) getDevice(r *http.Request, c *adminCall) (int, any, error) {
 			IssuedAt: cert.IssuedAt.UTC(), RevokedAt: optionalTime(cert.RevokedAt),
 		})
 	}
+	if err := s.cloudOf(r.Context(), &view, true); err != nil {
+		return 0, nil, err
+	}
 	return http.StatusOK, view, nil
+}
+
+// cloudOf fills view.Cloud from the device's jobs, listing them when
+// withJobs. A device has a handful of jobs (one per connector and
+// onboarding or revocation); the newest 1000 decide.
+func (s *Server) cloudOf(ctx context.Context, view *Device, withJobs bool) error {
+	jobs, err := s.store.ListJobs(ctx, store.JobFilter{Identity: view.Identity, Limit: 1000})
+	if err != nil {
+		return err
+	}
+	view.Cloud.State, view.Cloud.LastError = store.CloudStateOf(jobs)
+	if withJobs {
+		for _, j := range jobs {
+			view.Cloud.Jobs = append(view.Cloud.Jobs, Job{ID: j.ID, Kind: j.Kind, Connector: j.Connector,
+				State: string(j.State), Attempts: j.Attempts, NextRunAt: j.NextRunAt.UTC(), LastError: j.LastError,
+				CreatedAt: j.CreatedAt.UTC(), UpdatedAt: j.UpdatedAt.UTC()})
+		}
+	}
+	return nil
 }
 
 const maxReason = 256
@@ -198,16 +227,31 @@ func (s *Server) revokeDevice(r *http.Request, c *adminCall) (int, any, error) {
 	}
 	if d.State == store.StateRevoked {
 		c.detail = "already revoked; nothing changed"
-		return http.StatusOK, deviceView(d), nil
+		view := deviceView(d)
+		if err := s.cloudOf(r.Context(), &view, false); err != nil {
+			return 0, nil, err
+		}
+		return http.StatusOK, view, nil
 	}
 	c.detail = req.Reason
-	if err := s.store.RevokeDevice(r.Context(), id, req.Reason, s.now().UTC()); err != nil {
+	// A device never onboarded was never registered with a cloud.
+	var jobs []store.Job
+	if !d.OnboardedAt.IsZero() {
+		for _, name := range s.connectors {
+			jobs = append(jobs, store.Job{Kind: store.JobDeregister, Connector: name, Identity: id})
+		}
+	}
+	if err := s.store.RevokeDevice(r.Context(), id, req.Reason, s.now().UTC(), jobs...); err != nil {
 		return 0, nil, err
 	}
 	if d, err = s.store.GetDevice(r.Context(), id); err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, deviceView(d), nil
+	view := deviceView(d)
+	if err := s.cloudOf(r.Context(), &view, false); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, view, nil
 }
 
 func deviceView(d store.Device) Device {
@@ -216,6 +260,7 @@ func deviceView(d store.Device) Device {
 		RootOfTrust: d.RootOfTrust, Injection: d.Injection, Product: d.ProductID, Batch: d.BatchID,
 		Station: d.StationID, CreatedAt: d.CreatedAt.UTC(), OnboardedAt: optionalTime(d.OnboardedAt),
 		RevokedAt: optionalTime(d.RevokedAt), RevokeReason: d.RevokeNote,
+		Cloud: Cloud{State: store.CloudNone},
 	}
 }
 

@@ -53,6 +53,9 @@ type Config struct {
 	MaxManifestBytes int64
 	// Now is the clock; nil uses time.Now.
 	Now func() time.Time
+	// Connectors names the cloud connectors devices are registered with;
+	// revoking an onboarded device enqueues a deregister job for each.
+	Connectors []string
 }
 
 // Server is the platform's HTTP handler.
@@ -62,6 +65,7 @@ type Server struct {
 	metrics      MetricsRegistry
 	now          func() time.Time
 	maxManifest  int64
+	connectors   []string
 	mux          *http.ServeMux
 	requests     *prometheus.CounterVec
 	durations    *prometheus.HistogramVec
@@ -81,7 +85,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		store: cfg.Store, log: cfg.Log, metrics: cfg.Metrics, now: cfg.Now,
-		maxManifest: cfg.MaxManifestBytes, mux: http.NewServeMux(),
+		maxManifest: cfg.MaxManifestBytes, mux: http.NewServeMux(), connectors: cfg.Connectors,
 		importSlots: make(chan struct{}, maxConcurrentImports),
 	}
 	if s.log == nil {

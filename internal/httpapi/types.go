@@ -80,6 +80,28 @@ type Device struct {
 	RevokedAt    *time.Time    `json:"revoked_at,omitempty"`
 	RevokeReason string        `json:"revoke_reason,omitempty"`
 	Certificates []Certificate `json:"certificates,omitempty" doc:"Issued certificates, newest first; only in GET /v1/admin/devices/{identity}."`
+	Cloud        Cloud         `json:"cloud" doc:"Registration with the configured cloud connectors."`
+}
+
+// Cloud is a device's registration with the cloud connectors, derived from
+// its background jobs: for each connector its latest job counts.
+type Cloud struct {
+	State     string `json:"state" enum:"none,pending,registered,deregistered,failed" doc:"none: no job (no connector configured, or not onboarded); pending: a job waits, runs or retries; failed: some connector's latest job gave up."`
+	LastError string `json:"last_error,omitempty" doc:"The error of the job deciding the state: a retrying job's previous attempt, or a failed job's last."`
+	Jobs      []Job  `json:"jobs,omitempty" doc:"The device's jobs, newest first; only in GET /v1/admin/devices/{identity}."`
+}
+
+// Job is one background registration or deregistration job.
+type Job struct {
+	ID        int64     `json:"id"`
+	Kind      string    `json:"kind" enum:"register,deregister"`
+	Connector string    `json:"connector"`
+	State     string    `json:"state" enum:"pending,running,done,failed"`
+	Attempts  int       `json:"attempts" doc:"Attempts that ended (retried, completed or failed)."`
+	NextRunAt time.Time `json:"next_run_at" doc:"When a pending job runs next."`
+	LastError string    `json:"last_error,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Certificate describes an issued device certificate.

@@ -66,6 +66,11 @@ type Config struct {
 	// Rate limits per minute (and burst) per identity and per client
 	// address; zero selects the defaults, negative disables.
 	PerIdentity, PerAddress int
+	// Connectors names the cloud connectors every onboarded device is
+	// registered with: each onboarding (renewals too, since the
+	// certificate changed) enqueues one register job per connector in the
+	// transaction that records it.
+	Connectors []string
 }
 
 // Default limits.
@@ -259,7 +264,7 @@ func (s *Service) issue(ctx context.Context, dev store.Device, opKey crypto.Publ
 		if cert, err = s.cfg.Issuer.Issue(ctx, dev.Identity, opKey, product.CertValidity); err != nil {
 			return nil, fmt.Errorf("issue certificate: %w", err)
 		}
-		err = s.cfg.Store.RecordOnboarding(ctx, cert, s.cfg.Now())
+		err = s.cfg.Store.RecordOnboarding(ctx, cert, s.cfg.Now(), s.registerJobs(dev.Identity)...)
 		if !errors.Is(err, store.ErrExists) || attempt > 0 {
 			break
 		}
@@ -271,6 +276,15 @@ func (s *Service) issue(ctx context.Context, dev store.Device, opKey crypto.Publ
 		return nil, fmt.Errorf("record onboarding: %w", err)
 	}
 	return s.credentials(cert, product), nil
+}
+
+// registerJobs are the outbox entries of one onboarding.
+func (s *Service) registerJobs(id identity.ID) []store.Job {
+	jobs := make([]store.Job, len(s.cfg.Connectors))
+	for i, name := range s.cfg.Connectors {
+		jobs[i] = store.Job{Kind: store.JobRegister, Connector: name, Identity: id}
+	}
+	return jobs
 }
 
 func (s *Service) credentials(cert store.Certificate, product store.Product) *Credentials {

@@ -32,6 +32,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -202,3 +203,12 @@ func (ca *CA) RootCertificate() *x509.Certificate { return ca.root.Certificate }
 func (ca *CA) IssuingCertificate() *x509.Certificate { return ca.issuing.Certificate }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
+// DeviceTrustPEM is what a TLS server that authenticates devices by their
+// certificates (an MQTT broker, say) trusts: the root, then the issuing
+// CA, in PEM. Such a server needs an ECDSA or Ed25519 CA: TLS stacks cannot
+// verify ML-DSA signatures yet (decision 0004).
+func (ca *CA) DeviceTrustPEM() []byte {
+	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.root.Raw})
+	return append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.issuing.Raw})...)
+}
