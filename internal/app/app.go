@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,14 +35,19 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 	"github.com/hallmark-iot/hallmark/internal/store"
+	"github.com/hallmark-iot/hallmark/internal/store/postgres"
 	"github.com/hallmark-iot/hallmark/internal/store/sqlite"
 )
 
 // Config is everything `hallmark serve` can be told.
 type Config struct {
 	// DataDir holds the database, the CA's certificates and its encrypted
-	// keys, and the bootstrap admin token.
+	// keys, and the bootstrap admin token. Replicas share one: the first to
+	// start creates the CA and the token, under a lock on the directory.
 	DataDir string
+	// Database selects the registry: empty for SQLite in DataDir, or a
+	// postgres:// (postgresql://) URL, which replicas share.
+	Database string
 	// Listen is the HTTPS address, e.g. ":8443" or "127.0.0.1:0".
 	Listen string
 	// ServerName is the platform's DNS name: in its TLS certificate and
@@ -75,11 +81,18 @@ type Config struct {
 
 // Files in the data directory.
 const (
-	DatabaseFile       = "hallmark.db"
-	CADir              = "ca"
-	KeysDir            = "keys"
-	CAPassphraseFile   = "ca-passphrase"
-	AdminTokenFile     = "admin.token"
+	DatabaseFile     = "hallmark.db"
+	CADir            = "ca"
+	KeysDir          = "keys"
+	CAPassphraseFile = "ca-passphrase"
+	AdminTokenFile   = "admin.token"
+	initLockFile     = ".init.lock"
+	serveLockFile    = ".serve.lock"
+	// lockWait bounds the wait for another process initializing the data
+	// directory (creating a CA takes well under a second).
+	lockWait = 30 * time.Second
+	// janitorEvery is how often expired challenges are deleted.
+	janitorEvery       = time.Minute
 	serverCertValidity = 90 * 24 * time.Hour
 )
 
@@ -94,6 +107,7 @@ type Platform struct {
 	served   chan error
 	// stopWorkers ends the job workers; workersDone closes when they have.
 	metrics     *metrics
+	unlock      func() // the data directory's lock, held for SQLite
 	stopWorkers context.CancelFunc
 	workersDone chan struct{}
 }
@@ -112,13 +126,22 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	if p.Store, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, DatabaseFile)); err != nil {
+	// Replicas starting together on one data directory and database take
+	// turns: one creates the CA and the bootstrap token, the others find
+	// them.
+	if cfg.Database == "" {
+		// SQLite serves one process: hold this lock until Close, so a
+		// second `serve` on the directory is refused at once.
+		if p.unlock, err = lockFileIn(ctx, cfg.DataDir, serveLockFile, 0); err != nil {
+			return nil, err
+		}
+	}
+	unlock, err := lockFileIn(ctx, cfg.DataDir, initLockFile, lockWait)
+	if err != nil {
 		return nil, err
 	}
-	if err := p.openCA(ctx); err != nil {
-		return nil, err
-	}
-	handler, err := p.handler(ctx)
+	handler, err := p.open(ctx)
+	unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -151,8 +174,12 @@ func (c *Config) connectorNames() ([]string, error) {
 // gets its own ID, so leases tell replicas' workers apart.
 func (p *Platform) startWorkers() error {
 	p.workersDone = make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stopWorkers = cancel
+	var wg sync.WaitGroup
+	wg.Go(func() { p.janitor(ctx) })
+	defer func() { go func() { wg.Wait(); close(p.workersDone) }() }()
 	if len(p.cfg.Connectors) == 0 {
-		close(p.workersDone)
 		return nil
 	}
 	byName := map[string]connector.Connector{}
@@ -162,8 +189,6 @@ func (p *Platform) startWorkers() error {
 	host, _ := os.Hostname()
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
-	ctx, cancel := context.WithCancel(context.Background())
-	p.stopWorkers = cancel
 	var workers []*connector.Worker
 	for i := range p.cfg.Workers {
 		wc := p.cfg.Worker
@@ -179,18 +204,67 @@ func (p *Platform) startWorkers() error {
 		}
 		w, err := connector.NewWorker(p.Store, byName, wc)
 		if err != nil {
-			cancel()
 			return err
 		}
 		workers = append(workers, w)
 	}
-	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Go(func() { _ = w.Run(ctx) })
 	}
-	go func() { wg.Wait(); close(p.workersDone) }()
 	p.cfg.Log.Info("connector workers started", "workers", len(workers), "connectors", len(byName))
 	return nil
+}
+
+// open opens the store and the CA and builds the HTTP handler.
+func (p *Platform) open(ctx context.Context) (http.Handler, error) {
+	var err error
+	if p.Store, err = openStore(ctx, p.cfg); err != nil {
+		return nil, err
+	}
+	if err := p.openCA(ctx); err != nil {
+		return nil, err
+	}
+	return p.handler(ctx)
+}
+
+// openStore opens the registry the configuration names.
+func openStore(ctx context.Context, cfg Config) (store.Store, error) {
+	switch {
+	case cfg.Database == "":
+		return sqlite.Open(ctx, filepath.Join(cfg.DataDir, DatabaseFile))
+	case strings.HasPrefix(cfg.Database, "postgres://") || strings.HasPrefix(cfg.Database, "postgresql://"):
+		return postgres.Open(ctx, cfg.Database)
+	}
+	return nil, errors.New("serve: --database must be a postgres:// URL (or empty for SQLite in the data directory)")
+}
+
+// lockFileIn takes an exclusive lock on the file name in dir, waiting up
+// to wait for another process that holds it, and returns its release.
+func lockFileIn(ctx context.Context, dir, name string, wait time.Duration) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data directory lock: %w", err)
+	}
+	for waited := time.Duration(0); ; waited += 50 * time.Millisecond {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("data directory lock: %w", err)
+		}
+		if waited >= wait {
+			f.Close()
+			return nil, fmt.Errorf("data directory %s is in use by another hallmark serve (with SQLite a data directory serves one process; replicas use --database postgres://…)", dir)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("data directory lock: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func (c *Config) defaults() error {
@@ -339,6 +413,10 @@ func (p *Platform) closeParts() {
 	if p.Store != nil {
 		p.Store.Close()
 	}
+	if p.unlock != nil {
+		p.unlock()
+		p.unlock = nil
+	}
 	if p.keys != nil {
 		p.keys.Close()
 	}
@@ -423,6 +501,27 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 		p.cfg.Log.Info("created the bootstrap admin token", "file", p.AdminTokenPath())
 	}
 	return api, nil
+}
+
+// janitor deletes expired challenges until ctx ends. A challenge is kept a
+// minute past its expiry, so a late answer is told "expired", not
+// "unknown".
+func (p *Platform) janitor(ctx context.Context) {
+	t := time.NewTicker(janitorEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := p.Store.DeleteExpiredChallenges(ctx, p.cfg.Now().Add(-time.Minute))
+		if err != nil && ctx.Err() == nil {
+			p.cfg.Log.Warn("delete expired challenges", "err", err)
+		} else if n > 0 {
+			p.cfg.Log.Debug("deleted expired challenges", "count", n)
+		}
+	}
 }
 
 // AdminTokenPath is the file holding the bootstrap admin token.

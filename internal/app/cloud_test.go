@@ -295,50 +295,23 @@ func (r *webhookReceiver) setFailing(fail bool) {
 func TestServerKilledWithJobsPending(t *testing.T) {
 	e := newCloudEnv(t)
 	receiver := newWebhookReceiver(t)
-	bin := filepath.Join(t.TempDir(), "hallmark")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/hallmark").CombinedOutput(); err != nil {
-		t.Fatalf("build hallmark: %v\n%s", err, out)
-	}
 	rootFile := filepath.Join(t.TempDir(), "root.pem")
 	if err := os.WriteFile(rootFile, e.rootPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	e.broker.Stop()
-	cmd := exec.Command(bin, "serve", "--data-dir", e.dir, "--listen", "127.0.0.1:0", "--log-level", "warn",
+	srv := startServe(t, []string{"serve", "--data-dir", e.dir, "--listen", "127.0.0.1:0", "--log-level", "warn",
 		"--mqtt-admin-url", e.broker.AdminURL(), "--mqtt-admin-user", e.broker.AdminUser, "--mqtt-ca-file", rootFile,
-		"--webhook-url", receiver.srv.URL, "--job-lease", "2s", "--job-backoff-max", "1s")
-	cmd.Env = append(os.Environ(), "HALLMARK_MQTT_ADMIN_PASSWORD="+e.broker.AdminPassword, "HALLMARK_WEBHOOK_SECRET="+string(receiver.secret))
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	killed := false
-	t.Cleanup(func() {
-		if !killed {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("hallmark serve: %v\n%s", err, stderr.String())
-	}
-	var url, tokenFile string
-	if _, err := fmt.Sscanf(line, "hallmark serving at %s (admin token in %s", &url, &tokenFile); err != nil {
-		t.Fatalf("hallmark serve printed %q", line)
-	}
+		"--webhook-url", receiver.srv.URL, "--job-lease", "2s", "--job-backoff-max", "1s"},
+		"HALLMARK_MQTT_ADMIN_PASSWORD="+e.broker.AdminPassword, "HALLMARK_WEBHOOK_SECRET="+string(receiver.secret))
+	url := srv.url
+
 	f := newFleet(t, sigalg.ECDSAP256, sigalg.Ed25519, sigalg.MLDSA65)
 	admin := adminClientAt(t, url, filepath.Join(e.dir, AdminTokenFile), e.rootPEM)
 	f.register(t, admin)
 	certs := make([]*tls.Certificate, len(f.devices))
 	for i, d := range f.devices {
+		var err error
 		if _, certs[i], err = onboardAt(t, url, e.rootPEM, d, f.ids[i]); err != nil {
 			t.Fatalf("onboarding: %v", err)
 		}
@@ -365,11 +338,7 @@ func TestServerKilledWithJobsPending(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
-	killed = true
+	srv.kill()
 
 	// The services come back, then the platform.
 	e.broker.Restart()
@@ -412,4 +381,103 @@ func TestServerKilledWithJobsPending(t *testing.T) {
 		t.Errorf("events for %d devices, want %d", len(byDevice), len(f.ids))
 	}
 	t.Logf("webhook deliveries by event (a redelivery after the kill carries the same ID): %v", receiver.posts)
+}
+
+// hallmarkBinary is built once per test run, for tests that run the real
+// process.
+var (
+	buildOnce   sync.Once
+	binaryPath  string
+	binaryError error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binaryPath != "" {
+		os.RemoveAll(filepath.Dir(binaryPath))
+	}
+	os.Exit(code)
+}
+
+func hallmarkBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "hallmark-bin-")
+		if err != nil {
+			binaryError = err
+			return
+		}
+		binaryPath = filepath.Join(dir, "hallmark")
+		if out, err := exec.Command("go", "build", "-o", binaryPath, "../../cmd/hallmark").CombinedOutput(); err != nil {
+			binaryError = fmt.Errorf("build hallmark: %v\n%s", err, out)
+		}
+	})
+	if binaryError != nil {
+		t.Fatal(binaryError)
+	}
+	return binaryPath
+}
+
+// serveProcess is a `hallmark serve` process.
+type serveProcess struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	url    string
+	stderr *lockedBuffer
+	done   bool
+}
+
+// startServe runs hallmark with args and extra environment, waits for it to
+// print its URL, and kills it when the test ends.
+func startServe(t *testing.T, args []string, env ...string) *serveProcess {
+	t.Helper()
+	cmd := exec.Command(hallmarkBinary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &serveProcess{t: t, cmd: cmd, stderr: &lockedBuffer{}}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.kill)
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		p.kill()
+		t.Fatalf("hallmark serve: %v\n%s", err, p.stderr.String())
+	}
+	var tokenFile string
+	if _, err := fmt.Sscanf(line, "hallmark serving at %s (admin token in %s", &p.url, &tokenFile); err != nil {
+		t.Fatalf("hallmark serve printed %q", line)
+	}
+	return p
+}
+
+// kill ends the process with SIGKILL: no shutdown code runs.
+func (p *serveProcess) kill() {
+	if p.done {
+		return
+	}
+	p.done = true
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.cmd.Wait()
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -77,7 +77,7 @@ enrolment public key; it is proven by signing a fresh challenge.`,
 		return usageError{err}
 	})
 	root.AddCommand(newDemoCmd(s), newKeysCmd(s), newPUFCmd(s), newFirmwareCmd(s),
-		newDeviceCmd(s), newStationCmd(s), newManifestCmd(s), newServeCmd(s), newAdminCmd(s))
+		newDeviceCmd(s), newStationCmd(s), newManifestCmd(s), newServeCmd(s), newAdminCmd(s), newFleetCmd(s))
 	requireSubcommands(root)
 	return root
 }

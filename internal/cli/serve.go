@@ -1,13 +1,18 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -25,10 +30,11 @@ func env(name, fallback string) string {
 }
 
 func newServeCmd(s *streams) *cobra.Command {
-	var dataDir, listen, serverName, caSuite, passFile, logFormat, logLevel string
+	var dataDir, database, listen, serverName, caSuite, passFile, logFormat, logLevel string
 	var maxManifest int64
 	var ratePerIdentity, ratePerAddress int
 	var connectors connectorFlags
+	var pprofListen string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the onboarding platform: HTTPS API, CA and registry on embedded SQLite",
@@ -54,7 +60,7 @@ revoking a device deregisters it. See docs/connectors.md.`,
 			if err != nil {
 				return usageError{err}
 			}
-			cfg := app.Config{DataDir: dataDir, Listen: listen, ServerName: serverName, CASuite: suite.ID(),
+			cfg := app.Config{DataDir: dataDir, Database: database, Listen: listen, ServerName: serverName, CASuite: suite.ID(),
 				MaxManifestBytes: maxManifest, Log: log, RatePerIdentity: ratePerIdentity, RatePerAddress: ratePerAddress}
 			if passFile != "" || os.Getenv("HALLMARK_CA_PASSPHRASE") != "" {
 				if cfg.CAPassphrase, err = s.secret(passFile, "HALLMARK_CA_PASSPHRASE"); err != nil {
@@ -70,6 +76,11 @@ revoking a device deregisters it. See docs/connectors.md.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if pprofListen != "" {
+				if err := servePprof(ctx, pprofListen, log); err != nil {
+					return err
+				}
+			}
 			p, err := app.Start(ctx, cfg)
 			if err != nil {
 				return err
@@ -80,6 +91,7 @@ revoking a device deregisters it. See docs/connectors.md.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data-dir", env("HALLMARK_DATA_DIR", "hallmark-data"), "data `DIR`")
+	f.StringVar(&database, "database", env("HALLMARK_DATABASE", ""), "registry: a postgres://USER@HOST/DB `URL` that replicas share (default: SQLite in the data directory)")
 	f.StringVar(&listen, "listen", env("HALLMARK_LISTEN", ":8443"), "HTTPS listen `ADDRESS`")
 	f.StringVar(&serverName, "server-name", env("HALLMARK_SERVER_NAME", "localhost"), "the platform's DNS `NAME` (TLS certificate, onboarding proofs)")
 	f.StringVar(&caSuite, "ca-suite", env("HALLMARK_CA_SUITE", "ecdsa-p256"), "CA signature suite on first start: ecdsa-p256 or ml-dsa-65")
@@ -90,6 +102,7 @@ revoking a device deregisters it. See docs/connectors.md.`,
 	f.IntVar(&ratePerAddress, "rate-per-address", 0, "onboarding requests per minute per client address (default 600; -1 disables)")
 	f.Int64Var(&maxManifest, "max-manifest-bytes", 0, "largest manifest upload (default 2 GiB)")
 	connectors.register(f)
+	f.StringVar(&pprofListen, "pprof-listen", env("HALLMARK_PPROF_LISTEN", ""), "serve Go's profiler (net/http/pprof) on this loopback `ADDRESS`, e.g. 127.0.0.1:6060")
 	return cmd
 }
 
@@ -106,4 +119,26 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("log format %q: want json or text", format)
+}
+
+// servePprof serves the profiler on a loopback address until ctx ends:
+// profiles show request data, so never on a public interface.
+func servePprof(ctx context.Context, addr string, log *slog.Logger) error {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return usagef("--pprof-listen %q: want a loopback address such as 127.0.0.1:6060", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	go func() { <-ctx.Done(); srv.Close() }()
+	log.Info("profiler listening", "addr", ln.Addr().String())
+	return nil
 }

@@ -199,7 +199,7 @@ func (s *Server) cloudOf(ctx context.Context, view *Device, withJobs bool) error
 	if withJobs {
 		for _, j := range jobs {
 			view.Cloud.Jobs = append(view.Cloud.Jobs, Job{ID: j.ID, Kind: j.Kind, Connector: j.Connector,
-				State: string(j.State), Attempts: j.Attempts, NextRunAt: j.NextRunAt.UTC(), LastError: j.LastError,
+				State: string(j.State), Attempts: j.Attempts, NextRunAt: j.NextRunAt.UTC(), LastError: j.LastError, Worker: j.Worker,
 				CreatedAt: j.CreatedAt.UTC(), UpdatedAt: j.UpdatedAt.UTC()})
 		}
 	}

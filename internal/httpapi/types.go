@@ -100,6 +100,7 @@ type Job struct {
 	Attempts  int       `json:"attempts" doc:"Attempts that ended (retried, completed or failed)."`
 	NextRunAt time.Time `json:"next_run_at" doc:"When a pending job runs next."`
 	LastError string    `json:"last_error,omitempty"`
+	Worker    string    `json:"worker,omitempty" doc:"The worker that last claimed the job: host/pid/random/n, telling replicas apart."`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }

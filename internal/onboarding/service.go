@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
@@ -89,6 +90,21 @@ type Service struct {
 	// unknown identity costs a signature verification like refusing a bad
 	// proof does, and timing does not tell the two apart.
 	decoy crypto.PublicKey
+	// products caches products, which never change once created: every
+	// onboarding reads its device's.
+	products sync.Map // string -> store.Product
+}
+
+// product returns a product, from the cache when it can.
+func (s *Service) product(ctx context.Context, id string) (store.Product, error) {
+	if p, ok := s.products.Load(id); ok {
+		return p.(store.Product), nil
+	}
+	p, err := s.cfg.Store.GetProduct(ctx, id)
+	if err == nil {
+		s.products.Store(id, p)
+	}
+	return p, err
 }
 
 // NewService checks cfg and builds a Service.
@@ -153,22 +169,30 @@ func (s *Service) Challenge(ctx context.Context, req ChallengeRequest, addr stri
 }
 
 // Prove checks a device's answer and, if it holds, issues its credentials.
-// Every attempt is written to the audit log.
+// Every attempt is written to the audit log: a success in the transaction
+// that records it, a refusal on its own.
 func (s *Service) Prove(ctx context.Context, req ProofRequest, addr string) (*Credentials, error) {
 	start := s.cfg.Now()
 	creds, err := s.prove(ctx, req, addr)
-	outcome, code := "ok", "ok"
 	if err != nil {
-		outcome, code = "denied", ErrorCode(err)
+		outcome, code := "denied", ErrorCode(err)
 		if code == "internal" {
 			outcome = "error"
 		}
+		s.audit(ctx, req.Identity, "device.onboard", outcome, code, addr)
+		s.observe("proof", code, start)
+		return nil, err
 	}
-	s.audit(ctx, req.Identity, "device.onboard", outcome, code, addr)
-	s.observe("proof", code, start)
-	return creds, err
+	s.observe("proof", "ok", start)
+	return creds, nil
 }
 
+// prove reads the challenge without consuming it, checks the proof and the
+// CSR and signs the certificate; one store transaction then consumes the
+// challenge and records the onboarding, its jobs and its audit entry, so a
+// success costs one commit. Of concurrent answers to one challenge only
+// that transaction's winner is recorded and answered; a loser's certificate
+// is dropped unseen. A refused answer still uses the challenge up.
 func (s *Service) prove(ctx context.Context, req ProofRequest, addr string) (*Credentials, error) {
 	now := s.cfg.Now()
 	if !s.byAddress.allow(addr, now) || !s.byIdentity.allow(req.Identity.String(), now) {
@@ -178,26 +202,60 @@ func (s *Service) prove(ctx context.Context, req ProofRequest, addr string) (*Cr
 	if err != nil {
 		return nil, err
 	}
-	ch, err := s.cfg.Store.ConsumeChallenge(ctx, challengeID, now)
+	ch, err := s.cfg.Store.GetChallenge(ctx, challengeID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, ErrChallengeUnknown
-	case errors.Is(err, store.ErrChallengeUsed):
-		return nil, ErrChallengeUsed
-	case errors.Is(err, store.ErrChallengeExpired):
-		return nil, ErrChallengeExpired
 	case err != nil:
-		return nil, fmt.Errorf("consume challenge: %w", err)
+		return nil, fmt.Errorf("read challenge: %w", err)
+	case !ch.UsedAt.IsZero():
+		return nil, ErrChallengeUsed
+	case !now.Before(ch.ExpiresAt):
+		return nil, ErrChallengeExpired
 	}
+	dev, opKey, err := s.checkAnswer(ctx, req, ch)
+	if err != nil {
+		s.burn(ctx, challengeID, now)
+		return nil, err
+	}
+	audit := store.AuditEvent{Actor: "device:" + dev.Identity.String(), Action: "device.onboard",
+		Subject: dev.Identity.String(), Outcome: "ok", Detail: "ok", RemoteAddr: addr}
+	return s.issueWith(ctx, dev, opKey, func(cert store.Certificate, at time.Time, jobs []store.Job) error {
+		audit.Time = at
+		err := s.cfg.Store.CompleteOnboarding(ctx, challengeID, cert, at, audit, jobs...)
+		switch {
+		case errors.Is(err, store.ErrChallengeUsed):
+			return ErrChallengeUsed
+		case errors.Is(err, store.ErrChallengeExpired):
+			return ErrChallengeExpired
+		case errors.Is(err, store.ErrNotFound):
+			// The challenge was deleted as expired meanwhile.
+			return ErrChallengeExpired
+		}
+		return err
+	})
+}
+
+// checkAnswer checks the proof and parses the CSR.
+func (s *Service) checkAnswer(ctx context.Context, req ProofRequest, ch store.Challenge) (store.Device, crypto.PublicKey, error) {
 	dev, err := s.checkProof(ctx, req, ch)
 	if err != nil {
-		return nil, err
+		return dev, nil, err
 	}
 	opKey, err := s.cfg.Issuer.ParseCSR(req.CSR)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadCSR, err)
+		return dev, nil, fmt.Errorf("%w: %v", ErrBadCSR, err)
 	}
-	return s.issue(ctx, dev, opKey)
+	return dev, opKey, nil
+}
+
+// burn uses a challenge up after a refused answer, so it cannot be tried
+// again; if it is already used or expired, so much the better.
+func (s *Service) burn(ctx context.Context, id [ChallengeIDSize]byte, now time.Time) {
+	if _, err := s.cfg.Store.ConsumeChallenge(ctx, id, now); err != nil && !errors.Is(err, store.ErrChallengeUsed) &&
+		!errors.Is(err, store.ErrChallengeExpired) && !errors.Is(err, store.ErrNotFound) {
+		s.cfg.Log.Error("use up a refused challenge", "err", err)
+	}
 }
 
 func checkProofRequest(req ProofRequest) ([ChallengeIDSize]byte, error) {
@@ -252,10 +310,19 @@ func (s *Service) checkProof(ctx context.Context, req ProofRequest, ch store.Cha
 }
 
 // issue signs the certificate and records the onboarding in one store
-// transaction. A serial collision (2^-64 after four billion certificates)
-// is retried once with a fresh serial.
+// transaction (a renewal: no challenge).
 func (s *Service) issue(ctx context.Context, dev store.Device, opKey crypto.PublicKey) (*Credentials, error) {
-	product, err := s.cfg.Store.GetProduct(ctx, dev.ProductID)
+	return s.issueWith(ctx, dev, opKey, func(cert store.Certificate, at time.Time, jobs []store.Job) error {
+		return s.cfg.Store.RecordOnboarding(ctx, cert, at, jobs...)
+	})
+}
+
+// issueWith signs the certificate and has record store it with the
+// registration jobs. A serial collision (2^-64 after four billion
+// certificates) is retried once with a fresh serial.
+func (s *Service) issueWith(ctx context.Context, dev store.Device, opKey crypto.PublicKey,
+	record func(cert store.Certificate, at time.Time, jobs []store.Job) error) (*Credentials, error) {
+	product, err := s.product(ctx, dev.ProductID)
 	if err != nil {
 		return nil, fmt.Errorf("product %q of %s: %w", dev.ProductID, dev.Identity, err)
 	}
@@ -264,7 +331,7 @@ func (s *Service) issue(ctx context.Context, dev store.Device, opKey crypto.Publ
 		if cert, err = s.cfg.Issuer.Issue(ctx, dev.Identity, opKey, product.CertValidity); err != nil {
 			return nil, fmt.Errorf("issue certificate: %w", err)
 		}
-		err = s.cfg.Store.RecordOnboarding(ctx, cert, s.cfg.Now(), s.registerJobs(dev.Identity)...)
+		err = record(cert, s.cfg.Now(), s.registerJobs(dev.Identity))
 		if !errors.Is(err, store.ErrExists) || attempt > 0 {
 			break
 		}
@@ -272,6 +339,8 @@ func (s *Service) issue(ctx context.Context, dev store.Device, opKey crypto.Publ
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		return nil, ErrRevoked // revoked between the proof and now
+	case errors.Is(err, ErrChallengeUsed), errors.Is(err, ErrChallengeExpired):
+		return nil, err
 	case err != nil:
 		return nil, fmt.Errorf("record onboarding: %w", err)
 	}
@@ -327,7 +396,7 @@ func (s *Service) Credentials(ctx context.Context, leaf *x509.Certificate, addr 
 		var certs []store.Certificate
 		if certs, err = s.cfg.Store.ListCertificates(ctx, dev.Identity); err == nil && len(certs) > 0 {
 			var product store.Product
-			if product, err = s.cfg.Store.GetProduct(ctx, dev.ProductID); err == nil {
+			if product, err = s.product(ctx, dev.ProductID); err == nil {
 				s.audit(ctx, dev.Identity, "device.credentials", "ok", "ok", addr)
 				return s.credentials(certs[0], product), nil
 			}

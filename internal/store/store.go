@@ -219,6 +219,9 @@ type Challenges interface {
 	// Expired means now is at or after ExpiresAt; a used challenge stays
 	// ErrChallengeUsed after it expires.
 	ConsumeChallenge(ctx context.Context, id [16]byte, now time.Time) (Challenge, error)
+	// GetChallenge returns a challenge, used or not, without changing it;
+	// an unknown one is ErrNotFound.
+	GetChallenge(ctx context.Context, id [16]byte) (Challenge, error)
 	// DeleteExpiredChallenges removes challenges, used or not, whose
 	// ExpiresAt is before the given time.
 	DeleteExpiredChallenges(ctx context.Context, before time.Time) (int, error)
@@ -239,6 +242,16 @@ type Certificates interface {
 	// renewals included: the certificate changed, and registering again is
 	// idempotent.
 	RecordOnboarding(ctx context.Context, cert Certificate, at time.Time, jobs ...Job) error
+	// CompleteOnboarding is the onboarding's one write: in one transaction
+	// it consumes the challenge at at (as ConsumeChallenge), records the
+	// certificate and the device's onboarding (as RecordOnboarding),
+	// enqueues jobs and appends audit (as AppendAudit; a zero Time is at).
+	// It is all or nothing: when the challenge is used, expired or unknown
+	// (ErrChallengeUsed, ErrChallengeExpired, ErrNotFound), the device
+	// revoked or unknown (ErrConflict, ErrNotFound) or the serial taken
+	// (ErrExists), nothing changes and the challenge stays as it was. Of
+	// concurrent calls for one challenge at most one succeeds.
+	CompleteOnboarding(ctx context.Context, challengeID [16]byte, cert Certificate, at time.Time, audit AuditEvent, jobs ...Job) error
 	GetCertificate(ctx context.Context, serial [16]byte) (Certificate, error)
 	// ListCertificates returns a device's certificates, newest first (by
 	// IssuedAt, then the later recorded).

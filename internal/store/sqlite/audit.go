@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -20,17 +21,29 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) (int64, err
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	const q = `INSERT INTO audit_events (time, actor, action, subject, outcome, detail, remote_addr)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`
-	res, err := s.writer.ExecContext(ctx, q, micros(e.Time), e.Actor, e.Action, e.Subject, e.Outcome, e.Detail, e.RemoteAddr)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: append audit event: %w", err)
-	}
-	seq, err := res.LastInsertId()
+	var seq int64
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		seq, err = appendAudit(ctx, tx, e)
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: append audit event: %w", err)
 	}
 	return seq, nil
+}
+
+// appendAudit inserts e with db, a connection or a transaction.
+func appendAudit(ctx context.Context, db interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, e store.AuditEvent) (int64, error) {
+	const q = `INSERT INTO audit_events (time, actor, action, subject, outcome, detail, remote_addr)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`
+	res, err := db.ExecContext(ctx, q, micros(e.Time), e.Actor, e.Action, e.Subject, e.Outcome, e.Detail, e.RemoteAddr)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
 }
 
 // ListAudit returns the events f selects, oldest first.

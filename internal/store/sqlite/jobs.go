@@ -101,7 +101,7 @@ func (s *Store) FailJob(ctx context.Context, id int64, lastError string, at time
 // finishJob runs one state transition of a running job and, when no row
 // changed, says whether the job is unknown or in another state.
 func (s *Store) finishJob(ctx context.Context, what string, id int64, q string, args ...any) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, q, args...)
 		if err != nil {
 			return err

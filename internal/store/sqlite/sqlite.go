@@ -46,6 +46,13 @@ type Store struct {
 	writer *sql.DB // exactly one connection
 	reader *sql.DB // read-only connections; the writer itself in Memory mode
 
+	challenges challengeMap
+
+	// The group committer (groupcommit.go).
+	writes        chan *writeRequest
+	closing       chan struct{}
+	committerDone chan struct{}
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -87,6 +94,8 @@ func open(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
+	s.challenges.m = map[[16]byte]store.Challenge{}
+	s.startCommitter()
 	return s, nil
 }
 
@@ -195,6 +204,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes the database; later calls return the first call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.stopCommitter()
 		// Refresh the planner's statistics where they went stale, so a
 		// combined device filter picks its most selective index.
 		s.writer.Exec("PRAGMA optimize")

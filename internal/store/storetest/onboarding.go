@@ -242,3 +242,175 @@ func testCertificates(t *testing.T, f *fixture) {
 	_, err = f.s.GetCertificate(f.ctx, [16]byte{1})
 	wantErr(t, "GetCertificate(unknown)", err, store.ErrNotFound)
 }
+
+func testGetChallenge(t *testing.T, f *fixture) {
+	c := newChallenge(7, identity.FromSPKI([]byte("claimed")), at(0), at(5*time.Minute))
+	_, err := f.s.GetChallenge(f.ctx, c.ID)
+	wantErr(t, "GetChallenge of an unknown challenge", err, store.ErrNotFound)
+	must(t, f.s.CreateChallenge(f.ctx, c))
+	got, err := f.s.GetChallenge(f.ctx, c.ID)
+	must(t, err)
+	equal(t, "challenge", got, c)
+	// Reading changes nothing: it can still be consumed once.
+	if _, err := f.s.GetChallenge(f.ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.s.ConsumeChallenge(f.ctx, c.ID, at(time.Minute))
+	must(t, err)
+	got, err = f.s.GetChallenge(f.ctx, c.ID)
+	must(t, err)
+	equal(t, "used challenge", got, withUsed(c, at(time.Minute)))
+}
+
+// testCompleteOnboarding checks the one-transaction onboarding: every
+// refusal leaves the challenge, the device, the certificates, the jobs and
+// the audit log as they were.
+func testCompleteOnboarding(t *testing.T, f *fixture) {
+	devices := makeDevices("complete", 3)
+	b := f.batch("complete", "m-complete")
+	f.mustImport(t, b, devices)
+	d0, d1, d2 := devices[0], devices[1], devices[2]
+	must(t, f.s.RevokeDevice(f.ctx, d2.Identity, "lost", at(time.Minute)))
+	challenge := func(n int, id identity.ID) store.Challenge {
+		c := newChallenge(100+n, id, at(0), at(5*time.Minute))
+		must(t, f.s.CreateChallenge(f.ctx, c))
+		return c
+	}
+	audit := func(id identity.ID) store.AuditEvent {
+		return store.AuditEvent{Actor: "device:" + id.String(), Action: "device.onboard", Subject: id.String(), Outcome: "ok", RemoteAddr: "192.0.2.1"}
+	}
+	jobs := func(id identity.ID) []store.Job {
+		return []store.Job{{Kind: store.JobRegister, Connector: "mqtt", Identity: id}, {Kind: store.JobRegister, Connector: "hook", Identity: id}}
+	}
+	nothingChanged := func(t *testing.T, c store.Challenge, d store.Device, auditBefore int) {
+		t.Helper()
+		got, err := f.s.GetChallenge(f.ctx, c.ID)
+		must(t, err)
+		equal(t, "challenge after a refused onboarding", got, c)
+		if certs, err := f.s.ListCertificates(f.ctx, d.Identity); err != nil || len(certs) != 0 {
+			t.Errorf("refused onboarding stored certificates: %d, %v", len(certs), err)
+		}
+		if js, err := f.s.ListJobs(f.ctx, store.JobFilter{Identity: d.Identity}); err != nil || len(js) != 0 {
+			t.Errorf("refused onboarding enqueued jobs: %d, %v", len(js), err)
+		}
+		if n := len(auditOf(t, f)); n != auditBefore {
+			t.Errorf("refused onboarding appended %d audit events", n-auditBefore)
+		}
+	}
+
+	n := 0
+	t.Run("success", func(t *testing.T) {
+		c := challenge(1, d0.Identity)
+		cert := newCert(d0.Identity, 1, at(time.Minute))
+		must(t, f.s.CompleteOnboarding(f.ctx, c.ID, cert, at(time.Minute), audit(d0.Identity), jobs(d0.Identity)...))
+		got, err := f.s.GetChallenge(f.ctx, c.ID)
+		must(t, err)
+		equal(t, "consumed challenge", got, withUsed(c, at(time.Minute)))
+		stored, err := f.s.GetCertificate(f.ctx, cert.Serial)
+		must(t, err)
+		equal(t, "certificate", stored, cert)
+		dev, err := f.s.GetDevice(f.ctx, d0.Identity)
+		must(t, err)
+		want := imported(d0, b)
+		want.State, want.OnboardedAt = store.StateOnboarded, at(time.Minute)
+		equal(t, "device", dev, want)
+		js, err := f.s.ListJobs(f.ctx, store.JobFilter{Identity: d0.Identity})
+		must(t, err)
+		if len(js) != 2 || js[0].State != store.JobPending || js[0].Connector != "hook" {
+			t.Errorf("jobs: %+v", js)
+		}
+		events := auditOf(t, f)
+		last := events[len(events)-1]
+		if last.Action != "device.onboard" || last.Subject != d0.Identity.String() || !last.Time.Equal(at(time.Minute)) {
+			t.Errorf("audit event: %+v", last)
+		}
+		_, err = f.s.ConsumeChallenge(f.ctx, c.ID, at(2*time.Minute))
+		wantErr(t, "ConsumeChallenge after CompleteOnboarding", err, store.ErrChallengeUsed)
+	})
+	for _, c := range []struct {
+		name    string
+		dev     store.Device
+		setup   func(store.Challenge) store.Challenge
+		cert    func(id identity.ID) store.Certificate
+		now     time.Time
+		wantErr error
+	}{
+		{"challenge used", d1, func(c store.Challenge) store.Challenge {
+			_, err := f.s.ConsumeChallenge(f.ctx, c.ID, at(time.Minute))
+			must(t, err)
+			return withUsed(c, at(time.Minute))
+		}, nil, at(2 * time.Minute), store.ErrChallengeUsed},
+		{"challenge expired", d1, nil, nil, at(5 * time.Minute), store.ErrChallengeExpired},
+		{"device revoked", d2, nil, nil, at(time.Minute), store.ErrConflict},
+		{"device unknown", store.Device{Identity: identity.ID{9}}, nil, nil, at(time.Minute), store.ErrNotFound},
+		{"serial taken", d1, nil, func(id identity.ID) store.Certificate {
+			cert := newCert(id, 2, at(time.Minute))
+			cert.Serial = newCert(d0.Identity, 1, at(time.Minute)).Serial
+			return cert
+		}, at(time.Minute), store.ErrExists},
+	} {
+		n++
+		t.Run(c.name, func(t *testing.T) {
+			ch := challenge(10+n, c.dev.Identity)
+			if c.setup != nil {
+				ch = c.setup(ch)
+			}
+			cert := newCert(c.dev.Identity, 3, c.now)
+			if c.cert != nil {
+				cert = c.cert(c.dev.Identity)
+			}
+			before := len(auditOf(t, f))
+			err := f.s.CompleteOnboarding(f.ctx, ch.ID, cert, c.now, audit(c.dev.Identity), jobs(c.dev.Identity)...)
+			wantErr(t, "CompleteOnboarding", err, c.wantErr)
+			nothingChanged(t, ch, c.dev, before)
+		})
+	}
+	t.Run("unknown challenge", func(t *testing.T) {
+		err := f.s.CompleteOnboarding(f.ctx, [16]byte{0xee}, newCert(d1.Identity, 4, at(time.Minute)), at(time.Minute), audit(d1.Identity))
+		wantErr(t, "CompleteOnboarding", err, store.ErrNotFound)
+	})
+	t.Run("concurrent answers", func(t *testing.T) {
+		ch := challenge(50, d1.Identity)
+		const n = 16
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				errs[i] = f.s.CompleteOnboarding(f.ctx, ch.ID, newCert(d1.Identity, 100+i, at(time.Minute)), at(time.Minute), audit(d1.Identity), jobs(d1.Identity)...)
+			})
+		}
+		wg.Wait()
+		won := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, store.ErrChallengeUsed):
+				t.Errorf("a losing answer: %v, want ErrChallengeUsed", err)
+			}
+		}
+		certs, err := f.s.ListCertificates(f.ctx, d1.Identity)
+		must(t, err)
+		js, err := f.s.ListJobs(f.ctx, store.JobFilter{Identity: d1.Identity})
+		must(t, err)
+		if won != 1 || len(certs) != 1 || len(js) != 2 {
+			t.Errorf("%d answers won, %d certificates, %d jobs; want 1, 1, 2", won, len(certs), len(js))
+		}
+	})
+}
+
+// auditOf lists the whole audit log.
+func auditOf(t *testing.T, f *fixture) []store.AuditEvent {
+	t.Helper()
+	var all []store.AuditEvent
+	var after int64
+	for {
+		page, err := f.s.ListAudit(f.ctx, store.AuditFilter{AfterSeq: after, Limit: 1000})
+		must(t, err)
+		all = append(all, page...)
+		if len(page) < 1000 {
+			return all
+		}
+		after = page[len(page)-1].Seq
+	}
+}

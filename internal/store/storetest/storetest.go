@@ -45,6 +45,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConsumeChallengeConcurrently", testConsumeConcurrently},
 		{"DeleteExpiredChallenges", testDeleteExpiredChallenges},
 		{"RecordOnboarding", testRecordOnboarding},
+		{"GetChallenge", testGetChallenge},
+		{"CompleteOnboarding", testCompleteOnboarding},
 		{"Certificates", testCertificates},
 		{"Audit", testAudit},
 		{"AuditTimeAndLimits", testAuditTimeAndLimits},

@@ -1,0 +1,324 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hallmark-iot/hallmark/internal/app"
+	"github.com/hallmark-iot/hallmark/internal/httpapi"
+	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/manifest"
+	"github.com/hallmark-iot/hallmark/internal/onboarding"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+)
+
+func lookup(t testing.TB, id sigalg.ID) sigalg.Suite {
+	t.Helper()
+	s, err := sigalg.Lookup(string(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func testFleet(t testing.TB, seedByte byte, suite sigalg.ID) *Fleet {
+	t.Helper()
+	f, err := New(bytes.Repeat([]byte{seedByte}, SeedSize), lookup(t, suite), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestDevicesAreDeterministic(t *testing.T) {
+	for _, suite := range []sigalg.ID{sigalg.ECDSAP256, sigalg.Ed25519, sigalg.MLDSA44} {
+		t.Run(string(suite), func(t *testing.T) {
+			a, b := testFleet(t, 1, suite), testFleet(t, 1, suite)
+			other := testFleet(t, 2, suite)
+			seen := map[identity.ID]uint64{}
+			for _, i := range []uint64{0, 1, 2, 63, 64, 1 << 40} {
+				da, err := a.Device(i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				db, _ := b.Device(i)
+				if da.Identity != db.Identity || !bytes.Equal(da.SPKI, db.SPKI) {
+					t.Fatalf("device %d: two fleets of one seed disagree", i)
+				}
+				if want, _ := identity.FromPublicKey(mustKey(t, a.EnrolmentKey, i).Public()); want != da.Identity {
+					t.Fatalf("device %d: identity is not its key's", i)
+				}
+				if prev, dup := seen[da.Identity]; dup {
+					t.Fatalf("devices %d and %d share identity %s", prev, i, da.Identity)
+				}
+				seen[da.Identity] = i
+				if do, _ := other.Device(i); do.Identity == da.Identity {
+					t.Fatalf("device %d: another seed gives the same identity", i)
+				}
+				opID, _ := identity.FromPublicKey(mustKey(t, a.OperationalKey, i).Public())
+				if opID == da.Identity {
+					t.Fatalf("device %d: operational key is the enrolment key", i)
+				}
+			}
+		})
+	}
+}
+
+func mustKey(t *testing.T, derive func(uint64) (crypto.Signer, error), i uint64) crypto.Signer {
+	t.Helper()
+	k, err := derive(i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestNewRefusesBadSeed(t *testing.T) {
+	if _, err := New(make([]byte, 31), lookup(t, sigalg.Ed25519), nil); err == nil {
+		t.Fatal("a 31-byte seed was accepted")
+	}
+}
+
+func TestDeviceProofVerifies(t *testing.T) {
+	f := testFleet(t, 3, sigalg.Ed25519)
+	d, _ := f.Device(7)
+	nonce := []byte("a nonce of sixteen bytes or more")
+	id, sig, err := d.Prove("ctx", nonce)
+	if err != nil || id != d.Identity {
+		t.Fatalf("Prove: %v, %v", id, err)
+	}
+	pub, _ := sigalg.ParsePublicKey(d.SPKI)
+	if err := f.Suite().Verify(pub, identity.ProofMessage("ctx", nonce, id), sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGenerateKeepsOrderAndStopsOnError(t *testing.T) {
+	ctx := context.Background()
+	var got []uint64
+	build := func(i uint64) (uint64, error) { return i * 2, nil }
+	err := Generate(ctx, 10, 1000, 3, build, func(v uint64) error { got = append(got, v); return nil })
+	if err != nil || len(got) != 1000 {
+		t.Fatalf("got %d items, %v", len(got), err)
+	}
+	for k, v := range got {
+		if v != uint64(10+k)*2 {
+			t.Fatalf("item %d is %d, want %d", k, v, (10+k)*2)
+		}
+	}
+	boom := errors.New("boom")
+	var emitted int
+	err = Generate(ctx, 0, 100_000, 2, func(i uint64) (uint64, error) {
+		if i == 500 {
+			return 0, boom
+		}
+		return i, nil
+	}, func(uint64) error { emitted++; return nil })
+	if !errors.Is(err, boom) || emitted != 500 {
+		t.Fatalf("build error: %v after %d items, want boom after 500", err, emitted)
+	}
+	err = Generate(ctx, 0, 100_000, 2, build, func(v uint64) error {
+		if v == 20 {
+			return boom
+		}
+		return nil
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("emit error: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := Generate(cctx, 0, 100_000, 2, build, func(uint64) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled context: %v", err)
+	}
+}
+
+func TestHistogramQuantiles(t *testing.T) {
+	h := newHistogram()
+	for i := 1; i <= 1000; i++ {
+		h.add(time.Duration(i) * time.Millisecond)
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 500 * time.Millisecond}, {0.95, 950 * time.Millisecond}, {0.99, 990 * time.Millisecond}} {
+		got := h.quantile(c.q)
+		if got < c.want || float64(got) > float64(c.want)*1.0201 {
+			t.Errorf("q%.2f = %v, want %v within 2 %%", c.q, got, c.want)
+		}
+	}
+	other := newHistogram()
+	other.add(2 * time.Second)
+	h.merge(other)
+	if s := h.summary(); s.Max != 2*time.Second || h.n != 1001 {
+		t.Errorf("after merge: max %v, n %d", s.Max, h.n)
+	}
+}
+
+func TestErrorKind(t *testing.T) {
+	cases := map[string]error{
+		"proof-rejected": &onboarding.ProblemError{Status: 403, Code: "proof-rejected"},
+		"http-502":       &onboarding.ProblemError{Status: 502},
+		"chain-invalid":  errChainInvalid,
+		"canceled":       context.Canceled,
+		"timeout":        context.DeadlineExceeded,
+		"other":          errors.New("x"),
+	}
+	for want, err := range cases {
+		if got := ErrorKind(errors.Join(errors.New("wrapped"), err)); got != want {
+			t.Errorf("ErrorKind(%v) = %q, want %q", err, got, want)
+		}
+	}
+}
+
+// stationKey is a station signing key for test manifests.
+func stationKey(t testing.TB) crypto.Signer {
+	t.Helper()
+	k, err := lookup(t, sigalg.Ed25519).GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestManifestVerifies(t *testing.T) {
+	f := testFleet(t, 4, sigalg.ECDSAP256)
+	station := stationKey(t)
+	var buf bytes.Buffer
+	sum, err := WriteManifest(context.Background(), &buf, ManifestConfig{Fleet: f, First: 100, Count: 200, Batch: "fleet-test", Station: station, Workers: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Devices != 200 || sum.Batch != "fleet-test" {
+		t.Fatalf("summary %+v", sum)
+	}
+	var next uint64 = 100
+	vs, err := manifest.Verify(context.Background(), &buf, station.Public(), func(rec manifest.Record) error {
+		d, _ := f.Device(next)
+		if rec.Identity != d.Identity || rec.RootOfTrust != manifest.Keygen || rec.Algorithm != sigalg.ECDSAP256 {
+			t.Errorf("record %d: %s %s %s, want device %d %s", rec.Seq, rec.Identity, rec.RootOfTrust, rec.Algorithm, next, d.Identity)
+		}
+		next++
+		return nil
+	})
+	if err != nil || !vs.Verified || vs.Count != 200 {
+		t.Fatalf("Verify: %+v, %v", vs, err)
+	}
+	if _, err := WriteManifest(context.Background(), &bytes.Buffer{}, ManifestConfig{Fleet: f, Count: manifest.MaxRecords + 1, Batch: "b", Station: station}); err == nil {
+		t.Fatal("a manifest over the record limit was started")
+	}
+}
+
+// platform starts the real platform in-process with onboarding rate
+// limits off, registers the station and a product, and returns it with an
+// onboarding client trusting its roots.
+func platform(t *testing.T, station crypto.Signer) (*app.Platform, *httpapi.Client, *onboarding.Client, [][]byte) {
+	t.Helper()
+	ctx := context.Background()
+	p, err := app.Start(ctx, app.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", ServerName: "localhost",
+		RatePerIdentity: -1, RatePerAddress: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	token, err := os.ReadFile(p.AdminTokenPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(p.CA.RootPEM())
+	admin, err := httpapi.NewClient(p.URL(), strings.TrimSpace(string(token)), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stationPEM, _ := sigalg.EncodePublicKeyPEM(station.Public())
+	if _, err := admin.CreateStation(ctx, httpapi.StationRequest{Name: "fleet", PublicKey: string(stationPEM)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.CreateProduct(ctx, httpapi.ProductRequest{ID: "sensor", Name: "Sensor", CertValidity: "720h", CloudEndpoint: "mqtts://broker.test:8883"}); err != nil {
+		t.Fatal(err)
+	}
+	var roots [][]byte
+	for rest := p.CA.RootPEM(); ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		roots = append(roots, b.Bytes)
+	}
+	client := &onboarding.Client{BaseURL: p.URL(), HTTP: HTTPClient(pool, 8, 30*time.Second)}
+	return p, admin, client, roots
+}
+
+func TestOnboardImportedFleet(t *testing.T) {
+	ctx := context.Background()
+	f := testFleet(t, 5, sigalg.ECDSAP256)
+	station := stationKey(t)
+	_, admin, client, roots := platform(t, station)
+	var buf bytes.Buffer
+	if _, err := WriteManifest(ctx, &buf, ManifestConfig{Fleet: f, Count: 200, Batch: "fleet-0-199", Station: station}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := admin.ImportManifest(ctx, "sensor", &buf); err != nil || res.Imported != 200 {
+		t.Fatalf("import: %+v, %v", res, err)
+	}
+	prog := &Progress{}
+	rep, err := Onboard(ctx, OnboardConfig{Fleet: f, Count: 200, Client: client, Concurrency: 8, Roots: roots, Progress: prog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Onboarded != 200 || rep.Failed != 0 || rep.Attempted != 200 || len(rep.Errors) != 0 || !rep.Verified {
+		t.Fatalf("report: %+v", rep)
+	}
+	if prog.Done.Load() != 200 || prog.Failed.Load() != 0 {
+		t.Fatalf("progress: %d done, %d failed", prog.Done.Load(), prog.Failed.Load())
+	}
+	if l := rep.Latency; l.P50 <= 0 || l.P50 > l.P95 || l.P95 > l.P99 || l.P99 > l.Max || rep.Throughput <= 0 {
+		t.Fatalf("latency %+v, throughput %v", l, rep.Throughput)
+	}
+	d, _ := f.Device(199)
+	if got, err := admin.GetDevice(ctx, d.Identity); err != nil || got.State != "onboarded" {
+		t.Fatalf("device 199 on the platform: %+v, %v", got, err)
+	}
+
+	// Devices the platform never imported are all refused, by kind.
+	rep, err = Onboard(ctx, OnboardConfig{Fleet: f, First: 1000, Count: 20, Client: client, Concurrency: 4, Roots: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Onboarded != 0 || rep.Failed != 20 || rep.Errors["proof-rejected"] != 20 || len(rep.Errors) != 1 {
+		t.Fatalf("unknown devices: %+v", rep)
+	}
+
+	// A chain that does not verify to the roots given is counted too.
+	rep, err = Onboard(ctx, OnboardConfig{Fleet: f, Count: 10, Client: client, Concurrency: 2, Roots: [][]byte{roots[0][:len(roots[0])-1]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Errors["chain-invalid"] != 10 {
+		t.Fatalf("bad roots: %+v", rep)
+	}
+}
+
+func TestCeiling(t *testing.T) {
+	c, err := MeasureCeiling(context.Background(), CeilingConfig{
+		Suite: lookup(t, sigalg.Ed25519), CASuite: lookup(t, sigalg.ECDSAP256), Duration: 50 * time.Millisecond, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Server <= 0 || c.Client <= 0 || c.Shared <= 0 || c.Shared >= c.Server || c.Shared >= c.Client || c.Workers != 2 {
+		t.Fatalf("ceiling %+v", c)
+	}
+	if c.Suite != sigalg.Ed25519 || c.CASuite != sigalg.ECDSAP256 || c.OpSuite != sigalg.ECDSAP256 {
+		t.Fatalf("suites %+v", c)
+	}
+}

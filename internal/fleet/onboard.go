@@ -1,0 +1,328 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hallmark-iot/hallmark/internal/onboarding"
+	"github.com/hallmark-iot/hallmark/internal/pki"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+)
+
+// OnboardConfig says which devices to onboard, where and how hard.
+type OnboardConfig struct {
+	Fleet *Fleet
+	// First is the index of the first device; Count devices follow it.
+	First, Count uint64
+	// Client talks to the platform; its http.Client should keep at least
+	// Concurrency connections alive.
+	Client *onboarding.Client
+	// Concurrency is the number of onboardings in flight.
+	Concurrency int
+	// Duration, if positive, stops starting onboardings after that long
+	// even if devices remain; those in flight finish.
+	Duration time.Duration
+	// Roots are the platform's root certificates (DER). Each issued chain
+	// is verified against them for client authentication, and the leaf
+	// must carry the device's identity and operational key. Nil skips the
+	// check, to measure raw throughput.
+	Roots [][]byte
+	// Workers derive devices ahead of the onboarding goroutines;
+	// GOMAXPROCS if zero.
+	Workers int
+	// Progress, if not nil, is advanced as onboardings finish.
+	Progress *Progress
+}
+
+// Progress counts finished onboardings while a run goes on.
+type Progress struct {
+	Done, Failed atomic.Int64
+}
+
+// Report is the outcome of an onboarding run.
+type Report struct {
+	Suite       sigalg.ID
+	Requested   uint64
+	Concurrency int
+	Verified    bool
+	// Attempted = Onboarded + Failed.
+	Attempted, Onboarded, Failed int64
+	// Errors counts failures by kind: the platform's problem code
+	// (proof-rejected, rate-limited, …), or transport, tls, timeout,
+	// chain-invalid, canceled, other.
+	Errors map[string]int64
+	// ErrorSamples holds the first message of each kind.
+	ErrorSamples map[string]string
+	// Wall is from the first onboarding started to the last finished.
+	Wall time.Duration
+	// Throughput is successful onboardings per second of Wall.
+	Throughput float64
+	// Latency is of successful exchanges, challenge and proof.
+	Latency Latency
+	// Ceiling, if measured in the same run, is what the crypto allows;
+	// Onboard leaves it nil.
+	Ceiling *Ceiling
+}
+
+// HTTPClient is the load generator's client: TLS 1.3 to roots only,
+// HTTP/1.1 with one keep-alive connection per concurrent onboarding, as
+// that many devices would hold.
+func HTTPClient(roots *x509.CertPool, concurrency int, timeout time.Duration) *http.Client {
+	tr := &http.Transport{
+		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots},
+		MaxIdleConns:        concurrency,
+		MaxIdleConnsPerHost: concurrency,
+		IdleConnTimeout:     90 * time.Second,
+		// A non-nil empty map keeps HTTP/2 off: one multiplexed
+		// connection would not load the server as many devices do.
+		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
+	}
+	return &http.Client{Timeout: timeout, Transport: tr}
+}
+
+// errChainInvalid marks issued credentials that do not verify.
+var errChainInvalid = errors.New("issued certificate chain invalid")
+
+// Onboard regenerates cfg's devices and onboards them concurrently with
+// the real onboarding client. Devices are derived on Workers goroutines a
+// bounded distance ahead of the onboarding goroutines, each with a CSR for
+// its operational key; the measured latency is the exchange alone. A
+// failed onboarding is counted in the report, not returned: the error
+// return is for a run that could not happen at all.
+func Onboard(ctx context.Context, cfg OnboardConfig) (*Report, error) {
+	if cfg.Fleet == nil || cfg.Client == nil {
+		return nil, errors.New("fleet onboard: a fleet and a client are required")
+	}
+	if cfg.Count == 0 || cfg.Concurrency <= 0 {
+		return nil, fmt.Errorf("fleet onboard: %d devices at concurrency %d, want at least 1 of each", cfg.Count, cfg.Concurrency)
+	}
+	if cfg.First > ^uint64(0)-cfg.Count {
+		return nil, errors.New("fleet onboard: device indexes overflow")
+	}
+	genCtx, stopGen := context.WithCancel(ctx)
+	defer stopGen()
+	ready := make(chan *Onboardable, 2*cfg.Concurrency)
+	genErr := make(chan error, 1)
+	go func() {
+		defer close(ready)
+		genErr <- Generate(genCtx, cfg.First, cfg.Count, cfg.Workers, cfg.Fleet.Onboardable, func(d *Onboardable) error {
+			select {
+			case ready <- d:
+				return nil
+			case <-genCtx.Done():
+				return genCtx.Err()
+			}
+		})
+	}()
+
+	var stop atomic.Bool
+	if cfg.Duration > 0 {
+		t := time.AfterFunc(cfg.Duration, func() { stop.Store(true) })
+		defer t.Stop()
+	}
+	total := &runStats{hist: newHistogram(), errors: map[string]int64{}, samples: map[string]string{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range cfg.Concurrency {
+		wg.Go(func() {
+			st := &runStats{hist: newHistogram(), errors: map[string]int64{}, samples: map[string]string{}}
+			for d := range ready {
+				if stop.Load() || ctx.Err() != nil {
+					break
+				}
+				st.record(onboardOne(ctx, &cfg, d), cfg.Progress)
+			}
+			mu.Lock()
+			total.merge(st)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	stopGen()
+	for range ready { // let the generator see the cancellation and end
+	}
+	if err := <-genErr; err != nil && !errors.Is(err, context.Canceled) {
+		return nil, fmt.Errorf("fleet onboard: %w", err)
+	}
+	rep := &Report{
+		Suite: cfg.Fleet.suite.ID(), Requested: cfg.Count, Concurrency: cfg.Concurrency, Verified: cfg.Roots != nil,
+		Onboarded: total.ok, Failed: total.failed, Attempted: total.ok + total.failed,
+		Errors: total.errors, ErrorSamples: total.samples, Wall: wall, Latency: total.hist.summary(),
+	}
+	if wall > 0 {
+		rep.Throughput = float64(total.ok) / wall.Seconds()
+	}
+	return rep, nil
+}
+
+type outcome struct {
+	took time.Duration
+	err  error
+}
+
+func onboardOne(ctx context.Context, cfg *OnboardConfig, d *Onboardable) outcome {
+	t0 := time.Now()
+	creds, err := cfg.Client.Onboard(ctx, d, d.Identity, d.CSR)
+	took := time.Since(t0)
+	if err == nil && cfg.Roots != nil {
+		err = checkCredentials(creds, d, cfg.Roots, time.Now())
+	}
+	return outcome{took, err}
+}
+
+// checkCredentials verifies the issued chain to the platform's roots and
+// that the leaf certifies this device's identity and operational key.
+func checkCredentials(creds *onboarding.Credentials, d *Onboardable, roots [][]byte, now time.Time) error {
+	if creds.Identity != d.Identity {
+		return fmt.Errorf("%w: credentials for %s, not %s", errChainInvalid, creds.Identity, d.Identity)
+	}
+	var chain [][]byte
+	for _, p := range creds.CertificateChain {
+		block, _ := pem.Decode([]byte(p))
+		if block == nil || block.Type != "CERTIFICATE" {
+			return fmt.Errorf("%w: a chain element is not a PEM certificate", errChainInvalid)
+		}
+		chain = append(chain, block.Bytes)
+	}
+	if len(chain) == 0 {
+		return fmt.Errorf("%w: empty chain", errChainInvalid)
+	}
+	leaf, err := pki.VerifyChain(chain[0], chain[1:], roots, now, x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errChainInvalid, err)
+	}
+	id, err := pki.DeviceIdentity(leaf)
+	if err != nil || id != d.Identity {
+		return fmt.Errorf("%w: the leaf does not name %s", errChainInvalid, d.Identity)
+	}
+	if !bytes.Equal(leaf.RawSubjectPublicKeyInfo, d.OperationalSPKI) {
+		return fmt.Errorf("%w: the leaf does not certify the operational key", errChainInvalid)
+	}
+	return nil
+}
+
+type runStats struct {
+	ok, failed int64
+	hist       *histogram
+	errors     map[string]int64
+	samples    map[string]string
+}
+
+func (s *runStats) record(o outcome, p *Progress) {
+	if o.err == nil {
+		s.ok++
+		s.hist.add(o.took)
+		if p != nil {
+			p.Done.Add(1)
+		}
+		return
+	}
+	s.failed++
+	kind := ErrorKind(o.err)
+	s.errors[kind]++
+	if _, ok := s.samples[kind]; !ok {
+		s.samples[kind] = o.err.Error()
+	}
+	if p != nil {
+		p.Done.Add(1)
+		p.Failed.Add(1)
+	}
+}
+
+func (s *runStats) merge(o *runStats) {
+	s.ok += o.ok
+	s.failed += o.failed
+	s.hist.merge(o.hist)
+	for k, n := range o.errors {
+		s.errors[k] += n
+	}
+	for k, m := range o.samples {
+		if _, ok := s.samples[k]; !ok {
+			s.samples[k] = m
+		}
+	}
+}
+
+// ErrorKind names the kind of a failed onboarding: the platform's problem
+// code when it answered with one, otherwise what went wrong on the way.
+func ErrorKind(err error) string {
+	var p *onboarding.ProblemError
+	var certErr *tls.CertificateVerificationError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &p):
+		if p.Code != "" {
+			return p.Code
+		}
+		return fmt.Sprintf("http-%d", p.Status)
+	case errors.Is(err, errChainInvalid):
+		return "chain-invalid"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.As(err, &certErr):
+		return "tls"
+	case errors.As(err, &netErr):
+		if netErr.Timeout() {
+			return "timeout"
+		}
+		return "transport"
+	}
+	return "other"
+}
+
+// MarshalJSON writes the report with durations in milliseconds and the
+// wall time in seconds, the units a dashboard plots.
+func (r *Report) MarshalJSON() ([]byte, error) {
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	errs := r.Errors
+	if errs == nil {
+		errs = map[string]int64{}
+	}
+	type ceiling struct {
+		CASuite     sigalg.ID `json:"ca_suite"`
+		Server      float64   `json:"server_onboardings_per_second"`
+		Shared      float64   `json:"shared_onboardings_per_second"`
+		RatioServer float64   `json:"ratio_server"`
+		RatioShared float64   `json:"ratio_shared"`
+	}
+	var c *ceiling
+	if r.Ceiling != nil {
+		c = &ceiling{r.Ceiling.CASuite, r.Ceiling.Server, r.Ceiling.Shared, r.Throughput / r.Ceiling.Server, r.Throughput / r.Ceiling.Shared}
+	}
+	return json.Marshal(struct {
+		Suite        sigalg.ID          `json:"suite"`
+		Requested    uint64             `json:"requested"`
+		Concurrency  int                `json:"concurrency"`
+		Verified     bool               `json:"verified"`
+		Attempted    int64              `json:"attempted"`
+		Onboarded    int64              `json:"onboarded"`
+		Failed       int64              `json:"failed"`
+		Errors       map[string]int64   `json:"errors"`
+		ErrorSamples map[string]string  `json:"error_samples,omitempty"`
+		WallSeconds  float64            `json:"wall_seconds"`
+		Throughput   float64            `json:"onboardings_per_second"`
+		LatencyMS    map[string]float64 `json:"latency_ms"`
+		Ceiling      *ceiling           `json:"ceiling,omitempty"`
+	}{
+		r.Suite, r.Requested, r.Concurrency, r.Verified, r.Attempted, r.Onboarded, r.Failed, errs, r.ErrorSamples,
+		r.Wall.Seconds(), r.Throughput, map[string]float64{
+			"p50": ms(r.Latency.P50), "p95": ms(r.Latency.P95), "p99": ms(r.Latency.P99),
+			"max": ms(r.Latency.Max), "mean": ms(r.Latency.Mean),
+		}, c,
+	})
+}

@@ -1,0 +1,223 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/store"
+)
+
+// Challenges and certificates: the writes of the onboarding protocol.
+
+const challengeColumns = `id, identity, nonce, server_name, issued_at, expires_at, used_at`
+
+// CreateChallenge stores a fresh challenge; a taken ID is store.ErrExists.
+// The identity need not be registered: the protocol answers unknown
+// identities exactly like known ones.
+func (s *Store) CreateChallenge(ctx context.Context, c store.Challenge) error {
+	const q = `INSERT INTO challenges (` + challengeColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7)`
+	_, err := s.pool.Exec(ctx, q, c.ID[:], c.Identity[:], c.Nonce[:], c.ServerName,
+		c.IssuedAt, c.ExpiresAt, nullTime(c.UsedAt))
+	if isKeyTaken(err) {
+		return fmt.Errorf("postgres: create challenge: %w", store.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: create challenge: %w", err)
+	}
+	return nil
+}
+
+// ConsumeChallenge marks the challenge used at now and returns it. The
+// UPDATE's WHERE clause is the single-use check: concurrent UPDATEs of one
+// row queue on its row lock, and each one after the first re-evaluates
+// the WHERE clause against the committed row, finds used_at set and
+// changes nothing, whichever replica it runs in. A failed call then reads
+// the row (a new statement, so a new snapshot that sees the winner) to say
+// why. A challenge is expired once now reaches ExpiresAt.
+func (s *Store) ConsumeChallenge(ctx context.Context, id [16]byte, now time.Time) (store.Challenge, error) {
+	c, err := consumeChallenge(ctx, s.pool, id, now)
+	if err != nil {
+		return store.Challenge{}, fmt.Errorf("postgres: consume challenge: %w", err)
+	}
+	return c, nil
+}
+
+// querier is the pool or a transaction.
+type querier interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}
+
+func consumeChallenge(ctx context.Context, q querier, id [16]byte, now time.Time) (store.Challenge, error) {
+	const consume = `UPDATE challenges SET used_at = $1
+		WHERE id = $2 AND used_at IS NULL AND expires_at > $1
+		RETURNING ` + challengeColumns
+	c, err := scanChallenge(q.QueryRow(ctx, consume, now, id[:]))
+	if err == nil || !errors.Is(err, pgx.ErrNoRows) {
+		return c, err
+	}
+	var used *time.Time
+	err = q.QueryRow(ctx, `SELECT used_at FROM challenges WHERE id = $1`, id[:]).Scan(&used)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return c, fmt.Errorf("challenge %x: %w", id, store.ErrNotFound)
+	case err != nil:
+		return c, err
+	case used != nil:
+		return c, store.ErrChallengeUsed
+	}
+	return c, store.ErrChallengeExpired
+}
+
+// GetChallenge returns a challenge without changing it.
+func (s *Store) GetChallenge(ctx context.Context, id [16]byte) (store.Challenge, error) {
+	c, err := scanChallenge(s.pool.QueryRow(ctx, `SELECT `+challengeColumns+` FROM challenges WHERE id = $1`, id[:]))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, fmt.Errorf("postgres: challenge %x: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return c, fmt.Errorf("postgres: get challenge: %w", err)
+	}
+	return c, nil
+}
+
+func scanChallenge(row pgx.Row) (store.Challenge, error) {
+	var c store.Challenge
+	var id, ident, nonce []byte
+	var used *time.Time
+	if err := row.Scan(&id, &ident, &nonce, &c.ServerName, &c.IssuedAt, &c.ExpiresAt, &used); err != nil {
+		return store.Challenge{}, err
+	}
+	c.IssuedAt = c.IssuedAt.UTC()
+	c.ExpiresAt = c.ExpiresAt.UTC()
+	c.UsedAt = fromNullTime(used)
+	return c, errors.Join(fixed(c.ID[:], id, "challenge ID"),
+		fixed(c.Identity[:], ident, "identity"), fixed(c.Nonce[:], nonce, "nonce"))
+}
+
+// DeleteExpiredChallenges removes challenges, used or not, whose expiry is
+// before the given time, and returns how many.
+func (s *Store) DeleteExpiredChallenges(ctx context.Context, before time.Time) (int, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM challenges WHERE expires_at < $1`, before)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: delete expired challenges: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+const certificateColumns = `serial, identity, not_before, not_after, der, issued_at, revoked_at`
+
+// RecordOnboarding stores cert and moves its device to onboarded, in one
+// transaction. IssuedAt defaults to at. A renewal (the device is already
+// onboarded) adds the certificate and keeps the first OnboardedAt. jobs are
+// enqueued in the same transaction. The device row is locked first, as in
+// RevokeDevice, so an onboarding never undoes a concurrent revocation.
+func (s *Store) RecordOnboarding(ctx context.Context, cert store.Certificate, at time.Time, jobs ...store.Job) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error { return recordOnboarding(ctx, tx, cert, at, jobs) })
+	if err != nil {
+		return fmt.Errorf("postgres: record onboarding: %w", err)
+	}
+	return nil
+}
+
+// CompleteOnboarding consumes the challenge, records the onboarding and
+// its jobs and appends the audit event in one transaction: one commit,
+// one flush of the log, instead of three. The challenge's UPDATE comes
+// first, so of concurrent answers the losers wait on its row lock and then
+// find it used, before they touch the device.
+func (s *Store) CompleteOnboarding(ctx context.Context, challengeID [16]byte, cert store.Certificate, at time.Time, audit store.AuditEvent, jobs ...store.Job) error {
+	if audit.Time.IsZero() {
+		audit.Time = at
+	}
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := consumeChallenge(ctx, tx, challengeID, at); err != nil {
+			return err
+		}
+		if err := recordOnboarding(ctx, tx, cert, at, jobs); err != nil {
+			return err
+		}
+		_, err := appendAudit(ctx, tx, audit)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: complete onboarding: %w", err)
+	}
+	return nil
+}
+
+// recordOnboarding locks the device row first, as RevokeDevice does, so an
+// onboarding never undoes a concurrent revocation.
+func recordOnboarding(ctx context.Context, tx pgx.Tx, cert store.Certificate, at time.Time, jobs []store.Job) error {
+	if cert.IssuedAt.IsZero() {
+		cert.IssuedAt = at
+	}
+	var state string
+	err := tx.QueryRow(ctx, `SELECT state FROM devices WHERE identity = $1 FOR UPDATE`, cert.Identity[:]).Scan(&state)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("device %s: %w", cert.Identity, store.ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("read device: %w", err)
+	case state == string(store.StateRevoked):
+		return fmt.Errorf("device %s is revoked: %w", cert.Identity, store.ErrConflict)
+	}
+	const insert = `INSERT INTO certificates (` + certificateColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7)`
+	_, err = tx.Exec(ctx, insert, cert.Serial[:], cert.Identity[:], cert.NotBefore,
+		cert.NotAfter, cert.DER, cert.IssuedAt, nullTime(cert.RevokedAt))
+	if isKeyTaken(err) {
+		return fmt.Errorf("certificate serial %x: %w", cert.Serial, store.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("insert certificate: %w", err)
+	}
+	const onboard = `UPDATE devices SET state = 'onboarded', onboarded_at = coalesce(onboarded_at, $1)
+		WHERE identity = $2`
+	if _, err := tx.Exec(ctx, onboard, at, cert.Identity[:]); err != nil {
+		return fmt.Errorf("update device: %w", err)
+	}
+	return enqueueJobs(ctx, tx, cert.Identity[:], at, jobs)
+}
+
+// GetCertificate returns one certificate or store.ErrNotFound.
+func (s *Store) GetCertificate(ctx context.Context, serial [16]byte) (store.Certificate, error) {
+	const q = `SELECT ` + certificateColumns + ` FROM certificates WHERE serial = $1`
+	c, err := scanCertificate(s.pool.QueryRow(ctx, q, serial[:]))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Certificate{}, fmt.Errorf("postgres: certificate %x: %w", serial, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Certificate{}, fmt.Errorf("postgres: get certificate %x: %w", serial, err)
+	}
+	return c, nil
+}
+
+// ListCertificates returns a device's certificates, newest first, the
+// later recorded first among those issued in the same microsecond; for
+// an unknown device, none.
+func (s *Store) ListCertificates(ctx context.Context, id identity.ID) ([]store.Certificate, error) {
+	const q = `SELECT ` + certificateColumns + ` FROM certificates WHERE identity = $1
+		ORDER BY issued_at DESC, seq DESC`
+	list, err := queryAll(ctx, s.pool, q, []any{id[:]}, scanCertificate)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list certificates of %s: %w", id, err)
+	}
+	return list, nil
+}
+
+func scanCertificate(row pgx.Row) (store.Certificate, error) {
+	var c store.Certificate
+	var serial, ident []byte
+	var revoked *time.Time
+	if err := row.Scan(&serial, &ident, &c.NotBefore, &c.NotAfter, &c.DER, &c.IssuedAt, &revoked); err != nil {
+		return store.Certificate{}, err
+	}
+	c.NotBefore = c.NotBefore.UTC()
+	c.NotAfter = c.NotAfter.UTC()
+	c.IssuedAt = c.IssuedAt.UTC()
+	c.RevokedAt = fromNullTime(revoked)
+	return c, errors.Join(fixed(c.Serial[:], serial, "serial"), fixed(c.Identity[:], ident, "identity"))
+}
