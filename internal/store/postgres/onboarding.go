@@ -125,28 +125,61 @@ func (s *Store) RecordOnboarding(ctx context.Context, cert store.Certificate, at
 }
 
 // CompleteOnboarding consumes the challenge, records the onboarding and
-// its jobs and appends the audit event in one transaction: one commit,
-// one flush of the log, instead of three. The challenge's UPDATE comes
-// first, so of concurrent answers the losers wait on its row lock and then
-// find it used, before they touch the device.
+// its jobs and appends the audit event in one transaction, as one call of
+// the server-side function hallmark_complete_onboarding (migration 0004):
+// one round trip and one flush of the log. Its UPDATE of the challenge
+// comes first, so of concurrent answers the losers wait on the row lock and
+// then find it used, before they touch the device.
 func (s *Store) CompleteOnboarding(ctx context.Context, challengeID [16]byte, cert store.Certificate, at time.Time, audit store.AuditEvent, jobs ...store.Job) error {
 	if audit.Time.IsZero() {
 		audit.Time = at
 	}
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := consumeChallenge(ctx, tx, challengeID, at); err != nil {
-			return err
-		}
-		if err := recordOnboarding(ctx, tx, cert, at, jobs); err != nil {
-			return err
-		}
-		_, err := appendAudit(ctx, tx, audit)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("postgres: complete onboarding: %w", err)
+	if cert.IssuedAt.IsZero() {
+		cert.IssuedAt = at
 	}
-	return nil
+	kinds := make([]string, len(jobs))
+	connectors := make([]string, len(jobs))
+	next := make([]time.Time, len(jobs))
+	for i, j := range jobs {
+		kinds[i], connectors[i], next[i] = j.Kind, j.Connector, j.NextRunAt
+		if next[i].IsZero() {
+			next[i] = at
+		}
+	}
+	const call = `SELECT hallmark_complete_onboarding($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`
+	var err error
+	for attempt := 1; ; attempt++ {
+		_, err = s.pool.Exec(ctx, call, challengeID[:], at, cert.Serial[:], cert.Identity[:], cert.NotBefore, cert.NotAfter,
+			cert.DER, cert.IssuedAt, kinds, connectors, next,
+			audit.Time, audit.Actor, audit.Action, audit.Subject, audit.Outcome, audit.Detail, audit.RemoteAddr)
+		if err == nil || !retryable(err) || attempt == maxAttempts {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("postgres: complete onboarding: %w", errors.Join(err, ctx.Err()))
+		case <-time.After(time.Duration(attempt) * 5 * time.Millisecond):
+		}
+	}
+	switch sqlState(err) {
+	case "":
+		if err == nil {
+			return nil
+		}
+	case "HM001":
+		err = fmt.Errorf("challenge %x: %w", challengeID, store.ErrNotFound)
+	case "HM002":
+		err = store.ErrChallengeUsed
+	case "HM003":
+		err = store.ErrChallengeExpired
+	case "HM004":
+		err = fmt.Errorf("device %s: %w", cert.Identity, store.ErrNotFound)
+	case "HM005":
+		err = fmt.Errorf("device %s is revoked: %w", cert.Identity, store.ErrConflict)
+	case codeUniqueViolation:
+		err = fmt.Errorf("certificate serial %x: %w", cert.Serial, store.ErrExists)
+	}
+	return fmt.Errorf("postgres: complete onboarding: %w", err)
 }
 
 // recordOnboarding locks the device row first, as RevokeDevice does, so an

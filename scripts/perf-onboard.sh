@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Reproduces the onboarding figures of docs/performance.md: starts
+# `hallmark serve` on SQLite or PostgreSQL, registers a station and a
+# product, imports a fleet manifest, onboards the fleet with
+# `hallmark fleet onboard` and reports throughput, latency, the crypto
+# ceiling measured right after in the same run, CPU time of both processes
+# and the server's peak RSS.
+#
+#   scripts/perf-onboard.sh [-s SUITE] [-n DEVICES] [-d sqlite|postgres://…]
+#                           [-c CONCURRENCY] [-r REPLICAS] [-p CPUS] [-k]
+#
+#   -s  enrolment key suite of the fleet (ecdsa-p256, ml-dsa-65, …)
+#   -n  devices (the manifest is generated once into the work directory)
+#   -d  sqlite (default) or a PostgreSQL URL (its database is emptied first)
+#   -c  onboardings in flight per replica
+#   -r  replicas (PostgreSQL only): the fleet is split across them
+#   -p  CPU list for taskset, e.g. 0 or 0,1 (both server and client)
+#   -k  keep the registry: skip the import and onboard again (restart test)
+#
+# Work files live in ${HALLMARK_PERF_DIR:-/tmp/hallmark-perf}.
+set -euo pipefail
+suite=ecdsa-p256 n=20000 db=sqlite conc=16 replicas=1 cpus="" keep=""
+while getopts "s:n:d:c:r:p:k" o; do
+  case $o in
+    s) suite=$OPTARG ;; n) n=$OPTARG ;; d) db=$OPTARG ;; c) conc=$OPTARG ;;
+    r) replicas=$OPTARG ;; p) cpus=$OPTARG ;; k) keep=1 ;;
+    *) sed -n '2,21p' "$0"; exit 2 ;;
+  esac
+done
+repo=$(cd "$(dirname "$0")/.." && pwd)
+work=${HALLMARK_PERF_DIR:-/tmp/hallmark-perf}
+mkdir -p "$work" && cd "$work"
+pin=()
+[ -n "$cpus" ] && pin=(taskset -c "$cpus")
+go build -o hallmark "$repo/cmd/hallmark"
+export HALLMARK_KEYSTORE_PASSPHRASE=perf-passphrase
+[ -d ks ] || ./hallmark station key create --keystore ks --pub-out station.pub >/dev/null
+[ -f fleet.seed ] || head -c 32 /dev/urandom > fleet.seed
+manifest=manifest-$suite-$n.jsonl
+[ -f "$manifest" ] || ./hallmark fleet manifest --seed-file fleet.seed --devices "$n" --suite "$suite" \
+  --keystore ks --batch "fleet-$suite-$n" --out "$manifest"
+
+dbflag=()
+if [ "$db" != sqlite ]; then
+  dbflag=(--database "$db")
+  if [ -z "$keep" ]; then
+    name=${db##*/}; name=${name%%\?*}
+    psql "${db%/*}/postgres" -Atqc "DROP DATABASE IF EXISTS $name WITH (FORCE)" -c "CREATE DATABASE $name" >/dev/null
+  fi
+elif [ "$replicas" != 1 ]; then
+  echo "replicas need PostgreSQL (-d postgres://…)" >&2; exit 2
+fi
+[ -z "$keep" ] && rm -rf data
+mkdir -p data
+pids=() urls=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+for i in $(seq 0 $((replicas - 1))); do
+  "${pin[@]}" ./hallmark serve --data-dir data "${dbflag[@]}" --listen 127.0.0.1:0 --log-level warn \
+    --rate-per-identity -1 --rate-per-address -1 > "serve-$i.out" 2> "serve-$i.err" &
+  pids+=($!)
+done
+for i in $(seq 0 $((replicas - 1))); do
+  for _ in $(seq 300); do grep -q serving "serve-$i.out" 2>/dev/null && break; sleep 0.1; done
+  urls+=("$(sed -n 's/^hallmark serving at \([^ ]*\).*/\1/p' "serve-$i.out")")
+done
+export HALLMARK_SERVER=${urls[0]} HALLMARK_CA_FILE=data/ca/root.pem HALLMARK_TOKEN
+HALLMARK_TOKEN=$(cat data/admin.token)
+if [ -z "$keep" ]; then
+  ./hallmark admin station add --name perf --public-key station.pub >/dev/null
+  ./hallmark admin product add --id perf --name Perf --cert-validity 8760h --cloud-endpoint mqtts://localhost:8883 >/dev/null
+  start=$(date +%s.%N)
+  ./hallmark admin manifest import --product perf "$manifest"
+  echo "import: $(echo "$(date +%s.%N) - $start" | bc) s"
+fi
+per=$((n / replicas))
+cpu0=$(for p in "${pids[@]}"; do awk '{print $14 + $15}' /proc/$p/stat; done | paste -sd+ | bc)
+fleetpids=()
+for i in $(seq 0 $((replicas - 1))); do
+  "${pin[@]}" ./hallmark fleet onboard --server "${urls[$i]}" --seed-file fleet.seed --suite "$suite" \
+    --from $((i * per)) --devices "$per" --concurrency "$conc" --verify=false --json > "fleet-$i.json" &
+  fleetpids+=($!)
+done
+wait "${fleetpids[@]}"
+cpu1=$(for p in "${pids[@]}"; do awk '{print $14 + $15}' /proc/$p/stat; done | paste -sd+ | bc)
+python3 - "$replicas" "$n" "$(echo "($cpu1 - $cpu0) / 100" | bc -l)" <<'PY'
+import json, sys
+r, n, cpu = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+reps = [json.load(open(f"fleet-{i}.json")) for i in range(r)]
+done = sum(x["onboarded"] for x in reps)
+wall = max(x["wall_seconds"] for x in reps)
+errs = {}
+for x in reps:
+    for k, v in (x.get("errors") or {}).items():
+        errs[k] = errs.get(k, 0) + v
+lat = reps[0]["latency_ms"]
+print(f"onboarded {done}/{n} in {wall:.1f} s: {done / wall:.0f}/s; errors {errs or 'none'}")
+print("latency ms (replica 0): p50 %.1f p95 %.1f p99 %.1f" % (lat["p50"], lat["p95"], lat["p99"]))
+print(f"server CPU per onboarding: {cpu / max(done, 1) * 1e6:.0f} µs")
+PY
+for p in "${pids[@]}"; do grep VmHWM /proc/$p/status; done
+"${pin[@]}" ./hallmark fleet ceiling --suite "$suite" --duration 5s
