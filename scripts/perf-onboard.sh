@@ -6,33 +6,37 @@
 # ceiling measured right after in the same run, CPU time of both processes
 # and the server's peak RSS.
 #
-#   scripts/perf-onboard.sh [-s SUITE] [-n DEVICES] [-d sqlite|postgres://…]
+#   scripts/perf-onboard.sh [-s SUITE] [-n DEVICES] [-o ONBOARD] [-d sqlite|postgres://…]
 #                           [-c CONCURRENCY] [-r REPLICAS] [-p CPUS] [-k]
 #
 #   -s  enrolment key suite of the fleet (ecdsa-p256, ml-dsa-65, …)
 #   -n  devices (the manifest is generated once into the work directory)
+#   -o  how many of them to onboard (default all)
 #   -d  sqlite (default) or a PostgreSQL URL (its database is emptied first)
 #   -c  onboardings in flight per replica
 #   -r  replicas (PostgreSQL only): the fleet is split across them
 #   -p  CPU list for taskset, e.g. 0 or 0,1 (both server and client)
 #   -k  keep the registry: skip the import and onboard again (restart test)
 #
-# Work files live in ${HALLMARK_PERF_DIR:-/tmp/hallmark-perf}.
+# Work files live in ${HALLMARK_PERF_DIR:-/tmp/hallmark-perf}. With
+# HALLMARK_PERF_RESTART=1 the servers restart after the import, so the
+# peak RSS reported at the end is that of serving, not of importing.
 set -euo pipefail
-suite=ecdsa-p256 n=20000 db=sqlite conc=16 replicas=1 cpus="" keep=""
-while getopts "s:n:d:c:r:p:k" o; do
+suite=ecdsa-p256 n=20000 onboard="" db=sqlite conc=16 replicas=1 cpus="" keep=""
+while getopts "s:n:o:d:c:r:p:k" o; do
   case $o in
-    s) suite=$OPTARG ;; n) n=$OPTARG ;; d) db=$OPTARG ;; c) conc=$OPTARG ;;
+    s) suite=$OPTARG ;; n) n=$OPTARG ;; o) onboard=$OPTARG ;; d) db=$OPTARG ;; c) conc=$OPTARG ;;
     r) replicas=$OPTARG ;; p) cpus=$OPTARG ;; k) keep=1 ;;
-    *) sed -n '2,21p' "$0"; exit 2 ;;
+    *) sed -n '2,22p' "$0"; exit 2 ;;
   esac
 done
+onboard=${onboard:-$n}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${HALLMARK_PERF_DIR:-/tmp/hallmark-perf}
 mkdir -p "$work" && cd "$work"
 pin=()
 [ -n "$cpus" ] && pin=(taskset -c "$cpus")
-go build -o hallmark "$repo/cmd/hallmark"
+(cd "$repo" && go build -o "$work/hallmark" ./cmd/hallmark)
 export HALLMARK_KEYSTORE_PASSPHRASE=perf-passphrase
 [ -d ks ] || ./hallmark station key create --keystore ks --pub-out station.pub >/dev/null
 [ -f fleet.seed ] || head -c 32 /dev/urandom > fleet.seed
@@ -70,9 +74,24 @@ if [ -z "$keep" ]; then
   ./hallmark admin product add --id perf --name Perf --cert-validity 8760h --cloud-endpoint mqtts://localhost:8883 >/dev/null
   start=$(date +%s.%N)
   ./hallmark admin manifest import --product perf "$manifest"
-  echo "import: $(echo "$(date +%s.%N) - $start" | bc) s"
+  echo "import: $(echo "$(date +%s.%N) - $start" | bc) s; server peak RSS so far:"
+  for p in "${pids[@]}"; do grep VmHWM /proc/$p/status; done
+  if [ "${HALLMARK_PERF_RESTART:-}" = 1 ]; then
+    # Measure the load's memory apart from the import's: restart the servers.
+    kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+    pids=() urls=()
+    for i in $(seq 0 $((replicas - 1))); do
+      "${pin[@]}" ./hallmark serve --data-dir data "${dbflag[@]}" --listen 127.0.0.1:0 --log-level warn \
+        --rate-per-identity -1 --rate-per-address -1 > "serve-$i.out" 2> "serve-$i.err" &
+      pids+=($!)
+    done
+    for i in $(seq 0 $((replicas - 1))); do
+      for _ in $(seq 300); do grep -q serving "serve-$i.out" 2>/dev/null && break; sleep 0.1; done
+      urls+=("$(sed -n 's/^hallmark serving at \([^ ]*\).*/\1/p' "serve-$i.out")")
+    done
+  fi
 fi
-per=$((n / replicas))
+per=$((onboard / replicas))
 cpu0=$(for p in "${pids[@]}"; do awk '{print $14 + $15}' /proc/$p/stat; done | paste -sd+ | bc)
 fleetpids=()
 for i in $(seq 0 $((replicas - 1))); do
@@ -82,7 +101,7 @@ for i in $(seq 0 $((replicas - 1))); do
 done
 wait "${fleetpids[@]}"
 cpu1=$(for p in "${pids[@]}"; do awk '{print $14 + $15}' /proc/$p/stat; done | paste -sd+ | bc)
-python3 - "$replicas" "$n" "$(echo "($cpu1 - $cpu0) / 100" | bc -l)" <<'PY'
+python3 - "$replicas" "$onboard" "$(echo "($cpu1 - $cpu0) / 100" | bc -l)" <<'PY'
 import json, sys
 r, n, cpu = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 reps = [json.load(open(f"fleet-{i}.json")) for i in range(r)]

@@ -1,8 +1,9 @@
 // Package store owns the platform's registry: the domain records it keeps
 // (stations, products, batches, devices, onboarding challenges,
 // certificates, API tokens, the audit log) and the interfaces a storage
-// backend implements. Backends live in subpackages (sqlite now, postgres
-// later) and must pass the contract suite in storetest.
+// backend implements. Backends live in subpackages (sqlite, the embedded
+// default for one process; postgres, shared by replicas) and must pass the
+// contract suite in storetest.
 //
 // Interfaces are split by role, so each service asks only for what it uses.
 // Every method takes a context; every write that spans records is one

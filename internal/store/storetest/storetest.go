@@ -1,7 +1,7 @@
 // Package storetest owns the contract every registry backend must meet: a
 // test suite (Run) and benchmarks (Benchmark) written against the
-// interfaces of internal/store only, so the SQLite backend today and a
-// PostgreSQL backend later are held to the same behaviour.
+// interfaces of internal/store only, so the SQLite and PostgreSQL backends
+// are held to the same behaviour.
 //
 // Beyond what the interface comments say, the suite pins down the choices
 // a caller can see: list orders, page limits, which fields an import takes
