@@ -37,13 +37,21 @@ func newServeCmd(s *streams) *cobra.Command {
 	var pprofListen string
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the onboarding platform: HTTPS API, CA and registry on embedded SQLite",
+		Short: "Run the onboarding platform: HTTPS API, CA and registry (embedded SQLite, or PostgreSQL)",
 		Long: `Run the platform. On first start it creates the data directory: a SQLite
-database, a CA (root and issuing; keys encrypted at rest) and a bootstrap
+database (unless --database), a CA (root and issuing; keys encrypted at rest) and a bootstrap
 admin token in DATA/admin.token. It serves HTTPS only (TLS 1.3, X25519MLKEM768
 preferred). Every flag can be set as an environment variable HALLMARK_<FLAG>,
 e.g. HALLMARK_DATA_DIR; the CA key passphrase comes from
 HALLMARK_CA_PASSPHRASE or --ca-passphrase-file, never from a flag value.
+
+With --database postgres://… the registry is PostgreSQL, and any number of
+replicas may serve it, sharing one data directory (the first to start
+creates the CA and the token; the others wait for it and use them): a
+challenge issued by one is answered at another, and their connector
+workers share one job queue. With SQLite a data directory serves one
+process. Keep the URL's password out of the flag (it shows in the process
+list): use HALLMARK_DATABASE, PGPASSWORD or ~/.pgpass.
 
 Cloud connectors: with --mqtt-admin-url every onboarded device is registered
 with a Mosquitto broker (dynamic security: a client named by its identity,
