@@ -58,15 +58,19 @@ fi
 mkdir -p data
 pids=() urls=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
-for i in $(seq 0 $((replicas - 1))); do
-  "${pin[@]}" ./hallmark serve --data-dir data "${dbflag[@]}" --listen 127.0.0.1:0 --log-level warn \
-    --rate-per-identity -1 --rate-per-address -1 > "serve-$i.out" 2> "serve-$i.err" &
-  pids+=($!)
-done
-for i in $(seq 0 $((replicas - 1))); do
-  for _ in $(seq 300); do grep -q serving "serve-$i.out" 2>/dev/null && break; sleep 0.1; done
-  urls+=("$(sed -n 's/^hallmark serving at \([^ ]*\).*/\1/p' "serve-$i.out")")
-done
+start_servers() {
+  pids=() urls=()
+  for i in $(seq 0 $((replicas - 1))); do
+    "${pin[@]}" ./hallmark serve --data-dir data "${dbflag[@]}" --listen 127.0.0.1:0 --log-level warn \
+      --rate-per-identity -1 --rate-per-address -1 > "serve-$i.out" 2> "serve-$i.err" &
+    pids+=($!)
+  done
+  for i in $(seq 0 $((replicas - 1))); do
+    for _ in $(seq 300); do grep -q serving "serve-$i.out" 2>/dev/null && break; sleep 0.1; done
+    urls+=("$(sed -n 's/^hallmark serving at \([^ ]*\).*/\1/p' "serve-$i.out")")
+  done
+}
+start_servers
 export HALLMARK_SERVER=${urls[0]} HALLMARK_CA_FILE=data/ca/root.pem HALLMARK_TOKEN
 HALLMARK_TOKEN=$(cat data/admin.token)
 if [ -z "$keep" ]; then
@@ -79,16 +83,7 @@ if [ -z "$keep" ]; then
   if [ "${HALLMARK_PERF_RESTART:-}" = 1 ]; then
     # Measure the load's memory apart from the import's: restart the servers.
     kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
-    pids=() urls=()
-    for i in $(seq 0 $((replicas - 1))); do
-      "${pin[@]}" ./hallmark serve --data-dir data "${dbflag[@]}" --listen 127.0.0.1:0 --log-level warn \
-        --rate-per-identity -1 --rate-per-address -1 > "serve-$i.out" 2> "serve-$i.err" &
-      pids+=($!)
-    done
-    for i in $(seq 0 $((replicas - 1))); do
-      for _ in $(seq 300); do grep -q serving "serve-$i.out" 2>/dev/null && break; sleep 0.1; done
-      urls+=("$(sed -n 's/^hallmark serving at \([^ ]*\).*/\1/p' "serve-$i.out")")
-    done
+    start_servers
   fi
 fi
 per=$((onboard / replicas))

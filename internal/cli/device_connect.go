@@ -33,27 +33,15 @@ device, or --broker-ca-file when the broker has a certificate of its own.`,
 			if len(message) > maxPublish {
 				return usagef("--message has %d bytes, at most %d", len(message), maxPublish)
 			}
-			dev, err := loadDevice(statePath)
+			_, held, cert, err := onboardedDevice(statePath, "connect")
 			if err != nil {
 				return err
-			}
-			held := dev.Credentials()
-			if held == nil {
-				return errors.New("connect: the device is not onboarded (run hallmark device onboard)")
 			}
 			if endpoint == "" {
 				endpoint = held.CloudEndpoint
 			}
 			if endpoint == "" {
 				return errors.New("connect: the device's credentials name no cloud endpoint (the product has none): use --endpoint mqtts://HOST:PORT")
-			}
-			opKey, err := bootForOnboarding(dev, string(held.OperationalAlg))
-			if err != nil {
-				return err
-			}
-			cert, err := tlsCertificate(held.CertificateChain, opKey)
-			if err != nil {
-				return err
 			}
 			roots := x509.NewCertPool()
 			bundle, what := []byte(held.TrustBundle), "the device's trust bundle"

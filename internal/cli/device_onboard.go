@@ -128,22 +128,11 @@ func newDeviceCredentialsCmd(s *streams) *cobra.Command {
 		Short: "Fetch (or, with --renew, renew) the credentials over mutual TLS with the device certificate",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dev, err := loadDevice(statePath)
+			dev, held, cert, err := onboardedDevice(statePath, "credentials")
 			if err != nil {
 				return err
 			}
-			held := dev.Credentials()
-			if held == nil {
-				return errors.New("credentials: the device is not onboarded (run hallmark device onboard)")
-			}
-			opKey, err := bootForOnboarding(dev, string(held.OperationalAlg))
-			if err != nil {
-				return err
-			}
-			cert, err := tlsCertificate(held.CertificateChain, opKey)
-			if err != nil {
-				return err
-			}
+			opKey := cert.PrivateKey.(crypto.Signer)
 			httpc, err := s.httpClient(pf, cert)
 			if err != nil {
 				return err
@@ -168,6 +157,29 @@ func newDeviceCredentialsCmd(s *streams) *cobra.Command {
 	pf.bind(cmd)
 	cmd.Flags().BoolVar(&renew, "renew", false, "ask for a new certificate")
 	return cmd
+}
+
+// onboardedDevice loads and boots an onboarded device and returns its
+// stored credentials and its TLS client certificate (the issued chain with
+// the operational key). what names the command in errors.
+func onboardedDevice(statePath, what string) (*device.Device, *device.Credentials, *tls.Certificate, error) {
+	dev, err := loadDevice(statePath)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	held := dev.Credentials()
+	if held == nil {
+		return nil, nil, nil, fmt.Errorf("%s: the device is not onboarded (run hallmark device onboard)", what)
+	}
+	opKey, err := bootForOnboarding(dev, string(held.OperationalAlg))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cert, err := tlsCertificate(held.CertificateChain, opKey)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return dev, held, cert, nil
 }
 
 // tlsCertificate assembles the TLS client certificate from the stored PEM

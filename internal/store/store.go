@@ -357,6 +357,25 @@ type Jobs interface {
 	ListJobs(ctx context.Context, f JobFilter) ([]Job, error)
 }
 
+// Page sizes of the List methods.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// PageLimit turns a filter's Limit into the number of rows a backend
+// returns: zero (or less) is DefaultPageSize, more than MaxPageSize is
+// MaxPageSize.
+func PageLimit(n int) int {
+	switch {
+	case n <= 0:
+		return DefaultPageSize
+	case n > MaxPageSize:
+		return MaxPageSize
+	}
+	return n
+}
+
 // Cloud states of a device, as CloudStateOf derives them.
 const (
 	CloudNone         = "none"         // no job: no connector configured, or not onboarded

@@ -72,7 +72,7 @@ func auditQuery(f store.AuditFilter) (string, []any) {
 			where = append(where, c.column+" = $"+strconv.Itoa(len(args)))
 		}
 	}
-	args = append(args, pageLimit(f.Limit))
+	args = append(args, store.PageLimit(f.Limit))
 	q := `SELECT ` + auditColumns + ` FROM audit_events WHERE ` + strings.Join(where, " AND ") +
 		` ORDER BY xid, seq LIMIT $` + strconv.Itoa(len(args))
 	return q, args

@@ -320,7 +320,7 @@ func deviceQuery(f store.DeviceFilter) (string, []any) {
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
-	args = append(args, pageLimit(f.Limit))
+	args = append(args, store.PageLimit(f.Limit))
 	q += ` ORDER BY identity LIMIT $` + strconv.Itoa(len(args))
 	return q, args
 }

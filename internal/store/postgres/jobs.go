@@ -159,7 +159,7 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]store.Job, e
 		args = append(args, string(f.State))
 		q += fmt.Sprintf(` AND state = $%d`, len(args))
 	}
-	args = append(args, pageLimit(f.Limit))
+	args = append(args, store.PageLimit(f.Limit))
 	q += fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args))
 	jobs, err := queryAll(ctx, s.pool, q, args, scanJob)
 	if err != nil {

@@ -5,24 +5,19 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
-	"path"
-	"regexp"
-	"strconv"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	schema "github.com/hallmark-iot/hallmark/internal/store/migration"
 )
 
-// The schema's history: migrations/NNNN_name.sql, numbered from 0001
-// without gaps. A released migration is never edited; a change is a new
-// file.
+// The schema's history, in the form package migration describes.
 //
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
 const migrationsDir = "migrations"
-
-var migrationName = regexp.MustCompile(`^([0-9]{4})_([a-z0-9_]+)\.sql$`)
 
 // migrationLock is the pg_advisory_xact_lock key every migration
 // transaction takes first, so replicas starting at once apply each
@@ -31,40 +26,10 @@ var migrationName = regexp.MustCompile(`^([0-9]{4})_([a-z0-9_]+)\.sql$`)
 // has to be one no other application on the database uses.
 const migrationLock int64 = 0x48616c6c6d61726b // "Hallmark"
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
+type migration = schema.Migration
 
-// loadMigrations reads dir in fsys and checks the files are numbered
-// 1, 2, 3... with nothing else beside them.
-func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
-	entries, err := fs.ReadDir(fsys, dir)
-	if err != nil {
-		return nil, fmt.Errorf("read migrations: %w", err)
-	}
-	var ms []migration
-	for _, e := range entries { // sorted by name, hence by number
-		m := migrationName.FindStringSubmatch(e.Name())
-		if m == nil {
-			return nil, fmt.Errorf("migration file %q: name is not NNNN_name.sql", e.Name())
-		}
-		version, _ := strconv.Atoi(m[1])
-		if version != len(ms)+1 {
-			return nil, fmt.Errorf("migration file %q: want number %04d", e.Name(), len(ms)+1)
-		}
-		body, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("read migration: %w", err)
-		}
-		ms = append(ms, migration{version: version, name: m[2], sql: string(body)})
-	}
-	if len(ms) == 0 {
-		return nil, fmt.Errorf("no migrations in %s", dir)
-	}
-	return ms, nil
-}
+// loadMigrations reads the migrations in dir of fsys.
+func loadMigrations(fsys fs.FS, dir string) ([]migration, error) { return schema.Load(fsys, dir) }
 
 // migrate brings the database up to the last of ms, one transaction per
 // migration (PostgreSQL's DDL is transactional), so a failing migration
@@ -83,14 +48,14 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, ms []migration) error {
 func applyMigration(ctx context.Context, pool *pgxpool.Pool, ms []migration, m migration) error {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("migration %04d: begin: %w", m.version, err)
+		return fmt.Errorf("migration %04d: begin: %w", m.Version, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	// The lock comes before everything else, the creation of
 	// schema_migrations included: two sessions racing through CREATE
 	// TABLE IF NOT EXISTS can both try to create it, and one fails.
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
-		return fmt.Errorf("migration %04d: lock: %w", m.version, err)
+		return fmt.Errorf("migration %04d: lock: %w", m.Version, err)
 	}
 	const create = `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    integer     PRIMARY KEY,
@@ -111,19 +76,19 @@ func applyMigration(ctx context.Context, pool *pgxpool.Pool, ms []migration, m m
 	if err := checkHistory(applied, ms); err != nil {
 		return err
 	}
-	if _, done := applied[m.version]; done {
+	if _, done := applied[m.Version]; done {
 		return nil
 	}
 	// The simple protocol runs a file of several statements at once.
-	if _, err := tx.Exec(ctx, m.sql, pgx.QueryExecModeSimpleProtocol); err != nil {
-		return fmt.Errorf("migration %04d_%s: %w", m.version, m.name, err)
+	if _, err := tx.Exec(ctx, m.SQL, pgx.QueryExecModeSimpleProtocol); err != nil {
+		return fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
 	}
 	const record = `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`
-	if _, err := tx.Exec(ctx, record, pgx.QueryExecModeSimpleProtocol, m.version, m.name); err != nil {
-		return fmt.Errorf("migration %04d: record: %w", m.version, err)
+	if _, err := tx.Exec(ctx, record, pgx.QueryExecModeSimpleProtocol, m.Version, m.Name); err != nil {
+		return fmt.Errorf("migration %04d: record: %w", m.Version, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("migration %04d: commit: %w", m.version, err)
+		return fmt.Errorf("migration %04d: commit: %w", m.Version, err)
 	}
 	return nil
 }
@@ -157,7 +122,7 @@ func checkHistory(applied map[int]string, ms []migration) error {
 		if version < 1 {
 			return fmt.Errorf("schema version %d (%q) is not a migration number", version, name)
 		}
-		if want := ms[version-1].name; want != name {
+		if want := ms[version-1].Name; want != name {
 			return fmt.Errorf("schema version %d is %q in the database but %q in this binary", version, name, want)
 		}
 	}

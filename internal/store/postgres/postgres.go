@@ -231,17 +231,6 @@ func retryable(err error) bool {
 // isKeyTaken reports a primary-key or unique violation.
 func isKeyTaken(err error) bool { return sqlState(err) == codeUniqueViolation }
 
-// pageLimit turns a filter's Limit into the number of rows to return.
-func pageLimit(n int) int {
-	switch {
-	case n <= 0:
-		return 100
-	case n > 1000:
-		return 1000
-	}
-	return n
-}
-
 // Times are timestamptz, NULL for the zero time. PostgreSQL keeps
 // microseconds; pgx returns times in the local zone, so every time read is
 // turned to UTC.

@@ -277,7 +277,7 @@ func TestConcurrentOpen(t *testing.T) {
 	}
 	var want []string
 	for _, m := range ms {
-		want = append(want, fmt.Sprintf("%04d_%s", m.version, m.name))
+		want = append(want, fmt.Sprintf("%04d_%s", m.Version, m.Name))
 	}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("schema_migrations = %v, want %v", got, want)

@@ -68,7 +68,7 @@ func auditQuery(f store.AuditFilter) (string, []any) {
 		}
 	}
 	q := `SELECT ` + auditColumns + ` FROM audit_events WHERE ` + strings.Join(where, " AND ") + ` ORDER BY seq LIMIT ?`
-	return q, append(args, pageLimit(f.Limit))
+	return q, append(args, store.PageLimit(f.Limit))
 }
 
 func scanAudit(row scanner) (store.AuditEvent, error) {

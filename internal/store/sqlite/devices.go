@@ -234,7 +234,7 @@ func deviceQuery(f store.DeviceFilter) (string, []any) {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
 	q += ` ORDER BY identity LIMIT ?`
-	return q, append(args, pageLimit(f.Limit))
+	return q, append(args, store.PageLimit(f.Limit))
 }
 
 func scanDevice(row scanner) (store.Device, error) {

@@ -138,7 +138,7 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]store.Job, e
 		args = append(args, string(f.State))
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, pageLimit(f.Limit))
+	args = append(args, store.PageLimit(f.Limit))
 	jobs, err := queryAll(ctx, s.reader, q, args, scanJob)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list jobs: %w", err)

@@ -6,57 +6,22 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
-	"path"
-	"regexp"
-	"strconv"
 	"time"
+
+	schema "github.com/hallmark-iot/hallmark/internal/store/migration"
 )
 
-// The schema's history: migrations/NNNN_name.sql, numbered from 0001
-// without gaps. A released migration is never edited; a change is a new
-// file.
+// The schema's history, in the form package migration describes.
 //
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
 const migrationsDir = "migrations"
 
-var migrationName = regexp.MustCompile(`^([0-9]{4})_([a-z0-9_]+)\.sql$`)
+type migration = schema.Migration
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// loadMigrations reads dir in fsys and checks the files are numbered
-// 1, 2, 3... with nothing else beside them.
-func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
-	entries, err := fs.ReadDir(fsys, dir)
-	if err != nil {
-		return nil, fmt.Errorf("read migrations: %w", err)
-	}
-	var ms []migration
-	for _, e := range entries { // sorted by name, hence by number
-		m := migrationName.FindStringSubmatch(e.Name())
-		if m == nil {
-			return nil, fmt.Errorf("migration file %q: name is not NNNN_name.sql", e.Name())
-		}
-		version, _ := strconv.Atoi(m[1])
-		if version != len(ms)+1 {
-			return nil, fmt.Errorf("migration file %q: want number %04d", e.Name(), len(ms)+1)
-		}
-		body, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("read migration: %w", err)
-		}
-		ms = append(ms, migration{version: version, name: m[2], sql: string(body)})
-	}
-	if len(ms) == 0 {
-		return nil, fmt.Errorf("no migrations in %s", dir)
-	}
-	return ms, nil
-}
+// loadMigrations reads the migrations in dir of fsys.
+func loadMigrations(fsys fs.FS, dir string) ([]migration, error) { return schema.Load(fsys, dir) }
 
 // migrate brings the database up to the last of ms, one transaction per
 // migration, so a failing migration leaves the schema at the version before
@@ -82,7 +47,7 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration) error {
 func applyMigration(ctx context.Context, db *sql.DB, ms []migration, m migration) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("migration %04d: begin: %w", m.version, err)
+		return fmt.Errorf("migration %04d: begin: %w", m.Version, err)
 	}
 	defer tx.Rollback()
 	// Read inside the write transaction: another process opening the same
@@ -94,18 +59,18 @@ func applyMigration(ctx context.Context, db *sql.DB, ms []migration, m migration
 	if err := checkHistory(applied, ms); err != nil {
 		return err
 	}
-	if _, done := applied[m.version]; done {
+	if _, done := applied[m.Version]; done {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-		return fmt.Errorf("migration %04d_%s: %w", m.version, m.name, err)
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
 	}
 	const record = `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`
-	if _, err := tx.ExecContext(ctx, record, m.version, m.name, micros(time.Now())); err != nil {
-		return fmt.Errorf("migration %04d: record: %w", m.version, err)
+	if _, err := tx.ExecContext(ctx, record, m.Version, m.Name, micros(time.Now())); err != nil {
+		return fmt.Errorf("migration %04d: record: %w", m.Version, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migration %04d: commit: %w", m.version, err)
+		return fmt.Errorf("migration %04d: commit: %w", m.Version, err)
 	}
 	return nil
 }
@@ -139,7 +104,7 @@ func checkHistory(applied map[int]string, ms []migration) error {
 		if version < 1 {
 			return fmt.Errorf("schema version %d (%q) is not a migration number", version, name)
 		}
-		if want := ms[version-1].name; want != name {
+		if want := ms[version-1].Name; want != name {
 			return fmt.Errorf("schema version %d is %q in the database but %q in this binary", version, name, want)
 		}
 	}

@@ -55,8 +55,8 @@ func TestLoadMigrations(t *testing.T) {
 				t.Fatalf("loadMigrations = %d migrations, %v; want %d", len(ms), err, c.want)
 			}
 			for i, m := range ms {
-				if m.version != i+1 {
-					t.Errorf("migration %d has version %d", i, m.version)
+				if m.Version != i+1 {
+					t.Errorf("migration %d has version %d", i, m.Version)
 				}
 			}
 		})

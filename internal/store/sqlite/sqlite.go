@@ -265,17 +265,6 @@ func isKeyTaken(err error) bool {
 	return isConstraint(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE)
 }
 
-// pageLimit turns a filter's Limit into the number of rows to return.
-func pageLimit(n int) int {
-	switch {
-	case n <= 0:
-		return 100
-	case n > 1000:
-		return 1000
-	}
-	return n
-}
-
 // Times are stored as Unix microseconds, UTC, and NULL for the zero time.
 
 func micros(t time.Time) int64 { return t.UnixMicro() }
