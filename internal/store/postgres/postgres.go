@@ -270,14 +270,9 @@ func queryAll[T any](ctx context.Context, db queryer, q string, args []any, scan
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var list []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		list = append(list, v)
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (T, error) { return scan(row) })
+	if len(list) == 0 {
+		list = nil // as database/sql's loop would leave it
 	}
-	return list, rows.Err()
+	return list, err
 }

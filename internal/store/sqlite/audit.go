@@ -15,6 +15,9 @@ import (
 
 const auditColumns = `seq, time, actor, action, subject, outcome, detail, remote_addr`
 
+const insertAuditEvent = `INSERT INTO audit_events (time, actor, action, subject, outcome, detail, remote_addr)
+	VALUES (?, ?, ?, ?, ?, ?, ?)`
+
 // AppendAudit appends e and returns its sequence number, which is larger
 // than every earlier one. A zero Time is recorded as now.
 func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) (int64, error) {
@@ -24,7 +27,7 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) (int64, err
 	var seq int64
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		seq, err = appendAudit(ctx, tx, e)
+		seq, err = appendAudit(ctx, s.preparedTx(tx), e)
 		return err
 	})
 	if err != nil {
@@ -37,9 +40,7 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) (int64, err
 func appendAudit(ctx context.Context, db interface {
 	ExecContext(context.Context, string, ...any) (sql.Result, error)
 }, e store.AuditEvent) (int64, error) {
-	const q = `INSERT INTO audit_events (time, actor, action, subject, outcome, detail, remote_addr)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`
-	res, err := db.ExecContext(ctx, q, micros(e.Time), e.Actor, e.Action, e.Subject, e.Outcome, e.Detail, e.RemoteAddr)
+	res, err := db.ExecContext(ctx, insertAuditEvent, micros(e.Time), e.Actor, e.Action, e.Subject, e.Outcome, e.Detail, e.RemoteAddr)
 	if err != nil {
 		return 0, err
 	}

@@ -183,7 +183,11 @@ const deviceColumns = `identity, algorithm, public_key, root_of_trust, injection
 // GetDevice returns one device or store.ErrNotFound.
 func (s *Store) GetDevice(ctx context.Context, id identity.ID) (store.Device, error) {
 	const q = `SELECT ` + deviceColumns + ` FROM devices WHERE identity = ?`
-	d, err := scanDevice(s.reader.QueryRowContext(ctx, q, id[:]))
+	st, err := s.prepared(ctx, s.reader, q)
+	if err != nil {
+		return store.Device{}, fmt.Errorf("sqlite: get device %s: %w", id, err)
+	}
+	d, err := scanDevice(st.QueryRowContext(ctx, id[:]))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Device{}, fmt.Errorf("sqlite: device %s: %w", id, store.ErrNotFound)
 	}

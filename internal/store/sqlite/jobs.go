@@ -23,17 +23,20 @@ const jobColumns = `id, kind, connector, identity, state, attempts, next_run_at,
 // remote server answered.
 const maxLastError = 2000
 
+const insertJob = `INSERT INTO jobs (kind, connector, identity, state, next_run_at, created_at, updated_at)
+	VALUES (?, ?, ?, 'pending', ?, ?, ?)`
+
 // enqueueJobs inserts jobs as pending for identity id inside tx. A zero
 // NextRunAt means at once (at).
-func enqueueJobs(ctx context.Context, tx *sql.Tx, id []byte, at time.Time, jobs []store.Job) error {
-	const insert = `INSERT INTO jobs (kind, connector, identity, state, next_run_at, created_at, updated_at)
-		VALUES (?, ?, ?, 'pending', ?, ?, ?)`
+func enqueueJobs(ctx context.Context, tx interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, id []byte, at time.Time, jobs []store.Job) error {
 	for _, j := range jobs {
 		next := j.NextRunAt
 		if next.IsZero() {
 			next = at
 		}
-		if _, err := tx.ExecContext(ctx, insert, j.Kind, j.Connector, id, micros(next), micros(at), micros(at)); err != nil {
+		if _, err := tx.ExecContext(ctx, insertJob, j.Kind, j.Connector, id, micros(next), micros(at), micros(at)); err != nil {
 			return fmt.Errorf("enqueue %s job for %q: %w", j.Kind, j.Connector, err)
 		}
 	}

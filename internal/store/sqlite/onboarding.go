@@ -16,12 +16,22 @@ import (
 
 const certificateColumns = `serial, identity, not_before, not_after, der, issued_at, revoked_at`
 
+// The statements of an onboarding's write (prepared once: prepared.go).
+const (
+	selectDeviceState = `SELECT state FROM devices WHERE identity = ?`
+	insertCertificate = `INSERT INTO certificates (` + certificateColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	onboardDevice     = `UPDATE devices SET state = 'onboarded', onboarded_at = coalesce(onboarded_at, ?)
+		WHERE identity = ?`
+)
+
 // RecordOnboarding stores cert and moves its device to onboarded, in one
 // transaction. IssuedAt defaults to at. A renewal (the device is already
 // onboarded) adds the certificate and keeps the first OnboardedAt. jobs are
 // enqueued in the same transaction.
 func (s *Store) RecordOnboarding(ctx context.Context, cert store.Certificate, at time.Time, jobs ...store.Job) error {
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error { return recordOnboarding(ctx, tx, cert, at, jobs) })
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return recordOnboarding(ctx, s.preparedTx(tx), cert, at, jobs)
+	})
 	if err != nil {
 		return fmt.Errorf("sqlite: record onboarding: %w", err)
 	}
@@ -39,10 +49,11 @@ func (s *Store) CompleteOnboarding(ctx context.Context, challengeID [16]byte, ce
 		return fmt.Errorf("sqlite: complete onboarding: %w", err)
 	}
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if err := recordOnboarding(ctx, tx, cert, at, jobs); err != nil {
+		ptx := s.preparedTx(tx)
+		if err := recordOnboarding(ctx, ptx, cert, at, jobs); err != nil {
 			return err
 		}
-		_, err := appendAudit(ctx, tx, audit)
+		_, err := appendAudit(ctx, ptx, audit)
 		return err
 	})
 	if err != nil {
@@ -52,12 +63,12 @@ func (s *Store) CompleteOnboarding(ctx context.Context, challengeID [16]byte, ce
 	return nil
 }
 
-func recordOnboarding(ctx context.Context, tx *sql.Tx, cert store.Certificate, at time.Time, jobs []store.Job) error {
+func recordOnboarding(ctx context.Context, tx preparedTx, cert store.Certificate, at time.Time, jobs []store.Job) error {
 	if cert.IssuedAt.IsZero() {
 		cert.IssuedAt = at
 	}
 	var state string
-	err := tx.QueryRowContext(ctx, `SELECT state FROM devices WHERE identity = ?`, cert.Identity[:]).Scan(&state)
+	err := tx.QueryRowContext(ctx, selectDeviceState, cert.Identity[:]).Scan(&state)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("device %s: %w", cert.Identity, store.ErrNotFound)
@@ -66,8 +77,7 @@ func recordOnboarding(ctx context.Context, tx *sql.Tx, cert store.Certificate, a
 	case state == string(store.StateRevoked):
 		return fmt.Errorf("device %s is revoked: %w", cert.Identity, store.ErrConflict)
 	}
-	const insert = `INSERT INTO certificates (` + certificateColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?)`
-	_, err = tx.ExecContext(ctx, insert, cert.Serial[:], cert.Identity[:], micros(cert.NotBefore),
+	_, err = tx.ExecContext(ctx, insertCertificate, cert.Serial[:], cert.Identity[:], micros(cert.NotBefore),
 		micros(cert.NotAfter), cert.DER, micros(cert.IssuedAt), nullMicros(cert.RevokedAt))
 	if isKeyTaken(err) {
 		return fmt.Errorf("certificate serial %x: %w", cert.Serial, store.ErrExists)
@@ -75,9 +85,7 @@ func recordOnboarding(ctx context.Context, tx *sql.Tx, cert store.Certificate, a
 	if err != nil {
 		return fmt.Errorf("insert certificate: %w", err)
 	}
-	const onboard = `UPDATE devices SET state = 'onboarded', onboarded_at = coalesce(onboarded_at, ?)
-		WHERE identity = ?`
-	if _, err := tx.ExecContext(ctx, onboard, micros(at), cert.Identity[:]); err != nil {
+	if _, err := tx.ExecContext(ctx, onboardDevice, micros(at), cert.Identity[:]); err != nil {
 		return fmt.Errorf("update device: %w", err)
 	}
 	return enqueueJobs(ctx, tx, cert.Identity[:], at, jobs)

@@ -47,6 +47,7 @@ type Store struct {
 	reader *sql.DB // read-only connections; the writer itself in Memory mode
 
 	challenges challengeMap
+	stmts      stmtCache
 
 	// The group committer (groupcommit.go).
 	writes        chan *writeRequest
@@ -91,6 +92,10 @@ func open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	if err := s.init(ctx, path); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if err := s.prepareWriter(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -205,6 +210,7 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.stopCommitter()
+		s.closeStatements()
 		// Refresh the planner's statistics where they went stale, so a
 		// combined device filter picks its most selective index.
 		s.writer.Exec("PRAGMA optimize")
