@@ -148,7 +148,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err := p.listen(ctx, handler); err != nil {
 		return nil, err
 	}
-	if err := p.startWorkers(); err != nil {
+	if err := p.startBackground(); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -170,17 +170,34 @@ func (c *Config) connectorNames() ([]string, error) {
 	return names, nil
 }
 
-// startWorkers runs the job workers until Close. Every process and worker
-// gets its own ID, so leases tell replicas' workers apart.
-func (p *Platform) startWorkers() error {
-	p.workersDone = make(chan struct{})
+// startBackground runs the expired-challenge janitor and the connector
+// workers until Close.
+func (p *Platform) startBackground() error {
+	workers, err := p.newWorkers()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.stopWorkers = cancel
+	p.workersDone = make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { p.janitor(ctx) })
-	defer func() { go func() { wg.Wait(); close(p.workersDone) }() }()
+	for _, w := range workers {
+		wg.Go(func() { _ = w.Run(ctx) })
+	}
+	go func() { wg.Wait(); close(p.workersDone) }()
+	if len(workers) > 0 {
+		p.cfg.Log.Info("connector workers started", "workers", len(workers), "connectors", len(p.cfg.Connectors))
+	}
+	return nil
+}
+
+// newWorkers makes the connector workers, none without connectors. Every
+// process and worker gets its own ID, so leases tell replicas' workers
+// apart.
+func (p *Platform) newWorkers() ([]*connector.Worker, error) {
 	if len(p.cfg.Connectors) == 0 {
-		return nil
+		return nil, nil
 	}
 	byName := map[string]connector.Connector{}
 	for _, c := range p.cfg.Connectors {
@@ -204,15 +221,11 @@ func (p *Platform) startWorkers() error {
 		}
 		w, err := connector.NewWorker(p.Store, byName, wc)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		workers = append(workers, w)
 	}
-	for _, w := range workers {
-		wg.Go(func() { _ = w.Run(ctx) })
-	}
-	p.cfg.Log.Info("connector workers started", "workers", len(workers), "connectors", len(byName))
-	return nil
+	return workers, nil
 }
 
 // open opens the store and the CA and builds the HTTP handler.
@@ -256,7 +269,10 @@ func lockFileIn(ctx context.Context, dir, name string, wait time.Duration) (func
 		}
 		if waited >= wait {
 			f.Close()
-			return nil, fmt.Errorf("data directory %s is in use by another hallmark serve (with SQLite a data directory serves one process; replicas use --database postgres://…)", dir)
+			if wait == 0 {
+				return nil, fmt.Errorf("data directory %s is in use by another hallmark serve (with SQLite a data directory serves one process; replicas use --database postgres://…)", dir)
+			}
+			return nil, fmt.Errorf("data directory %s: another hallmark serve has been setting it up for more than %v", dir, wait)
 		}
 		select {
 		case <-ctx.Done():
