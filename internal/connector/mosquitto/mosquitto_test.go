@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -31,7 +32,7 @@ type env struct {
 	conn   *mosquitto.Connector
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
 	km, err := softkms.Open(ctx, filepath.Join(t.TempDir(), "keys"), []byte("test passphrase"), softkms.InsecureKDFIterations(1000))
@@ -70,7 +71,7 @@ type device struct {
 
 // newDevice issues a real device certificate, CN = identity, for a fresh
 // ECDSA key.
-func (e *env) newDevice(t *testing.T) device {
+func (e *env) newDevice(t testing.TB) device {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -225,4 +226,31 @@ func TestNewRejectsBadURL(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkRegister measures registrations through one connector (one
+// MQTT connection, one command batch at a time) against a real broker,
+// and the deregistrations that undo them: what one worker can do.
+func BenchmarkRegister(b *testing.B) {
+	e := newEnv(b)
+	ctx := context.Background()
+	ids := make([]identity.ID, b.N)
+	for i := range ids {
+		ids[i] = identity.FromSPKI([]byte(fmt.Sprintf("bench device %d", i)))
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if err := e.conn.Register(ctx, connector.Device{Identity: ids[i]}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "registrations/s")
+	b.StopTimer()
+	start := time.Now()
+	for _, id := range ids {
+		if err := e.conn.Deregister(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "deregistrations/s")
 }

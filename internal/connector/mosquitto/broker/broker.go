@@ -143,6 +143,7 @@ func (b *Broker) writeFiles(ctx context.Context, opts Options) error {
 	conf := fmt.Sprintf(`per_listener_settings false
 allow_anonymous false
 persistence false
+set_tcp_nodelay true
 log_dest stderr
 log_type error
 log_type warning
