@@ -242,13 +242,27 @@ func (p *Platform) open(ctx context.Context) (http.Handler, error) {
 
 // openStore opens the registry the configuration names.
 func openStore(ctx context.Context, cfg Config) (store.Store, error) {
+	// A failed Open's nil *Store must not become a non-nil store.Store.
 	switch {
 	case cfg.Database == "":
-		return sqlite.Open(ctx, filepath.Join(cfg.DataDir, DatabaseFile))
-	case strings.HasPrefix(cfg.Database, "postgres://") || strings.HasPrefix(cfg.Database, "postgresql://"):
-		return postgres.Open(ctx, cfg.Database)
+		s, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, DatabaseFile))
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	case IsPostgresURL(cfg.Database):
+		s, err := postgres.Open(ctx, cfg.Database)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	}
 	return nil, errors.New("serve: --database must be a postgres:// URL (or empty for SQLite in the data directory)")
+}
+
+// IsPostgresURL reports whether a --database value names PostgreSQL.
+func IsPostgresURL(v string) bool {
+	return strings.HasPrefix(v, "postgres://") || strings.HasPrefix(v, "postgresql://")
 }
 
 // lockFileIn takes an exclusive lock on the file name in dir, waiting up

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -359,4 +360,21 @@ func mustKey(t *testing.T) crypto.Signer {
 		t.Fatal(err)
 	}
 	return key
+}
+
+// TestStartWithUnreachableDatabase: a PostgreSQL that cannot be reached is
+// one clear error, without the URL's password, and nothing half-started.
+func TestStartWithUnreachableDatabase(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	for _, db := range []string{"postgres://hallmark:s3cret-pw@" + addr + "/x?connect_timeout=2", "mysql://x"} {
+		_, err := Start(t.Context(), Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", Database: db})
+		if err == nil || strings.Contains(err.Error(), "s3cret-pw") {
+			t.Errorf("Start with %s: %v; want an error without the password", db, err)
+		}
+	}
 }

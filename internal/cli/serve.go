@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -67,6 +68,9 @@ revoking a device deregisters it. See docs/connectors.md.`,
 			suite, err := sigalg.Lookup(caSuite)
 			if err != nil {
 				return usageError{err}
+			}
+			if database != "" && !app.IsPostgresURL(database) {
+				return usagef("--database %q: want a postgres:// URL (or none, for SQLite in the data directory)", redactURL(database))
 			}
 			cfg := app.Config{DataDir: dataDir, Database: database, Listen: listen, ServerName: serverName, CASuite: suite.ID(),
 				MaxManifestBytes: maxManifest, Log: log, RatePerIdentity: ratePerIdentity, RatePerAddress: ratePerAddress}
@@ -149,4 +153,19 @@ func servePprof(ctx context.Context, addr string, log *slog.Logger) error {
 	go func() { <-ctx.Done(); srv.Close() }()
 	log.Info("profiler listening", "addr", ln.Addr().String())
 	return nil
+}
+
+// redactURL hides a URL's password, for messages.
+func redactURL(v string) string {
+	u, err := url.Parse(v)
+	if err != nil || u.User == nil {
+		if err != nil {
+			return "(unparsable URL)"
+		}
+		return v
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
 }
