@@ -231,6 +231,16 @@ func TestBrokerDownDuringOnboarding(t *testing.T) {
 	}
 	e.checkExactlyRegistered(t, f.ids)
 	e.checkPublishing(t, f.ids, certs)
+	// The device list shows the same state, read in one query per page.
+	list, err := admin.ListDevices(t.Context(), httpapi.DeviceQuery{})
+	if err != nil || len(list.Devices) != len(f.ids) {
+		t.Fatalf("ListDevices = %d devices, %v", len(list.Devices), err)
+	}
+	for _, d := range list.Devices {
+		if d.Cloud.State != store.CloudRegistered || len(d.Cloud.Jobs) != 0 {
+			t.Errorf("listed device %s: cloud %+v, want registered without jobs", d.Identity.Short(), d.Cloud)
+		}
+	}
 
 	// Revocation deregisters: the broker forgets the device.
 	if _, err := admin.RevokeDevice(t.Context(), f.ids[0], "stolen"); err != nil {
@@ -238,7 +248,7 @@ func TestBrokerDownDuringOnboarding(t *testing.T) {
 	}
 	waitCloud(t, admin, f.ids[:1], store.CloudDeregistered)
 	e.checkExactlyRegistered(t, f.ids[1:])
-	err := mosquitto.Publish(t.Context(), e.broker.DeviceURL(), *certs[0], e.roots, "devices/"+f.ids[0].String()+"/status", []byte("up"))
+	err = mosquitto.Publish(t.Context(), e.broker.DeviceURL(), *certs[0], e.roots, "devices/"+f.ids[0].String()+"/status", []byte("up"))
 	if !errors.Is(err, mosquitto.ErrNotAuthorized) {
 		t.Fatalf("a revoked device published: %v", err)
 	}

@@ -121,14 +121,23 @@ func (s *Server) listDevices(r *http.Request, _ *adminCall) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	// Jobs come only with an onboarding: only onboarded (or since revoked)
+	// devices are looked up, all in one query.
+	var ids []identity.ID
+	for _, d := range list {
+		if !d.OnboardedAt.IsZero() {
+			ids = append(ids, d.Identity)
+		}
+	}
+	latest, err := s.store.LatestJobs(r.Context(), ids)
+	if err != nil {
+		return 0, nil, err
+	}
 	out := DeviceList{Devices: make([]Device, 0, len(list))}
 	for _, d := range list {
 		view := deviceView(d)
-		// Jobs come only with an onboarding: skip the lookup otherwise.
-		if !d.OnboardedAt.IsZero() {
-			if err := s.cloudOf(r.Context(), &view, false); err != nil {
-				return 0, nil, err
-			}
+		if jobs := latest[d.Identity]; len(jobs) > 0 {
+			view.Cloud.State, view.Cloud.LastError = store.CloudStateOf(jobs)
 		}
 		out.Devices = append(out.Devices, view)
 	}

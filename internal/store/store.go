@@ -355,6 +355,10 @@ type Jobs interface {
 	RetryJob(ctx context.Context, id int64, nextRunAt time.Time, lastError string, at time.Time) error
 	FailJob(ctx context.Context, id int64, lastError string, at time.Time) error
 	ListJobs(ctx context.Context, f JobFilter) ([]Job, error)
+	// LatestJobs returns, for each of ids that has jobs, its latest job
+	// (highest ID) of each connector: what CloudStateOf needs, for a page
+	// of devices at once. More than MaxPageSize identities is an error.
+	LatestJobs(ctx context.Context, ids []identity.ID) (map[identity.ID][]Job, error)
 }
 
 // Page sizes of the List methods.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
@@ -166,6 +167,32 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]store.Job, e
 		return nil, fmt.Errorf("postgres: list jobs: %w", err)
 	}
 	return jobs, nil
+}
+
+// LatestJobs returns each device's latest job per connector, in one query.
+func (s *Store) LatestJobs(ctx context.Context, ids []identity.ID) (map[identity.ID][]store.Job, error) {
+	if len(ids) > store.MaxPageSize {
+		return nil, fmt.Errorf("postgres: latest jobs of %d devices: at most %d", len(ids), store.MaxPageSize)
+	}
+	out := map[identity.ID][]store.Job{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	raw := make([][]byte, len(ids))
+	for i, id := range ids {
+		raw[i] = id[:]
+	}
+	q := `SELECT ` + jobColumns + ` FROM jobs WHERE id IN
+		(SELECT max(id) FROM jobs WHERE identity = ANY($1) GROUP BY identity, connector)
+		ORDER BY id DESC`
+	jobs, err := queryAll(ctx, s.pool, q, []any{raw}, scanJob)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: latest jobs: %w", err)
+	}
+	for _, j := range jobs {
+		out[j.Identity] = append(out[j.Identity], j)
+	}
+	return out, nil
 }
 
 func scanJob(row pgx.Row) (store.Job, error) {

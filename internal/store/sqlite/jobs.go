@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
@@ -147,6 +149,34 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]store.Job, e
 		return nil, fmt.Errorf("sqlite: list jobs: %w", err)
 	}
 	return jobs, nil
+}
+
+// LatestJobs returns each device's latest job per connector, in one query
+// (jobs_by_identity serves both the group and the look-up).
+func (s *Store) LatestJobs(ctx context.Context, ids []identity.ID) (map[identity.ID][]store.Job, error) {
+	if len(ids) > store.MaxPageSize {
+		return nil, fmt.Errorf("sqlite: latest jobs of %d devices: at most %d", len(ids), store.MaxPageSize)
+	}
+	out := map[identity.ID][]store.Job{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	marks := strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id[:]
+	}
+	q := `SELECT ` + jobColumns + ` FROM jobs WHERE id IN
+		(SELECT max(id) FROM jobs WHERE identity IN (` + marks + `) GROUP BY identity, connector)
+		ORDER BY id DESC`
+	jobs, err := queryAll(ctx, s.reader, q, args, scanJob)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: latest jobs: %w", err)
+	}
+	for _, j := range jobs {
+		out[j.Identity] = append(out[j.Identity], j)
+	}
+	return out, nil
 }
 
 func scanJob(row scanner) (store.Job, error) {

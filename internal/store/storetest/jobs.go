@@ -182,3 +182,48 @@ func testClaimConcurrently(t *testing.T, f *fixture) {
 		t.Fatalf("claimed %d distinct jobs, want %d", len(claimed), n)
 	}
 }
+
+// testLatestJobs checks LatestJobs against ListJobs: for each device its
+// latest job per connector, whatever else the device has.
+func testLatestJobs(t *testing.T, f *fixture) {
+	devices := makeDevices("latest", 3)
+	f.mustImport(t, f.batch("latest", "m-latest"), devices)
+	a, b, c := devices[0].Identity, devices[1].Identity, devices[2].Identity
+	must(t, f.s.RecordOnboarding(f.ctx, newCert(a, 1, at(time.Hour)), at(time.Hour), registerJobs("mqtt", "hook")...))
+	must(t, f.s.RecordOnboarding(f.ctx, newCert(a, 2, at(2*time.Hour)), at(2*time.Hour), registerJobs("mqtt")...)) // a renewal
+	must(t, f.s.RecordOnboarding(f.ctx, newCert(c, 3, at(time.Hour)), at(time.Hour), registerJobs("mqtt")...))
+	must(t, f.s.RevokeDevice(f.ctx, c, "lost", at(3*time.Hour), store.Job{Kind: store.JobDeregister, Connector: "mqtt"}))
+
+	got, err := f.s.LatestJobs(f.ctx, []identity.ID{a, b, c})
+	must(t, err)
+	if _, has := got[b]; has || len(got) != 2 {
+		t.Fatalf("LatestJobs = %d devices (%v); want a and c only", len(got), got)
+	}
+	for _, id := range []identity.ID{a, c} {
+		all, err := f.s.ListJobs(f.ctx, store.JobFilter{Identity: id})
+		must(t, err)
+		want := map[string]store.Job{}
+		for _, j := range all { // newest first
+			if _, seen := want[j.Connector]; !seen {
+				want[j.Connector] = j
+			}
+		}
+		if len(got[id]) != len(want) {
+			t.Fatalf("device %s: %d latest jobs, want %d", id.Short(), len(got[id]), len(want))
+		}
+		for _, j := range got[id] {
+			equal(t, "latest job of "+j.Connector, j, want[j.Connector])
+		}
+		gs, ge := store.CloudStateOf(got[id])
+		ws, we := store.CloudStateOf(all)
+		if gs != ws || ge != we {
+			t.Errorf("device %s: cloud state %s/%q from LatestJobs, %s/%q from ListJobs", id.Short(), gs, ge, ws, we)
+		}
+	}
+	if got, err := f.s.LatestJobs(f.ctx, nil); err != nil || len(got) != 0 {
+		t.Errorf("LatestJobs(nil) = %v, %v", got, err)
+	}
+	if _, err := f.s.LatestJobs(f.ctx, make([]identity.ID, store.MaxPageSize+1)); err == nil {
+		t.Error("LatestJobs of more than MaxPageSize identities succeeded")
+	}
+}

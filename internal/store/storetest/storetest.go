@@ -54,6 +54,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"PingClose", testPingClose},
 		{"JobsOutbox", testJobsOutbox},
+		{"LatestJobs", testLatestJobs},
 		{"ClaimJobs", testClaimJobs},
 		{"ClaimJobsConcurrently", testClaimConcurrently},
 	} {
