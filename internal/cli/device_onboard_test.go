@@ -17,29 +17,9 @@ import (
 // `hallmark device onboard`, then fetches and renews its credentials over
 // mutual TLS with `hallmark device credentials`.
 func TestDeviceOnboardThroughCLI(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	var out strings.Builder
-	batch, err := demoFactory(ctx, &streams{out: &out}, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := app.Start(ctx, app.Config{DataDir: filepath.Join(dir, "platform"), Listen: "127.0.0.1:0", ServerName: "localhost"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(p.CA.RootPEM())
-	token, _ := os.ReadFile(p.AdminTokenPath())
-	admin, _ := httpapi.NewClient(p.URL(), strings.TrimSpace(string(token)), roots)
-	if err := demoImport(ctx, admin, batch, ""); err != nil {
-		t.Fatal(err)
-	}
-	rootFile := filepath.Join(dir, "root.pem")
-	os.WriteFile(rootFile, p.CA.RootPEM(), 0o644)
+	e := newCLIPlatform(t, false)
+	p, batch, dir, server := e.p, e.batch, e.dir, e.server
 	state := filepath.Join(batch.dir, "devices", "device-0000003.json") // puf, ml-dsa-65
-	server := []string{"--server", p.URL(), "--ca-file", rootFile}
 
 	got := mustRun(t, nil, append([]string{"device", "onboard", "--state", state}, server...)...)
 	if !strings.HasPrefix(got, "onboarded ") || !strings.Contains(got, "mqtts://localhost:8883") {
@@ -80,33 +60,8 @@ func TestDeviceOnboardThroughCLI(t *testing.T) {
 // publishing to the device's own topic and refused another's.
 func TestDeviceConnectThroughCLI(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	var out strings.Builder
-	batch, err := demoFactory(ctx, &streams{out: &out}, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cloud, err := startDemoCloud(ctx, &streams{out: &out}, dir, filepath.Join(dir, "platform"))
-	if err != nil || cloud == nil {
-		t.Fatalf("start broker: %v %s", err, out.String())
-	}
-	defer cloud.stop()
-	p, err := app.Start(ctx, app.Config{DataDir: filepath.Join(dir, "platform"), Listen: "127.0.0.1:0", ServerName: "localhost",
-		Connectors: cloud.connectors()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(p.CA.RootPEM())
-	token, _ := os.ReadFile(p.AdminTokenPath())
-	admin, _ := httpapi.NewClient(p.URL(), strings.TrimSpace(string(token)), roots)
-	if err := demoImport(ctx, admin, batch, cloud.endpoint()); err != nil {
-		t.Fatal(err)
-	}
-	rootFile := filepath.Join(dir, "root.pem")
-	os.WriteFile(rootFile, p.CA.RootPEM(), 0o644)
-	server := []string{"--server", p.URL(), "--ca-file", rootFile}
+	e := newCLIPlatform(t, true)
+	p, batch, cloud, admin, server, rootFile := e.p, e.batch, e.cloud, e.admin, e.server, e.rootFile
 	state := filepath.Join(batch.dir, "devices", "device-0000002.json")
 	other := filepath.Join(batch.dir, "devices", "device-0000004.json")
 
@@ -159,4 +114,52 @@ func TestDeviceConnectThroughCLI(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "not authorised") {
 		t.Fatalf("revoked device connecting: exit %d, %q", code, errOut)
 	}
+}
+
+// cliPlatform is a factory batch and a platform in-process that imported
+// it, with (withCloud) a Mosquitto registering its devices.
+type cliPlatform struct {
+	dir, rootFile string
+	batch         *demoBatch
+	p             *app.Platform
+	cloud         *demoCloud
+	admin         *httpapi.Client
+	server        []string // --server and --ca-file for device commands
+}
+
+func newCLIPlatform(t *testing.T, withCloud bool) *cliPlatform {
+	t.Helper()
+	ctx := context.Background()
+	e := &cliPlatform{dir: t.TempDir()}
+	var out strings.Builder
+	var err error
+	if e.batch, err = demoFactory(ctx, &streams{out: &out}, e.dir); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(e.dir, "platform")
+	if withCloud {
+		if e.cloud, err = startDemoCloud(ctx, &streams{out: &out}, e.dir, dataDir); err != nil || e.cloud == nil {
+			t.Fatalf("start broker: %v %s", err, out.String())
+		}
+		t.Cleanup(e.cloud.stop)
+	}
+	e.p, err = app.Start(ctx, app.Config{DataDir: dataDir, Listen: "127.0.0.1:0", ServerName: "localhost",
+		Connectors: e.cloud.connectors()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.p.Close() })
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(e.p.CA.RootPEM())
+	token, _ := os.ReadFile(e.p.AdminTokenPath())
+	e.admin, _ = httpapi.NewClient(e.p.URL(), strings.TrimSpace(string(token)), roots)
+	if err := demoImport(ctx, e.admin, e.batch, e.cloud.endpoint()); err != nil {
+		t.Fatal(err)
+	}
+	e.rootFile = filepath.Join(e.dir, "root.pem")
+	if err := os.WriteFile(e.rootFile, e.p.CA.RootPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.server = []string{"--server", e.p.URL(), "--ca-file", e.rootFile}
+	return e
 }

@@ -5,12 +5,17 @@
 package migration
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
 	"regexp"
 	"strconv"
 )
+
+// ErrTooNew reports a database whose schema is newer than this binary
+// knows: a newer Hallmark migrated it.
+var ErrTooNew = errors.New("database schema is newer than this binary")
 
 // Migration is one step of a schema's history.
 type Migration struct {
@@ -48,4 +53,22 @@ func Load(fsys fs.FS, dir string) ([]Migration, error) {
 		return nil, fmt.Errorf("no migrations in %s", dir)
 	}
 	return ms, nil
+}
+
+// CheckHistory checks the migrations a database records as applied
+// (version to name) against ms: none newer than ms knows (ErrTooNew), and
+// each with the name ms gives it (else the database has another history).
+func CheckHistory(applied map[int]string, ms []Migration) error {
+	for version, name := range applied {
+		if version > len(ms) {
+			return fmt.Errorf("schema version %d, this binary knows up to %d: %w", version, len(ms), ErrTooNew)
+		}
+		if version < 1 {
+			return fmt.Errorf("schema version %d (%q) is not a migration number", version, name)
+		}
+		if want := ms[version-1].Name; want != name {
+			return fmt.Errorf("schema version %d is %q in the database but %q in this binary", version, name, want)
+		}
+	}
+	return nil
 }

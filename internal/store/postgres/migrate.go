@@ -73,7 +73,7 @@ func applyMigration(ctx context.Context, pool *pgxpool.Pool, ms []migration, m m
 	if err != nil {
 		return err
 	}
-	if err := checkHistory(applied, ms); err != nil {
+	if err := schema.CheckHistory(applied, ms); err != nil {
 		return err
 	}
 	if _, done := applied[m.Version]; done {
@@ -112,19 +112,4 @@ func appliedMigrations(ctx context.Context, tx pgx.Tx) (map[int]string, error) {
 		return nil, fmt.Errorf("read schema version: %w", err)
 	}
 	return applied, nil
-}
-
-func checkHistory(applied map[int]string, ms []migration) error {
-	for version, name := range applied {
-		if version > len(ms) {
-			return fmt.Errorf("schema version %d, this binary knows up to %d: %w", version, len(ms), ErrSchemaTooNew)
-		}
-		if version < 1 {
-			return fmt.Errorf("schema version %d (%q) is not a migration number", version, name)
-		}
-		if want := ms[version-1].Name; want != name {
-			return fmt.Errorf("schema version %d is %q in the database but %q in this binary", version, name, want)
-		}
-	}
-	return nil
 }

@@ -26,11 +26,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hallmark-iot/hallmark/internal/store"
+	schema "github.com/hallmark-iot/hallmark/internal/store/migration"
 )
 
 // ErrSchemaTooNew reports a database migrated by a newer binary than this
 // one: using it could misread or damage data this binary does not know.
-var ErrSchemaTooNew = errors.New("database schema is newer than this binary")
+var ErrSchemaTooNew = schema.ErrTooNew
 
 // Store is the PostgreSQL backend. It is safe for concurrent use, and any
 // number of Stores, in any number of processes, may share one database.

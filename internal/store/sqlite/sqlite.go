@@ -27,6 +27,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/hallmark-iot/hallmark/internal/store"
+	schema "github.com/hallmark-iot/hallmark/internal/store/migration"
 )
 
 // Memory opens a private in-memory database, gone at Close. It is for
@@ -35,7 +36,7 @@ const Memory = ":memory:"
 
 // ErrSchemaTooNew reports a database migrated by a newer binary than this
 // one: opening it could misread or damage data this binary does not know.
-var ErrSchemaTooNew = errors.New("database schema is newer than this binary")
+var ErrSchemaTooNew = schema.ErrTooNew
 
 // busyTimeout bounds how long a statement waits for a lock held by another
 // process (a second hallmark binary on the same file) before SQLITE_BUSY.
