@@ -90,7 +90,24 @@ func (e *cloudEnv) start(t *testing.T, conns ...connector.Connector) *Platform {
 // waitCloud polls the admin API until every device's cloud state is want.
 func waitCloud(t *testing.T, admin *httpapi.Client, ids []identity.ID, want string) map[identity.ID]httpapi.Device {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	wrong := func(d httpapi.Device) string {
+		return fmt.Sprintf("cloud state %s (last error %q), want %s", d.Cloud.State, d.Cloud.LastError, want)
+	}
+	return waitDevices(t, admin, ids, 60*time.Second, func(d httpapi.Device) (bool, string) {
+		if d.Cloud.State == store.CloudFailed {
+			return false, wrong(d)
+		}
+		return d.Cloud.State == want, ""
+	}, wrong)
+}
+
+// waitDevices polls the admin API until done holds for every device, and
+// fails the test when done reports a problem or, with timedOut's message,
+// when the time runs out.
+func waitDevices(t *testing.T, admin *httpapi.Client, ids []identity.ID, limit time.Duration,
+	done func(httpapi.Device) (ok bool, problem string), timedOut func(httpapi.Device) string) map[identity.ID]httpapi.Device {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), limit)
 	defer cancel()
 	out := map[identity.ID]httpapi.Device{}
 	for _, id := range ids {
@@ -99,12 +116,16 @@ func waitCloud(t *testing.T, admin *httpapi.Client, ids []identity.ID, want stri
 			if err != nil {
 				t.Fatalf("device %s: %v", id.Short(), err)
 			}
-			if d.Cloud.State == want {
+			ok, problem := done(d)
+			if problem != "" {
+				t.Fatalf("device %s: %s", id.Short(), problem)
+			}
+			if ok {
 				out[id] = d
 				break
 			}
-			if ctx.Err() != nil || d.Cloud.State == store.CloudFailed {
-				t.Fatalf("device %s: cloud state %s (last error %q), want %s", id.Short(), d.Cloud.State, d.Cloud.LastError, want)
+			if ctx.Err() != nil {
+				t.Fatalf("device %s: %s", id.Short(), timedOut(d))
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -201,26 +222,12 @@ func TestBrokerDownDuringOnboarding(t *testing.T) {
 		}
 	}
 	// Every job waits, having failed at least once.
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	for _, id := range f.ids {
-		for {
-			d, err := admin.GetDevice(ctx, id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d.State != "onboarded" || d.Cloud.State == store.CloudRegistered || d.Cloud.State == store.CloudFailed {
-				t.Fatalf("device %s: %s, cloud %s while the broker is down", id.Short(), d.State, d.Cloud.State)
-			}
-			if d.Cloud.State == store.CloudPending && d.Cloud.LastError != "" {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("device %s: no failed attempt recorded: %+v", id.Short(), d.Cloud)
-			}
-			time.Sleep(20 * time.Millisecond)
+	waitDevices(t, admin, f.ids, 30*time.Second, func(d httpapi.Device) (bool, string) {
+		if d.State != "onboarded" || d.Cloud.State == store.CloudRegistered || d.Cloud.State == store.CloudFailed {
+			return false, fmt.Sprintf("%s, cloud %s while the broker is down", d.State, d.Cloud.State)
 		}
-	}
+		return d.Cloud.State == store.CloudPending && d.Cloud.LastError != "", ""
+	}, func(d httpapi.Device) string { return fmt.Sprintf("no failed attempt recorded: %+v", d.Cloud) })
 
 	e.broker.Restart()
 	registered := waitCloud(t, admin, f.ids, store.CloudRegistered)
@@ -327,27 +334,13 @@ func TestServerKilledWithJobsPending(t *testing.T) {
 		}
 	}
 	// Both connectors' jobs have failed at least once: they wait.
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	for _, id := range f.ids {
-		for {
-			d, err := admin.GetDevice(ctx, id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			failedBoth := len(d.Cloud.Jobs) == 2
-			for _, j := range d.Cloud.Jobs {
-				failedBoth = failedBoth && j.State != "done" && j.Attempts >= 1
-			}
-			if failedBoth {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("device %s: jobs %+v", id.Short(), d.Cloud.Jobs)
-			}
-			time.Sleep(20 * time.Millisecond)
+	waitDevices(t, admin, f.ids, 30*time.Second, func(d httpapi.Device) (bool, string) {
+		failedBoth := len(d.Cloud.Jobs) == 2
+		for _, j := range d.Cloud.Jobs {
+			failedBoth = failedBoth && j.State != "done" && j.Attempts >= 1
 		}
-	}
+		return failedBoth, ""
+	}, func(d httpapi.Device) string { return fmt.Sprintf("jobs %+v", d.Cloud.Jobs) })
 	srv.kill()
 
 	// The services come back, then the platform.
