@@ -1,0 +1,66 @@
+package onboarding
+
+import (
+	"context"
+	"crypto"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/store"
+)
+
+// issue signs the certificate and records the onboarding in one store
+// transaction (a renewal: no challenge).
+func (s *Service) issue(ctx context.Context, dev store.Device, opKey crypto.PublicKey) (*Credentials, error) {
+	return s.issueWith(ctx, dev, opKey, func(cert store.Certificate, at time.Time, jobs []store.Job) error {
+		return s.cfg.Store.RecordOnboarding(ctx, cert, at, jobs...)
+	})
+}
+
+// issueWith signs the certificate and has record store it with the
+// registration jobs. A serial collision (2^-64 after four billion
+// certificates) is retried once with a fresh serial.
+func (s *Service) issueWith(ctx context.Context, dev store.Device, opKey crypto.PublicKey,
+	record func(cert store.Certificate, at time.Time, jobs []store.Job) error) (*Credentials, error) {
+	product, err := s.product(ctx, dev.ProductID)
+	if err != nil {
+		return nil, fmt.Errorf("product %q of %s: %w", dev.ProductID, dev.Identity, err)
+	}
+	var cert store.Certificate
+	for attempt := 0; ; attempt++ {
+		if cert, err = s.cfg.Issuer.Issue(ctx, dev.Identity, opKey, product.CertValidity); err != nil {
+			return nil, fmt.Errorf("issue certificate: %w", err)
+		}
+		err = record(cert, s.cfg.Now(), s.registerJobs(dev.Identity))
+		if !errors.Is(err, store.ErrExists) || attempt > 0 {
+			break
+		}
+	}
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return nil, ErrRevoked // revoked between the proof and now
+	case errors.Is(err, ErrChallengeUsed), errors.Is(err, ErrChallengeExpired):
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("record onboarding: %w", err)
+	}
+	return s.credentials(cert, product), nil
+}
+
+// registerJobs are the outbox entries of one onboarding.
+func (s *Service) registerJobs(id identity.ID) []store.Job {
+	jobs := make([]store.Job, len(s.cfg.Connectors))
+	for i, name := range s.cfg.Connectors {
+		jobs[i] = store.Job{Kind: store.JobRegister, Connector: name, Identity: id}
+	}
+	return jobs
+}
+
+func (s *Service) credentials(cert store.Certificate, product store.Product) *Credentials {
+	chain := append([]string{string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.DER}))}, s.cfg.Issuer.ChainPEM()...)
+	return &Credentials{Identity: cert.Identity, CertificateChain: chain, TrustBundle: s.cfg.Issuer.TrustBundlePEM(),
+		CloudEndpoint: product.CloudEndpoint, NotAfter: cert.NotAfter}
+}

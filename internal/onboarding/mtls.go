@@ -1,0 +1,82 @@
+package onboarding
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+
+	"github.com/hallmark-iot/hallmark/internal/store"
+)
+
+// deviceOf finds the device of a verified client certificate and checks
+// that neither it nor the certificate is revoked.
+func (s *Service) deviceOf(ctx context.Context, leaf *x509.Certificate) (store.Device, store.Certificate, error) {
+	var serial [16]byte
+	raw := leaf.SerialNumber.Bytes()
+	if leaf.SerialNumber.Sign() <= 0 || len(raw) > len(serial) {
+		return store.Device{}, store.Certificate{}, ErrNotOnboarded
+	}
+	copy(serial[len(serial)-len(raw):], raw)
+	cert, err := s.cfg.Store.GetCertificate(ctx, serial)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Device{}, cert, ErrNotOnboarded
+	}
+	if err != nil {
+		return store.Device{}, cert, err
+	}
+	dev, err := s.cfg.Store.GetDevice(ctx, cert.Identity)
+	if err != nil {
+		return dev, cert, err
+	}
+	if dev.State == store.StateRevoked || !cert.RevokedAt.IsZero() {
+		return dev, cert, ErrRevoked
+	}
+	return dev, cert, nil
+}
+
+// Credentials returns an onboarded device's current credentials; leaf is
+// the client certificate mutual TLS verified.
+func (s *Service) Credentials(ctx context.Context, leaf *x509.Certificate, addr string) (*Credentials, error) {
+	dev, _, err := s.deviceOf(ctx, leaf)
+	if err == nil {
+		var certs []store.Certificate
+		if certs, err = s.cfg.Store.ListCertificates(ctx, dev.Identity); err == nil && len(certs) > 0 {
+			var product store.Product
+			if product, err = s.product(ctx, dev.ProductID); err == nil {
+				s.audit(ctx, dev.Identity, "device.credentials", "ok", "ok", addr)
+				return s.credentials(certs[0], product), nil
+			}
+		}
+	}
+	s.audit(ctx, dev.Identity, "device.credentials", "denied", ErrorCode(err), addr)
+	return nil, err
+}
+
+// Renew issues a new certificate to a device that authenticated with its
+// current one.
+func (s *Service) Renew(ctx context.Context, leaf *x509.Certificate, req RenewRequest, addr string) (*Credentials, error) {
+	creds, dev, err := s.renew(ctx, leaf, req)
+	outcome := "ok"
+	if err != nil {
+		outcome = "denied"
+	}
+	s.audit(ctx, dev.Identity, "device.renew", outcome, ErrorCode(err), addr)
+	return creds, err
+}
+
+func (s *Service) renew(ctx context.Context, leaf *x509.Certificate, req RenewRequest) (*Credentials, store.Device, error) {
+	if len(req.CSR) == 0 || len(req.CSR) > MaxCSR {
+		return nil, store.Device{}, fmt.Errorf("%w: csr of %d bytes (1 to %d)", ErrMalformed, len(req.CSR), MaxCSR)
+	}
+	dev, _, err := s.deviceOf(ctx, leaf)
+	if err != nil {
+		return nil, dev, err
+	}
+	opKey, err := s.cfg.Issuer.ParseCSR(req.CSR)
+	if err != nil {
+		return nil, dev, fmt.Errorf("%w: %v", ErrBadCSR, err)
+	}
+	creds, err := s.issue(ctx, dev, opKey)
+	return creds, dev, err
+}
