@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/hallmark-iot/hallmark/internal/atomicfile"
+	"github.com/hallmark-iot/hallmark/internal/audit"
 	"github.com/hallmark-iot/hallmark/internal/connector"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/keys"
@@ -48,6 +49,14 @@ type Config struct {
 	// Database selects the registry: empty for SQLite in DataDir, or a
 	// postgres:// (postgresql://) URL, which replicas share.
 	Database string
+	// SQLiteSynchronous is when SQLite syncs a commit to disk: empty or
+	// sqlite.SyncFull (every commit, before the answer leaves), or
+	// sqlite.SyncNormal, an explicit opt-in that a power failure can undo
+	// (docs/store.md). PostgreSQL's is its server's synchronous_commit.
+	SQLiteSynchronous sqlite.Synchronous
+	// Transport bounds what one client can hold of the server; zero
+	// values are the defaults.
+	Transport TransportLimits
 	// Listen is the HTTPS address, e.g. ":8443" or "127.0.0.1:0".
 	Listen string
 	// ServerName is the platform's DNS name: in its TLS certificate and
@@ -66,6 +75,20 @@ type Config struct {
 	// minute; zero selects onboarding's defaults, negative disables (a load
 	// test from one address).
 	RatePerIdentity, RatePerAddress int
+	// Issuance is what onboarding certifies and how often: the binding of
+	// certificate requests to their exchange, the renewal limit and the
+	// grace of a replaced certificate; zero values are onboarding's
+	// defaults (binding optional for protocol-v1 devices; `hallmark serve`
+	// requires it unless told otherwise).
+	Issuance onboarding.IssuancePolicy
+	// AdminAuthLimit is the back-off on failed admin authentication per
+	// client address; zero values select httpapi's defaults.
+	AdminAuthLimit httpapi.AuthLimit
+	// RefusalInterval and RefusalMaxSources shape the audit summaries of
+	// refused anonymous requests (audit.Aggregator); zero selects the
+	// defaults (a minute, 1,000 keys).
+	RefusalInterval   time.Duration
+	RefusalMaxSources int
 	// Connectors register onboarded devices with cloud services, in the
 	// background, from the store's durable job queue. Their names must
 	// differ. The platform closes those that are io.Closers.
@@ -105,9 +128,13 @@ type Platform struct {
 	server   *http.Server
 	listener net.Listener
 	served   chan error
+	// registry is what /metrics serves; the transport's collectors join
+	// it.
+	registry *prometheus.Registry
 	// stopWorkers ends the job workers; workersDone closes when they have.
 	metrics     *metrics
-	unlock      func() // the data directory's lock, held for SQLite
+	refusals    *audit.Aggregator // written out by a background loop
+	unlock      func()            // the data directory's lock, held for SQLite
 	stopWorkers context.CancelFunc
 	workersDone chan struct{}
 }
@@ -182,6 +209,8 @@ func (p *Platform) startBackground() error {
 	p.workersDone = make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { p.janitor(ctx) })
+	// The refusal summaries: every interval, and once more at Close.
+	wg.Go(func() { _ = p.refusals.Run(ctx) })
 	for _, w := range workers {
 		wg.Go(func() { _ = w.Run(ctx) })
 	}
@@ -245,9 +274,12 @@ func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 	// A failed Open's nil *Store must not become a non-nil store.Store.
 	switch {
 	case cfg.Database == "":
-		s, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, DatabaseFile))
+		s, err := sqlite.OpenWith(ctx, filepath.Join(cfg.DataDir, DatabaseFile), sqlite.Options{Synchronous: cfg.SQLiteSynchronous})
 		if err != nil {
 			return nil, err
+		}
+		if cfg.SQLiteSynchronous == sqlite.SyncNormal {
+			cfg.Log.Warn("SQLite synchronous=normal: a power failure or kernel crash can roll back the last commits, issued certificates included")
 		}
 		return s, nil
 	case IsPostgresURL(cfg.Database):
@@ -323,6 +355,20 @@ func (c *Config) defaults() error {
 	if c.Workers <= 0 {
 		c.Workers = 4
 	}
+	if c.SQLiteSynchronous != "" {
+		mode, err := sqlite.ParseSynchronous(string(c.SQLiteSynchronous))
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		if c.Database != "" && mode != sqlite.SyncFull {
+			return errors.New("serve: SQLite's synchronous mode does not apply to PostgreSQL, whose durability is its server's synchronous_commit")
+		}
+		c.SQLiteSynchronous = mode
+	}
+	var err error
+	if c.Transport, err = c.Transport.withDefaults(); err != nil {
+		return err
+	}
 	if _, err := c.connectorNames(); err != nil {
 		return err
 	}
@@ -387,13 +433,22 @@ func (p *Platform) listen(ctx context.Context, handler http.Handler) error {
 		// crypto/tls cannot check an ML-DSA CA's signatures.
 		ClientAuth: tls.RequestClientCert,
 	}
-	ln, err := net.Listen("tcp", p.cfg.Listen)
+	lim := p.cfg.Transport
+	slow, err := newSlowTransfers(p.registry)
+	if err != nil {
+		return err
+	}
+	tcp, err := net.Listen("tcp", p.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	ln, err := newConnLimiter(tcp, lim.MaxConnsPerAddress, lim.MaxConns, p.registry)
+	if err != nil {
+		tcp.Close()
+		return err
+	}
 	p.listener = ln
-	p.server = &http.Server{Handler: handler, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(p.cfg.Log.Handler(), slog.LevelWarn)}
+	p.server = newHTTPServer(handler, tlsCfg, lim, slow, p.cfg.Log)
 	go func() { p.served <- p.server.ServeTLS(ln, "", "") }()
 	p.cfg.Log.Info("serving", "url", p.URL(), "ca_suite", p.CA.Suite())
 	return nil
@@ -496,12 +551,19 @@ var (
 func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	p.registry = reg
 	names, err := p.cfg.connectorNames()
 	if err != nil {
 		return nil, err
 	}
+	p.refusals, err = audit.New(audit.Config{Store: p.Store, Metrics: reg, Interval: p.cfg.RefusalInterval,
+		MaxSources: p.cfg.RefusalMaxSources, Now: p.cfg.Now, Log: p.cfg.Log})
+	if err != nil {
+		return nil, err
+	}
 	api, err := httpapi.New(httpapi.Config{Store: p.Store, Log: p.cfg.Log, Metrics: reg,
-		MaxManifestBytes: p.cfg.MaxManifestBytes, Now: p.cfg.Now, Connectors: names})
+		MaxManifestBytes: p.cfg.MaxManifestBytes, Now: p.cfg.Now, Connectors: names,
+		Refusals: p.refusals, AuthLimit: p.cfg.AdminAuthLimit})
 	if err != nil {
 		return nil, err
 	}
@@ -512,7 +574,8 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 	p.metrics = m
 	svc, err := onboarding.NewService(onboarding.Config{Store: p.Store, Issuer: onboarding.NewCAIssuer(p.CA, p.cfg.Now),
 		ServerName: p.cfg.ServerName, Log: p.cfg.Log, Metrics: m, Now: p.cfg.Now,
-		PerIdentity: p.cfg.RatePerIdentity, PerAddress: p.cfg.RatePerAddress, Connectors: names})
+		PerIdentity: p.cfg.RatePerIdentity, PerAddress: p.cfg.RatePerAddress, Connectors: names, Refusals: p.refusals,
+		Issuance: p.cfg.Issuance})
 	if err != nil {
 		return nil, err
 	}

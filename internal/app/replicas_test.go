@@ -90,8 +90,7 @@ func TestThreeReplicas(t *testing.T) {
 				errs <- err
 				return
 			}
-			csr, _ := pki.CreateCSR(op, f.ids[i].String())
-			_, err = client.Onboard(context.Background(), d, f.ids[i], csr)
+			_, err = client.OnboardWithKey(context.Background(), d, f.ids[i], op)
 			errs <- err
 		})
 	}

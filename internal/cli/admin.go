@@ -121,19 +121,28 @@ func adminRun(s *streams, f *adminFlags, fn func(ctx context.Context, c *httpapi
 	}
 }
 
-// printJSON writes v as indented JSON.
+// printJSON writes v as indented JSON, with what a terminal could take
+// for a command escaped (safeJSON).
 func (s *streams) printJSON(v any) error {
-	enc := json.NewEncoder(s.out)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = s.out.Write(append(safeJSON(data), '\n'))
+	return err
 }
 
-// table writes rows under a header, aligned.
+// table writes rows under a header, aligned, each cell escaped (safe): a
+// cell holds text from the server and must stay one cell of one line.
 func (s *streams) table(header string, rows [][]string) error {
 	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, header)
 	for _, row := range rows {
-		fmt.Fprintln(tw, strings.Join(row, "\t"))
+		cells := make([]string, len(row))
+		for i, c := range row {
+			cells[i] = safe(c)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	return tw.Flush()
 }
@@ -175,7 +184,7 @@ key is sent. The station's identity is the SHA-256 of the key.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(s.out, "registered station %s (%s) %q\n", st.ID, st.Algorithm, st.Name)
+			fmt.Fprintf(s.out, "registered station %s (%s) %q\n", st.ID, safe(st.Algorithm), st.Name)
 			return nil
 		}),
 	}
@@ -226,7 +235,7 @@ func newAdminProductCmd(s *streams, f *adminFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(s.out, "created product %s %q: certificates valid %s, endpoint %s\n", p.ID, p.Name, p.CertValidity, p.CloudEndpoint)
+			fmt.Fprintf(s.out, "created product %s %q: certificates valid %s, endpoint %s\n", safe(p.ID), p.Name, safe(p.CertValidity), safe(p.CloudEndpoint))
 			return nil
 		}),
 	}
@@ -287,10 +296,10 @@ are printed, one a line, and nothing is imported.`,
 				return err
 			}
 			if res.AlreadyImported {
-				fmt.Fprintf(s.out, "batch %s was imported before (%d devices); nothing changed\n", res.Batch, res.Devices)
+				fmt.Fprintf(s.out, "batch %s was imported before (%d devices); nothing changed\n", safe(res.Batch), res.Devices)
 				return nil
 			}
-			fmt.Fprintf(s.out, "imported %d devices of batch %s from station %s into product %s\n", res.Imported, res.Batch, res.Station, res.Product)
+			fmt.Fprintf(s.out, "imported %d devices of batch %s from station %s into product %s\n", res.Imported, safe(res.Batch), res.Station, safe(res.Product))
 			return nil
 		}),
 	}
@@ -308,7 +317,7 @@ func printDuplicates(s *streams, err error) {
 	ids, _ := p.Extensions["duplicates"].([]any)
 	for _, id := range ids {
 		if id, ok := id.(string); ok {
-			fmt.Fprintln(s.out, id)
+			fmt.Fprintln(s.out, safe(id))
 		}
 	}
 }
@@ -389,7 +398,7 @@ func newAdminDeviceListCmd(s *streams, f *adminFlags) *cobra.Command {
 				devices = append(devices, page.Devices...)
 				if page.Next == "" || !all {
 					if page.Next != "" {
-						fmt.Fprintf(s.err, "more devices: --after %s (or --all)\n", page.Next)
+						fmt.Fprintf(s.err, "more devices: --after %s (or --all)\n", safe(page.Next))
 					}
 					break
 				}
@@ -440,36 +449,39 @@ func newAdminDeviceGetCmd(s *streams, f *adminFlags) *cobra.Command {
 	return cmd
 }
 
+// printDevice shows a device, a property a line, each value escaped
+// (safe).
 func printDevice(s *streams, d httpapi.Device) {
 	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	line := func(key, value string) { fmt.Fprintf(tw, "%s:\t%s\n", key, safe(value)) }
 	for _, kv := range [][2]string{
 		{"identity", d.Identity.String()}, {"state", d.State}, {"algorithm", d.Algorithm},
 		{"product", d.Product}, {"batch", d.Batch}, {"station", d.Station.String()},
 		{"root of trust", d.RootOfTrust}, {"injection", d.Injection}, {"registered", formatTime(d.CreatedAt)},
 		{"onboarded", formatOptionalTime(d.OnboardedAt)}, {"revoked", formatOptionalTime(d.RevokedAt)},
 	} {
-		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+		line(kv[0], kv[1])
 	}
 	if d.RevokeReason != "" {
-		fmt.Fprintf(tw, "revoke reason:\t%s\n", d.RevokeReason)
+		line("revoke reason", d.RevokeReason)
 	}
 	for _, c := range d.Certificates {
 		status := "valid"
 		if c.RevokedAt != nil {
 			status = "revoked " + formatTime(*c.RevokedAt)
 		}
-		fmt.Fprintf(tw, "certificate:\t%s  %s .. %s  %s\n", c.Serial, formatTime(c.NotBefore), formatTime(c.NotAfter), status)
+		line("certificate", fmt.Sprintf("%s  %s .. %s  %s", c.Serial, formatTime(c.NotBefore), formatTime(c.NotAfter), status))
 	}
-	fmt.Fprintf(tw, "cloud:\t%s\n", d.Cloud.State)
+	line("cloud", d.Cloud.State)
 	if d.Cloud.LastError != "" {
-		fmt.Fprintf(tw, "cloud error:\t%s\n", d.Cloud.LastError)
+		line("cloud error", d.Cloud.LastError)
 	}
 	for _, j := range d.Cloud.Jobs {
-		line := fmt.Sprintf("%s %s: %s after %d attempts", j.Kind, j.Connector, j.State, j.Attempts)
+		text := fmt.Sprintf("%s %s: %s after %d attempts", j.Kind, j.Connector, j.State, j.Attempts)
 		if j.State == "pending" && j.Attempts > 0 {
-			line += ", next at " + formatTime(j.NextRunAt)
+			text += ", next at " + formatTime(j.NextRunAt)
 		}
-		fmt.Fprintf(tw, "job %d:\t%s\n", j.ID, line)
+		line(fmt.Sprintf("job %d", j.ID), text)
 	}
 	tw.Flush()
 }
@@ -530,7 +542,7 @@ func newAdminTokenCmd(s *streams, f *adminFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(s.out, "revoked token %s at %s\n", t.ID, formatOptionalTime(t.RevokedAt))
+			fmt.Fprintf(s.out, "revoked token %s at %s\n", safe(t.ID), formatOptionalTime(t.RevokedAt))
 			return nil
 		}),
 	}
@@ -547,8 +559,9 @@ func newAdminTokenCreateCmd(s *streams, f *adminFlags) *cobra.Command {
 		Short: "Create a token; its secret is shown this once",
 		Long: `Create an admin token holding the given scopes (repeat --scope or separate with
 commas): ` + strings.Join(httpapi.Scopes(), ", ") + `. A token can grant only
-scopes it holds itself. The secret is printed to standard output, or written to
---out FILE with mode 0600; the platform keeps only its hash.`,
+scopes it holds itself, and a token that expires can create only tokens that
+expire no later than it does. The secret is printed to standard output, or
+written to --out FILE with mode 0600; the platform keeps only its hash.`,
 		Args: cobra.NoArgs,
 		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, _ []string) error {
 			if req.Name == "" || len(req.Scopes) == 0 {
@@ -559,10 +572,10 @@ scopes it holds itself. The secret is printed to standard output, or written to
 				return err
 			}
 			if err := s.writeOutput(out, []byte(created.Secret+"\n"), 0o600, force); err != nil {
-				return fmt.Errorf("token %s was created but its secret not saved (revoke it): %w", created.Token.ID, err)
+				return fmt.Errorf("token %s was created but its secret not saved (revoke it): %w", safe(created.Token.ID), err)
 			}
-			fmt.Fprintf(s.err, "created token %s (%s), expires %s\n", created.Token.ID,
-				strings.Join(created.Token.Scopes, ","), formatOptionalTime(created.Token.ExpiresAt))
+			fmt.Fprintf(s.err, "created token %s (%s), expires %s\n", safe(created.Token.ID),
+				safe(strings.Join(created.Token.Scopes, ",")), formatOptionalTime(created.Token.ExpiresAt))
 			return nil
 		}),
 	}

@@ -1,22 +1,26 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/identity"
@@ -320,4 +324,145 @@ func TestAdminConnection(t *testing.T) {
 		code, _, errOut := run(t, nil, "admin", "station", "list")
 		wantProblemLine(t, code, errOut, "unauthorized")
 	})
+}
+
+// hostileText is what a hostile server (or a forged audit entry) would
+// have a terminal show: a forged line, screen clearing, a retitled window,
+// a right-to-left override, a Unicode line separator, an 8-bit CSI.
+const hostileText = "x\n2026-12-02T10:00:00Z  token:admin  device.revoke  ok\r\x1b[2J\x1b]0;pwned\x07\u202eevil\u2028\u009b31m\x7f"
+
+// wantNoTerminalControl fails if out holds a character a terminal would
+// act on other than the newline that ends each of lines lines.
+func wantNoTerminalControl(t *testing.T, what, out string, lines int) {
+	t.Helper()
+	for _, r := range out {
+		if r != '\n' && r != ' ' && !unicode.IsPrint(r) {
+			t.Errorf("%s prints %U: %q", what, r, out)
+			return
+		}
+	}
+	if lines >= 0 && strings.Count(out, "\n") != lines {
+		t.Errorf("%s prints %d lines, want %d: %q", what, strings.Count(out, "\n"), lines, out)
+	}
+}
+
+// hostileServer answers every admin route with hostile text in each
+// string it can hold, and a problem with hostile text for any POST.
+func hostileServer(t *testing.T) *adminEnv {
+	t.Helper()
+	id := identity.ID{1, 2, 3}
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	device := httpapi.Device{Identity: id, State: hostileText, Algorithm: hostileText, Product: hostileText, Batch: hostileText,
+		Station: id, RootOfTrust: hostileText, Injection: hostileText, RevokeReason: hostileText, CreatedAt: now,
+		Cloud:        httpapi.Cloud{State: hostileText, LastError: hostileText, Jobs: []httpapi.Job{{ID: 1, Kind: hostileText, Connector: hostileText, State: "pending", Attempts: 2}}},
+		Certificates: []httpapi.Certificate{{Serial: hostileText, NotBefore: now, NotAfter: now, IssuedAt: now}}}
+	answers := map[string]any{
+		"/v1/admin/audit": httpapi.AuditList{Events: []httpapi.AuditEvent{{Seq: 1, Time: now, Actor: hostileText, Action: hostileText,
+			Subject: hostileText, Outcome: hostileText, Detail: hostileText, RemoteAddr: hostileText}}},
+		"/v1/admin/devices":                httpapi.DeviceList{Devices: []httpapi.Device{device}, Next: hostileText},
+		"/v1/admin/devices/" + id.String(): device,
+		"/v1/admin/tokens":                 httpapi.TokenList{Tokens: []httpapi.Token{{ID: hostileText, Name: hostileText, Scopes: []string{hostileText}, CreatedAt: now}}},
+		"/v1/admin/stations":               httpapi.StationList{Stations: []httpapi.Station{{ID: id, Name: hostileText, Algorithm: hostileText, CreatedAt: now}}},
+		"/v1/admin/products":               httpapi.ProductList{Products: []httpapi.Product{{ID: hostileText, Name: hostileText, CertValidity: hostileText, CloudEndpoint: hostileText}}},
+	}
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != "GET" {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(409)
+			json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": hostileText, "status": 409,
+				"detail": hostileText, "code": "conflict" + hostileText})
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(answers[r.URL.Path])
+	}))
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0)
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	dir := t.TempDir()
+	e := &adminEnv{ts: ts, dir: dir, caFile: filepath.Join(dir, "ca.pem"), tokenFile: filepath.Join(dir, "admin.token")}
+	os.WriteFile(e.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}), 0o644)
+	secret, _ := httpapi.NewToken("any", []string{httpapi.ScopeAdmin}, 0)
+	os.WriteFile(e.tokenFile, []byte(secret), 0o600)
+	return e
+}
+
+// TestAdminOutputEscapesServerText: whatever a server answers, what
+// hallmark admin prints adds no line and holds no character a terminal
+// acts on.
+func TestAdminOutputEscapesServerText(t *testing.T) {
+	e := hostileServer(t)
+	for _, tc := range []struct {
+		args  []string
+		lines int // on standard output; -1: JSON, any number
+	}{
+		{[]string{"audit"}, 2},
+		{[]string{"audit", "--json"}, -1},
+		{[]string{"device", "list"}, 2},
+		{[]string{"device", "list", "--json"}, -1},
+		{[]string{"device", "get", identity.ID{1, 2, 3}.String()}, 16},
+		{[]string{"token", "list"}, 2},
+		{[]string{"station", "list"}, 2},
+		{[]string{"product", "list"}, 2},
+	} {
+		code, out, errOut := e.admin(t, nil, tc.args...)
+		name := strings.Join(tc.args, " ")
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", name, code, errOut)
+		}
+		wantNoTerminalControl(t, name, out, tc.lines)
+		wantNoTerminalControl(t, name+" (stderr)", errOut, -1)
+		if tc.lines >= 0 && !strings.Contains(out, `\x1b[2J`) {
+			t.Errorf("%s does not show the escape it received: %q", name, out)
+		}
+		if tc.lines < 0 && !json.Valid([]byte(out)) {
+			t.Errorf("%s: not JSON: %q", name, out)
+		}
+	}
+	// The JSON still decodes to what the server sent.
+	_, out, _ := e.admin(t, nil, "audit", "--json")
+	var list httpapi.AuditList
+	if err := json.Unmarshal([]byte(out), &list); err != nil || list.Events[0].Detail != hostileText {
+		t.Fatalf("audit --json decodes to %+v, %v", list, err)
+	}
+	// A problem is one escaped line on standard error.
+	code, _, errOut := e.admin(t, nil, "product", "add", "--id", "p", "--name", "P", "--cert-validity", "1h", "--cloud-endpoint", "https://x.example")
+	if code != 1 {
+		t.Fatalf("problem: exit %d", code)
+	}
+	wantNoTerminalControl(t, "a problem", errOut, 1)
+}
+
+// TestAdminAuditAfterInjection attacks a real server the way the audit
+// log was forged: an anonymous request whose path holds a newline, a
+// forged entry and escape codes. hallmark admin audit then prints one line
+// per event and nothing a terminal acts on.
+func TestAdminAuditAfterInjection(t *testing.T) {
+	e := newAdminEnv(t)
+	roots := x509.NewCertPool()
+	roots.AddCert(e.ts.Certificate())
+	conn, err := tls.Dial("tcp", e.ts.Listener.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	forged := "/v1/admin/devices/abc%0a2026-12-02T10:00:00Z%20%201%20token:admin%20device.revoke%20ok%1b[2J%1b]0;pwned%07%e2%80%ae"
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: hallmark\r\nConnection: close\r\n\r\n", forged)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("forged request: %d", resp.StatusCode)
+	}
+	events, err := e.store.ListAudit(context.Background(), store.AuditFilter{})
+	if err != nil || len(events) != 2 {
+		t.Fatalf("audit: %d events, %v", len(events), err)
+	}
+	out := e.mustAdmin(t, "audit")
+	wantNoTerminalControl(t, "hallmark admin audit", out, 1+len(events))
+	if strings.Contains(out, "pwned") {
+		t.Fatalf("the forged text reached the output: %q", out)
+	}
 }

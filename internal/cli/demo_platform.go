@@ -36,7 +36,8 @@ func demoPlatform(ctx context.Context, s *streams, dir string, batch *demoBatch)
 	}
 	defer cloud.stop()
 	p, err := app.Start(ctx, app.Config{DataDir: dataDir, Listen: "127.0.0.1:0", ServerName: "localhost",
-		Connectors: cloud.connectors(), Worker: connector.WorkerConfig{Poll: 20 * time.Millisecond}})
+		Connectors: cloud.connectors(), Worker: connector.WorkerConfig{Poll: 20 * time.Millisecond},
+		Issuance: onboarding.IssuancePolicy{RequireCSRBinding: true}})
 	if err != nil {
 		return err
 	}
@@ -132,11 +133,7 @@ func demoOnboard(ctx context.Context, client *onboarding.Client, admin *httpapi.
 	if err != nil {
 		return "", none, err
 	}
-	csr, err := pki.CreateCSR(opKey, id.String())
-	if err != nil {
-		return "", none, err
-	}
-	creds, err := client.Onboard(ctx, dev, id, csr)
+	creds, err := client.OnboardWithKey(ctx, dev, id, opKey)
 	if err != nil {
 		return "", none, err
 	}

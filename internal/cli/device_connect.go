@@ -67,7 +67,8 @@ device, or --broker-ca-file when the broker has a certificate of its own.`,
 			if err := mosquitto.Publish(cmd.Context(), endpoint, *cert, roots, topic, []byte(message)); err != nil {
 				return fmt.Errorf("connect: %w", err)
 			}
-			_, err = fmt.Fprintf(s.out, "published %d bytes to %s at %s as %s\n", len(message), topic, endpoint, id)
+			// The endpoint and the certificate's name came from the platform.
+			_, err = fmt.Fprintf(s.out, "published %d bytes to %s at %s as %s\n", len(message), safe(topic), safe(endpoint), safe(id))
 			return err
 		},
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hallmark-iot/hallmark/internal/device"
+	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
@@ -58,7 +59,9 @@ func newDeviceOnboardCmd(s *streams) *cobra.Command {
 		Long: `Boot the device, offer its identity, sign the platform's challenge with the
 enrolment key, send a CSR for the operational key (--op-alg; ecdsa-p256 by
 default, since TLS stacks cannot use ML-DSA client keys yet) and store the
-certificate chain, trust bundle and cloud endpoint in the device's flash.`,
+certificate chain, trust bundle and cloud endpoint in the device's flash.
+The CSR names the device's identity and is bound to the platform's
+challenge (docs/protocol.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dev, err := loadDevice(statePath)
@@ -77,12 +80,8 @@ certificate chain, trust bundle and cloud endpoint in the device's flash.`,
 			if err != nil {
 				return err
 			}
-			csr, err := pki.CreateCSR(opKey, id.String())
-			if err != nil {
-				return err
-			}
 			client := onboarding.Client{BaseURL: pf.server, HTTP: httpc}
-			creds, err := client.Onboard(cmd.Context(), dev, id, csr)
+			creds, err := client.OnboardWithKey(cmd.Context(), dev, id, opKey)
 			if err != nil {
 				return err
 			}
@@ -115,7 +114,7 @@ func (s *streams) keepCredentials(dev *device.Device, statePath string, creds *o
 		return err
 	}
 	_, err := fmt.Fprintf(s.out, "onboarded %s\ncertificate valid until %s\ncloud endpoint %s\n",
-		creds.Identity, creds.NotAfter.Format(time.RFC3339), creds.CloudEndpoint)
+		creds.Identity, creds.NotAfter.Format(time.RFC3339), safe(creds.CloudEndpoint))
 	return err
 }
 
@@ -140,9 +139,9 @@ func newDeviceCredentialsCmd(s *streams) *cobra.Command {
 			client := onboarding.Client{BaseURL: pf.server, HTTP: httpc}
 			var creds *onboarding.Credentials
 			if renew {
-				var csr []byte
-				if csr, err = pki.CreateCSR(opKey, cert.Leaf.Subject.CommonName); err == nil {
-					creds, err = client.Renew(cmd.Context(), csr)
+				var id identity.ID
+				if id, err = dev.Identity(); err == nil {
+					creds, err = client.RenewWithKey(cmd.Context(), id, opKey)
 				}
 			} else {
 				creds, err = client.Credentials(cmd.Context())

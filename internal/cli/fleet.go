@@ -39,7 +39,7 @@ enrolment and operational keys are derived from the seed and i, so a manifest
 of a million devices is written once and the load generator later regenerates
 any device in memory, storing nothing. See docs/fleet.md.`,
 	}
-	cmd.AddCommand(newFleetManifestCmd(s), newFleetOnboardCmd(s), newFleetCeilingCmd(s))
+	cmd.AddCommand(newFleetManifestCmd(s), newFleetOnboardCmd(s), newFleetCeilingCmd(s), newFleetProbeTimingCmd(s))
 	return cmd
 }
 
@@ -339,7 +339,7 @@ func printOnboardReport(w io.Writer, rep *fleet.Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tCOUNT\tFIRST ERROR")
 	for _, k := range kinds {
-		fmt.Fprintf(tw, "%s\t%d\t%s\n", k, rep.Errors[k], oneLine(rep.ErrorSamples[k]))
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", k, rep.Errors[k], safe(oneLine(rep.ErrorSamples[k])))
 	}
 	return tw.Flush()
 }

@@ -54,7 +54,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "hallmark: %s\n", oneLine(err.Error()))
+	// The message may quote a server (a problem's detail): escaped (safe).
+	fmt.Fprintf(stderr, "hallmark: %s\n", safe(oneLine(err.Error())))
 	var ue usageError
 	if errors.As(err, &ue) || isCobraUsageError(err) {
 		return exitUsage

@@ -36,6 +36,9 @@ func newServeCmd(s *streams) *cobra.Command {
 	var ratePerIdentity, ratePerAddress int
 	var connectors connectorFlags
 	var pprofListen string
+	var defences defenceFlags
+	var issuance issuanceFlags
+	var transport transportFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the onboarding platform: HTTPS API, CA and registry (embedded SQLite, or PostgreSQL)",
@@ -58,7 +61,7 @@ Cloud connectors: with --mqtt-admin-url every onboarded device is registered
 with a Mosquitto broker (dynamic security: a client named by its identity,
 allowed its own topic tree only); with --webhook-url a signed event is
 POSTed. Both run in the background from a durable job queue with retries;
-revoking a device deregisters it. See docs/connectors.md.`,
+revoking a device deregisters it. See docs/connectors.md.` + transportHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(s.err, logFormat, logLevel)
@@ -74,6 +77,15 @@ revoking a device deregisters it. See docs/connectors.md.`,
 			}
 			cfg := app.Config{DataDir: dataDir, Database: database, Listen: listen, ServerName: serverName, CASuite: suite.ID(),
 				MaxManifestBytes: maxManifest, Log: log, RatePerIdentity: ratePerIdentity, RatePerAddress: ratePerAddress}
+			if err := defences.apply(cmd.Flags(), &cfg); err != nil {
+				return err
+			}
+			if err := issuance.apply(cmd.Flags(), &cfg); err != nil {
+				return err
+			}
+			if err := transport.apply(cmd.Flags(), &cfg); err != nil {
+				return err
+			}
 			if passFile != "" || os.Getenv("HALLMARK_CA_PASSPHRASE") != "" {
 				if cfg.CAPassphrase, err = s.secret(passFile, "HALLMARK_CA_PASSPHRASE"); err != nil {
 					return err
@@ -110,10 +122,13 @@ revoking a device deregisters it. See docs/connectors.md.`,
 	f.StringVar(&passFile, "ca-passphrase-file", env("HALLMARK_CA_PASSPHRASE_FILE", ""), "CA key passphrase `FILE`")
 	f.StringVar(&logFormat, "log-format", env("HALLMARK_LOG_FORMAT", "json"), "log format: json or text")
 	f.StringVar(&logLevel, "log-level", env("HALLMARK_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
-	f.IntVar(&ratePerIdentity, "rate-per-identity", 0, "onboarding requests per minute per device identity (default 20; -1 disables)")
-	f.IntVar(&ratePerAddress, "rate-per-address", 0, "onboarding requests per minute per client address (default 600; -1 disables)")
+	f.IntVar(&ratePerIdentity, "rate-per-identity", 0, "onboarding requests per minute per device identity from each client address or IPv6 /64 (default 20; -1 disables)")
+	f.IntVar(&ratePerAddress, "rate-per-address", 0, "onboarding requests per minute per client address or IPv6 /64 (default 600; -1 disables)")
 	f.Int64Var(&maxManifest, "max-manifest-bytes", 0, "largest manifest upload (default 2 GiB)")
 	connectors.register(f)
+	defences.register(f)
+	issuance.register(f)
+	transport.register(f)
 	f.StringVar(&pprofListen, "pprof-listen", env("HALLMARK_PPROF_LISTEN", ""), "serve Go's profiler (net/http/pprof) on this loopback `ADDRESS`, e.g. 127.0.0.1:6060")
 	return cmd
 }

@@ -126,6 +126,7 @@ func rate(ctx context.Context, cfg CeilingConfig, op func(i int) error) (float64
 // its registered key, a proof over a fixed transcript, and a CSR.
 type ceilingWork struct {
 	devs  []*Onboardable
+	csrs  [][]byte
 	sigs  [][]byte
 	msgs  [][]byte
 	chID  [onboarding.ChallengeIDSize]byte
@@ -142,13 +143,19 @@ func newCeilingWork(fl *Fleet) (*ceilingWork, error) {
 		if err != nil {
 			return nil, err
 		}
-		_, sig, err := d.Prove(onboarding.ProofContext, onboarding.Transcript(w.chID, w.nonce, "localhost", d.CSR))
+		csr, err := pki.CreateCSRWith(d.Operational, pki.CSROptions{CommonName: d.Identity.String(),
+			ChallengePassword: onboarding.CSRBinding(w.chID, w.nonce, "localhost")})
+		if err != nil {
+			return nil, err
+		}
+		_, sig, err := d.Prove(onboarding.ProofContext, onboarding.Transcript(w.chID, w.nonce, "localhost", csr))
 		if err != nil {
 			return nil, err
 		}
 		w.devs = append(w.devs, d)
+		w.csrs = append(w.csrs, csr)
 		w.sigs = append(w.sigs, sig)
-		w.msgs = append(w.msgs, onboarding.ProofMessage(w.chID, w.nonce, "localhost", d.CSR, d.Identity))
+		w.msgs = append(w.msgs, onboarding.ProofMessage(w.chID, w.nonce, "localhost", csr, d.Identity))
 	}
 	return w, nil
 }
@@ -168,7 +175,7 @@ func (w *ceilingWork) server(ctx context.Context, issuer onboarding.Issuer, i in
 	if err := w.fl.suite.Verify(pub, w.msgs[i%len(w.devs)], w.sigs[i%len(w.devs)]); err != nil {
 		return err
 	}
-	opPub, err := issuer.ParseCSR(d.CSR)
+	opPub, err := issuer.ParseCSR(w.csrs[i%len(w.devs)])
 	if err != nil {
 		return err
 	}
@@ -184,7 +191,8 @@ func (w *ceilingWork) client(i int) error {
 	if err != nil {
 		return err
 	}
-	csr, err := pki.CreateCSR(op, d.Identity.String())
+	csr, err := pki.CreateCSRWith(op, pki.CSROptions{CommonName: d.Identity.String(),
+		ChallengePassword: onboarding.CSRBinding(w.chID, w.nonce, "localhost")})
 	if err != nil {
 		return err
 	}

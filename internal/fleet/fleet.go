@@ -1,8 +1,10 @@
 // Package fleet owns Hallmark's load generator: a simulated fleet of
 // devices determined entirely by a 32-byte fleet seed, the signed manifest
 // such a fleet's station would write, concurrent onboarding of the fleet
-// against a platform with the real onboarding client, and the "crypto
-// ceiling" a measured onboarding rate is compared with.
+// against a platform with the real onboarding client, the "crypto
+// ceiling" a measured onboarding rate is compared with, and the timing
+// probe that checks refusals do not tell registered identities from
+// unknown ones (ProbeTiming, with its rank test).
 //
 // Device i's enrolment key is suite.DeriveKey(HKDF-SHA256(seed, info =
 // "hallmark fleet device" || 0x00 || uint64(i))) and its operational key
@@ -21,7 +23,6 @@ import (
 	"fmt"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
-	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
@@ -129,17 +130,17 @@ func (d *Device) Prove(context string, nonce []byte) (identity.ID, []byte, error
 	return d.Identity, sig, nil
 }
 
-// Onboardable is a device ready to onboard: its operational key's SPKI and
-// a CSR for it, made before the clock starts so that the measured exchange
-// holds only what a device does while talking to the platform.
+// Onboardable is a device ready to onboard: its operational key and that
+// key's SPKI, derived before the clock starts. The device makes its CSR
+// during the exchange, bound to the platform's challenge, as a real device
+// does.
 type Onboardable struct {
 	*Device
+	Operational     crypto.Signer
 	OperationalSPKI []byte
-	CSR             []byte
 }
 
-// Onboardable derives device index with a CSR for its operational key,
-// whose subject common name is the identity as a real device's is.
+// Onboardable derives device index with its operational key.
 func (f *Fleet) Onboardable(index uint64) (*Onboardable, error) {
 	dev, err := f.Device(index)
 	if err != nil {
@@ -153,9 +154,5 @@ func (f *Fleet) Onboardable(index uint64) (*Onboardable, error) {
 	if err != nil {
 		return nil, fmt.Errorf("device %d: operational key: %w", index, err)
 	}
-	csr, err := pki.CreateCSR(op, dev.Identity.String())
-	if err != nil {
-		return nil, fmt.Errorf("device %d: %w", index, err)
-	}
-	return &Onboardable{Device: dev, OperationalSPKI: opSPKI, CSR: csr}, nil
+	return &Onboardable{Device: dev, Operational: op, OperationalSPKI: opSPKI}, nil
 }

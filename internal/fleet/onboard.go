@@ -96,8 +96,9 @@ var errChainInvalid = errors.New("issued certificate chain invalid")
 
 // Onboard regenerates cfg's devices and onboards them concurrently with
 // the real onboarding client. Devices are derived on Workers goroutines a
-// bounded distance ahead of the onboarding goroutines, each with a CSR for
-// its operational key; the measured latency is the exchange alone. A
+// bounded distance ahead of the onboarding goroutines, each with its
+// operational key; the measured latency is the exchange, in which the
+// device makes its CSR bound to the challenge. A
 // failed onboarding is counted in the report, not returned: the error
 // return is for a run that could not happen at all.
 func Onboard(ctx context.Context, cfg OnboardConfig) (*Report, error) {
@@ -175,7 +176,7 @@ type outcome struct {
 
 func onboardOne(ctx context.Context, cfg *OnboardConfig, d *Onboardable) outcome {
 	t0 := time.Now()
-	creds, err := cfg.Client.Onboard(ctx, d, d.Identity, d.CSR)
+	creds, err := cfg.Client.OnboardWithKey(ctx, d, d.Identity, d.Operational)
 	took := time.Since(t0)
 	if err == nil && cfg.Roots != nil {
 		err = checkCredentials(creds, d, cfg.Roots, time.Now())

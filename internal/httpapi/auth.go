@@ -110,20 +110,23 @@ func (c *caller) hasScope(scope string) bool {
 var errUnauthorized = NewProblem("unauthorized", "a valid bearer token is required")
 
 // authenticate checks the Authorization header. On failure it returns the
-// actor to audit ("anonymous" or the claimed token) and the reason; an
-// error means the store could not be asked.
+// actor to audit ("anonymous" or the claimed token, whose ID is
+// well-formed) and the reason, a code of the closed set no-token,
+// malformed-authorization, malformed-token, unknown-token (or a wrong
+// secret), token-revoked, token-expired; an error means the store could
+// not be asked.
 func (s *Server) authenticate(ctx context.Context, r *http.Request) (who *caller, actor, reason string, err error) {
 	h := r.Header.Values("Authorization")
 	if len(h) == 0 {
-		return nil, "anonymous", "no bearer token", nil
+		return nil, "anonymous", "no-token", nil
 	}
 	scheme, token, found := strings.Cut(h[0], " ")
 	if len(h) != 1 || !found || !strings.EqualFold(scheme, "Bearer") {
-		return nil, "anonymous", "malformed Authorization header", nil
+		return nil, "anonymous", "malformed-authorization", nil
 	}
 	id, hash, ok := parseBearer(strings.TrimSpace(token))
 	if !ok {
-		return nil, "anonymous", "malformed bearer token", nil
+		return nil, "anonymous", "malformed-token", nil
 	}
 	actor = "token:" + id
 	t, err := s.store.GetToken(ctx, id)
@@ -132,14 +135,14 @@ func (s *Server) authenticate(ctx context.Context, r *http.Request) (who *caller
 	}
 	// Compare even for an unknown ID, so both take the same time.
 	if subtle.ConstantTimeCompare(t.Hash[:], hash[:]) != 1 || err != nil {
-		return nil, actor, "unknown token or wrong secret", nil
+		return nil, actor, "unknown-token", nil
 	}
 	now := s.now()
 	switch {
 	case !t.RevokedAt.IsZero() && !now.Before(t.RevokedAt):
-		return nil, actor, "token revoked", nil
+		return nil, actor, "token-revoked", nil
 	case !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt):
-		return nil, actor, "token expired", nil
+		return nil, actor, "token-expired", nil
 	}
 	return &caller{token: t}, actor, "", nil
 }

@@ -62,19 +62,22 @@ func TestAuthFailures(t *testing.T) {
 	}
 	unknownID, _ := NewToken("never stored", []string{ScopeAdmin}, 0)
 
+	unknownIDOf, _, _ := parseBearer(unknownID)
 	for _, tc := range []struct {
-		name, header string
-		status       int
-		code, actor  string
+		name, header        string
+		status              int
+		code, actor, reason string
 	}{
-		{"no token", "", 401, "unauthorized", "anonymous"},
-		{"not bearer", "Basic dXNlcjpwYXNz", 401, "unauthorized", "anonymous"},
-		{"malformed", "Bearer not-a-token", 401, "unauthorized", "anonymous"},
-		{"unknown id", "Bearer " + unknownID, 401, "unauthorized", "token:"},
-		{"wrong secret", "Bearer " + wrongSecret, 401, "unauthorized", "token:"},
-		{"revoked", "Bearer " + revoked, 401, "unauthorized", "token:" + id},
-		{"expired", "Bearer " + expiring, 401, "unauthorized", "token:" + tok.ID},
-		{"wrong scope", "Bearer " + reader, 403, "forbidden", "token:"},
+		{"no token", "", 401, "unauthorized", "anonymous", "no-token"},
+		{"not bearer", "Basic dXNlcjpwYXNz", 401, "unauthorized", "anonymous", "malformed-authorization"},
+		{"malformed", "Bearer not-a-token", 401, "unauthorized", "anonymous", "malformed-token"},
+		{"unknown id", "Bearer " + unknownID, 401, "unauthorized", "token:" + unknownIDOf, "unknown-token"},
+		// The same address, action and reason again: counted, not
+		// written on its own (the aggregator's summary holds it).
+		{"wrong secret", "Bearer " + wrongSecret, 401, "unauthorized", "token:" + unknownIDOf, "unknown-token"},
+		{"revoked", "Bearer " + revoked, 401, "unauthorized", "token:" + id, "token-revoked"},
+		{"expired", "Bearer " + expiring, 401, "unauthorized", "token:" + tok.ID, "token-expired"},
+		{"wrong scope", "Bearer " + reader, 403, "forbidden", "token:", "missing scope " + ScopeStationsWrite},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body := StationRequest{Name: "x", PublicKey: stationPEM(t, deriveKey(t, "ed25519", tc.name, 0))}
@@ -87,7 +90,8 @@ func TestAuthFailures(t *testing.T) {
 				t.Fatalf("401 detail %q tells failures apart", p.Detail)
 			}
 			last := e.lastAudit(t)
-			if last.Outcome != "denied" || last.Action != "station.create" || !strings.HasPrefix(last.Actor, tc.actor) || last.RemoteAddr == "" {
+			if last.Outcome != "denied" || last.Action != "station.create" || !strings.HasPrefix(last.Actor, tc.actor) ||
+				last.RemoteAddr != "127.0.0.1" || last.Detail != tc.reason {
 				t.Fatalf("audit %+v", last)
 			}
 			if strings.Contains(last.Detail, "hm_") || strings.Contains(last.Actor, "_") {
@@ -126,10 +130,18 @@ func TestTokens(t *testing.T) {
 	if ev := e.lastAudit(t); ev.Outcome != "denied" || ev.Action != "token.create" {
 		t.Fatalf("escalation audited as %+v", ev)
 	}
+	// The default lifetime would outlive the 24-hour token: refused.
+	e.call(t, "POST", "/v1/admin/tokens", created.Secret, TokenRequest{Name: "reader", Scopes: []string{ScopeDevicesRead}}).
+		wantProblem(t, 403, "token-outlives-creator")
 	var sub NewTokenResponse
-	e.call(t, "POST", "/v1/admin/tokens", created.Secret, TokenRequest{Name: "reader", Scopes: []string{ScopeDevicesRead}}).decode(t, 201, &sub)
-	if !sub.Token.ExpiresAt.Equal(testStart.Add(defaultTokenTTL)) {
-		t.Fatalf("default TTL: expires %v", sub.Token.ExpiresAt)
+	e.call(t, "POST", "/v1/admin/tokens", created.Secret, TokenRequest{Name: "reader", Scopes: []string{ScopeDevicesRead}, TTL: "12h"}).decode(t, 201, &sub)
+	if !sub.Token.ExpiresAt.Equal(testStart.Add(12 * time.Hour)) {
+		t.Fatalf("12h TTL: expires %v", sub.Token.ExpiresAt)
+	}
+	var never NewTokenResponse
+	e.call(t, "POST", "/v1/admin/tokens", e.admin, TokenRequest{Name: "default", Scopes: []string{ScopeAuditRead}}).decode(t, 201, &never)
+	if !never.Token.ExpiresAt.Equal(testStart.Add(defaultTokenTTL)) {
+		t.Fatalf("default TTL: expires %v", never.Token.ExpiresAt)
 	}
 	// Bad requests.
 	for name, req := range map[string]TokenRequest{
@@ -148,7 +160,7 @@ func TestTokens(t *testing.T) {
 	r := e.call(t, "GET", "/v1/admin/tokens", e.admin, nil)
 	var list TokenList
 	r.decode(t, 200, &list)
-	if len(list.Tokens) != 3 || strings.Contains(string(r.body), created.Secret[len(created.Secret)-43:]) {
+	if len(list.Tokens) != 4 || strings.Contains(string(r.body), created.Secret[len(created.Secret)-43:]) {
 		t.Fatalf("token list %s", r.body)
 	}
 	// Revoking ends it at once.

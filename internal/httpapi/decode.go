@@ -35,6 +35,11 @@ func decodeJSON(r *http.Request, limit int64, v any) error {
 		if errors.As(err, &tooLarge) {
 			return problemf("body-too-large", "the body exceeds the limit of %d bytes", limit)
 		}
+		// The transport's own limits (body-too-slow) name themselves.
+		var p *Problem
+		if errors.As(err, &p) {
+			return p
+		}
 		return problemf("malformed-request", "reading the body failed")
 	}
 	return decodeJSONBytes(body, v)

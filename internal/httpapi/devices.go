@@ -187,7 +187,7 @@ func (s *Server) getDevice(r *http.Request, c *adminCall) (int, any, error) {
 	for _, cert := range certs {
 		view.Certificates = append(view.Certificates, Certificate{
 			Serial: hex.EncodeToString(cert.Serial[:]), NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC(),
-			IssuedAt: cert.IssuedAt.UTC(), RevokedAt: optionalTime(cert.RevokedAt),
+			IssuedAt: cert.IssuedAt.UTC(), RevokedAt: optionalTime(cert.RevokedAt), SupersededAt: optionalTime(cert.SupersededAt),
 		})
 	}
 	if err := s.cloudOf(r.Context(), &view, true); err != nil {

@@ -121,6 +121,11 @@ func (s *Server) commitBatch(ctx context.Context, c *adminCall, batch store.Batc
 // station's key, and returns its devices staged for import.
 func verifyManifest(ctx context.Context, body io.Reader, station store.Station) (manifest.Summary, []store.Device, error) {
 	pub, err := sigalg.ParsePublicKey(station.PublicKey)
+	if errors.Is(err, sigalg.ErrWeakKey) {
+		// Registered before the key policy refused such keys: anyone can
+		// sign for it, so nothing it signs is imported.
+		return manifest.Summary{}, nil, problemf("manifest-invalid", "station %s is registered with a key the key policy refuses (%v); register a new station key", station.ID, err)
+	}
 	if err != nil {
 		return manifest.Summary{}, nil, fmt.Errorf("stored key of station %s: %w", station.ID, err)
 	}

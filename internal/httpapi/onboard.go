@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
@@ -56,12 +57,12 @@ func (o onboardHandlers) routes() []Route {
 		}},
 		{Method: "GET", Path: onboarding.PathCredentials, Handler: http.HandlerFunc(o.credentials), Doc: RouteDoc{
 			OperationID: "deviceCredentials", Summary: "Fetch the device's current credentials.", Tag: "device",
-			Auth: AuthMutualTLS, Responses: creds, Problems: []string{"not-onboarded", "device-revoked"},
+			Auth: AuthMutualTLS, Responses: creds, Problems: []string{"not-onboarded", "certificate-superseded", "device-revoked"},
 		}},
 		{Method: "POST", Path: onboarding.PathRenew, Handler: http.HandlerFunc(o.renew), Doc: RouteDoc{
 			OperationID: "deviceRenew", Summary: "Renew the device certificate for a new CSR.", Tag: "device",
 			Auth: AuthMutualTLS, Request: onboarding.RenewRequest{}, Responses: creds,
-			Problems: []string{"not-onboarded", "device-revoked", "bad-csr"},
+			Problems: []string{"not-onboarded", "certificate-superseded", "device-revoked", "bad-csr", "renewal-too-soon"},
 		}},
 	}
 }
@@ -117,12 +118,29 @@ func (o onboardHandlers) renew(w http.ResponseWriter, r *http.Request) {
 		o.s.writeProblem(w, r, err)
 		return
 	}
-	creds, err := o.svc.Renew(r.Context(), leaf, req, clientAddr(r))
+	creds, err := o.svc.Renew(r.Context(), leaf, channelBinding(r), req, clientAddr(r))
 	if err != nil {
+		if wait, ok := onboarding.RetryAfter(err); ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)))
+		}
 		o.s.writeProblem(w, r, onboardingProblem(err))
 		return
 	}
 	o.s.writeJSON(w, http.StatusOK, creds)
+}
+
+// channelBinding is the request's TLS connection's exporter value (RFC
+// 9266 tls-exporter), to which a renewal's request may be bound; nil
+// without TLS.
+func channelBinding(r *http.Request) []byte {
+	if r.TLS == nil {
+		return nil
+	}
+	ekm, err := r.TLS.ExportKeyingMaterial(onboarding.ChannelBindingLabel, nil, onboarding.ChannelBindingSize)
+	if err != nil {
+		return nil
+	}
+	return ekm
 }
 
 // clientCertificate verifies the certificate the TLS handshake received

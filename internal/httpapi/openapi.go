@@ -58,8 +58,8 @@ type RouteDoc struct {
 	// Responses are the success responses.
 	Responses []Response
 	// Problems lists the route's own problem codes. Codes every route of
-	// its kind can give (unauthorized and forbidden for AuthBearer, the
-	// body and query codes, internal) are added.
+	// its kind can give (unauthorized, forbidden and rate-limited for
+	// AuthBearer, the body and query codes, internal) are added.
 	Problems []string
 }
 
@@ -119,7 +119,8 @@ func (d *RouteDoc) check(path string) error {
 func (d *RouteDoc) problemCodesOf() []string {
 	codes := slices.Clone(d.Problems)
 	if d.Auth == AuthBearer {
-		codes = append(codes, "unauthorized", "forbidden")
+		// rate-limited: the back-off on failed authentication (AuthLimit).
+		codes = append(codes, "unauthorized", "forbidden", "rate-limited")
 	}
 	if len(d.Query) > 0 || d.Request != nil {
 		codes = append(codes, "malformed-request")

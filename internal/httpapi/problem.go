@@ -103,17 +103,19 @@ var problemCodes = []ProblemCode{
 	{"malformed-request", 400, "Malformed request", "The body or a parameter is not valid: bad JSON, a wrong type, a value out of range, trailing data after the JSON value, a repeated or unknown query parameter."},
 	{"unknown-field", 400, "Unknown field", "The JSON body has a member the endpoint does not define (or spells one in another case). Nothing was changed."},
 	{"unauthorized", 401, "Unauthorized", "No bearer token, or a token that is malformed, unknown, wrong, expired or revoked. The response carries WWW-Authenticate: Bearer."},
-	{"forbidden", 403, "Forbidden", "The token is valid but lacks the scope the route needs, or asks to grant a scope it does not hold."},
+	{"forbidden", 403, "Forbidden", "The token is valid but lacks the scope the route needs, asks to grant a scope it does not hold, or asks to revoke a token holding a scope it does not hold."},
+	{"token-outlives-creator", 403, "Token outlives its creator", "The new token would expire after the token creating it does: a token that expires can create only tokens that expire no later. Ask for a shorter ttl (the detail says how long the creator has left)."},
 	{"not-found", 404, "Not found", "No such route or record."},
 	{"method-not-allowed", 405, "Method not allowed", "The path exists but not with this method; the Allow header lists the methods it has."},
 	{"conflict", 409, "Conflict", "The record exists already (a station, product or token ID), or a batch of this name was imported from a different manifest."},
 	{"duplicate-devices", 409, "Duplicate devices", "Devices of the manifest are registered by another batch; nothing was imported. The problem lists up to 100 identities in `duplicates` and their number in `duplicate_count`."},
 	{"body-too-large", 413, "Body too large", "The body exceeds the endpoint's limit (64 KiB for JSON, the configured manifest limit for manifests)."},
+	{"body-too-slow", 408, "Body too slow", "The request body arrived slower than the server's minimum transfer rate (by default 64 KiB, or the rest of the body, per 10 s the server waits; hallmark serve --min-rate-bytes and --min-rate-window). Nothing was changed and the connection is closed; send the request again at a normal speed."},
 	{"unsupported-media-type", 415, "Unsupported media type", "The Content-Type is not one the endpoint accepts (application/json; application/jsonl or application/x-ndjson for manifests)."},
 	{"manifest-invalid", 422, "Manifest invalid", "The manifest fails verification against the registered station key: malformed, altered, truncated, a bad device proof, a repeated identity. Nothing was imported."},
 	{"unknown-station", 422, "Unknown station", "The manifest's header names a station that is not registered."},
 	{"unknown-product", 422, "Unknown product", "The product named in the request does not exist."},
-	{"rate-limited", 429, "Too many requests", "Too many requests from this client or for this identity; retry later."},
+	{"rate-limited", 429, "Too many requests", "Too many requests from this client or for this identity, or (admin routes) too many failed authentications from this client's address; retry after the number of seconds in the Retry-After header."},
 	{"internal", 500, "Internal error", "The server failed; the detail is logged under the request ID and never returned."},
 	{"unavailable", 503, "Service unavailable", "The server cannot reach its store (readiness)."},
 	// The onboarding protocol's codes (docs/protocol.md).
@@ -123,7 +125,9 @@ var problemCodes = []ProblemCode{
 	{"proof-rejected", 401, "Proof rejected", "Onboarding: the proof of possession does not verify for the claimed identity."},
 	{"not-onboarded", 401, "Device not recognised", "Device routes: the client certificate is missing, not issued by this platform, unknown or revoked."},
 	{"device-revoked", 403, "Device revoked", "Onboarding: the device is revoked."},
-	{"bad-csr", 422, "Certificate request refused", "Onboarding: the PKCS #10 request's signature or key is not acceptable."},
+	{"bad-csr", 422, "Certificate request refused", "Onboarding and renewal: the PKCS #10 request's signature or key is not acceptable, its subject does not name the device's identity as its common name, it is bound to another exchange (or carries no binding where the platform requires one), or its key is certified for another device."},
+	{"renewal-too-soon", 429, "Renewal too soon", "Renewal: the device was issued the most certificates the platform allows within its window (by default 3 per hour, counting its onboarding); retry after the number of seconds in the Retry-After header."},
+	{"certificate-superseded", 401, "Certificate superseded", "Device routes: the client certificate was replaced by a newer one (a renewal or a new onboarding) and its grace period (by default 10 minutes) has passed; use the newest certificate, or onboard again."},
 }
 
 // ProblemCodes lists every problem code the API uses, for documentation.

@@ -26,6 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hallmark-iot/hallmark/internal/audit"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
@@ -56,6 +57,14 @@ type Config struct {
 	// Connectors names the cloud connectors devices are registered with;
 	// revoking an onboarded device enqueues a deregister job for each.
 	Connectors []string
+	// Refusals records refused anonymous admin requests (counters and
+	// summaries in the audit log); nil makes one on Store and Metrics,
+	// whose summaries are written only when its Flush or Run is called
+	// (Server.Refusals returns it).
+	Refusals *audit.Aggregator
+	// AuthLimit is the per-address back-off on failed admin
+	// authentication; the zero value selects the defaults.
+	AuthLimit AuthLimit
 }
 
 // Server is the platform's HTTP handler.
@@ -70,6 +79,8 @@ type Server struct {
 	requests     *prometheus.CounterVec
 	durations    *prometheus.HistogramVec
 	importSlots  chan struct{}
+	refusals     *audit.Aggregator
+	authLimit    *authThrottle
 	mu           sync.Mutex // guards routes and openapi
 	routes       []Route
 	openapiCache []byte
@@ -101,6 +112,9 @@ func New(cfg Config) (*Server, error) {
 		s.maxManifest = DefaultMaxManifestBytes
 	}
 	if err := s.registerMetrics(); err != nil {
+		return nil, err
+	}
+	if err := s.initAuthDefences(cfg); err != nil {
 		return nil, err
 	}
 	for _, rt := range s.builtinRoutes() {

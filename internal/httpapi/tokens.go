@@ -36,9 +36,10 @@ func (s *Server) auditTokenRoutes() []Route {
 		}},
 		{Method: "POST", Path: "/v1/admin/tokens", Handler: s.admin("token.create", ScopeTokensWrite, s.createToken), Doc: RouteDoc{
 			OperationID: "createToken", Summary: "Create an admin token.", Tag: "tokens",
-			Description: "The secret is in the response only; the server keeps its SHA-256. A token can grant only scopes its creator holds.",
+			Description: "The secret is in the response only; the server keeps its SHA-256. A token can grant only scopes it holds itself (admin holds all), and a token that expires can create only tokens that expire no later than it does (token-outlives-creator otherwise).",
 			Auth:        AuthBearer, Scope: ScopeTokensWrite, Request: TokenRequest{},
 			Responses: []Response{{Status: 201, Description: "Created.", Body: NewTokenResponse{}}},
+			Problems:  []string{"token-outlives-creator"},
 		}},
 		{Method: "GET", Path: "/v1/admin/tokens", Handler: s.admin("token.list", ScopeTokensWrite, s.listTokens), Doc: RouteDoc{
 			OperationID: "listTokens", Summary: "List admin tokens (never their secrets).", Tag: "tokens",
@@ -47,7 +48,7 @@ func (s *Server) auditTokenRoutes() []Route {
 		}},
 		{Method: "DELETE", Path: "/v1/admin/tokens/{id}", Handler: s.admin("token.revoke", ScopeTokensWrite, s.revokeToken), Doc: RouteDoc{
 			OperationID: "revokeToken", Summary: "Revoke an admin token.", Tag: "tokens",
-			Description: "The token is refused from then on. It stays listed, with revoked_at.",
+			Description: "The token is refused from then on. It stays listed, with revoked_at. A token can revoke only tokens whose every scope it holds itself (admin holds all): a narrow tokens:write token cannot revoke an admin token (forbidden).",
 			Auth:        AuthBearer, Scope: ScopeTokensWrite, PathParams: tokenParam,
 			Responses: []Response{{Status: 200, Description: "Revoked.", Body: Token{}}},
 			Problems:  []string{"not-found"},
@@ -131,20 +132,56 @@ func (s *Server) createToken(r *http.Request, c *adminCall) (int, any, error) {
 	if err := decodeJSON(r, MaxJSONBody, &req); err != nil {
 		return 0, nil, err
 	}
-	for _, sc := range req.Scopes {
-		// A token cannot mint a more powerful one than itself.
-		if !c.hasScope(sc) {
-			return 0, nil, problemf("forbidden", "cannot grant scope %q: the token does not hold it", sc)
-		}
+	if sc, missing := c.missingScope(req.Scopes); missing {
+		return 0, nil, problemf("forbidden", "cannot grant scope %q: the token does not hold it", sc)
 	}
 	ttl, _ := req.ttl()
-	secret, t := newTokenAt(req.Name, req.Scopes, ttl, s.now())
+	now := s.now()
+	if err := c.mayOutlive(now, ttl, req.TTL == ""); err != nil {
+		return 0, nil, err
+	}
+	secret, t := newTokenAt(req.Name, req.Scopes, ttl, now)
 	c.subject = "token:" + t.ID
 	c.detail = "scopes " + strings.Join(t.Scopes, ",")
 	if err := s.store.CreateToken(r.Context(), t); err != nil {
 		return 0, nil, err
 	}
 	return http.StatusCreated, NewTokenResponse{Token: tokenView(t), Secret: secret}, nil
+}
+
+// missingScope returns a scope of scopes the caller does not hold, if
+// any. A token may grant, and may revoke a token holding, only scopes it
+// holds itself (admin holds them all), so that it cannot mint a more
+// powerful token than itself nor take a more powerful one away.
+func (c *caller) missingScope(scopes []string) (string, bool) {
+	for _, sc := range scopes {
+		if !c.hasScope(sc) {
+			return sc, true
+		}
+	}
+	return "", false
+}
+
+// mayOutlive refuses a new token of lifetime ttl from now that would
+// outlive the caller's token: a token that expires can only make tokens
+// that expire no later, so that nothing it made keeps working (and
+// minting) after it.
+func (c *caller) mayOutlive(now time.Time, ttl time.Duration, byDefault bool) error {
+	limit := c.token.ExpiresAt
+	if limit.IsZero() || !now.Add(ttl).After(limit) {
+		return nil
+	}
+	left := limit.Sub(now).Truncate(time.Second)
+	if left < minTokenTTL {
+		return problemf("token-outlives-creator", "this token expires at %s, in %s: too soon to create a token (the shortest ttl is %s)",
+			limit.UTC().Format(time.RFC3339), left, minTokenTTL)
+	}
+	asked := "a ttl of " + ttl.String()
+	if byDefault {
+		asked = "the default ttl of " + ttl.String()
+	}
+	return problemf("token-outlives-creator", "%s would outlive this token, which expires at %s; give a ttl of at most %s",
+		asked, limit.UTC().Format(time.RFC3339), left)
 }
 
 func (s *Server) listTokens(r *http.Request, _ *adminCall) (int, any, error) {
@@ -161,22 +198,31 @@ func (s *Server) listTokens(r *http.Request, _ *adminCall) (int, any, error) {
 
 func (s *Server) revokeToken(r *http.Request, c *adminCall) (int, any, error) {
 	id := r.PathValue("id")
-	c.subject = "token:" + truncate(id, 40)
+	c.subject = auditSubject("token:" + id)
 	if !tokenIDPattern.MatchString(id) {
 		return 0, nil, problemf("not-found", "no token %q", truncate(id, 40))
 	}
-	err := s.store.RevokeToken(r.Context(), id, s.now().UTC())
+	target, err := s.store.GetToken(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return 0, nil, problemf("not-found", "no token %q", id)
 	}
 	if err != nil {
 		return 0, nil, err
 	}
-	t, err := s.store.GetToken(r.Context(), id)
+	if sc, missing := c.missingScope(target.Scopes); missing {
+		return 0, nil, problemf("forbidden", "cannot revoke token %s: it holds scope %q, which this token does not", id, sc)
+	}
+	err = s.store.RevokeToken(r.Context(), id, s.now().UTC())
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil, problemf("not-found", "no token %q", id)
+	}
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, tokenView(t), nil
+	if target, err = s.store.GetToken(r.Context(), id); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, tokenView(target), nil
 }
 
 func tokenView(t store.Token) Token {

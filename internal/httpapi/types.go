@@ -112,6 +112,9 @@ type Certificate struct {
 	NotAfter  time.Time  `json:"not_after"`
 	IssuedAt  time.Time  `json:"issued_at"`
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	// SupersededAt is when a later certificate of the device replaced
+	// this one; absent for the device's current certificate.
+	SupersededAt *time.Time `json:"superseded_at,omitempty" doc:"When a later certificate of the device (a renewal or a new onboarding) replaced this one; absent for the current certificate."`
 }
 
 // DeviceList is one page of devices.
@@ -131,9 +134,9 @@ type AuditEvent struct {
 	Time       time.Time `json:"time"`
 	Actor      string    `json:"actor" doc:"token:<id>, device:<identity>, anonymous or system."`
 	Action     string    `json:"action" doc:"For example station.create, manifest.import, device.onboard."`
-	Subject    string    `json:"subject"`
+	Subject    string    `json:"subject" doc:"device:<identity>, station:<id>, product:<id>, batch:<name>, token:<id>, a route path, or address:<ip> for a summary of refused requests; <kind>:(invalid) where a value from outside was not a well-formed identifier."`
 	Outcome    string    `json:"outcome" enum:"ok,denied,error"`
-	Detail     string    `json:"detail,omitempty"`
+	Detail     string    `json:"detail,omitempty" doc:"Printable text only (anything else escaped), at most 512 characters; a summary of refused requests reads <reason>: <count> refused from <first> to <last>."`
 	RemoteAddr string    `json:"remote_addr,omitempty"`
 }
 
@@ -147,7 +150,7 @@ type AuditList struct {
 type TokenRequest struct {
 	Name   string   `json:"name" doc:"What the token is for, 1 to 128 printable characters."`
 	Scopes []string `json:"scopes" doc:"At least one scope, each one the caller holds itself." enum:"stations:write,products:write,manifests:import,devices:read,devices:revoke,audit:read,tokens:write,admin"`
-	TTL    string   `json:"ttl,omitempty" doc:"Lifetime, a Go duration from 1m to 8760h; default 2160h (90 days)."`
+	TTL    string   `json:"ttl,omitempty" doc:"Lifetime, a Go duration from 1m to 8760h; default 2160h (90 days). The new token may not expire after the token creating it (token-outlives-creator)."`
 }
 
 // Token describes an admin token; it never carries the secret.

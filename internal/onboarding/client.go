@@ -3,16 +3,23 @@ package onboarding
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/pki"
 )
 
 // HTTP routes of the protocol.
@@ -48,6 +55,8 @@ type ProblemError struct {
 	Title  string `json:"title"`
 	Detail string `json:"detail"`
 	Code   string `json:"code"`
+	// RetryAfter is the server's Retry-After, zero without one.
+	RetryAfter time.Duration `json:"-"`
 }
 
 func (p *ProblemError) Error() string {
@@ -61,8 +70,28 @@ func (p *ProblemError) Error() string {
 // Onboard runs the whole exchange: it offers the identity, checks that the
 // challenge names the server it is talking to, has the device sign the
 // transcript, and sends the proof with csr (a PKCS #10 request for the
-// device's operational key).
+// device's operational key, made beforehand and so not bound to the
+// exchange: a platform that requires bound requests refuses it; see
+// OnboardWithKey).
 func (c *Client) Onboard(ctx context.Context, dev Prover, id identity.ID, csr []byte) (*Credentials, error) {
+	return c.onboard(ctx, dev, id, func([ChallengeIDSize]byte, ChallengeResponse) ([]byte, error) { return csr, nil })
+}
+
+// OnboardWithKey runs the exchange as Onboard, with a request for op made
+// once the challenge has arrived: its subject names id and its
+// challengePassword carries the challenge's CSRBinding, so the request is
+// good for this exchange only (docs/protocol.md).
+func (c *Client) OnboardWithKey(ctx context.Context, dev Prover, id identity.ID, op crypto.Signer) (*Credentials, error) {
+	return c.onboard(ctx, dev, id, func(challengeID [ChallengeIDSize]byte, ch ChallengeResponse) ([]byte, error) {
+		return pki.CreateCSRWith(op, pki.CSROptions{CommonName: id.String(),
+			ChallengePassword: CSRBinding(challengeID, ch.Nonce, ch.ServerName)})
+	})
+}
+
+// onboard runs the exchange with the request makeCSR returns for the
+// challenge.
+func (c *Client) onboard(ctx context.Context, dev Prover, id identity.ID,
+	makeCSR func([ChallengeIDSize]byte, ChallengeResponse) ([]byte, error)) (*Credentials, error) {
 	var ch ChallengeResponse
 	if err := c.post(ctx, PathChallenge, ChallengeRequest{Identity: id}, &ch); err != nil {
 		return nil, fmt.Errorf("onboard: challenge: %w", err)
@@ -70,6 +99,10 @@ func (c *Client) Onboard(ctx context.Context, dev Prover, id identity.ID, csr []
 	challengeID, err := c.checkChallenge(ch)
 	if err != nil {
 		return nil, fmt.Errorf("onboard: %w", err)
+	}
+	csr, err := makeCSR(challengeID, ch)
+	if err != nil {
+		return nil, fmt.Errorf("onboard: certificate request: %w", err)
 	}
 	signer, sig, err := dev.Prove(ProofContext, Transcript(challengeID, ch.Nonce, ch.ServerName, csr))
 	if err != nil {
@@ -117,13 +150,76 @@ func (c *Client) Credentials(ctx context.Context) (*Credentials, error) {
 	return &creds, nil
 }
 
-// Renew asks for a new certificate over mutual TLS.
+// Renew asks for a new certificate over mutual TLS for csr, made
+// beforehand and so not bound to the connection (see RenewWithKey).
 func (c *Client) Renew(ctx context.Context, csr []byte) (*Credentials, error) {
 	var creds Credentials
 	if err := c.post(ctx, PathRenew, RenewRequest{CSR: csr}, &creds); err != nil {
 		return nil, fmt.Errorf("renew: %w", err)
 	}
 	return &creds, nil
+}
+
+// RenewWithKey asks for a new certificate over mutual TLS for op, with a
+// request made once the connection that carries it is known: its subject
+// names id and its challengePassword carries RenewBinding of the
+// connection's exporter value (RFC 9266), so it is good on this
+// connection only. The body is therefore written as it is sent (chunked
+// over HTTP/1.1).
+func (c *Client) RenewWithKey(ctx context.Context, id identity.ID, op crypto.Signer) (*Credentials, error) {
+	body := &connectionBoundBody{makeBody: func(cs tls.ConnectionState) ([]byte, error) {
+		ekm, err := cs.ExportKeyingMaterial(ChannelBindingLabel, nil, ChannelBindingSize)
+		if err != nil {
+			return nil, fmt.Errorf("channel binding: %w", err)
+		}
+		csr, err := pki.CreateCSRWith(op, pki.CSROptions{CommonName: id.String(), ChallengePassword: RenewBinding(ekm)})
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(RenewRequest{CSR: csr})
+	}}
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		if tc, ok := info.Conn.(*tls.Conn); ok {
+			body.connected(tc.ConnectionState())
+		}
+	}})
+	var creds Credentials
+	if err := c.send(ctx, http.MethodPost, PathRenew, body, &creds); err != nil {
+		return nil, fmt.Errorf("renew: %w", err)
+	}
+	return &creds, nil
+}
+
+// connectionBoundBody is a request body made on its first read from the
+// state of the TLS connection the request was given (httptrace GotConn
+// comes before the transport reads the body).
+type connectionBoundBody struct {
+	makeBody func(tls.ConnectionState) ([]byte, error)
+	mu       sync.Mutex
+	state    *tls.ConnectionState
+	rd       io.Reader
+}
+
+func (b *connectionBoundBody) connected(cs tls.ConnectionState) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.state = &cs
+}
+
+func (b *connectionBoundBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.rd == nil {
+		if b.state == nil {
+			return 0, errors.New("no TLS connection to bind the request to")
+		}
+		data, err := b.makeBody(*b.state)
+		if err != nil {
+			return 0, err
+		}
+		b.rd = bytes.NewReader(data)
+	}
+	return b.rd.Read(p)
 }
 
 func (c *Client) post(ctx context.Context, path string, body, out any) error {
@@ -139,7 +235,13 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, rd)
+	return c.send(ctx, method, path, rd, out)
+}
+
+// send makes the request with body (nil for none) and decodes the answer
+// into out, or returns the problem the server answered with.
+func (c *Client) send(ctx context.Context, method, path string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, body)
 	if err != nil {
 		return err
 	}
@@ -162,6 +264,9 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	if resp.StatusCode/100 != 2 {
 		p := &ProblemError{Status: resp.StatusCode, Title: http.StatusText(resp.StatusCode)}
 		_ = json.Unmarshal(data, p)
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+			p.RetryAfter = time.Duration(secs) * time.Second
+		}
 		return p
 	}
 	if err := json.Unmarshal(data, out); err != nil {

@@ -3,37 +3,45 @@ package onboarding
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
-// issue signs the certificate and records the onboarding in one store
-// transaction (a renewal: no challenge).
+// issue signs the certificate and records the renewal in one store
+// transaction, under the renewal limit.
 func (s *Service) issue(ctx context.Context, dev store.Device, opKey crypto.PublicKey) (*Credentials, error) {
 	return s.issueWith(ctx, dev, opKey, func(cert store.Certificate, at time.Time, jobs []store.Job) error {
-		return s.cfg.Store.RecordOnboarding(ctx, cert, at, jobs...)
+		return s.cfg.Store.RecordRenewal(ctx, cert, at, s.cfg.Issuance.renewLimit(), jobs...)
 	})
 }
 
-// issueWith signs the certificate and has record store it with the
-// registration jobs. A serial collision (2^-64 after four billion
-// certificates) is retried once with a fresh serial.
+// issueWith signs the certificate and has record store it, with the hash
+// of the key it certifies, and the registration jobs. A serial collision
+// (2^-64 after four billion certificates) is retried once with a fresh
+// serial.
 func (s *Service) issueWith(ctx context.Context, dev store.Device, opKey crypto.PublicKey,
 	record func(cert store.Certificate, at time.Time, jobs []store.Job) error) (*Credentials, error) {
 	product, err := s.product(ctx, dev.ProductID)
 	if err != nil {
 		return nil, fmt.Errorf("product %q of %s: %w", dev.ProductID, dev.Identity, err)
 	}
+	spki, err := sigalg.MarshalPublicKey(opKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCSR, err)
+	}
 	var cert store.Certificate
 	for attempt := 0; ; attempt++ {
 		if cert, err = s.cfg.Issuer.Issue(ctx, dev.Identity, opKey, product.CertValidity); err != nil {
 			return nil, fmt.Errorf("issue certificate: %w", err)
 		}
+		cert.KeyHash = sha256.Sum256(spki)
 		err = record(cert, s.cfg.Now(), s.registerJobs(dev.Identity))
 		if !errors.Is(err, store.ErrExists) || attempt > 0 {
 			break
@@ -42,6 +50,10 @@ func (s *Service) issueWith(ctx context.Context, dev store.Device, opKey crypto.
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		return nil, ErrRevoked // revoked between the proof and now
+	case errors.Is(err, store.ErrKeyInUse):
+		return nil, fmt.Errorf("%w: the key is certified for another device", ErrBadCSR)
+	case errors.Is(err, store.ErrIssuanceLimit):
+		return nil, s.renewalLimitError(err)
 	case errors.Is(err, ErrChallengeUsed), errors.Is(err, ErrChallengeExpired):
 		return nil, err
 	case err != nil:

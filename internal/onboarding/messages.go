@@ -9,6 +9,7 @@ package onboarding
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
@@ -87,4 +88,44 @@ func Transcript(challengeID [ChallengeIDSize]byte, nonce []byte, serverName stri
 // ProofMessage is the whole message the enrolment key signs.
 func ProofMessage(challengeID [ChallengeIDSize]byte, nonce []byte, serverName string, csr []byte, id identity.ID) []byte {
 	return identity.ProofMessage(ProofContext, Transcript(challengeID, nonce, serverName, csr), id)
+}
+
+// Bindings of a certificate request to its exchange (docs/protocol.md,
+// "Certificate request"): the request carries one in its PKCS #9
+// challengePassword, so the operational key signed something only this
+// exchange has, and a request lifted from another exchange is refused.
+const (
+	// CSRBindingContext and RenewBindingContext domain-separate the two
+	// bindings from each other and from every other hash.
+	CSRBindingContext   = "hallmark csr binding v1"
+	RenewBindingContext = "hallmark renewal binding v1"
+	// ChannelBindingLabel is RFC 9266's tls-exporter label: a renewal's
+	// request is bound to the TLS connection that carries it.
+	ChannelBindingLabel = "EXPORTER-Channel-Binding"
+	ChannelBindingSize  = 32
+)
+
+// CSRBinding is the challengePassword of a request answering a challenge:
+// hex(SHA-256(CSRBindingContext ‖ 0x00 ‖ challenge ID ‖ nonce ‖
+// u16(len(server name)) ‖ server name)).
+func CSRBinding(challengeID [ChallengeIDSize]byte, nonce []byte, serverName string) string {
+	h := sha256.New()
+	h.Write([]byte(CSRBindingContext))
+	h.Write([]byte{0})
+	h.Write(challengeID[:])
+	h.Write(nonce)
+	h.Write(binary.BigEndian.AppendUint16(nil, uint16(len(serverName))))
+	h.Write([]byte(serverName))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// RenewBinding is the challengePassword of a renewal's request:
+// hex(SHA-256(RenewBindingContext ‖ 0x00 ‖ the connection's exporter value
+// for ChannelBindingLabel, empty context, ChannelBindingSize bytes)).
+func RenewBinding(channelBinding []byte) string {
+	h := sha256.New()
+	h.Write([]byte(RenewBindingContext))
+	h.Write([]byte{0})
+	h.Write(channelBinding)
+	return hex.EncodeToString(h.Sum(nil))
 }

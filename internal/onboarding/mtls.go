@@ -32,7 +32,7 @@ func (s *Service) deviceOf(ctx context.Context, leaf *x509.Certificate) (store.D
 	if dev.State == store.StateRevoked || !cert.RevokedAt.IsZero() {
 		return dev, cert, ErrRevoked
 	}
-	return dev, cert, nil
+	return dev, cert, s.checkSuperseded(ctx, cert)
 }
 
 // Credentials returns an onboarded device's current credentials; leaf is
@@ -54,9 +54,12 @@ func (s *Service) Credentials(ctx context.Context, leaf *x509.Certificate, addr 
 }
 
 // Renew issues a new certificate to a device that authenticated with its
-// current one.
-func (s *Service) Renew(ctx context.Context, leaf *x509.Certificate, req RenewRequest, addr string) (*Credentials, error) {
-	creds, dev, err := s.renew(ctx, leaf, req)
+// current one (or, within its grace, the one that replaced last).
+// channelBinding is the TLS connection's exporter value for
+// ChannelBindingLabel (nil if the transport has none), to which the
+// request may be bound (RenewBinding).
+func (s *Service) Renew(ctx context.Context, leaf *x509.Certificate, channelBinding []byte, req RenewRequest, addr string) (*Credentials, error) {
+	creds, dev, err := s.renew(ctx, leaf, channelBinding, req)
 	outcome := "ok"
 	if err != nil {
 		outcome = "denied"
@@ -65,7 +68,7 @@ func (s *Service) Renew(ctx context.Context, leaf *x509.Certificate, req RenewRe
 	return creds, err
 }
 
-func (s *Service) renew(ctx context.Context, leaf *x509.Certificate, req RenewRequest) (*Credentials, store.Device, error) {
+func (s *Service) renew(ctx context.Context, leaf *x509.Certificate, channelBinding []byte, req RenewRequest) (*Credentials, store.Device, error) {
 	if len(req.CSR) == 0 || len(req.CSR) > MaxCSR {
 		return nil, store.Device{}, fmt.Errorf("%w: csr of %d bytes (1 to %d)", ErrMalformed, len(req.CSR), MaxCSR)
 	}
@@ -73,9 +76,16 @@ func (s *Service) renew(ctx context.Context, leaf *x509.Certificate, req RenewRe
 	if err != nil {
 		return nil, dev, err
 	}
-	opKey, err := s.cfg.Issuer.ParseCSR(req.CSR)
+	binding := ""
+	if len(channelBinding) > 0 {
+		binding = RenewBinding(channelBinding)
+	}
+	opKey, err := s.checkCSR(req.CSR, dev.Identity, binding)
 	if err != nil {
-		return nil, dev, fmt.Errorf("%w: %v", ErrBadCSR, err)
+		return nil, dev, err
+	}
+	if err := s.checkRenewalLimit(ctx, dev.Identity); err != nil {
+		return nil, dev, err
 	}
 	creds, err := s.issue(ctx, dev, opKey)
 	return creds, dev, err

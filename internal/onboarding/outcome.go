@@ -5,13 +5,42 @@ import (
 	"errors"
 	"time"
 
+	"github.com/hallmark-iot/hallmark/internal/audit"
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
+// Refusals records refused attempts, which anyone can make in any number:
+// *audit.Aggregator counts them and writes a bounded number of audit
+// events per source and interval.
+type Refusals interface {
+	Refuse(ctx context.Context, r audit.Refusal)
+}
+
+// refuse records a refused attempt at action. An internal error is no
+// attempt of the client's and stays one audit event of its own. Without
+// Refusals, a refused proof is one event too, except a rate-limited one,
+// which like a refused challenge is only observed: a limit that writes
+// for every request it refuses limits nothing.
+func (s *Service) refuse(ctx context.Context, id identity.ID, action string, err error, addr string) {
+	code := ErrorCode(err)
+	summaryOnly := code == "rate-limited" || action == "device.challenge"
+	switch {
+	case code == "internal":
+		s.audit(ctx, id, action, "error", code, addr)
+	case s.cfg.Refusals != nil:
+		// Summary-only: refused before any lookup, so counting it must
+		// not cost a write either.
+		s.cfg.Refusals.Refuse(ctx, audit.Refusal{Interface: "onboarding", Action: action, Reason: code, Source: addr,
+			Actor: "device:" + id.String(), Subject: id.String(), SummaryOnly: summaryOnly})
+	case !summaryOnly:
+		s.audit(ctx, id, action, "denied", code, addr)
+	}
+}
+
 func (s *Service) audit(ctx context.Context, id identity.ID, action, outcome, detail, addr string) {
-	ev := store.AuditEvent{Time: s.cfg.Now(), Actor: "device:" + id.String(), Action: action,
-		Subject: id.String(), Outcome: outcome, Detail: detail, RemoteAddr: addr}
+	ev := audit.Clean(store.AuditEvent{Time: s.cfg.Now(), Actor: "device:" + id.String(), Action: action,
+		Subject: id.String(), Outcome: outcome, Detail: detail, RemoteAddr: addr})
 	if _, err := s.cfg.Store.AppendAudit(ctx, ev); err != nil {
 		s.cfg.Log.Error("audit append failed", "action", action, "err", err)
 	}
@@ -34,6 +63,7 @@ func ErrorCode(err error) string {
 		{ErrChallengeUsed, "challenge-used"}, {ErrChallengeExpired, "challenge-expired"},
 		{ErrProofRejected, "proof-rejected"}, {ErrRevoked, "revoked"}, {ErrBadCSR, "bad-csr"},
 		{ErrNotOnboarded, "not-onboarded"},
+		{ErrRenewalLimited, "renewal-too-soon"}, {ErrSuperseded, "certificate-superseded"},
 	} {
 		if errors.Is(err, c.err) {
 			return c.code

@@ -3,8 +3,6 @@ package onboarding
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -62,14 +60,27 @@ type Config struct {
 	Log        *slog.Logger
 	Metrics    Metrics
 	Now        func() time.Time
-	// Rate limits per minute (and burst) per identity and per client
-	// address; zero selects the defaults, negative disables.
+	// Rate limits, requests per minute: PerIdentity for each identity
+	// claimed from each source (an IPv4 address or an IPv6 /64), so that no
+	// one can spend another source's budget for a device; PerAddress for
+	// each source, whatever it claims. The bursts are PerIdentity/2+1 and
+	// PerAddress/4+1. Zero selects the defaults, negative disables. There is
+	// deliberately no limit per identity across sources (docs/protocol.md).
 	PerIdentity, PerAddress int
 	// Connectors names the cloud connectors every onboarded device is
 	// registered with: each onboarding (renewals too, since the
 	// certificate changed) enqueues one register job per connector in the
 	// transaction that records it.
 	Connectors []string
+	// Issuance says what is certified and how often (issuance.go): the
+	// certificate request's binding, the renewal limit, the grace of a
+	// replaced certificate.
+	Issuance IssuancePolicy
+	// Refusals records refused attempts (any refusal of a proof, a
+	// refused challenge) as counters and bounded audit summaries instead
+	// of one audit event each; nil writes one event per refused proof
+	// except a rate-limited one.
+	Refusals Refusals
 }
 
 // Default limits.
@@ -81,13 +92,18 @@ const (
 
 // Service is the server side of the protocol.
 type Service struct {
-	cfg        Config
-	byIdentity *limiter
-	byAddress  *limiter
-	// decoy stands in for an unknown device's key, so that refusing an
-	// unknown identity costs a signature verification like refusing a bad
-	// proof does, and timing does not tell the two apart.
-	decoy crypto.PublicKey
+	cfg Config
+	// byClaim limits each identity claimed from each source; byAddress
+	// each source (ratelimit.go).
+	byClaim   *limiter
+	byAddress *limiter
+	// decoys stand in for an unknown device's key, one per suite, so that
+	// refusing an unknown identity costs what refusing a bad proof for a
+	// registered one does, and timing does not tell the two apart.
+	decoys decoys
+	// shadows holds a registered identity of each suite, whose row an
+	// unknown identity's lookup reads too (lookUp).
+	shadows sync.Map // sigalg.ID -> identity.ID
 	// products caches products, which never change once created: every
 	// onboarding reads its device's.
 	products sync.Map // string -> store.Product
@@ -119,12 +135,12 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	decoy, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	decoys, err := newDecoys()
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, decoy: decoy.Public()}
-	s.byIdentity = newLimiter(orDefault(cfg.PerIdentity, DefaultPerIdentity), orDefault(cfg.PerIdentity, DefaultPerIdentity)/2+1, maxLimiterKeys)
+	s := &Service{cfg: cfg, decoys: decoys}
+	s.byClaim = newLimiter(orDefault(cfg.PerIdentity, DefaultPerIdentity), orDefault(cfg.PerIdentity, DefaultPerIdentity)/2+1, maxLimiterKeys)
 	s.byAddress = newLimiter(orDefault(cfg.PerAddress, DefaultPerAddress), orDefault(cfg.PerAddress, DefaultPerAddress)/4+1, maxLimiterKeys)
 	return s, nil
 }
@@ -144,7 +160,8 @@ func orDefault(v, def int) int {
 func (s *Service) Challenge(ctx context.Context, req ChallengeRequest, addr string) (ChallengeResponse, error) {
 	start := s.cfg.Now()
 	now := start
-	if !s.byAddress.allow(addr, now) || !s.byIdentity.allow(req.Identity.String(), now) {
+	if !s.allow(req.Identity, addr, now) {
+		s.refuse(ctx, req.Identity, "device.challenge", ErrRateLimited, addr)
 		s.observe("challenge", "rate-limited", start)
 		return ChallengeResponse{}, ErrRateLimited
 	}
@@ -167,18 +184,15 @@ func (s *Service) Challenge(ctx context.Context, req ChallengeRequest, addr stri
 }
 
 // Prove checks a device's answer and, if it holds, issues its credentials.
-// Every attempt is written to the audit log: a success in the transaction
-// that records it, a refusal on its own.
+// Every attempt reaches the audit log: a success in the transaction that
+// records it, a refusal through Config.Refusals (counted, and summarised
+// per source and interval) or on its own.
 func (s *Service) Prove(ctx context.Context, req ProofRequest, addr string) (*Credentials, error) {
 	start := s.cfg.Now()
 	creds, err := s.prove(ctx, req, addr)
 	if err != nil {
-		outcome, code := "denied", ErrorCode(err)
-		if code == "internal" {
-			outcome = "error"
-		}
-		s.audit(ctx, req.Identity, "device.onboard", outcome, code, addr)
-		s.observe("proof", code, start)
+		s.refuse(ctx, req.Identity, "device.onboard", err, addr)
+		s.observe("proof", ErrorCode(err), start)
 		return nil, err
 	}
 	s.observe("proof", "ok", start)
@@ -193,7 +207,7 @@ func (s *Service) Prove(ctx context.Context, req ProofRequest, addr string) (*Cr
 // is dropped unseen. A refused answer still uses the challenge up.
 func (s *Service) prove(ctx context.Context, req ProofRequest, addr string) (*Credentials, error) {
 	now := s.cfg.Now()
-	if !s.byAddress.allow(addr, now) || !s.byIdentity.allow(req.Identity.String(), now) {
+	if !s.allow(req.Identity, addr, now) {
 		return nil, ErrRateLimited
 	}
 	challengeID, err := checkProofRequest(req)
@@ -229,20 +243,23 @@ func (s *Service) prove(ctx context.Context, req ProofRequest, addr string) (*Cr
 		case errors.Is(err, store.ErrNotFound):
 			// The challenge was deleted as expired meanwhile.
 			return ErrChallengeExpired
+		case errors.Is(err, store.ErrKeyInUse):
+			s.burn(ctx, challengeID, at) // a refused answer, like a bad CSR
 		}
 		return err
 	})
 }
 
-// checkAnswer checks the proof and parses the CSR.
+// checkAnswer checks the proof, then the CSR: it must name the device and,
+// if it carries a binding, be bound to this challenge (issuance.go).
 func (s *Service) checkAnswer(ctx context.Context, req ProofRequest, ch store.Challenge) (store.Device, crypto.PublicKey, error) {
 	dev, err := s.checkProof(ctx, req, ch)
 	if err != nil {
 		return dev, nil, err
 	}
-	opKey, err := s.cfg.Issuer.ParseCSR(req.CSR)
+	opKey, err := s.checkCSR(req.CSR, dev.Identity, CSRBinding(ch.ID, ch.Nonce[:], ch.ServerName))
 	if err != nil {
-		return dev, nil, fmt.Errorf("%w: %v", ErrBadCSR, err)
+		return dev, nil, err
 	}
 	return dev, opKey, nil
 }
@@ -275,21 +292,23 @@ func checkProofRequest(req ProofRequest) ([ChallengeIDSize]byte, error) {
 }
 
 // checkProof verifies the signature against the registered key. Every
-// failure before the signature is known good is ErrProofRejected, and an
-// unknown identity is checked against the decoy key, so the answer and its
-// cost do not reveal whether the identity is registered.
+// failure before the signature is known good is ErrProofRejected, and the
+// work is the same whether or not the identity is registered, so neither
+// the answer nor its cost reveals which: the signature's form implies a
+// suite (impliedSuite); the store reads one registered row and misses one
+// (lookUp); if the identity is registered with that suite its key is
+// checked, and otherwise that suite's decoy, step for step: parse the key,
+// hash it to an identity, compare it and the challenge's identity with the
+// claimed one, verify the signature.
 func (s *Service) checkProof(ctx context.Context, req ProofRequest, ch store.Challenge) (store.Device, error) {
 	msg := ProofMessage(ch.ID, ch.Nonce[:], ch.ServerName, req.CSR, req.Identity)
-	dev, err := s.cfg.Store.GetDevice(ctx, req.Identity)
-	if errors.Is(err, store.ErrNotFound) {
-		p256, _ := sigalg.Lookup(string(sigalg.ECDSAP256))
-		_ = p256.Verify(s.decoy, msg, req.Signature)
-		return dev, ErrProofRejected
-	}
+	implied := impliedSuite(req.Signature)
+	dev, registered, err := s.lookUp(ctx, req.Identity, implied)
 	if err != nil {
-		return dev, fmt.Errorf("look up device: %w", err)
+		return dev, err
 	}
-	pub, err := sigalg.ParsePublicKey(dev.PublicKey)
+	spki, genuine := s.proofKey(dev, registered, implied)
+	pub, err := sigalg.ParsePublicKey(spki)
 	if err != nil {
 		return dev, fmt.Errorf("registered key of %s: %w", dev.Identity, err)
 	}
@@ -298,7 +317,9 @@ func (s *Service) checkProof(ctx context.Context, req ProofRequest, ch store.Cha
 		return dev, err
 	}
 	sigOK := suite.Verify(pub, msg, req.Signature) == nil
-	if !sigOK || !ch.Identity.Equal(req.Identity) || identity.FromSPKI(dev.PublicKey) != dev.Identity {
+	keyOK := identity.FromSPKI(spki).Equal(req.Identity)
+	challengeOK := ch.Identity.Equal(req.Identity)
+	if !genuine || !sigOK || !keyOK || !challengeOK {
 		return dev, ErrProofRejected
 	}
 	if dev.State == store.StateRevoked {

@@ -27,6 +27,9 @@ type CSR struct {
 	Suite     sigalg.ID
 	// SPKI is the canonical DER SubjectPublicKeyInfo of PublicKey.
 	SPKI []byte
+	// ChallengePassword is the PKCS #9 challengePassword attribute's
+	// text, empty without one (csrattr.go).
+	ChallengePassword string
 }
 
 // certificationRequest is RFC 2986's CertificationRequest.
@@ -74,6 +77,10 @@ func ParseCSR(der []byte) (*CSR, error) {
 			return nil, fmt.Errorf("%w: attribute is not a SEQUENCE", ErrMalformedCSR)
 		}
 	}
+	challengePassword, err := challengePasswordOf(info.Attributes)
+	if err != nil {
+		return nil, err
+	}
 	var rdns pkix.RDNSequence
 	if rest, err := asn1.Unmarshal(info.Subject.FullBytes, &rdns); err != nil || len(rest) != 0 {
 		return nil, fmt.Errorf("%w: malformed subject", ErrMalformedCSR)
@@ -96,17 +103,35 @@ func ParseCSR(der []byte) (*CSR, error) {
 	if err := suite.Verify(pub, req.Info.FullBytes, req.Signature.Bytes); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCSRSignature, err)
 	}
-	csr := &CSR{PublicKey: pub, Suite: suite.ID(), SPKI: append([]byte(nil), info.PublicKey.FullBytes...)}
+	csr := &CSR{PublicKey: pub, Suite: suite.ID(), SPKI: append([]byte(nil), info.PublicKey.FullBytes...),
+		ChallengePassword: challengePassword}
 	csr.Subject.FillFromRDNSequence(&rdns)
 	return csr, nil
 }
 
 // CreateCSR makes a DER PKCS #10 request for key, of any sigalg suite,
 // with subject CN=commonName (no subject if commonName is empty) and no
-// attributes, signed by key. key may be an opaque crypto.Signer.
+// attributes, signed by key. key may be an opaque crypto.Signer. Like
+// every request it makes, it parses the result with ParseCSR, so a key the
+// key policy refuses (sigalg.CheckPublicKey) gets no request.
 func CreateCSR(key crypto.Signer, commonName string) ([]byte, error) {
+	return CreateCSRWith(key, CSROptions{CommonName: commonName})
+}
+
+// CreateCSRWith makes a DER PKCS #10 request for key, as CreateCSR, with
+// the subject and attributes opts asks for.
+func CreateCSRWith(key crypto.Signer, opts CSROptions) ([]byte, error) {
+	commonName := opts.CommonName
 	if err := checkText(commonName, maxCommonName); err != nil {
 		return nil, fmt.Errorf("create csr: common name: %w", err)
+	}
+	var attrs []asn1.RawValue
+	if opts.ChallengePassword != "" {
+		attr, err := challengePasswordAttribute(opts.ChallengePassword)
+		if err != nil {
+			return nil, fmt.Errorf("create csr: %w", err)
+		}
+		attrs = append(attrs, attr)
 	}
 	suite, err := sigalg.SuiteOf(key.Public())
 	if err != nil {
@@ -125,8 +150,9 @@ func CreateCSR(key crypto.Signer, commonName string) ([]byte, error) {
 		return nil, fmt.Errorf("create csr: %w", err)
 	}
 	info, err := asn1.Marshal(certificationRequestInfo{
-		Subject:   asn1.RawValue{FullBytes: name},
-		PublicKey: asn1.RawValue{FullBytes: spki},
+		Subject:    asn1.RawValue{FullBytes: name},
+		PublicKey:  asn1.RawValue{FullBytes: spki},
+		Attributes: attrs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create csr: %w", err)

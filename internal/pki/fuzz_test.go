@@ -22,6 +22,11 @@ func FuzzParseCSR(f *testing.F) {
 		}
 		f.Add(der)
 		f.Add(der[:len(der)/2])
+		bound, err := CreateCSRWith(deviceKey(f, s.ID(), "fuzz"), CSROptions{CommonName: "device", ChallengePassword: "binding"})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(bound)
 	}
 	f.Add([]byte{0x30, 0x00})
 	f.Fuzz(func(t *testing.T, der []byte) {

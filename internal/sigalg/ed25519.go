@@ -67,9 +67,11 @@ func (ed25519Suite) owns(pub crypto.PublicKey) bool {
 
 // checkEd25519PublicKey refuses public keys that an honest key generator
 // never produces and that weaken signatures: non-canonical encodings (two
-// encodings, two identities), and points outside the prime-order subgroup.
-// A small-order key lets one signature verify for many messages; a key with
-// a small-order component lets signatures be malleable across verifiers.
+// encodings, two identities), points outside the prime-order subgroup, and
+// small multiples of the base point. A small-order key lets one signature
+// verify for many messages; a key with a small-order component lets
+// signatures be malleable across verifiers; a small multiple ±k·B is
+// signed for by anyone who tries the first k scalars.
 func checkEd25519PublicKey(raw []byte) error {
 	p, err := new(edwards25519.Point).SetBytes(raw)
 	if err != nil {
@@ -88,6 +90,9 @@ func checkEd25519PublicKey(raw []byte) error {
 	lp := new(edwards25519.Point).VarTimeMultiScalarMult([]*edwards25519.Scalar{groupOrderMinusOne}, []*edwards25519.Point{p})
 	if lp.Equal(new(edwards25519.Point).Negate(p)) != 1 {
 		return fmt.Errorf("%w: Ed25519 public key has a small-order component", ErrWeakKey)
+	}
+	if m, ok := ed25519SmallMultiples.find(raw); ok {
+		return fmt.Errorf("%w: Ed25519 public key is ±%d·B; its secret scalar is %d or L-%d", ErrWeakKey, m, m, m)
 	}
 	return nil
 }

@@ -3,7 +3,10 @@ package sigalg
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"errors"
 	"testing"
 )
 
@@ -24,6 +27,23 @@ func fuzzSeeds(f *testing.F, encode func(crypto.Signer) []byte) {
 	}
 	f.Add([]byte{})
 	f.Add([]byte{0x30, 0x80})
+	// The degenerate keys the policy refuses, so that the fuzzer starts
+	// at its edges: ML-DSA with t1 = 0 and P-256 G, public and private.
+	for _, m := range []*mldsaSuite{registry[MLDSA44].(*mldsaSuite), registry[MLDSA87].(*mldsaSuite)} {
+		pk, err := m.scheme.UnmarshalBinaryPublicKey(make([]byte, m.scheme.PublicKeySize()))
+		if err != nil {
+			f.Fatal(err)
+		}
+		der, _ := MarshalPublicKey(pk)
+		f.Add(der)
+	}
+	one := make([]byte, 32)
+	one[31] = 1
+	g, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), one)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(encode(g))
 }
 
 func FuzzParsePublicKey(f *testing.F) {
@@ -62,12 +82,55 @@ func FuzzParsePrivateKey(f *testing.F) {
 		if err != nil || !back.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(key.Public()) {
 			t.Fatalf("re-encoded key does not round-trip: %v", err)
 		}
-		if suite.ID() == ECDSAP256 || suite.ID() == Ed25519 {
-			// A sound key signs verifiably; expanded ML-DSA keys from
-			// arbitrary bytes carry no such promise and are only parsed.
-			sig, err := suite.Sign(key, []byte("fuzz"))
-			if err != nil || suite.Verify(key.Public(), []byte("fuzz"), sig) != nil {
-				t.Fatalf("accepted key cannot sign verifiably: %v", err)
+		// Every accepted key signs verifiably, expanded ML-DSA keys too
+		// (their consistency is checked), and passes the key policy.
+		sig, err := suite.Sign(key, []byte("fuzz"))
+		if err != nil || suite.Verify(key.Public(), []byte("fuzz"), sig) != nil {
+			t.Fatalf("accepted key cannot sign verifiably: %v", err)
+		}
+		if err := CheckPublicKey(key.Public()); err != nil {
+			t.Fatalf("accepted a private key whose public key the policy refuses: %v", err)
+		}
+	})
+}
+
+// FuzzMLDSAPublicKeyPolicy compares the packed t1 reader of the key policy
+// with a plain bit-by-bit count, at every level, on arbitrary t1 bytes.
+func FuzzMLDSAPublicKeyPolicy(f *testing.F) {
+	honest, _ := registry[MLDSA87].GenerateKey(rand.Reader)
+	raw, _ := honest.Public().(interface{ MarshalBinary() ([]byte, error) }).MarshalBinary()
+	f.Add(raw[mldsaSeedSize:])
+	f.Add(make([]byte, 8*mldsaT1PolySize))
+	f.Add(bytes.Repeat([]byte{0xff}, 8*mldsaT1PolySize))
+	f.Add(bytes.Repeat([]byte{0x01, 0x04, 0x10, 0x40, 0x00}, 8*mldsaN/4))
+	f.Fuzz(func(t *testing.T, t1 []byte) {
+		for _, id := range []ID{MLDSA44, MLDSA65, MLDSA87} {
+			m := registry[id].(*mldsaSuite)
+			raw := make([]byte, m.scheme.PublicKeySize())
+			copy(raw[mldsaSeedSize:], t1)
+			want := true
+			for i := range m.k {
+				var seen [1 << mldsaT1Bits]bool
+				distinct := 0
+				for j := range mldsaN {
+					var c uint32
+					for b := range mldsaT1Bits {
+						bit := (i*mldsaN+j)*mldsaT1Bits + b
+						c |= uint32(raw[mldsaSeedSize+bit/8]>>(bit%8)&1) << b
+					}
+					if !seen[c] {
+						seen[c] = true
+						distinct++
+					}
+				}
+				want = want && distinct >= mldsaT1MinDistinct
+			}
+			err := m.checkPublicKey(raw)
+			if (err == nil) != want {
+				t.Fatalf("%s: policy says %v, the plain count says acceptable = %v", id, err, want)
+			}
+			if err != nil && !errors.Is(err, ErrWeakKey) {
+				t.Fatalf("%s: refusal %v does not wrap ErrWeakKey", id, err)
 			}
 		}
 	})

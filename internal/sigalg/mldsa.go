@@ -22,6 +22,9 @@ type mldsaSuite struct {
 	oid     asn1.ObjectIdentifier
 	scheme  sign.Scheme
 	sigSize int
+	// k and l are the dimensions of the matrix A (t1 has k polynomials,
+	// s1 l) and eta bounds the coefficients of s1 and s2.
+	k, l, eta int
 	// signTo reaches circl's level-specific signer, whose generic Scheme.Sign
 	// is the deterministic variant and panics on a foreign key.
 	signTo func(key crypto.Signer, msg []byte, randomized bool) ([]byte, error)
@@ -30,7 +33,7 @@ type mldsaSuite struct {
 func init() {
 	register(&mldsaSuite{
 		id: MLDSA44, oid: asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 3, 17},
-		scheme: mldsa44.Scheme(), sigSize: mldsa44.SignatureSize,
+		scheme: mldsa44.Scheme(), sigSize: mldsa44.SignatureSize, k: 4, l: 4, eta: 2,
 		signTo: func(key crypto.Signer, msg []byte, randomized bool) ([]byte, error) {
 			sk, ok := key.(*mldsa44.PrivateKey)
 			if !ok {
@@ -42,7 +45,7 @@ func init() {
 	})
 	register(&mldsaSuite{
 		id: MLDSA65, oid: asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 3, 18},
-		scheme: mldsa65.Scheme(), sigSize: mldsa65.SignatureSize,
+		scheme: mldsa65.Scheme(), sigSize: mldsa65.SignatureSize, k: 6, l: 5, eta: 4,
 		signTo: func(key crypto.Signer, msg []byte, randomized bool) ([]byte, error) {
 			sk, ok := key.(*mldsa65.PrivateKey)
 			if !ok {
@@ -54,7 +57,7 @@ func init() {
 	})
 	register(&mldsaSuite{
 		id: MLDSA87, oid: asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 3, 19},
-		scheme: mldsa87.Scheme(), sigSize: mldsa87.SignatureSize,
+		scheme: mldsa87.Scheme(), sigSize: mldsa87.SignatureSize, k: 8, l: 7, eta: 2,
 		signTo: func(key crypto.Signer, msg []byte, randomized bool) ([]byte, error) {
 			sk, ok := key.(*mldsa87.PrivateKey)
 			if !ok {
@@ -133,10 +136,15 @@ func (s *mldsaSuite) owns(pub crypto.PublicKey) bool {
 	return ok && pk.Scheme() == s.scheme
 }
 
+// parsePublicKey reads the FIPS 204 encoding of a public key after the key
+// policy has passed it, which costs less than expanding the matrix A.
 func (s *mldsaSuite) parsePublicKey(raw []byte) (crypto.PublicKey, error) {
+	if err := s.checkPublicKey(raw); err != nil {
+		return nil, err
+	}
 	pk, err := s.scheme.UnmarshalBinaryPublicKey(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s public key is %d bytes, want %d", ErrMalformedKey, s.id, len(raw), s.scheme.PublicKeySize())
+		return nil, fmt.Errorf("%w: %s public key: %v", ErrMalformedKey, s.id, err)
 	}
 	return pk, nil
 }
@@ -182,7 +190,7 @@ func (s *mldsaSuite) parsePrivateKey(der []byte) (crypto.Signer, error) {
 		if len(raw.Bytes) != SeedSize {
 			return nil, fmt.Errorf("%w: %s seed is %d bytes, want %d", ErrMalformedKey, s.id, len(raw.Bytes), SeedSize)
 		}
-		return s.DeriveKey(raw.Bytes)
+		return s.deriveChecked(raw.Bytes)
 	case raw.Class == asn1.ClassUniversal && raw.Tag == asn1.TagOctetString:
 		return s.parseExpanded(raw.Bytes)
 	case raw.Class == asn1.ClassUniversal && raw.Tag == asn1.TagSequence:
@@ -193,7 +201,7 @@ func (s *mldsaSuite) parsePrivateKey(der []byte) (crypto.Signer, error) {
 		if len(both.Seed) != SeedSize {
 			return nil, fmt.Errorf("%w: %s seed is %d bytes, want %d", ErrMalformedKey, s.id, len(both.Seed), SeedSize)
 		}
-		key, err := s.DeriveKey(both.Seed)
+		key, err := s.deriveChecked(both.Seed)
 		if err != nil {
 			return nil, err
 		}
@@ -204,12 +212,4 @@ func (s *mldsaSuite) parsePrivateKey(der []byte) (crypto.Signer, error) {
 		return key, nil
 	}
 	return nil, fmt.Errorf("%w: %s private key has an unknown form", ErrMalformedKey, s.id)
-}
-
-func (s *mldsaSuite) parseExpanded(raw []byte) (crypto.Signer, error) {
-	sk, err := s.scheme.UnmarshalBinaryPrivateKey(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s expanded private key is %d bytes, want %d", ErrMalformedKey, s.id, len(raw), s.scheme.PrivateKeySize())
-	}
-	return sk, nil
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/pem"
@@ -67,7 +66,8 @@ func MarshalPublicKey(pub crypto.PublicKey) ([]byte, error) {
 
 // ParsePublicKey decodes a DER SubjectPublicKeyInfo of any supported suite.
 // It accepts only the canonical encoding MarshalPublicKey writes, and
-// refuses weak Ed25519 keys with ErrWeakKey.
+// refuses the keys CheckPublicKey refuses (ErrWeakKey: keys anyone can sign
+// for). MarshalPublicKey encodes any key: encoding is not where keys enter.
 func ParsePublicKey(der []byte) (crypto.PublicKey, error) {
 	if len(der) > MaxKeyDER {
 		return nil, fmt.Errorf("parse public key: %w: %d bytes exceeds %d", ErrMalformedKey, len(der), MaxKeyDER)
@@ -109,15 +109,16 @@ func decodePublicKey(spki subjectPublicKeyInfo) (crypto.PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformedKey, err)
 	}
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		if !(p256Suite{}).owns(k) {
-			return nil, fmt.Errorf("%w: ECDSA curve %s", ErrUnknownAlgorithm, k.Curve.Params().Name)
-		}
-	case ed25519.PublicKey:
-		if err := checkEd25519PublicKey(k); err != nil {
+	if k, ok := pub.(*ecdsa.PublicKey); ok && (p256Suite{}).owns(k) {
+		// crypto/x509 has put the point on the curve; its encoding is at
+		// hand, which spares CheckPublicKey's re-encoding.
+		if err := checkP256Point(spki.PublicKey.Bytes); err != nil {
 			return nil, err
 		}
+		return pub, nil
+	}
+	if err := CheckPublicKey(pub); err != nil {
+		return nil, err
 	}
 	return pub, nil
 }
@@ -145,6 +146,9 @@ func MarshalPrivateKey(key crypto.Signer) ([]byte, error) {
 }
 
 // ParsePrivateKey decodes a DER PKCS #8 private key of any supported suite.
+// It refuses a key whose public key CheckPublicKey refuses (a P-256 scalar
+// of 1, an ML-DSA key with s1 = s2 = 0), and an expanded ML-DSA key that
+// no key generation makes (see parseExpanded).
 func ParsePrivateKey(der []byte) (crypto.Signer, error) {
 	if len(der) > MaxKeyDER {
 		return nil, fmt.Errorf("parse private key: %w: %d bytes exceeds %d", ErrMalformedKey, len(der), MaxKeyDER)
@@ -174,7 +178,7 @@ func ParsePrivateKey(der []byte) (crypto.Signer, error) {
 	if !ok {
 		return nil, fmt.Errorf("parse private key: %w: key type %T", ErrUnknownAlgorithm, key)
 	}
-	if _, err := SuiteOf(signer); err != nil {
+	if err := CheckPublicKey(signer.Public()); err != nil {
 		return nil, fmt.Errorf("parse private key: %w", err)
 	}
 	return signer, nil

@@ -2,7 +2,9 @@
 // Ed25519 and ML-DSA-44/65/87 (FIPS 204). Each suite generates keys, derives
 // them deterministically from a 32-byte seed, signs and verifies whole
 // messages, and the package encodes keys as PKIX SubjectPublicKeyInfo and
-// PKCS #8 (DER and PEM) with the standard object identifiers.
+// PKCS #8 (DER and PEM) with the standard object identifiers. Every key it
+// parses passes its key policy (CheckPublicKey): keys anyone can sign for,
+// such as an ML-DSA key with t1 = 0 or the P-256 base point, are refused.
 //
 // Suites sign whole messages and never assume a pre-hash: Ed25519 and ML-DSA
 // hash internally, and ECDSA's SHA-256 is part of the suite, not the caller's
@@ -42,8 +44,10 @@ var (
 	// ErrMalformedKey reports a key encoding that cannot be parsed or is not
 	// in canonical form.
 	ErrMalformedKey = errors.New("malformed key")
-	// ErrWeakKey reports a key that parses but must not be trusted, such as
-	// an Ed25519 public key of small order.
+	// ErrWeakKey reports a key that parses but must not be trusted because
+	// its private key is public or follows from the public key: an ML-DSA
+	// key with t1 = 0, a small multiple of a base point, an Ed25519 key of
+	// small order (CheckPublicKey).
 	ErrWeakKey = errors.New("weak key")
 	// ErrInvalidSignature reports a signature that does not verify.
 	ErrInvalidSignature = errors.New("invalid signature")

@@ -33,7 +33,35 @@ var (
 	// cannot be consumed.
 	ErrChallengeUsed    = errors.New("challenge already used")
 	ErrChallengeExpired = errors.New("challenge expired")
+	// ErrKeyInUse reports a certificate for an operational key that is
+	// already certified for another device.
+	ErrKeyInUse = errors.New("key certified for another device")
+	// ErrIssuanceLimit reports a renewal refused because the device was
+	// issued too many certificates lately; the error is an
+	// *IssuanceLimitError, which says when to try again.
+	ErrIssuanceLimit = errors.New("certificate issuance limit reached")
 )
+
+// IssuanceLimit bounds the certificates one device is issued: a renewal
+// is refused while the device holds Max or more certificates issued
+// within the last Window. A Max of zero or less sets no limit.
+type IssuanceLimit struct {
+	Max    int
+	Window time.Duration
+}
+
+// IssuanceLimitError is ErrIssuanceLimit with the time at which the
+// oldest certificate counted leaves the window.
+type IssuanceLimitError struct {
+	RetryAt time.Time
+}
+
+func (e *IssuanceLimitError) Error() string {
+	return ErrIssuanceLimit.Error() + "; retry at " + e.RetryAt.UTC().Format(time.RFC3339)
+}
+
+// Is makes errors.Is(err, ErrIssuanceLimit) hold.
+func (e *IssuanceLimitError) Is(target error) bool { return target == ErrIssuanceLimit }
 
 // DeviceState is where a device is in its life.
 type DeviceState string
@@ -136,6 +164,15 @@ type Certificate struct {
 	DER       []byte
 	IssuedAt  time.Time
 	RevokedAt time.Time
+	// KeyHash is the SHA-256 of the certified key's DER
+	// SubjectPublicKeyInfo. An operational key is certified for one
+	// device only; a zero KeyHash (a certificate recorded before keys
+	// were) is not checked.
+	KeyHash [32]byte
+	// SupersededAt is when a later certificate of the same device was
+	// recorded; zero while this one is the device's current certificate.
+	// It is set by the store, never by the caller.
+	SupersededAt time.Time
 }
 
 // Token is an admin API bearer token; only its hash is kept.
@@ -197,6 +234,11 @@ type Devices interface {
 	ImportBatch(ctx context.Context, b Batch, devices []Device) (ImportResult, error)
 	GetBatch(ctx context.Context, id string) (Batch, error)
 	GetDevice(ctx context.Context, id identity.ID) (Device, error)
+	// GetDeviceOfSuite is GetDevice for a device registered with suite
+	// alg; one registered with another suite is ErrNotFound too, and its
+	// row is not read, so the lookup costs what one of an unknown identity
+	// does (onboarding's proof check relies on it: docs/protocol.md).
+	GetDeviceOfSuite(ctx context.Context, id identity.ID, alg sigalg.ID) (Device, error)
 	ListDevices(ctx context.Context, f DeviceFilter) ([]Device, error)
 	// RevokeDevice marks a device revoked and its certificates revoked.
 	// Revoking a revoked device changes nothing; an unknown one is
@@ -233,9 +275,13 @@ type Certificates interface {
 	// RecordOnboarding stores the certificate and moves the device to
 	// onboarded, in one transaction. A revoked or unknown device is
 	// ErrConflict or ErrNotFound and nothing is stored; a serial already
-	// used is ErrExists. Onboarding an onboarded device again (renewal)
-	// adds the certificate and keeps the first OnboardedAt. A zero IssuedAt
-	// is recorded as at.
+	// used is ErrExists; a KeyHash already certified for another device
+	// is ErrKeyInUse (the same device may be certified for its own key
+	// again). Onboarding an onboarded device again (renewal) adds the
+	// certificate and keeps the first OnboardedAt. A zero IssuedAt is
+	// recorded as at. The device's other certificates that are not yet
+	// superseded are superseded at at: a device has one current
+	// certificate. The certificate's own SupersededAt is ignored.
 	//
 	// jobs are enqueued (see Jobs) in the same transaction (an outbox): the
 	// onboarding is recorded with its registration jobs or not at all.
@@ -243,15 +289,24 @@ type Certificates interface {
 	// renewals included: the certificate changed, and registering again is
 	// idempotent.
 	RecordOnboarding(ctx context.Context, cert Certificate, at time.Time, jobs ...Job) error
+	// RecordRenewal is RecordOnboarding under limit: in the same
+	// transaction, after the device's record is locked (so concurrent
+	// renewals of one device, in any replica, count each other), it
+	// refuses with an *IssuanceLimitError when the device already holds
+	// limit.Max or more certificates whose IssuedAt is after
+	// at-limit.Window. Refused, nothing changes.
+	RecordRenewal(ctx context.Context, cert Certificate, at time.Time, limit IssuanceLimit, jobs ...Job) error
 	// CompleteOnboarding is the onboarding's one write: in one transaction
 	// it consumes the challenge at at (as ConsumeChallenge), records the
-	// certificate and the device's onboarding (as RecordOnboarding),
-	// enqueues jobs and appends audit (as AppendAudit; a zero Time is at).
-	// It is all or nothing: when the challenge is used, expired or unknown
+	// certificate and the device's onboarding (as RecordOnboarding,
+	// superseding the device's earlier certificates), enqueues jobs and
+	// appends audit (as AppendAudit; a zero Time is at). It is all or
+	// nothing: when the challenge is used, expired or unknown
 	// (ErrChallengeUsed, ErrChallengeExpired, ErrNotFound), the device
-	// revoked or unknown (ErrConflict, ErrNotFound) or the serial taken
-	// (ErrExists), nothing changes and the challenge stays as it was. Of
-	// concurrent calls for one challenge at most one succeeds.
+	// revoked or unknown (ErrConflict, ErrNotFound), the serial taken
+	// (ErrExists) or the key certified for another device (ErrKeyInUse),
+	// nothing changes and the challenge stays as it was. Of concurrent
+	// calls for one challenge at most one succeeds.
 	CompleteOnboarding(ctx context.Context, challengeID [16]byte, cert Certificate, at time.Time, audit AuditEvent, jobs ...Job) error
 	GetCertificate(ctx context.Context, serial [16]byte) (Certificate, error)
 	// ListCertificates returns a device's certificates, newest first (by

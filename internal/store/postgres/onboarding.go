@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/store"
@@ -109,27 +111,37 @@ func (s *Store) DeleteExpiredChallenges(ctx context.Context, before time.Time) (
 	return int(tag.RowsAffected()), nil
 }
 
-const certificateColumns = `serial, identity, not_before, not_after, der, issued_at, revoked_at`
+const certificateColumns = `serial, identity, not_before, not_after, der, issued_at, revoked_at, key_hash, superseded_at`
 
 // RecordOnboarding stores cert and moves its device to onboarded, in one
 // transaction. IssuedAt defaults to at. A renewal (the device is already
-// onboarded) adds the certificate and keeps the first OnboardedAt. jobs are
-// enqueued in the same transaction. The device row is locked first, as in
-// RevokeDevice, so an onboarding never undoes a concurrent revocation.
+// onboarded) adds the certificate and keeps the first OnboardedAt; the
+// device's earlier certificates are superseded. jobs are enqueued in the
+// same transaction.
 func (s *Store) RecordOnboarding(ctx context.Context, cert store.Certificate, at time.Time, jobs ...store.Job) error {
-	err := s.inTx(ctx, func(tx pgx.Tx) error { return recordOnboarding(ctx, tx, cert, at, jobs) })
+	err := s.inTx(ctx, func(tx pgx.Tx) error { return recordOnboarding(ctx, tx, cert, at, store.IssuanceLimit{}, jobs) })
 	if err != nil {
 		return fmt.Errorf("postgres: record onboarding: %w", err)
 	}
 	return nil
 }
 
+// RecordRenewal is RecordOnboarding under an issuance limit, counted after
+// the device row is locked (migration 0005).
+func (s *Store) RecordRenewal(ctx context.Context, cert store.Certificate, at time.Time, limit store.IssuanceLimit, jobs ...store.Job) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error { return recordOnboarding(ctx, tx, cert, at, limit, jobs) })
+	if err != nil {
+		return fmt.Errorf("postgres: record renewal: %w", err)
+	}
+	return nil
+}
+
 // CompleteOnboarding consumes the challenge, records the onboarding and
 // its jobs and appends the audit event in one transaction, as one call of
-// the server-side function hallmark_complete_onboarding (migration 0004):
-// one round trip and one flush of the log. Its UPDATE of the challenge
-// comes first, so of concurrent answers the losers wait on the row lock and
-// then find it used, before they touch the device.
+// the server-side function hallmark_complete_onboarding (migrations 0004
+// and 0005): one round trip and one flush of the log. Its UPDATE of the
+// challenge comes first, so of concurrent answers the losers wait on the
+// row lock and then find it used, before they touch the device.
 func (s *Store) CompleteOnboarding(ctx context.Context, challengeID [16]byte, cert store.Certificate, at time.Time, audit store.AuditEvent, jobs ...store.Job) error {
 	if audit.Time.IsZero() {
 		audit.Time = at
@@ -146,11 +158,11 @@ func (s *Store) CompleteOnboarding(ctx context.Context, challengeID [16]byte, ce
 			next[i] = at
 		}
 	}
-	const call = `SELECT hallmark_complete_onboarding($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`
+	const call = `SELECT hallmark_complete_onboarding($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`
 	var err error
 	for attempt := 1; ; attempt++ {
 		_, err = s.pool.Exec(ctx, call, challengeID[:], at, cert.Serial[:], cert.Identity[:], cert.NotBefore, cert.NotAfter,
-			cert.DER, cert.IssuedAt, kinds, connectors, next,
+			cert.DER, cert.IssuedAt, keyHashArg(cert.KeyHash), kinds, connectors, next,
 			audit.Time, audit.Actor, audit.Action, audit.Subject, audit.Outcome, audit.Detail, audit.RemoteAddr)
 		if err == nil || !retryable(err) || attempt == maxAttempts {
 			break
@@ -172,47 +184,58 @@ func (s *Store) CompleteOnboarding(ctx context.Context, challengeID [16]byte, ce
 		err = store.ErrChallengeUsed
 	case "HM003":
 		err = store.ErrChallengeExpired
-	case "HM004":
-		err = fmt.Errorf("device %s: %w", cert.Identity, store.ErrNotFound)
-	case "HM005":
-		err = fmt.Errorf("device %s is revoked: %w", cert.Identity, store.ErrConflict)
-	case codeUniqueViolation:
-		err = fmt.Errorf("certificate serial %x: %w", cert.Serial, store.ErrExists)
+	default:
+		err = certificateError(err, cert)
 	}
 	return fmt.Errorf("postgres: complete onboarding: %w", err)
 }
 
-// recordOnboarding locks the device row first, as RevokeDevice does, so an
-// onboarding never undoes a concurrent revocation.
-func recordOnboarding(ctx context.Context, tx pgx.Tx, cert store.Certificate, at time.Time, jobs []store.Job) error {
+// recordOnboarding records the certificate through the server-side
+// function hallmark_record_certificate (migration 0005), then enqueues the
+// jobs, in tx.
+func recordOnboarding(ctx context.Context, tx pgx.Tx, cert store.Certificate, at time.Time, limit store.IssuanceLimit, jobs []store.Job) error {
 	if cert.IssuedAt.IsZero() {
 		cert.IssuedAt = at
 	}
-	var state string
-	err := tx.QueryRow(ctx, `SELECT state FROM devices WHERE identity = $1 FOR UPDATE`, cert.Identity[:]).Scan(&state)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return fmt.Errorf("device %s: %w", cert.Identity, store.ErrNotFound)
-	case err != nil:
-		return fmt.Errorf("read device: %w", err)
-	case state == string(store.StateRevoked):
-		return fmt.Errorf("device %s is revoked: %w", cert.Identity, store.ErrConflict)
-	}
-	const insert = `INSERT INTO certificates (` + certificateColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7)`
-	_, err = tx.Exec(ctx, insert, cert.Serial[:], cert.Identity[:], cert.NotBefore,
-		cert.NotAfter, cert.DER, cert.IssuedAt, nullTime(cert.RevokedAt))
-	if isKeyTaken(err) {
-		return fmt.Errorf("certificate serial %x: %w", cert.Serial, store.ErrExists)
-	}
+	const call = `SELECT hallmark_record_certificate($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
+	_, err := tx.Exec(ctx, call, at, cert.Serial[:], cert.Identity[:], cert.NotBefore, cert.NotAfter, cert.DER,
+		cert.IssuedAt, nullTime(cert.RevokedAt), keyHashArg(cert.KeyHash), max(limit.Max, 0), limit.Window)
 	if err != nil {
-		return fmt.Errorf("insert certificate: %w", err)
-	}
-	const onboard = `UPDATE devices SET state = 'onboarded', onboarded_at = coalesce(onboarded_at, $1)
-		WHERE identity = $2`
-	if _, err := tx.Exec(ctx, onboard, at, cert.Identity[:]); err != nil {
-		return fmt.Errorf("update device: %w", err)
+		return certificateError(err, cert)
 	}
 	return enqueueJobs(ctx, tx, cert.Identity[:], at, jobs)
+}
+
+// certificateError maps hallmark_record_certificate's refusals to the
+// store's errors.
+func certificateError(err error, cert store.Certificate) error {
+	switch sqlState(err) {
+	case "HM004":
+		return fmt.Errorf("device %s: %w", cert.Identity, store.ErrNotFound)
+	case "HM005":
+		return fmt.Errorf("device %s is revoked: %w", cert.Identity, store.ErrConflict)
+	case "HM006":
+		return fmt.Errorf("operational key %x: %w", cert.KeyHash[:8], store.ErrKeyInUse)
+	case "HM007":
+		var pe *pgconn.PgError
+		errors.As(err, &pe)
+		retry, perr := strconv.ParseInt(pe.Detail, 10, 64)
+		if perr != nil {
+			return fmt.Errorf("issuance limit with an unreadable retry time %q: %w", pe.Detail, store.ErrIssuanceLimit)
+		}
+		return fmt.Errorf("device %s: %w", cert.Identity, &store.IssuanceLimitError{RetryAt: time.UnixMicro(retry).UTC()})
+	case codeUniqueViolation:
+		return fmt.Errorf("certificate serial %x: %w", cert.Serial, store.ErrExists)
+	}
+	return fmt.Errorf("record certificate: %w", err)
+}
+
+// keyHashArg is NULL for a certificate recorded without a key hash.
+func keyHashArg(h [32]byte) any {
+	if h == ([32]byte{}) {
+		return nil
+	}
+	return h[:]
 }
 
 // GetCertificate returns one certificate or store.ErrNotFound.
@@ -244,13 +267,19 @@ func (s *Store) ListCertificates(ctx context.Context, id identity.ID) ([]store.C
 func scanCertificate(row pgx.Row) (store.Certificate, error) {
 	var c store.Certificate
 	var serial, ident []byte
-	var revoked *time.Time
-	if err := row.Scan(&serial, &ident, &c.NotBefore, &c.NotAfter, &c.DER, &c.IssuedAt, &revoked); err != nil {
+	var keyHash []byte
+	var revoked, superseded *time.Time
+	if err := row.Scan(&serial, &ident, &c.NotBefore, &c.NotAfter, &c.DER, &c.IssuedAt, &revoked, &keyHash, &superseded); err != nil {
 		return store.Certificate{}, err
 	}
 	c.NotBefore = c.NotBefore.UTC()
 	c.NotAfter = c.NotAfter.UTC()
 	c.IssuedAt = c.IssuedAt.UTC()
 	c.RevokedAt = fromNullTime(revoked)
-	return c, errors.Join(fixed(c.Serial[:], serial, "serial"), fixed(c.Identity[:], ident, "identity"))
+	c.SupersededAt = fromNullTime(superseded)
+	var keyErr error
+	if keyHash != nil {
+		keyErr = fixed(c.KeyHash[:], keyHash, "key hash")
+	}
+	return c, errors.Join(fixed(c.Serial[:], serial, "serial"), fixed(c.Identity[:], ident, "identity"), keyErr)
 }

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -14,26 +15,44 @@ import (
 // Certificates: the writes of the onboarding protocol (challenges are in
 // challenges.go).
 
-const certificateColumns = `serial, identity, not_before, not_after, der, issued_at, revoked_at`
+const certificateColumns = `serial, identity, not_before, not_after, der, issued_at, revoked_at, key_hash, superseded_at`
 
 // The statements of an onboarding's write (prepared once: prepared.go).
 const (
 	selectDeviceState = `SELECT state FROM devices WHERE identity = ?`
-	insertCertificate = `INSERT INTO certificates (` + certificateColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	countRecentCerts  = `SELECT count(*), min(issued_at) FROM certificates WHERE identity = ? AND issued_at > ?`
+	claimKey          = `INSERT INTO operational_keys (key_hash, identity, certified_at) VALUES (?, ?, ?)
+		ON CONFLICT (key_hash) DO NOTHING`
+	selectKeyHolder   = `SELECT identity FROM operational_keys WHERE key_hash = ?`
+	supersedeCerts    = `UPDATE certificates SET superseded_at = ? WHERE identity = ? AND superseded_at IS NULL`
+	insertCertificate = `INSERT INTO certificates (` + certificateColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)`
 	onboardDevice     = `UPDATE devices SET state = 'onboarded', onboarded_at = coalesce(onboarded_at, ?)
 		WHERE identity = ?`
 )
 
 // RecordOnboarding stores cert and moves its device to onboarded, in one
 // transaction. IssuedAt defaults to at. A renewal (the device is already
-// onboarded) adds the certificate and keeps the first OnboardedAt. jobs are
-// enqueued in the same transaction.
+// onboarded) adds the certificate and keeps the first OnboardedAt; the
+// device's earlier certificates are superseded. jobs are enqueued in the
+// same transaction.
 func (s *Store) RecordOnboarding(ctx context.Context, cert store.Certificate, at time.Time, jobs ...store.Job) error {
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		return recordOnboarding(ctx, s.preparedTx(tx), cert, at, jobs)
+		return recordOnboarding(ctx, s.preparedTx(tx), cert, at, store.IssuanceLimit{}, jobs)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: record onboarding: %w", err)
+	}
+	return nil
+}
+
+// RecordRenewal is RecordOnboarding under an issuance limit. SQLite has
+// one writer, so the count cannot race another renewal's insert.
+func (s *Store) RecordRenewal(ctx context.Context, cert store.Certificate, at time.Time, limit store.IssuanceLimit, jobs ...store.Job) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return recordOnboarding(ctx, s.preparedTx(tx), cert, at, limit, jobs)
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: record renewal: %w", err)
 	}
 	return nil
 }
@@ -50,7 +69,7 @@ func (s *Store) CompleteOnboarding(ctx context.Context, challengeID [16]byte, ce
 	}
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		ptx := s.preparedTx(tx)
-		if err := recordOnboarding(ctx, ptx, cert, at, jobs); err != nil {
+		if err := recordOnboarding(ctx, ptx, cert, at, store.IssuanceLimit{}, jobs); err != nil {
 			return err
 		}
 		_, err := appendAudit(ctx, ptx, audit)
@@ -63,7 +82,11 @@ func (s *Store) CompleteOnboarding(ctx context.Context, challengeID [16]byte, ce
 	return nil
 }
 
-func recordOnboarding(ctx context.Context, tx preparedTx, cert store.Certificate, at time.Time, jobs []store.Job) error {
+// recordOnboarding is the certificate's write: the device must exist and
+// not be revoked, the device must be under limit, and the key must not be
+// certified for another device; then the device's current certificates
+// are superseded and the new one recorded.
+func recordOnboarding(ctx context.Context, tx preparedTx, cert store.Certificate, at time.Time, limit store.IssuanceLimit, jobs []store.Job) error {
 	if cert.IssuedAt.IsZero() {
 		cert.IssuedAt = at
 	}
@@ -77,8 +100,21 @@ func recordOnboarding(ctx context.Context, tx preparedTx, cert store.Certificate
 	case state == string(store.StateRevoked):
 		return fmt.Errorf("device %s is revoked: %w", cert.Identity, store.ErrConflict)
 	}
+	if err := checkIssuanceLimit(ctx, tx, cert.Identity, at, limit); err != nil {
+		return err
+	}
+	var keyHash any // NULL for a certificate without one
+	if cert.KeyHash != ([32]byte{}) {
+		keyHash = cert.KeyHash[:]
+		if err := claimOperationalKey(ctx, tx, cert.KeyHash, cert.Identity, at); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, supersedeCerts, micros(at), cert.Identity[:]); err != nil {
+		return fmt.Errorf("supersede certificates: %w", err)
+	}
 	_, err = tx.ExecContext(ctx, insertCertificate, cert.Serial[:], cert.Identity[:], micros(cert.NotBefore),
-		micros(cert.NotAfter), cert.DER, micros(cert.IssuedAt), nullMicros(cert.RevokedAt))
+		micros(cert.NotAfter), cert.DER, micros(cert.IssuedAt), nullMicros(cert.RevokedAt), keyHash)
 	if isKeyTaken(err) {
 		return fmt.Errorf("certificate serial %x: %w", cert.Serial, store.ErrExists)
 	}
@@ -89,6 +125,45 @@ func recordOnboarding(ctx context.Context, tx preparedTx, cert store.Certificate
 		return fmt.Errorf("update device: %w", err)
 	}
 	return enqueueJobs(ctx, tx, cert.Identity[:], at, jobs)
+}
+
+// checkIssuanceLimit refuses when the device holds limit.Max certificates
+// issued within limit.Window before at.
+func checkIssuanceLimit(ctx context.Context, tx preparedTx, id identity.ID, at time.Time, limit store.IssuanceLimit) error {
+	if limit.Max <= 0 {
+		return nil
+	}
+	var n int
+	var oldest sql.NullInt64
+	if err := tx.QueryRowContext(ctx, countRecentCerts, id[:], micros(at.Add(-limit.Window))).Scan(&n, &oldest); err != nil {
+		return fmt.Errorf("count certificates: %w", err)
+	}
+	if n >= limit.Max {
+		return fmt.Errorf("device %s: %d certificates since %s: %w", id, n,
+			at.Add(-limit.Window).UTC().Format(time.RFC3339), &store.IssuanceLimitError{RetryAt: fromNullMicros(oldest).Add(limit.Window)})
+	}
+	return nil
+}
+
+// claimOperationalKey records that key is certified for id, or refuses if
+// it is certified for another device. The insert is the check: the key is
+// the table's primary key.
+func claimOperationalKey(ctx context.Context, tx preparedTx, key [32]byte, id identity.ID, at time.Time) error {
+	res, err := tx.ExecContext(ctx, claimKey, key[:], id[:], micros(at))
+	if err != nil {
+		return fmt.Errorf("record operational key: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return err
+	}
+	var holder []byte
+	if err := tx.QueryRowContext(ctx, selectKeyHolder, key[:]).Scan(&holder); err != nil {
+		return fmt.Errorf("read operational key: %w", err)
+	}
+	if !bytes.Equal(holder, id[:]) {
+		return fmt.Errorf("operational key %x: %w", key[:8], store.ErrKeyInUse)
+	}
+	return nil
 }
 
 // GetCertificate returns one certificate or store.ErrNotFound.
@@ -120,13 +195,19 @@ func scanCertificate(row scanner) (store.Certificate, error) {
 	var c store.Certificate
 	var serial, ident []byte
 	var notBefore, notAfter, issued int64
-	var revoked sql.NullInt64
-	if err := row.Scan(&serial, &ident, &notBefore, &notAfter, &c.DER, &issued, &revoked); err != nil {
+	var keyHash []byte
+	var revoked, superseded sql.NullInt64
+	if err := row.Scan(&serial, &ident, &notBefore, &notAfter, &c.DER, &issued, &revoked, &keyHash, &superseded); err != nil {
 		return store.Certificate{}, err
 	}
 	c.NotBefore = fromMicros(notBefore)
 	c.NotAfter = fromMicros(notAfter)
 	c.IssuedAt = fromMicros(issued)
 	c.RevokedAt = fromNullMicros(revoked)
-	return c, errors.Join(fixed(c.Serial[:], serial, "serial"), fixed(c.Identity[:], ident, "identity"))
+	c.SupersededAt = fromNullMicros(superseded)
+	var keyErr error
+	if keyHash != nil {
+		keyErr = fixed(c.KeyHash[:], keyHash, "key hash")
+	}
+	return c, errors.Join(fixed(c.Serial[:], serial, "serial"), fixed(c.Identity[:], ident, "identity"), keyErr)
 }

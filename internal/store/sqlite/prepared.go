@@ -64,7 +64,8 @@ func (s *Store) preparedTx(tx *sql.Tx) preparedTx { return preparedTx{tx, s} }
 
 // writerStatements are prepared on the writer when the store opens: the
 // statements of an onboarding's write.
-var writerStatements = []string{selectDeviceState, insertCertificate, onboardDevice, insertAuditEvent, insertJob}
+var writerStatements = []string{selectDeviceState, countRecentCerts, claimKey, selectKeyHolder, supersedeCerts,
+	insertCertificate, onboardDevice, insertAuditEvent, insertJob}
 
 // prepareWriter prepares writerStatements, before any transaction holds
 // the writer's connection.

@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,12 +62,62 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
-// Open opens or creates the database at path (or Memory), applies the
+// Synchronous is when SQLite syncs a commit to disk (PRAGMA synchronous).
+type Synchronous string
+
+const (
+	// SyncFull syncs the -wal file at every commit, before the commit
+	// returns: a committed write, such as the record of an issued
+	// certificate, survives a power failure or kernel crash. The default.
+	SyncFull Synchronous = "full"
+	// SyncNormal syncs the -wal file only at checkpoints: faster, but a
+	// power failure or kernel crash can roll back the writes committed
+	// since the last one (docs/store.md). An explicit opt-in.
+	SyncNormal Synchronous = "normal"
+)
+
+// ParseSynchronous reads a synchronous mode by name, in any case.
+func ParseSynchronous(v string) (Synchronous, error) {
+	switch m := Synchronous(strings.ToLower(strings.TrimSpace(v))); m {
+	case SyncFull, SyncNormal:
+		return m, nil
+	}
+	return "", fmt.Errorf("sqlite: synchronous %q: want full or normal", v)
+}
+
+// pragma is the mode's PRAGMA synchronous value.
+func (m Synchronous) pragma() string {
+	if m == SyncNormal {
+		return "NORMAL"
+	}
+	return "FULL"
+}
+
+// Options are the settings a caller of OpenWith chooses.
+type Options struct {
+	// Synchronous is the durability of a commit; empty means SyncFull.
+	Synchronous Synchronous
+}
+
+// Open opens or creates the database at path (or Memory) with the default
+// Options: see OpenWith.
+func Open(ctx context.Context, path string) (*Store, error) {
+	return OpenWith(ctx, path, Options{})
+}
+
+// OpenWith opens or creates the database at path (or Memory), applies the
 // migrations it lacks and refuses, with ErrSchemaTooNew, a database whose
 // schema is newer than this binary knows. A new file is created 0600.
-func Open(ctx context.Context, path string) (*Store, error) {
+func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: open: empty database path")
+	}
+	if opts.Synchronous == "" {
+		opts.Synchronous = SyncFull
+	}
+	var err error
+	if opts.Synchronous, err = ParseSynchronous(string(opts.Synchronous)); err != nil {
+		return nil, err
 	}
 	// Two processes opening a new file at once can meet SQLITE_BUSY that
 	// the busy handler does not wait out: SQLite refuses the switch to WAL
@@ -75,7 +126,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// its own transaction), so it is tried again, within busyTimeout.
 	deadline := time.Now().Add(busyTimeout)
 	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
-		s, err := open(ctx, path)
+		s, err := open(ctx, path, opts)
 		if err == nil || !isBusy(err) || time.Now().Add(delay).After(deadline) {
 			return s, err
 		}
@@ -87,8 +138,8 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 }
 
-func open(ctx context.Context, path string) (*Store, error) {
-	s, err := openPools(path)
+func open(ctx context.Context, path string, opts Options) (*Store, error) {
+	s, err := openPools(path, opts.Synchronous)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -105,11 +156,11 @@ func open(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
-func openPools(path string) (*Store, error) {
+func openPools(path string, mode Synchronous) (*Store, error) {
 	if path == Memory {
 		// Every connection to ":memory:" is a separate database, so the
 		// one connection serves reads too and must never be recycled.
-		db, err := sql.Open("sqlite", Memory+"?"+connParams(false).Encode())
+		db, err := sql.Open("sqlite", Memory+"?"+connParams(false, mode).Encode())
 		if err != nil {
 			return nil, err
 		}
@@ -131,14 +182,14 @@ func openPools(path string) (*Store, error) {
 	}
 	f.Close()
 	uri := (&url.URL{Scheme: "file", Path: abs}).String()
-	writer, err := sql.Open("sqlite", uri+"?"+connParams(false).Encode())
+	writer, err := sql.Open("sqlite", uri+"?"+connParams(false, mode).Encode())
 	if err != nil {
 		return nil, err
 	}
 	writer.SetMaxOpenConns(1)
 	writer.SetMaxIdleConns(1)
 	writer.SetConnMaxLifetime(0)
-	reader, err := sql.Open("sqlite", uri+"?"+connParams(true).Encode())
+	reader, err := sql.Open("sqlite", uri+"?"+connParams(true, mode).Encode())
 	if err != nil {
 		writer.Close()
 		return nil, err
@@ -151,11 +202,13 @@ func openPools(path string) (*Store, error) {
 
 // connParams are the per-connection settings, applied by the driver to
 // every connection it opens. docs/store.md explains each choice.
-func connParams(readOnly bool) url.Values {
+func connParams(readOnly bool, mode Synchronous) url.Values {
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
 	q.Add("_pragma", "foreign_keys(1)")
-	q.Add("_pragma", "synchronous(NORMAL)")
+	// Only the writer commits; the readers get the same value so that
+	// every connection reports the mode the store runs in.
+	q.Add("_pragma", "synchronous("+mode.pragma()+")")
 	q.Add("_pragma", "temp_store(MEMORY)")
 	if readOnly {
 		q.Set("_query_only", "1")

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -57,7 +58,8 @@ func TestConnectionSettings(t *testing.T) {
 	defer s.Close()
 	for name, db := range map[string]*sql.DB{"writer": s.writer, "reader": s.reader} {
 		for pragma, want := range map[string]string{
-			"journal_mode": "wal", "foreign_keys": "1", "synchronous": "1", "busy_timeout": "5000",
+			// synchronous 2 is FULL: every commit is synced before it returns.
+			"journal_mode": "wal", "foreign_keys": "1", "synchronous": "2", "busy_timeout": "5000",
 			"page_size": "8192",
 		} {
 			var got string
@@ -75,6 +77,41 @@ func TestConnectionSettings(t *testing.T) {
 	}
 	if perm := fi.Mode().Perm(); perm != 0o600 {
 		t.Errorf("database file mode %v, want 0600", perm)
+	}
+}
+
+// TestSynchronousModes: FULL unless NORMAL is asked for by name, on
+// every connection the pools open, including ones opened later.
+func TestSynchronousModes(t *testing.T) {
+	for _, tc := range []struct {
+		mode Synchronous
+		want string // PRAGMA synchronous: 1 NORMAL, 2 FULL
+	}{{"", "2"}, {SyncFull, "2"}, {SyncNormal, "1"}, {"NORMAL", "1"}, {"Full", "2"}} {
+		s, err := OpenWith(t.Context(), filepath.Join(t.TempDir(), "registry.db"), Options{Synchronous: tc.mode})
+		if err != nil {
+			t.Fatalf("%q: %v", tc.mode, err)
+		}
+		// Hold one reader so the pool must open a second connection.
+		held, err := s.reader.Conn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, q := range map[string]interface {
+			QueryRowContext(context.Context, string, ...any) *sql.Row
+		}{"writer": s.writer, "held reader": held, "second reader": s.reader} {
+			var got string
+			if err := q.QueryRowContext(t.Context(), "PRAGMA synchronous").Scan(&got); err != nil || got != tc.want {
+				t.Errorf("mode %q, %s: PRAGMA synchronous = %q, %v; want %s", tc.mode, name, got, err, tc.want)
+			}
+		}
+		held.Close()
+		s.Close()
+	}
+	for _, bad := range []Synchronous{"off", "extra", "0", "full;"} {
+		if s, err := OpenWith(t.Context(), filepath.Join(t.TempDir(), "registry.db"), Options{Synchronous: bad}); err == nil {
+			s.Close()
+			t.Errorf("mode %q accepted", bad)
+		}
 	}
 }
 

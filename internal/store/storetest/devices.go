@@ -198,6 +198,7 @@ func testRevokeDevice(t *testing.T, f *fixture) {
 	for _, c := range certs {
 		must(t, f.s.RecordOnboarding(f.ctx, c, c.IssuedAt))
 	}
+	certs[0].SupersededAt = certs[1].IssuedAt // by the second
 	for _, c := range []struct {
 		name  string
 		d     store.Device

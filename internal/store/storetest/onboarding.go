@@ -26,6 +26,7 @@ func newCert(id identity.ID, n int, issued time.Time) store.Certificate {
 	}
 	h := sha256.Sum256(append(id[:], byte(n), byte(n>>8), byte(n>>16)))
 	copy(c.Serial[:], h[:])
+	c.KeyHash = sha256.Sum256(append([]byte("key:"), c.Serial[:]...)) // a key of its own
 	return c
 }
 
@@ -206,7 +207,12 @@ func testRecordOnboarding(t *testing.T, f *fixture) {
 	certs, err := f.s.ListCertificates(f.ctx, d0.Identity)
 	must(t, err)
 	if len(certs) != 2 || certs[0].Serial != renewal.Serial || certs[1].Serial != first.Serial {
-		t.Errorf("certificates after renewal: %d, want the renewal then the first", len(certs))
+		t.Fatalf("certificates after renewal: %d, want the renewal then the first", len(certs))
+	}
+	// The renewal superseded the first certificate; refusals changed
+	// nothing.
+	if !certs[0].SupersededAt.IsZero() || !certs[1].SupersededAt.Equal(at(30*24*time.Hour)) {
+		t.Errorf("superseded at %v and %v; want the first at the renewal, the renewal not", certs[1].SupersededAt, certs[0].SupersededAt)
 	}
 }
 
@@ -223,6 +229,11 @@ func testCertificates(t *testing.T, f *fixture) {
 		c.DER = fakeKey(string(rune('a'+i)), 500+i)
 		must(t, f.s.RecordOnboarding(f.ctx, c, at(d)))
 		certs = append(certs, c)
+	}
+	// Each recording superseded the one before it (in recording order,
+	// whatever the IssuedAt).
+	for i := range len(certs) - 1 {
+		certs[i].SupersededAt = at(issued[i+1])
 	}
 	got, err := f.s.ListCertificates(f.ctx, id)
 	must(t, err)

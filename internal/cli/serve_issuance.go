@@ -1,0 +1,69 @@
+package cli
+
+import (
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/hallmark-iot/hallmark/internal/app"
+	"github.com/hallmark-iot/hallmark/internal/onboarding"
+)
+
+// issuanceFlags are serve's certificate issuance policy (issue 10,
+// docs/protocol.md): the binding of certificate requests, the renewal
+// limit and the grace of a replaced certificate.
+type issuanceFlags struct {
+	csrBinding      string
+	renewLimit      int
+	renewWindow     time.Duration
+	supersededGrace time.Duration
+}
+
+func (i *issuanceFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&i.csrBinding, "csr-binding", "required",
+		"certificate requests bound to their exchange: required, or optional for devices of protocol version 1")
+	f.IntVar(&i.renewLimit, "renew-limit", onboarding.DefaultRenewLimit,
+		"certificates a device may hold issued within --renew-window for a renewal to succeed (-1 disables)")
+	f.DurationVar(&i.renewWindow, "renew-window", onboarding.DefaultRenewWindow, "window of --renew-limit")
+	f.DurationVar(&i.supersededGrace, "superseded-grace", onboarding.DefaultSupersededGrace,
+		"how long a replaced certificate keeps working on the device routes (0 for none)")
+}
+
+// issuanceFlagNames are the flags register adds, each settable as
+// HALLMARK_<FLAG>.
+var issuanceFlagNames = []string{"csr-binding", "renew-limit", "renew-window", "superseded-grace"}
+
+// apply reads the flags not given from the environment and checks them
+// into cfg.
+func (i *issuanceFlags) apply(f *pflag.FlagSet, cfg *app.Config) error {
+	for _, name := range issuanceFlagNames {
+		key := "HALLMARK_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		if v, ok := os.LookupEnv(key); ok && !f.Changed(name) {
+			if err := f.Set(name, v); err != nil {
+				return usagef("%s=%q: %v", key, v, err)
+			}
+		}
+	}
+	policy := onboarding.IssuancePolicy{RenewLimit: i.renewLimit, RenewWindow: i.renewWindow, SupersededGrace: i.supersededGrace}
+	switch i.csrBinding {
+	case "required":
+		policy.RequireCSRBinding = true
+	case "optional":
+	default:
+		return usagef("--csr-binding %q: want required or optional", i.csrBinding)
+	}
+	switch {
+	case i.renewLimit == 0:
+		return usagef("--renew-limit must be positive, or -1 to disable the limit")
+	case i.renewWindow <= 0:
+		return usagef("--renew-window must be positive")
+	case i.supersededGrace < 0:
+		return usagef("--superseded-grace must not be negative")
+	case i.supersededGrace == 0:
+		policy.SupersededGrace = -1 // none: the policy's zero is its default
+	}
+	cfg.Issuance = policy
+	return nil
+}

@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/hallmark-iot/hallmark/internal/app"
+	"github.com/hallmark-iot/hallmark/internal/onboarding"
+)
+
+// TestServeIssuanceFlags: serve requires bound certificate requests by
+// default; flags win over HALLMARK_* variables; a grace of 0 means none.
+func TestServeIssuanceFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  [2]string
+		want onboarding.IssuancePolicy
+	}{
+		{nil, [2]string{}, onboarding.IssuancePolicy{RequireCSRBinding: true, RenewLimit: 3, RenewWindow: time.Hour, SupersededGrace: 10 * time.Minute}},
+		{[]string{"--csr-binding", "optional", "--renew-limit", "-1", "--superseded-grace", "0"}, [2]string{"HALLMARK_RENEW_WINDOW", "24h"},
+			onboarding.IssuancePolicy{RenewLimit: -1, RenewWindow: 24 * time.Hour, SupersededGrace: -1}},
+		{[]string{"--renew-window", "2h"}, [2]string{"HALLMARK_RENEW_WINDOW", "24h"},
+			onboarding.IssuancePolicy{RequireCSRBinding: true, RenewLimit: 3, RenewWindow: 2 * time.Hour, SupersededGrace: 10 * time.Minute}},
+	} {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			if c.env[0] != "" {
+				t.Setenv(c.env[0], c.env[1])
+			}
+			var fl issuanceFlags
+			f := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+			fl.register(f)
+			if err := f.Parse(c.args); err != nil {
+				t.Fatal(err)
+			}
+			var cfg app.Config
+			if err := fl.apply(f, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Issuance != c.want {
+				t.Errorf("got %+v, want %+v", cfg.Issuance, c.want)
+			}
+		})
+	}
+}
+
+// TestServeIssuanceFlagsRefused: a bad policy is a one-line usage error
+// before anything starts.
+func TestServeIssuanceFlagsRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	for _, args := range [][]string{
+		{"--csr-binding", "maybe"}, {"--renew-limit", "0"}, {"--renew-window", "0s"}, {"--superseded-grace", "-1m"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			code, out, errOut := run(t, nil, append([]string{"serve", "--data-dir", dir}, args...)...)
+			if code != 2 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "hallmark: ") {
+				t.Errorf("exit %d, stdout %q, stderr %q; want a one-line usage error", code, out, errOut)
+			}
+		})
+	}
+}
