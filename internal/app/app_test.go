@@ -161,9 +161,8 @@ func onboardAt(t *testing.T, url string, rootPEM []byte, d *device.Device, id id
 	if err != nil {
 		t.Fatal(err)
 	}
-	csr, _ := pki.CreateCSR(op, id.String())
 	c := onboarding.Client{BaseURL: url, HTTP: tlsClientFor(rootPEM, nil)}
-	creds, err := c.Onboard(context.Background(), d, id, csr)
+	creds, err := c.OnboardWithKey(context.Background(), d, id, op)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -209,8 +208,7 @@ func TestPlatformEndToEnd(t *testing.T) {
 					t.Fatalf("credentials over mutual TLS: %v", err)
 				}
 				op, _ := d.OperationalKey(sigalg.ECDSAP256)
-				csr, _ := pki.CreateCSR(op, f.ids[i].String())
-				renewed, err := mtls.Renew(ctx, csr)
+				renewed, err := mtls.RenewWithKey(ctx, f.ids[i], op)
 				if err != nil || renewed.CertificateChain[0] == creds.CertificateChain[0] {
 					t.Fatalf("renew over mutual TLS: %v", err)
 				}
@@ -324,10 +322,11 @@ func replayableProof(t *testing.T, p *Platform, d *device.Device, id identity.ID
 	json.NewDecoder(resp.Body).Decode(&ch)
 	resp.Body.Close()
 	op, _ := d.OperationalKey(sigalg.ECDSAP256)
-	csr, _ := pki.CreateCSR(op, id.String())
 	var chID [onboarding.ChallengeIDSize]byte
 	raw, _ := hex.DecodeString(ch.ChallengeID)
 	copy(chID[:], raw)
+	csr, _ := pki.CreateCSRWith(op, pki.CSROptions{CommonName: id.String(),
+		ChallengePassword: onboarding.CSRBinding(chID, ch.Nonce, ch.ServerName)})
 	_, sig, err := d.Prove(onboarding.ProofContext, onboarding.Transcript(chID, ch.Nonce, ch.ServerName, csr))
 	if err != nil {
 		t.Fatal(err)

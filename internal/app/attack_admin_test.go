@@ -341,8 +341,7 @@ func TestAttackRefusedProofsBounded(t *testing.T) {
 	// The device onboards from its own address during the flood.
 	c := onboarding.Client{BaseURL: p.URL(), HTTP: adminAttackHTTP(p, "127.0.0.3")}
 	op, _ := f.devices[0].OperationalKey(sigalg.ECDSAP256)
-	devCSR, _ := pki.CreateCSR(op, f.ids[0].String())
-	if _, err := c.Onboard(ctx, f.devices[0], f.ids[0], devCSR); err != nil {
+	if _, err := c.OnboardWithKey(ctx, f.devices[0], f.ids[0], op); err != nil {
 		t.Errorf("the device during the flood: %v", err)
 	}
 	wg.Wait()

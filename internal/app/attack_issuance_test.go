@@ -138,7 +138,7 @@ func TestAttackIssuanceForeignCSR(t *testing.T) {
 	for _, required := range []bool{false, true} {
 		t.Run(map[bool]string{false: "binding-optional", true: "binding-required"}[required], func(t *testing.T) {
 			f := newFleet(t, sigalg.Ed25519, sigalg.ECDSAP256)
-			p := startIssuance(t, f, onboarding.IssuancePolicy{RequireCSRBinding: required}, nil)
+			p := startIssuance(t, f, onboarding.IssuancePolicy{AllowUnboundCSR: !required}, nil)
 			a, b := 0, 1
 			opA := issuanceOpKey(t, f.devices[a])
 			chA, chAID := issuanceChallenge(t, p, f.ids[a])
@@ -175,7 +175,7 @@ func TestAttackIssuanceForeignCSR(t *testing.T) {
 func TestAttackIssuanceSharedOperationalKey(t *testing.T) {
 	ctx := context.Background()
 	f := newFleet(t, sigalg.ECDSAP256, sigalg.MLDSA65)
-	p := startIssuance(t, f, onboarding.IssuancePolicy{RequireCSRBinding: true}, nil)
+	p := startIssuance(t, f, onboarding.IssuancePolicy{}, nil)
 	shared := issuanceOpKey(t, f.devices[0])
 	certA := issuanceOnboard(t, p, f, 0, shared)
 
@@ -210,7 +210,7 @@ func TestAttackIssuanceSharedOperationalKey(t *testing.T) {
 func TestAttackIssuanceRenewalBurst(t *testing.T) {
 	ctx := context.Background()
 	f := newFleet(t, sigalg.ECDSAP256)
-	p := startIssuance(t, f, onboarding.IssuancePolicy{RequireCSRBinding: true, RenewLimit: 3, RenewWindow: time.Hour}, nil)
+	p := startIssuance(t, f, onboarding.IssuancePolicy{RenewLimit: 3, RenewWindow: time.Hour}, nil)
 	op := issuanceOpKey(t, f.devices[0])
 	cert := issuanceOnboard(t, p, f, 0, op)
 	mtls := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, cert)}
@@ -278,7 +278,7 @@ func TestAttackIssuanceGraceAfterRenewal(t *testing.T) {
 	ctx := context.Background()
 	clock := &issuanceClock{}
 	f := newFleet(t, sigalg.Ed25519)
-	p := startIssuance(t, f, onboarding.IssuancePolicy{RequireCSRBinding: true, SupersededGrace: 2 * time.Minute}, clock)
+	p := startIssuance(t, f, onboarding.IssuancePolicy{SupersededGrace: 2 * time.Minute}, clock)
 	op := issuanceOpKey(t, f.devices[0])
 	first := issuanceOnboard(t, p, f, 0, op)
 	asFirst := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, first)}
@@ -347,7 +347,7 @@ func TestAttackIssuanceReonboardingSupersedes(t *testing.T) {
 func TestAttackIssuanceRenewalReplay(t *testing.T) {
 	ctx := context.Background()
 	f := newFleet(t, sigalg.ECDSAP256)
-	p := startIssuance(t, f, onboarding.IssuancePolicy{RequireCSRBinding: true}, nil)
+	p := startIssuance(t, f, onboarding.IssuancePolicy{}, nil)
 	op := issuanceOpKey(t, f.devices[0])
 	cert := issuanceOnboard(t, p, f, 0, op)
 	// A request bound to one connection's exporter value...

@@ -114,14 +114,13 @@ func TestAttackClaimedIdentityDoesNotLockDeviceOut(t *testing.T) {
 	// the per-identity limit (one token every 3 s).
 	device := onboarding.Client{BaseURL: p.URL(), HTTP: lockoutClientFrom(p, "127.0.0.5")}
 	devOp, _ := f.devices[0].OperationalKey(sigalg.ECDSAP256)
-	devCSR, _ := pki.CreateCSR(devOp, victim.String())
 	deadline := time.Now().Add(7 * time.Second)
 	var err error
 	attempts := 0
 	for {
 		attempts++
 		f.locks[0].Lock()
-		_, err = device.Onboard(context.Background(), f.devices[0], victim, devCSR)
+		_, err = device.OnboardWithKey(context.Background(), f.devices[0], victim, devOp)
 		f.locks[0].Unlock()
 		var problem *onboarding.ProblemError
 		if err == nil || !errors.As(err, &problem) || problem.Code != "rate-limited" || time.Now().After(deadline) {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -40,10 +41,9 @@ func benchHTTPS(b *testing.B, alg sigalg.ID) {
 	}
 	f := newFleet(b, algs...)
 	f.register(b, adminClient(b, p))
-	csrs := make([][]byte, pool)
+	ops := make([]crypto.Signer, pool)
 	for i, d := range f.devices {
-		op, _ := d.OperationalKey(sigalg.ECDSAP256)
-		csrs[i], _ = pki.CreateCSR(op, f.ids[i].String())
+		ops[i], _ = d.OperationalKey(sigalg.ECDSAP256)
 	}
 	client := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, nil)}
 	var next atomic.Int64
@@ -55,7 +55,7 @@ func benchHTTPS(b *testing.B, alg sigalg.ID) {
 			// answers one challenge at a time.
 			i := int(next.Add(1)) % pool
 			d := lockedProver{f.devices[i], &f.locks[i]}
-			if _, err := client.Onboard(context.Background(), d, f.ids[i], csrs[i]); err != nil {
+			if _, err := client.OnboardWithKey(context.Background(), d, f.ids[i], ops[i]); err != nil {
 				b.Error(err)
 				return
 			}

@@ -36,8 +36,7 @@ func demoPlatform(ctx context.Context, s *streams, dir string, batch *demoBatch)
 	}
 	defer cloud.stop()
 	p, err := app.Start(ctx, app.Config{DataDir: dataDir, Listen: "127.0.0.1:0", ServerName: "localhost",
-		Connectors: cloud.connectors(), Worker: connector.WorkerConfig{Poll: 20 * time.Millisecond},
-		Issuance: onboarding.IssuancePolicy{RequireCSRBinding: true}})
+		Connectors: cloud.connectors(), Worker: connector.WorkerConfig{Poll: 20 * time.Millisecond}})
 	if err != nil {
 		return err
 	}

@@ -34,12 +34,13 @@ type probeTimingFlags struct {
 	group           int
 	timeout         time.Duration
 	asJSON          bool
+	local           bool
 }
 
 func newFleetProbeTimingCmd(s *streams) *cobra.Command {
 	var f probeTimingFlags
 	cmd := &cobra.Command{
-		Use:   "probe-timing [--server URL --ca-file ROOT.pem --known SUITE=IDENTITY ...] [--suite S ...] [--samples 2000] [--json]",
+		Use:   "probe-timing (--local [--suite S ...] | --server URL --ca-file ROOT.pem --known SUITE=IDENTITY ...) [--samples 2000] [--json]",
 		Short: "Measure whether the time to refuse a proof tells registered identities from unknown ones",
 		Long: `Time what an attacker times: for each suite, probes of a registered identity and
 of an unregistered one alternate (ABBA); each probe asks a fresh challenge, then
@@ -50,7 +51,7 @@ their difference, a Mann-Whitney U test (z and two-sided p) and how often an
 attacker taking the median of --group probes of one identity would classify it
 correctly, given the best threshold (0.5 is a coin toss).
 
-Without --server, the command starts a platform of its own in a temporary
+With --local, the command starts a platform of its own in a temporary
 directory (HTTPS on 127.0.0.1, SQLite, ECDSA CA, rate limits off) and registers
 one device of each suite. With --server, name a registered identity of each
 suite to probe with --known SUITE=IDENTITY; that platform's rate limits must let
@@ -63,7 +64,8 @@ the probes through (serve --rate-per-identity -1 --rate-per-address -1).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.server, "server", "", "platform `URL` to probe (default: start one locally)")
+	fl.StringVar(&f.server, "server", "", "platform `URL` to probe")
+	fl.BoolVar(&f.local, "local", false, "start a platform in this process and probe it")
 	fl.StringVar(&f.caFile, "ca-file", "", "the platform's root certificate `FILE`, with --server")
 	fl.StringArrayVar(&f.known, "known", nil, "`SUITE=IDENTITY`: a registered identity of that suite, with --server (repeatable)")
 	fl.StringArrayVar(&f.suites, "suite", nil, "suite to probe on the local platform (repeatable; default: every suite)")
@@ -83,6 +85,9 @@ type timingTarget struct {
 }
 
 func runProbeTiming(ctx context.Context, s *streams, f *probeTimingFlags) error {
+	if f.local == (f.server != "") {
+		return usagef("give --local to probe a platform this command starts, or --server URL to probe a running one")
+	}
 	if f.samples < f.group || f.group < 1 || f.warmup < 0 || f.timeout <= 0 {
 		return usagef("--samples must be at least --group, --group at least 1, --warmup not negative and --timeout positive")
 	}

@@ -33,7 +33,7 @@ type probeTimingJSON struct {
 }
 
 func TestFleetProbeTimingLocal(t *testing.T) {
-	code, out, errOut := runFleet(t, "fleet", "probe-timing", "--suite", "ed25519", "--suite", "ml-dsa-44",
+	code, out, errOut := runFleet(t, "fleet", "probe-timing", "--local", "--suite", "ed25519", "--suite", "ml-dsa-44",
 		"--samples", "20", "--warmup", "2", "--group", "5", "--sign-with", "ecdsa-p256", "--json")
 	var rep probeTimingJSON
 	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil {
@@ -51,7 +51,7 @@ func TestFleetProbeTimingLocal(t *testing.T) {
 		}
 	}
 
-	code, out, errOut = runFleet(t, "fleet", "probe-timing", "--suite", "ecdsa-p256", "--samples", "20", "--warmup", "0")
+	code, out, errOut = runFleet(t, "fleet", "probe-timing", "--local", "--suite", "ecdsa-p256", "--samples", "20", "--warmup", "0")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code != 0 || len(lines) != 4 || !strings.Contains(lines[0], "20 interleaved probes") ||
 		!strings.HasPrefix(lines[1], "SUITE") || !strings.HasPrefix(lines[2], "ecdsa-p256 ") || !strings.Contains(lines[2], " µs") {
@@ -112,8 +112,9 @@ func TestFleetProbeTimingRefusesBadFlags(t *testing.T) {
 		"known not a pair":     {"--server", "https://localhost:1", "--ca-file", "root.pem", "--known", id},
 		"known bad suite":      {"--server", "https://localhost:1", "--ca-file", "root.pem", "--known", "rsa=" + id},
 		"known bad identity":   {"--server", "https://localhost:1", "--ca-file", "root.pem", "--known", "ed25519=xyz"},
-		"unknown suite":        {"--suite", "rsa"},
-		"unknown sign-with":    {"--sign-with", "rsa"},
+		"unknown suite":        {"--local", "--suite", "rsa"},
+		"unknown sign-with":    {"--local", "--sign-with", "rsa"},
+		"local and server":     {"--local", "--server", "https://localhost:1"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, out, errOut := runFleet(t, append([]string{"fleet", "probe-timing"}, args...)...)

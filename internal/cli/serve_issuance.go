@@ -49,8 +49,8 @@ func (i *issuanceFlags) apply(f *pflag.FlagSet, cfg *app.Config) error {
 	policy := onboarding.IssuancePolicy{RenewLimit: i.renewLimit, RenewWindow: i.renewWindow, SupersededGrace: i.supersededGrace}
 	switch i.csrBinding {
 	case "required":
-		policy.RequireCSRBinding = true
 	case "optional":
+		policy.AllowUnboundCSR = true
 	default:
 		return usagef("--csr-binding %q: want required or optional", i.csrBinding)
 	}

@@ -20,11 +20,11 @@ func TestServeIssuanceFlags(t *testing.T) {
 		env  [2]string
 		want onboarding.IssuancePolicy
 	}{
-		{nil, [2]string{}, onboarding.IssuancePolicy{RequireCSRBinding: true, RenewLimit: 3, RenewWindow: time.Hour, SupersededGrace: 10 * time.Minute}},
+		{nil, [2]string{}, onboarding.IssuancePolicy{RenewLimit: 3, RenewWindow: time.Hour, SupersededGrace: 10 * time.Minute}},
 		{[]string{"--csr-binding", "optional", "--renew-limit", "-1", "--superseded-grace", "0"}, [2]string{"HALLMARK_RENEW_WINDOW", "24h"},
-			onboarding.IssuancePolicy{RenewLimit: -1, RenewWindow: 24 * time.Hour, SupersededGrace: -1}},
+			onboarding.IssuancePolicy{AllowUnboundCSR: true, RenewLimit: -1, RenewWindow: 24 * time.Hour, SupersededGrace: -1}},
 		{[]string{"--renew-window", "2h"}, [2]string{"HALLMARK_RENEW_WINDOW", "24h"},
-			onboarding.IssuancePolicy{RequireCSRBinding: true, RenewLimit: 3, RenewWindow: 2 * time.Hour, SupersededGrace: 10 * time.Minute}},
+			onboarding.IssuancePolicy{RenewLimit: 3, RenewWindow: 2 * time.Hour, SupersededGrace: 10 * time.Minute}},
 	} {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
 			if c.env[0] != "" {

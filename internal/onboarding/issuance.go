@@ -57,12 +57,12 @@ func RetryAfter(err error) (time.Duration, bool) {
 
 // IssuancePolicy configures what a Service certifies and how often.
 type IssuancePolicy struct {
-	// RequireCSRBinding refuses a certificate request that carries no
-	// binding to its exchange (docs/protocol.md, "Certificate request").
-	// A request that carries one must match it whatever this says;
-	// devices of protocol version 1 send none, so leave it false until
-	// every device in the field binds its requests.
-	RequireCSRBinding bool
+	// AllowUnboundCSR accepts a certificate request that carries no
+	// binding to its exchange (docs/protocol.md, "Certificate request"),
+	// for devices whose firmware predates the binding; a request that
+	// carries one must match it whatever this says. The default refuses
+	// unbound requests.
+	AllowUnboundCSR bool
 	// RenewLimit is how many certificates a device may hold issued within
 	// RenewWindow for a renewal to succeed: zero selects
 	// DefaultRenewLimit, negative disables the limit.
@@ -128,7 +128,7 @@ func (s *Service) checkCSR(der []byte, id identity.ID, binding string) (crypto.P
 		return nil, fmt.Errorf("%w: the request's subject must name the device's identity as its common name", ErrBadCSR)
 	}
 	switch {
-	case csr.ChallengePassword == "" && s.cfg.Issuance.RequireCSRBinding:
+	case csr.ChallengePassword == "" && !s.cfg.Issuance.AllowUnboundCSR:
 		return nil, fmt.Errorf("%w: the request carries no binding to this exchange (challengePassword)", ErrBadCSR)
 	case csr.ChallengePassword == "":
 	case binding == "" || subtle.ConstantTimeCompare([]byte(csr.ChallengePassword), []byte(binding)) != 1:

@@ -72,7 +72,7 @@ func opKey(t *testing.T, d *device.Device) crypto.Signer {
 func TestCSRBoundToDeviceAndExchange(t *testing.T) {
 	p := newPlatform(t, sigalg.ECDSAP256)
 	ctx := context.Background()
-	strict := p.withIssuance(t, IssuancePolicy{RequireCSRBinding: true})
+	strict := p.withIssuance(t, IssuancePolicy{})
 	a, aID := p.newDevice(t, device.ClassKeygen, sigalg.Ed25519)
 	b, bID := p.newDevice(t, device.ClassKeygen, sigalg.MLDSA44)
 	chA := p.challenge(t, aID)
@@ -104,13 +104,14 @@ func TestCSRBoundToDeviceAndExchange(t *testing.T) {
 	if certs, _ := p.store.ListCertificates(ctx, bID); len(certs) != 0 {
 		t.Fatalf("refused requests issued %d certificates", len(certs))
 	}
-	// The right requests: bound and naming the device, under the strict
-	// policy; unbound under the default one.
+	// The right requests: bound and naming the device, under the default
+	// policy; unbound where the policy allows it.
 	if _, err := strict.Prove(ctx, proofFor(t, a, aID, chA, csrA), "192.0.2.1"); err != nil {
 		t.Fatalf("A's own bound request: %v", err)
 	}
 	ch := p.challenge(t, bID)
-	if _, err := p.svc.Prove(ctx, proofFor(t, b, bID, ch, unbound), "192.0.2.2"); err != nil {
+	lax := p.withIssuance(t, IssuancePolicy{AllowUnboundCSR: true})
+	if _, err := lax.Prove(ctx, proofFor(t, b, bID, ch, unbound), "192.0.2.2"); err != nil {
 		t.Fatalf("an unbound request where binding is optional: %v", err)
 	}
 }
@@ -171,9 +172,9 @@ func TestRenewalLimitAndGrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := leafOf(t, creds)
-	renewCSR, _ := pki.CreateCSR(op, id.String())
+	renewCSR, _ := pki.CreateCSRWith(op, pki.CSROptions{CommonName: id.String(), ChallengePassword: RenewBinding([]byte("conn"))})
 	p.advance(time.Minute)
-	renewed, err := svc.Renew(ctx, first, nil, RenewRequest{CSR: renewCSR}, "a")
+	renewed, err := svc.Renew(ctx, first, []byte("conn"), RenewRequest{CSR: renewCSR}, "a")
 	if err != nil {
 		t.Fatalf("renew: %v", err)
 	}
@@ -188,7 +189,7 @@ func TestRenewalLimitAndGrace(t *testing.T) {
 	}
 	// A second renewal: the second certificate gets a grace, and the
 	// first, replaced twice, none even if it had some left.
-	third, err := svc.Renew(ctx, second, nil, RenewRequest{CSR: renewCSR}, "a")
+	third, err := svc.Renew(ctx, second, []byte("conn"), RenewRequest{CSR: renewCSR}, "a")
 	if err != nil {
 		t.Fatalf("second renewal: %v", err)
 	}
@@ -196,7 +197,7 @@ func TestRenewalLimitAndGrace(t *testing.T) {
 		t.Fatalf("the certificate replaced last, within its grace: %v", err)
 	}
 	// The limit: three certificates within the hour.
-	_, err = svc.Renew(ctx, leafOf(t, third), nil, RenewRequest{CSR: renewCSR}, "a")
+	_, err = svc.Renew(ctx, leafOf(t, third), []byte("conn"), RenewRequest{CSR: renewCSR}, "a")
 	wait, ok := RetryAfter(err)
 	if !errors.Is(err, ErrRenewalLimited) || !ok || wait != 54*time.Minute {
 		t.Fatalf("a renewal over the limit: %v (retry after %v), want ErrRenewalLimited and 54m", err, wait)
@@ -205,7 +206,7 @@ func TestRenewalLimitAndGrace(t *testing.T) {
 		t.Fatalf("%d certificates, want 3", len(certs))
 	}
 	p.advance(wait)
-	if _, err := svc.Renew(ctx, leafOf(t, third), nil, RenewRequest{CSR: renewCSR}, "a"); err != nil {
+	if _, err := svc.Renew(ctx, leafOf(t, third), []byte("conn"), RenewRequest{CSR: renewCSR}, "a"); err != nil {
 		t.Fatalf("a renewal after the wait: %v", err)
 	}
 	// A renewal's request must name the device, and a bound one must be

@@ -121,11 +121,12 @@ func proof(t testing.TB, d *device.Device, id identity.ID, ch ChallengeResponse,
 	if err != nil {
 		t.Fatal(err)
 	}
-	csr, err := pki.CreateCSR(op, id.String())
+	raw, _ := hex.DecodeString(ch.ChallengeID)
+	csr, err := pki.CreateCSRWith(op, pki.CSROptions{CommonName: id.String(),
+		ChallengePassword: CSRBinding([ChallengeIDSize]byte(raw), ch.Nonce, ch.ServerName)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := hex.DecodeString(ch.ChallengeID)
 	_, sig, err := d.Prove(ProofContext, Transcript([ChallengeIDSize]byte(raw), ch.Nonce, server, csr))
 	if err != nil {
 		t.Fatal(err)
