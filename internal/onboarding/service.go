@@ -310,7 +310,10 @@ func (s *Service) checkProof(ctx context.Context, req ProofRequest, ch store.Cha
 	spki, genuine := s.proofKey(dev, registered, implied)
 	pub, err := sigalg.ParsePublicKey(spki)
 	if err != nil {
-		return dev, fmt.Errorf("registered key of %s: %w", dev.Identity, err)
+		// A key registered before the key policy refused it (a weak key)
+		// proves nothing: refuse as any bad proof, and say why in the log.
+		s.cfg.Log.Warn("registered key fails the key policy", "identity", dev.Identity.String(), "err", err)
+		return dev, ErrProofRejected
 	}
 	suite, err := sigalg.SuiteOf(pub)
 	if err != nil {
