@@ -18,6 +18,10 @@
 #   -p  CPU list for taskset, e.g. 0 or 0,1 (both server and client)
 #   -k  keep the registry: skip the import and onboard again (restart test)
 #
+# The servers take any other setting from HALLMARK_* variables, e.g.
+# HALLMARK_SQLITE_SYNCHRONOUS=normal for the durability comparison of
+# docs/performance.md.
+#
 # Work files live in ${HALLMARK_PERF_DIR:-/tmp/hallmark-perf}. With
 # HALLMARK_PERF_RESTART=1 the servers restart after the import, so the
 # peak RSS reported at the end is that of serving, not of importing.
@@ -27,7 +31,7 @@ while getopts "s:n:o:d:c:r:p:k" o; do
   case $o in
     s) suite=$OPTARG ;; n) n=$OPTARG ;; o) onboard=$OPTARG ;; d) db=$OPTARG ;; c) conc=$OPTARG ;;
     r) replicas=$OPTARG ;; p) cpus=$OPTARG ;; k) keep=1 ;;
-    *) sed -n '2,22p' "$0"; exit 2 ;;
+    *) sed -n '2,27p' "$0"; exit 2 ;;
   esac
 done
 onboard=${onboard:-$n}
