@@ -17,6 +17,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,6 +134,25 @@ func (f *fleet) register(t testing.TB, admin *httpapi.Client) {
 		t.Fatal(err)
 	}
 }
+
+// clientFromSource is an HTTPS client of p whose connections leave from
+// source, a loopback address (Linux routes all of 127.0.0.0/8 to lo), so
+// that the platform sees that client address.
+func clientFromSource(p *Platform, source string) *http.Client {
+	c := tlsClient(p, nil)
+	tr := c.Transport.(*http.Transport)
+	tr.DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}, Timeout: 5 * time.Second}).DialContext
+	tr.MaxIdleConnsPerHost = 16
+	c.Timeout = 20 * time.Second
+	return c
+}
+
+// testClock is a platform clock the tests move forward.
+type testClock struct{ offset atomic.Int64 }
+
+func (c *testClock) now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+
+func (c *testClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // tlsClient trusts the platform's root and presents cert if given.
 func tlsClient(p *Platform, cert *tls.Certificate) *http.Client {

@@ -27,16 +27,8 @@ import (
 // Issue 10, items 6 and 7: what an onboarded (or onboarding) device can
 // get certified, and how often, attacked over HTTPS.
 
-// issuanceClock is the platform's clock, moved by the tests: the grace of
-// a replaced certificate is minutes, not test time.
-type issuanceClock struct{ offset atomic.Int64 }
-
-func (c *issuanceClock) now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
-
-func (c *issuanceClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
-
 // startIssuance starts a platform with policy and clock and registers f.
-func startIssuance(t *testing.T, f *fleet, policy onboarding.IssuancePolicy, clock *issuanceClock) *Platform {
+func startIssuance(t *testing.T, f *fleet, policy onboarding.IssuancePolicy, clock *testClock) *Platform {
 	t.Helper()
 	cfg := Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", ServerName: "localhost", CASuite: sigalg.ECDSAP256, Issuance: policy}
 	if clock != nil {
@@ -276,7 +268,7 @@ func TestAttackIssuanceRenewalBurst(t *testing.T) {
 // once a later renewal replaces its successor.
 func TestAttackIssuanceGraceAfterRenewal(t *testing.T) {
 	ctx := context.Background()
-	clock := &issuanceClock{}
+	clock := &testClock{}
 	f := newFleet(t, sigalg.Ed25519)
 	p := startIssuance(t, f, onboarding.IssuancePolicy{SupersededGrace: 2 * time.Minute}, clock)
 	op := issuanceOpKey(t, f.devices[0])
@@ -317,7 +309,7 @@ func TestAttackIssuanceGraceAfterRenewal(t *testing.T) {
 // grace and then stops working; the new one works.
 func TestAttackIssuanceReonboardingSupersedes(t *testing.T) {
 	ctx := context.Background()
-	clock := &issuanceClock{}
+	clock := &testClock{}
 	f := newFleet(t, sigalg.ECDSAP256)
 	p := startIssuance(t, f, onboarding.IssuancePolicy{}, clock) // the defaults: a 10-minute grace
 	op := issuanceOpKey(t, f.devices[0])
@@ -372,18 +364,4 @@ func TestAttackIssuanceRenewalReplay(t *testing.T) {
 	if _, err := mtls.RenewWithKey(ctx, f.ids[0], op); err != nil {
 		t.Fatalf("a renewal bound to its own connection: %v", err)
 	}
-}
-
-// onboardBoundAt onboards d at a platform at url, perhaps in another
-// process, as a current device does: its CSR bound to the challenge,
-// which `hallmark serve` requires by default.
-func onboardBoundAt(t *testing.T, url string, rootPEM []byte, d *device.Device, id identity.ID) (*tls.Certificate, error) {
-	t.Helper()
-	op := issuanceOpKey(t, d)
-	c := onboarding.Client{BaseURL: url, HTTP: tlsClientFor(rootPEM, nil)}
-	creds, err := c.OnboardWithKey(context.Background(), d, id, op)
-	if err != nil {
-		return nil, err
-	}
-	return issuanceCert(t, creds, op), nil
 }

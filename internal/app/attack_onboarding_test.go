@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -20,18 +19,6 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
-
-// lockoutClientFrom is an HTTPS client of p whose connections leave from
-// source, a loopback address other than the platform's 127.0.0.1 (Linux
-// routes all of 127.0.0.0/8 to lo), so the platform sees another client
-// address.
-func lockoutClientFrom(p *Platform, source string) *http.Client {
-	c := tlsClient(p, nil)
-	tr := c.Transport.(*http.Transport)
-	tr.DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}, Timeout: 5 * time.Second}).DialContext
-	c.Timeout = 10 * time.Second
-	return c
-}
 
 // lockoutTally counts an attacker's answers by status.
 type lockoutTally struct {
@@ -90,7 +77,7 @@ func TestAttackClaimedIdentityDoesNotLockDeviceOut(t *testing.T) {
 	tallies := map[string]*lockoutTally{}
 	burstDone := make(chan struct{}, 3)
 	for _, source := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"} {
-		c, tally := lockoutClientFrom(p, source), &lockoutTally{}
+		c, tally := clientFromSource(p, source), &lockoutTally{}
 		tallies[source] = tally
 		attackers.Go(func() {
 			defer c.CloseIdleConnections()
@@ -112,7 +99,7 @@ func TestAttackClaimedIdentityDoesNotLockDeviceOut(t *testing.T) {
 
 	// The device retries from its own address for two refill periods of
 	// the per-identity limit (one token every 3 s).
-	device := onboarding.Client{BaseURL: p.URL(), HTTP: lockoutClientFrom(p, "127.0.0.5")}
+	device := onboarding.Client{BaseURL: p.URL(), HTTP: clientFromSource(p, "127.0.0.5")}
 	devOp, _ := f.devices[0].OperationalKey(sigalg.ECDSAP256)
 	deadline := time.Now().Add(7 * time.Second)
 	var err error

@@ -329,7 +329,7 @@ func TestServerKilledWithJobsPending(t *testing.T) {
 	certs := make([]*tls.Certificate, len(f.devices))
 	for i, d := range f.devices {
 		var err error
-		if certs[i], err = onboardBoundAt(t, url, e.rootPEM, d, f.ids[i]); err != nil {
+		if _, certs[i], err = onboardAt(t, url, e.rootPEM, d, f.ids[i]); err != nil {
 			t.Fatalf("onboarding: %v", err)
 		}
 	}
