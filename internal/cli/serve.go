@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/hallmark-iot/hallmark/internal/app"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
@@ -28,6 +29,20 @@ func env(name, fallback string) string {
 		return v
 	}
 	return fallback
+}
+
+// flagsFromEnv sets each of the named flags that the command line did not
+// give from HALLMARK_<FLAG> (dashes as underscores), if that is set.
+func flagsFromEnv(f *pflag.FlagSet, names []string) error {
+	for _, name := range names {
+		key := "HALLMARK_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		if v, ok := os.LookupEnv(key); ok && !f.Changed(name) {
+			if err := f.Set(name, v); err != nil {
+				return usagef("%s=%q: %v", key, v, err)
+			}
+		}
+	}
+	return nil
 }
 
 func newServeCmd(s *streams) *cobra.Command {

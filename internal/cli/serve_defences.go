@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -42,13 +40,8 @@ var defenceFlagNames = []string{"admin-auth-failures", "admin-auth-window", "adm
 // apply reads the flags not given from the environment and checks them
 // into cfg.
 func (d *defenceFlags) apply(f *pflag.FlagSet, cfg *app.Config) error {
-	for _, name := range defenceFlagNames {
-		key := "HALLMARK_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-		if v, ok := os.LookupEnv(key); ok && !f.Changed(name) {
-			if err := f.Set(name, v); err != nil {
-				return usagef("%s=%q: %v", key, v, err)
-			}
-		}
+	if err := flagsFromEnv(f, defenceFlagNames); err != nil {
+		return err
 	}
 	switch {
 	case d.auth.Window <= 0 || d.auth.Lockout <= 0 || d.auth.MaxLockout <= 0:

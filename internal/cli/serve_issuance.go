@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -38,13 +36,8 @@ var issuanceFlagNames = []string{"csr-binding", "renew-limit", "renew-window", "
 // apply reads the flags not given from the environment and checks them
 // into cfg.
 func (i *issuanceFlags) apply(f *pflag.FlagSet, cfg *app.Config) error {
-	for _, name := range issuanceFlagNames {
-		key := "HALLMARK_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-		if v, ok := os.LookupEnv(key); ok && !f.Changed(name) {
-			if err := f.Set(name, v); err != nil {
-				return usagef("%s=%q: %v", key, v, err)
-			}
-		}
+	if err := flagsFromEnv(f, issuanceFlagNames); err != nil {
+		return err
 	}
 	policy := onboarding.IssuancePolicy{RenewLimit: i.renewLimit, RenewWindow: i.renewWindow, SupersededGrace: i.supersededGrace}
 	switch i.csrBinding {

@@ -1,9 +1,6 @@
 package cli
 
 import (
-	"os"
-	"strings"
-
 	"github.com/spf13/pflag"
 
 	"github.com/hallmark-iot/hallmark/internal/app"
@@ -59,13 +56,8 @@ func (t *transportFlags) register(f *pflag.FlagSet) {
 // apply reads the flags not given from the environment and checks them
 // into cfg.
 func (t *transportFlags) apply(f *pflag.FlagSet, cfg *app.Config) error {
-	for _, name := range transportFlagNames {
-		key := "HALLMARK_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-		if v, ok := os.LookupEnv(key); ok && !f.Changed(name) {
-			if err := f.Set(name, v); err != nil {
-				return usagef("%s=%q: %v", key, v, err)
-			}
-		}
+	if err := flagsFromEnv(f, transportFlagNames); err != nil {
+		return err
 	}
 	l := t.limits
 	for name, d := range map[string]int64{"--header-timeout": int64(l.HeaderTimeout), "--idle-timeout": int64(l.IdleTimeout),
