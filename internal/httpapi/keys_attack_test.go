@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,24 +16,14 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
-// forgeableKeyset holds keys of every suite family that anyone can sign
-// for, with the signers an attacker builds from public data.
+// forgeableKeyset is sigalgtest.Forgeable, or the test stops.
 func forgeableKeyset(t testing.TB) map[string]crypto.Signer {
 	t.Helper()
-	out := map[string]crypto.Signer{}
-	for _, id := range []sigalg.ID{sigalg.MLDSA44, sigalg.MLDSA65, sigalg.MLDSA87} {
-		var rho [32]byte
-		rand.Read(rho[:])
-		key, err := sigalgtest.ZeroMLDSA(id, rho)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[string(id)+" t1 = 0"] = key
+	keys, err := sigalgtest.Forgeable()
+	if err != nil {
+		t.Fatal(err)
 	}
-	g, _ := sigalgtest.P256Scalar(1)
-	b, _ := sigalgtest.NewEd25519Scalar(-1)
-	out["ecdsa-p256 G"], out["ed25519 -B"] = g, b
-	return out
+	return keys
 }
 
 // forgedRecord is the manifest record of key with a proof of possession

@@ -3,11 +3,9 @@ package pki
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -15,33 +13,14 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/sigalg/sigalgtest"
 )
 
-// degenerateSigners are keys of every suite that anyone can sign for,
-// each with a working signer: what an attacker puts in a CSR.
+// degenerateSigners is sigalgtest.Forgeable, or the test stops.
 func degenerateSigners(t testing.TB) map[string]crypto.Signer {
 	t.Helper()
-	out := map[string]crypto.Signer{}
-	for _, id := range []sigalg.ID{sigalg.MLDSA44, sigalg.MLDSA65, sigalg.MLDSA87} {
-		var rho [32]byte
-		rand.Read(rho[:])
-		key, err := sigalgtest.ZeroMLDSA(id, rho)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[string(id)+" t1 = 0"] = key
+	keys, err := sigalgtest.Forgeable()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, k := range []int64{1, -1, 1 << 16} {
-		p256, err := sigalgtest.P256Scalar(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[fmt.Sprintf("ecdsa-p256 %d·G", k)] = p256
-		ed, err := sigalgtest.NewEd25519Scalar(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[fmt.Sprintf("ed25519 %d·B", k)] = ed
-	}
-	return out
+	return keys
 }
 
 // TestParseCSRRefusesDegenerateKeys: a CSR whose self-signature is valid,
