@@ -2,7 +2,7 @@ package storetest
 
 import (
 	"errors"
-	"sync"
+	"fmt"
 	"testing"
 	"time"
 
@@ -138,29 +138,13 @@ func testOperationalKeyRace(t *testing.T, f *fixture) {
 	devices := makeDevices("keyrace", racers)
 	f.mustImport(t, f.batch("keyrace", "m-keyrace"), devices)
 	for round := range 3 {
-		start := make(chan struct{})
-		errs := make([]error, racers)
-		var wg sync.WaitGroup
+		certs := make([]store.Certificate, racers)
 		for i, d := range devices {
-			wg.Go(func() {
-				c := newCert(d.Identity, 100*round+i, at(time.Hour))
-				c.KeyHash = [32]byte{0xee, byte(round)}
-				<-start
-				errs[i] = f.s.RecordOnboarding(f.ctx, c, at(time.Hour))
-			})
+			certs[i] = newCert(d.Identity, 100*round+i, at(time.Hour))
+			certs[i].KeyHash = [32]byte{0xee, byte(round)}
 		}
-		close(start)
-		wg.Wait()
-		won := 0
-		for _, err := range errs {
-			switch {
-			case err == nil:
-				won++
-			case !errors.Is(err, store.ErrKeyInUse):
-				t.Errorf("round %d: %v, want success or ErrKeyInUse", round, err)
-			}
-		}
-		if won != 1 {
+		errs := race(racers, func(i int) error { return f.s.RecordOnboarding(f.ctx, certs[i], at(time.Hour)) })
+		if won := wins(t, errs, store.ErrKeyInUse, fmt.Sprintf("round %d: RecordOnboarding", round)); won != 1 {
 			t.Fatalf("round %d: %d devices certified for one key, want 1", round, won)
 		}
 	}
@@ -204,27 +188,10 @@ func testRenewalLimitRace(t *testing.T, f *fixture) {
 	must(t, f.s.RecordOnboarding(f.ctx, newCert(d, 1, at(0)), at(0)))
 	const racers = 12
 	limit := store.IssuanceLimit{Max: 4, Window: time.Hour}
-	start := make(chan struct{})
-	errs := make([]error, racers)
-	var wg sync.WaitGroup
-	for i := range racers {
-		wg.Go(func() {
-			c := newCert(d, 10+i, at(time.Minute))
-			<-start
-			errs[i] = f.s.RecordRenewal(f.ctx, c, at(time.Minute), limit)
-		})
-	}
-	close(start)
-	wg.Wait()
-	won := 0
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			won++
-		case !errors.Is(err, store.ErrIssuanceLimit):
-			t.Errorf("a concurrent renewal: %v, want success or ErrIssuanceLimit", err)
-		}
-	}
+	errs := race(racers, func(i int) error {
+		return f.s.RecordRenewal(f.ctx, newCert(d, 10+i, at(time.Minute)), at(time.Minute), limit)
+	})
+	won := wins(t, errs, store.ErrIssuanceLimit, "a concurrent renewal")
 	certs, err := f.s.ListCertificates(f.ctx, d)
 	must(t, err)
 	current := 0

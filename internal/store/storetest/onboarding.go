@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -84,28 +85,12 @@ func testConsumeConcurrently(t *testing.T, f *fixture) {
 	for r := range rounds {
 		c := newChallenge(100+r, identity.ID{byte(r)}, at(0), at(time.Minute))
 		must(t, f.s.CreateChallenge(f.ctx, c))
-		start := make(chan struct{})
-		errs := make([]error, racers)
-		var wg sync.WaitGroup
-		for i := range racers {
-			wg.Go(func() {
-				<-start
-				_, errs[i] = f.s.ConsumeChallenge(f.ctx, c.ID, at(time.Second))
-			})
-		}
-		close(start)
-		wg.Wait()
-		wins := 0
-		for _, err := range errs {
-			switch {
-			case err == nil:
-				wins++
-			case !errors.Is(err, store.ErrChallengeUsed):
-				t.Errorf("round %d: ConsumeChallenge: %v, want success or ErrChallengeUsed", r, err)
-			}
-		}
-		if wins != 1 {
-			t.Fatalf("round %d: %d of %d concurrent consumers succeeded, want exactly 1", r, wins, racers)
+		errs := race(racers, func(int) error {
+			_, err := f.s.ConsumeChallenge(f.ctx, c.ID, at(time.Second))
+			return err
+		})
+		if won := wins(t, errs, store.ErrChallengeUsed, fmt.Sprintf("round %d: ConsumeChallenge", r)); won != 1 {
+			t.Fatalf("round %d: %d of %d concurrent consumers succeeded, want exactly 1", r, won, racers)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"reflect"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,4 +278,37 @@ func plain(t reflect.Type) bool {
 		}
 	}
 	return true
+}
+
+// race makes n calls of call at once, released together, and returns
+// their errors by index.
+func race(n int, call func(i int) error) []error {
+	start := make(chan struct{})
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			errs[i] = call(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+// wins counts the calls of a race that succeeded; any error other than
+// lost (the loser's expected answer) fails t.
+func wins(t *testing.T, errs []error, lost error, what string) int {
+	t.Helper()
+	n := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			n++
+		case !errors.Is(err, lost):
+			t.Errorf("%s: %v, want success or %v", what, err, lost)
+		}
+	}
+	return n
 }
