@@ -26,13 +26,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/hallmark-iot/hallmark/internal/admin"
 	"github.com/hallmark-iot/hallmark/internal/atomicfile"
 	"github.com/hallmark-iot/hallmark/internal/audit"
 	"github.com/hallmark-iot/hallmark/internal/connector"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/keys"
-	"github.com/hallmark-iot/hallmark/internal/keys/softkms"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
+	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
+	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardstore"
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 	"github.com/hallmark-iot/hallmark/internal/store"
@@ -62,8 +64,15 @@ type Config struct {
 	// ServerName is the platform's DNS name: in its TLS certificate and
 	// bound into every onboarding proof.
 	ServerName string
-	// CASuite is the CA's suite on first start (ecdsa-p256 or ml-dsa-65).
+	// CASuite is the CA's suite on first start, one of CASuites()
+	// (ecdsa-p256 if empty); others are refused with ErrCASuite.
 	CASuite sigalg.ID
+	// CAKeyURI names the key manager holding the CA's keys, as keys.Open
+	// takes it. Empty selects DefaultCAKeyURI, the software store in
+	// DataDir/keys ("soft:<DataDir>/keys"); "soft:/other/dir" moves it.
+	// The scheme is checked before anything is created: one no linked
+	// backend serves, or a planned one such as pkcs11:, is an error.
+	CAKeyURI string
 	// CAPassphrase protects the CA keys at rest. Empty: a random one is
 	// kept in DataDir/ca-passphrase (mode 0600), which protects nothing
 	// against someone who can read the data directory: a development
@@ -340,11 +349,14 @@ func (c *Config) defaults() error {
 		c.ServerName = "localhost"
 	}
 	if c.CASuite != "" {
-		suite, err := sigalg.Lookup(string(c.CASuite))
+		suite, err := checkCASuite(c.CASuite)
 		if err != nil {
-			return fmt.Errorf("serve: CA suite: %w", err)
+			return err
 		}
-		c.CASuite = suite.ID()
+		c.CASuite = suite
+	}
+	if err := c.checkCAKeyURI(); err != nil {
+		return err
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -381,7 +393,8 @@ func (p *Platform) openCA(ctx context.Context) error {
 		return err
 	}
 	defer clear(pass)
-	if p.keys, err = softkms.Open(ctx, filepath.Join(p.cfg.DataDir, KeysDir), pass); err != nil {
+	// Create: the CA's key store is made on first start, like the CA.
+	if p.keys, err = keys.Open(ctx, p.cfg.CAKeyURI, keys.Options{Passphrase: pass, Create: true}); err != nil {
 		return fmt.Errorf("CA key store: %w", err)
 	}
 	p.CA, err = pki.Open(ctx, p.keys, filepath.Join(p.cfg.DataDir, CADir), pki.Config{Suite: p.cfg.CASuite, Now: p.cfg.Now})
@@ -522,8 +535,10 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	api, err := httpapi.New(httpapi.Config{Store: p.Store, Log: p.cfg.Log, Metrics: reg,
-		MaxManifestBytes: p.cfg.MaxManifestBytes, Now: p.cfg.Now, Connectors: names,
+	adminSvc := admin.New(p.Store, admin.Config{Log: p.cfg.Log, Now: p.cfg.Now,
+		Outbox: connector.Outbox{Connectors: names}})
+	api, err := httpapi.New(httpapi.Config{Admin: adminSvc, Audit: p.Store, Ready: p.Store.Ping,
+		Log: p.cfg.Log, Metrics: reg, MaxManifestBytes: p.cfg.MaxManifestBytes, Now: p.cfg.Now,
 		Refusals: p.refusals, AuthLimit: p.cfg.AdminAuthLimit})
 	if err != nil {
 		return nil, err
@@ -533,10 +548,12 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 		return nil, err
 	}
 	p.metrics = m
-	svc, err := onboarding.NewService(onboarding.Config{Store: p.Store, Issuer: onboarding.NewCAIssuer(p.CA, p.cfg.Now),
+	state := onboardstore.New(onboardstore.Config{Store: p.Store, Outbox: connector.Outbox{Connectors: names},
+		Log: p.cfg.Log, Now: p.cfg.Now})
+	svc, err := onboarding.NewService(onboarding.Config{State: state, Issuer: onboardpki.NewIssuer(p.CA, p.cfg.Now),
 		ServerName: p.cfg.ServerName, Log: p.cfg.Log, Metrics: m, Now: p.cfg.Now,
-		PerIdentity: p.cfg.RatePerIdentity, PerAddress: p.cfg.RatePerAddress, Connectors: names, Refusals: p.refusals,
-		Issuance: p.cfg.Issuance})
+		PerIdentity: p.cfg.RatePerIdentity, PerAddress: p.cfg.RatePerAddress,
+		Refusals: onboardstore.Refusals{Aggregator: p.refusals}, Issuance: p.cfg.Issuance})
 	if err != nil {
 		return nil, err
 	}
@@ -547,7 +564,7 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 	if err := api.HandleOnboarding(svc, verify); err != nil {
 		return nil, err
 	}
-	created, err := httpapi.EnsureBootstrapToken(ctx, p.Store, p.AdminTokenPath())
+	created, err := adminSvc.Tokens.EnsureBootstrapToken(ctx, p.AdminTokenPath())
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap admin token: %w", err)
 	}

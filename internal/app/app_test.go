@@ -27,6 +27,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/manifest"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
+	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
@@ -181,7 +182,7 @@ func onboardAt(t *testing.T, url string, rootPEM []byte, d *device.Device, id id
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := onboarding.Client{BaseURL: url, HTTP: tlsClientFor(rootPEM, nil)}
+	c := deviceClient(url, tlsClientFor(rootPEM, nil))
 	creds, err := c.OnboardWithKey(context.Background(), d, id, op)
 	if err != nil {
 		return nil, nil, err
@@ -222,7 +223,7 @@ func TestPlatformEndToEnd(t *testing.T) {
 					t.Fatalf("credentials: %v", err)
 				}
 				// Mutual TLS with the new certificate: fetch, then renew.
-				mtls := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, cert)}
+				mtls := deviceClient(p.URL(), tlsClient(p, cert))
 				again, err := mtls.Credentials(ctx)
 				if err != nil || again.CertificateChain[0] != creds.CertificateChain[0] {
 					t.Fatalf("credentials over mutual TLS: %v", err)
@@ -238,7 +239,7 @@ func TestPlatformEndToEnd(t *testing.T) {
 				}
 			}
 			// Without a certificate the device routes refuse.
-			if _, err := (&onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, nil)}).Credentials(ctx); !isProblem(err, "not-onboarded") {
+			if _, err := deviceClient(p.URL(), tlsClient(p, nil)).Credentials(ctx); !isProblem(err, "not-onboarded") {
 				t.Fatalf("credentials without a certificate: %v", err)
 			}
 		})
@@ -254,7 +255,7 @@ func TestPlatformRefusals(t *testing.T) {
 	httpc := tlsClient(p, nil)
 
 	// A malformed request: a problem, nothing recorded.
-	resp, err := httpc.Post(p.URL()+onboarding.PathChallenge, "application/json", strings.NewReader(`{"identity":"xyz","extra":1}`))
+	resp, err := httpc.Post(p.URL()+httpapi.PathOnboardChallenge, "application/json", strings.NewReader(`{"identity":"xyz","extra":1}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +266,7 @@ func TestPlatformRefusals(t *testing.T) {
 	// An unknown identity gets a challenge like any other, then proof-rejected.
 	var unknown identity.ID
 	rand.Read(unknown[:])
-	impostor := onboarding.Client{BaseURL: p.URL(), HTTP: httpc}
+	impostor := deviceClient(p.URL(), httpc)
 	csr, _ := pki.CreateCSR(mustKey(t), unknown.String())
 	if _, err := impostor.Onboard(ctx, foreignProver{f.devices[1], unknown}, unknown, csr); !isProblem(err, "proof-rejected") {
 		t.Fatalf("unknown identity: %v", err)
@@ -280,7 +281,7 @@ func TestPlatformRefusals(t *testing.T) {
 	// A replayed proof: the same body twice.
 	body := replayableProof(t, p, f.devices[1], f.ids[1])
 	for i, want := range []int{200, 401} {
-		resp, err := httpc.Post(p.URL()+onboarding.PathProof, "application/json", bytes.NewReader(body))
+		resp, err := httpc.Post(p.URL()+httpapi.PathOnboardProof, "application/json", bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -334,7 +335,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 func replayableProof(t *testing.T, p *Platform, d *device.Device, id identity.ID) []byte {
 	t.Helper()
 	httpc := tlsClient(p, nil)
-	resp, err := httpc.Post(p.URL()+onboarding.PathChallenge, "application/json", strings.NewReader(`{"identity":"`+id.String()+`"}`))
+	resp, err := httpc.Post(p.URL()+httpapi.PathOnboardChallenge, "application/json", strings.NewReader(`{"identity":"`+id.String()+`"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,8 +367,17 @@ func (f foreignProver) Prove(ctx string, nonce []byte) (identity.ID, []byte, err
 	return f.claim, sig, err
 }
 
+// deviceClient is the device side of the platform at url over hc.
+func deviceClient(url string, hc *http.Client) *onboarding.Client {
+	c, err := httpapi.NewOnboardingClient(url, hc, onboardpki.CSRs{})
+	if err != nil {
+		panic(err) // the tests' URLs parse
+	}
+	return c
+}
+
 func isProblem(err error, code string) bool {
-	var p *onboarding.ProblemError
+	var p *httpapi.Problem
 	return errors.As(err, &p) && p.Code == code
 }
 

@@ -21,6 +21,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/hallmark-iot/hallmark/internal/admin"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
@@ -182,7 +183,7 @@ func TestAttackAdminWrongTokensThrottled(t *testing.T) {
 	for range workers {
 		wg.Go(func() {
 			for next.Add(1) <= attempts {
-				wrong, _ := httpapi.NewToken("guess", []string{httpapi.ScopeAdmin}, 0)
+				wrong, _ := admin.NewToken("guess", []string{httpapi.ScopeAdmin}, 0)
 				req, _ := http.NewRequestWithContext(ctx, "GET", p.URL()+"/v1/admin/devices", nil)
 				req.Header.Set("Authorization", "Bearer "+wrong)
 				resp, err := attacker.Do(req)
@@ -295,7 +296,7 @@ func TestAttackRefusedProofsBounded(t *testing.T) {
 				var chID [onboarding.ChallengeIDSize]byte
 				rand.Read(chID[:])
 				body, _ := json.Marshal(onboarding.ProofRequest{ChallengeID: hex.EncodeToString(chID[:]), Identity: victim, CSR: csr, Signature: sig})
-				resp, err := attacker.Post(p.URL()+onboarding.PathProof, "application/json", bytes.NewReader(body))
+				resp, err := attacker.Post(p.URL()+httpapi.PathOnboardProof, "application/json", bytes.NewReader(body))
 				if err != nil {
 					continue
 				}
@@ -308,7 +309,7 @@ func TestAttackRefusedProofsBounded(t *testing.T) {
 		})
 	}
 	// The device onboards from its own address during the flood.
-	c := onboarding.Client{BaseURL: p.URL(), HTTP: clientFromSource(p, "127.0.0.3")}
+	c := deviceClient(p.URL(), clientFromSource(p, "127.0.0.3"))
 	op, _ := f.devices[0].OperationalKey(sigalg.ECDSAP256)
 	if _, err := c.OnboardWithKey(ctx, f.devices[0], f.ids[0], op); err != nil {
 		t.Errorf("the device during the flood: %v", err)

@@ -48,7 +48,7 @@ func startIssuance(t *testing.T, f *fleet, policy onboarding.IssuancePolicy, clo
 // its TLS client certificate.
 func issuanceOnboard(t *testing.T, p *Platform, f *fleet, i int, op crypto.Signer) *tls.Certificate {
 	t.Helper()
-	c := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, nil)}
+	c := deviceClient(p.URL(), tlsClient(p, nil))
 	creds, err := c.OnboardWithKey(context.Background(), f.devices[i], f.ids[i], op)
 	if err != nil {
 		t.Fatalf("onboard device %d: %v", i, err)
@@ -78,7 +78,7 @@ func issuanceOpKey(t *testing.T, d *device.Device) crypto.Signer {
 // issuanceChallenge asks for a challenge for id as anyone can.
 func issuanceChallenge(t *testing.T, p *Platform, id identity.ID) (onboarding.ChallengeResponse, [onboarding.ChallengeIDSize]byte) {
 	t.Helper()
-	resp, err := tlsClient(p, nil).Post(p.URL()+onboarding.PathChallenge, "application/json", strings.NewReader(`{"identity":"`+id.String()+`"}`))
+	resp, err := tlsClient(p, nil).Post(p.URL()+httpapi.PathOnboardChallenge, "application/json", strings.NewReader(`{"identity":"`+id.String()+`"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func issuanceProve(t *testing.T, p *Platform, d *device.Device, id identity.ID, 
 		t.Fatal(err)
 	}
 	body, _ := json.Marshal(onboarding.ProofRequest{ChallengeID: ch.ChallengeID, Identity: id, CSR: csr, Signature: sig})
-	resp, err := tlsClient(p, nil).Post(p.URL()+onboarding.PathProof, "application/json", bytes.NewReader(body))
+	resp, err := tlsClient(p, nil).Post(p.URL()+httpapi.PathOnboardProof, "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestAttackIssuanceSharedOperationalKey(t *testing.T) {
 	shared := issuanceOpKey(t, f.devices[0])
 	certA := issuanceOnboard(t, p, f, 0, shared)
 
-	anyone := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, nil)}
+	anyone := deviceClient(p.URL(), tlsClient(p, nil))
 	if _, err := anyone.OnboardWithKey(ctx, f.devices[1], f.ids[1], shared); !isProblem(err, "bad-csr") {
 		t.Fatalf("device B onboarding with A's key: %v, want bad-csr", err)
 	}
@@ -180,14 +180,14 @@ func TestAttackIssuanceSharedOperationalKey(t *testing.T) {
 	}
 	// B onboards with a key of its own, then tries to renew onto A's.
 	certB := issuanceOnboard(t, p, f, 1, issuanceOpKey(t, f.devices[1]))
-	asB := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, certB)}
+	asB := deviceClient(p.URL(), tlsClient(p, certB))
 	if _, err := asB.RenewWithKey(ctx, f.ids[1], shared); !isProblem(err, "bad-csr") {
 		t.Fatalf("device B renewing onto A's key: %v, want bad-csr", err)
 	}
 	if certs := issuanceCerts(t, p, f.ids[1]); len(certs) != 1 {
 		t.Fatalf("device B holds %d certificates, want 1", len(certs))
 	}
-	asA := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, certA)}
+	asA := deviceClient(p.URL(), tlsClient(p, certA))
 	if _, err := asA.RenewWithKey(ctx, f.ids[0], shared); err != nil {
 		t.Fatalf("device A renewing its own key: %v", err)
 	}
@@ -205,7 +205,7 @@ func TestAttackIssuanceRenewalBurst(t *testing.T) {
 	p := startIssuance(t, f, onboarding.IssuancePolicy{RenewLimit: 3, RenewWindow: time.Hour}, nil)
 	op := issuanceOpKey(t, f.devices[0])
 	cert := issuanceOnboard(t, p, f, 0, op)
-	mtls := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, cert)}
+	mtls := deviceClient(p.URL(), tlsClient(p, cert))
 	const burst = 20
 	var mu sync.Mutex
 	var issued []*onboarding.Credentials
@@ -250,9 +250,9 @@ func TestAttackIssuanceRenewalBurst(t *testing.T) {
 	if newest == nil {
 		t.Fatal("neither renewal is the current certificate")
 	}
-	asNewest := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, newest)}
+	asNewest := deviceClient(p.URL(), tlsClient(p, newest))
 	_, err := asNewest.RenewWithKey(ctx, f.ids[0], op)
-	var prob *onboarding.ProblemError
+	var prob *httpapi.Problem
 	if !isProblem(err, "renewal-too-soon") || !errors.As(err, &prob) || prob.Status != 429 ||
 		prob.RetryAfter < 59*time.Minute || prob.RetryAfter > time.Hour {
 		t.Fatalf("renewing on with the newest certificate: %v, want 429 renewal-too-soon with Retry-After about an hour", err)
@@ -273,13 +273,13 @@ func TestAttackIssuanceGraceAfterRenewal(t *testing.T) {
 	p := startIssuance(t, f, onboarding.IssuancePolicy{SupersededGrace: 2 * time.Minute}, clock)
 	op := issuanceOpKey(t, f.devices[0])
 	first := issuanceOnboard(t, p, f, 0, op)
-	asFirst := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, first)}
+	asFirst := deviceClient(p.URL(), tlsClient(p, first))
 	renewed, err := asFirst.RenewWithKey(ctx, f.ids[0], op)
 	if err != nil {
 		t.Fatal(err)
 	}
 	second := issuanceCert(t, renewed, op)
-	asSecond := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, second)}
+	asSecond := deviceClient(p.URL(), tlsClient(p, second))
 
 	clock.advance(time.Minute + 50*time.Second)
 	got, err := asFirst.Credentials(ctx)
@@ -315,7 +315,7 @@ func TestAttackIssuanceReonboardingSupersedes(t *testing.T) {
 	op := issuanceOpKey(t, f.devices[0])
 	first := issuanceOnboard(t, p, f, 0, op)
 	second := issuanceOnboard(t, p, f, 0, op)
-	asFirst := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, first)}
+	asFirst := deviceClient(p.URL(), tlsClient(p, first))
 	clock.advance(onboarding.DefaultSupersededGrace - 10*time.Second)
 	if _, err := asFirst.Credentials(ctx); err != nil {
 		t.Fatalf("the first certificate within its grace: %v", err)
@@ -324,7 +324,7 @@ func TestAttackIssuanceReonboardingSupersedes(t *testing.T) {
 	if _, err := asFirst.Credentials(ctx); !isProblem(err, "certificate-superseded") {
 		t.Fatalf("the first certificate after its grace: %v, want certificate-superseded", err)
 	}
-	if _, err := (&onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, second)}).Credentials(ctx); err != nil {
+	if _, err := deviceClient(p.URL(), tlsClient(p, second)).Credentials(ctx); err != nil {
 		t.Fatalf("the second certificate: %v", err)
 	}
 	certs := issuanceCerts(t, p, f.ids[0])
@@ -355,7 +355,7 @@ func TestAttackIssuanceRenewalReplay(t *testing.T) {
 	}
 	captured, _ := pki.CreateCSRWith(op, pki.CSROptions{CommonName: f.ids[0].String(), ChallengePassword: onboarding.RenewBinding(ekm)})
 	unbound, _ := pki.CreateCSR(op, f.ids[0].String())
-	mtls := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, cert)}
+	mtls := deviceClient(p.URL(), tlsClient(p, cert))
 	for name, csr := range map[string][]byte{"captured on another connection": captured, "unbound": unbound} {
 		if _, err := mtls.Renew(ctx, csr); !isProblem(err, "bad-csr") {
 			t.Errorf("renewal with a request %s: %v, want bad-csr", name, err)

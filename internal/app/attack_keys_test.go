@@ -14,7 +14,6 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/manifest"
 	"github.com/hallmark-iot/hallmark/internal/manifest/manifesttest"
-	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 	"github.com/hallmark-iot/hallmark/internal/sigalg/sigalgtest"
@@ -113,7 +112,7 @@ func weakKeyInManifest(t *testing.T, p *Platform) {
 
 	op := mustKey(t)
 	csr, _ := pki.CreateCSR(op, id.String())
-	c := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, nil)}
+	c := deviceClient(p.URL(), tlsClient(p, nil))
 	creds, err := c.Onboard(ctx, weakKeyProver{forger, id}, id, csr)
 	if err == nil || creds != nil {
 		t.Fatal("onboarding with a forged proof issued a certificate")
@@ -143,7 +142,7 @@ func weakKeyAlreadyRegistered(t *testing.T, p *Platform, f *fleet) {
 	}
 	op := mustKey(t)
 	csr, _ := pki.CreateCSR(op, id.String())
-	c := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, nil)}
+	c := deviceClient(p.URL(), tlsClient(p, nil))
 	// The onboarding service cannot parse the stored key and fails
 	// closed; how it answers is its own business, that it issues nothing
 	// is the point.
@@ -196,7 +195,7 @@ func weakKeyOperational(t *testing.T, p *Platform, f *fleet) {
 	g, _ := sigalgtest.P256Scalar(-1)
 	b, _ := sigalgtest.NewEd25519Scalar(3)
 	weak := []crypto.Signer{zero, g, b}
-	c := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, nil)}
+	c := deviceClient(p.URL(), tlsClient(p, nil))
 	for i, d := range f.devices {
 		csr, err := sigalgtest.CSR(weak[i], f.ids[i].String())
 		if err != nil {
@@ -206,7 +205,7 @@ func weakKeyOperational(t *testing.T, p *Platform, f *fleet) {
 		if err == nil || creds != nil {
 			t.Fatalf("%T operational key: certificate issued", weak[i].Public())
 		}
-		var prob *onboarding.ProblemError
+		var prob *httpapi.Problem
 		if !errors.As(err, &prob) || prob.Code != "bad-csr" || !strings.Contains(prob.Detail, "weak key") {
 			t.Fatalf("%T operational key: %v, want bad-csr naming the weak key", weak[i].Public(), err)
 		}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/pki"
@@ -49,14 +50,14 @@ func lockoutClaim(ctx context.Context, c *http.Client, url string, id identity.I
 		return data
 	}
 	var ch onboarding.ChallengeResponse
-	if json.Unmarshal(post(onboarding.PathChallenge, onboarding.ChallengeRequest{Identity: id}), &ch) != nil || ch.ChallengeID == "" {
+	if json.Unmarshal(post(httpapi.PathOnboardChallenge, onboarding.ChallengeRequest{Identity: id}), &ch) != nil || ch.ChallengeID == "" {
 		var random [onboarding.ChallengeIDSize]byte
 		rand.Read(random[:])
 		ch.ChallengeID = hex.EncodeToString(random[:])
 	}
 	sig := make([]byte, 64)
 	rand.Read(sig)
-	post(onboarding.PathProof, onboarding.ProofRequest{ChallengeID: ch.ChallengeID, Identity: id, CSR: csr, Signature: sig})
+	post(httpapi.PathOnboardProof, onboarding.ProofRequest{ChallengeID: ch.ChallengeID, Identity: id, CSR: csr, Signature: sig})
 }
 
 // Item 4 of issue 10: identities are public, and strangers claiming a
@@ -99,7 +100,7 @@ func TestAttackClaimedIdentityDoesNotLockDeviceOut(t *testing.T) {
 
 	// The device retries from its own address for two refill periods of
 	// the per-identity limit (one token every 3 s).
-	device := onboarding.Client{BaseURL: p.URL(), HTTP: clientFromSource(p, "127.0.0.5")}
+	device := deviceClient(p.URL(), clientFromSource(p, "127.0.0.5"))
 	devOp, _ := f.devices[0].OperationalKey(sigalg.ECDSAP256)
 	deadline := time.Now().Add(7 * time.Second)
 	var err error
@@ -109,7 +110,7 @@ func TestAttackClaimedIdentityDoesNotLockDeviceOut(t *testing.T) {
 		f.locks[0].Lock()
 		_, err = device.OnboardWithKey(context.Background(), f.devices[0], victim, devOp)
 		f.locks[0].Unlock()
-		var problem *onboarding.ProblemError
+		var problem *httpapi.Problem
 		if err == nil || !errors.As(err, &problem) || problem.Code != "rate-limited" || time.Now().After(deadline) {
 			break
 		}

@@ -20,7 +20,6 @@ import (
 
 	fleetgen "github.com/hallmark-iot/hallmark/internal/fleet"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
-	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
@@ -125,7 +124,7 @@ func TestAttackTransportSlowBody(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{", onboarding.PathChallenge)
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{", httpapi.PathOnboardChallenge)
 		stop := make(chan struct{})
 		defer close(stop)
 		go trickle(c, 200*time.Millisecond, stop)
@@ -146,7 +145,7 @@ func TestAttackTransportSlowBody(t *testing.T) {
 		go trickle(w, 200*time.Millisecond, stop)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*window)
 		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, "POST", p.URL()+onboarding.PathChallenge, body)
+		req, _ := http.NewRequestWithContext(ctx, "POST", p.URL()+httpapi.PathOnboardChallenge, body)
 		req.ContentLength = 100
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := clientFrom(p, "127.0.0.1", true).Do(req)
@@ -211,7 +210,7 @@ func TestAttackTransportConnectionsPerAddress(t *testing.T) {
 		}
 		defer c.Close()
 		// Mid-request: headers sent, the body not.
-		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n", onboarding.PathChallenge)
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n", httpapi.PathOnboardChallenge)
 		held = append(held, c)
 	}
 	const extra = 3

@@ -12,6 +12,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/device"
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
+	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
@@ -45,7 +46,7 @@ func benchHTTPS(b *testing.B, alg sigalg.ID) {
 	for i, d := range f.devices {
 		ops[i], _ = d.OperationalKey(sigalg.ECDSAP256)
 	}
-	client := onboarding.Client{BaseURL: p.URL(), HTTP: tlsClient(p, nil)}
+	client := deviceClient(p.URL(), tlsClient(p, nil))
 	var next atomic.Int64
 	b.SetParallelism(4)
 	b.ResetTimer()
@@ -71,7 +72,7 @@ func benchCrypto(b *testing.B, alg sigalg.ID) {
 	op, _ := d.OperationalKey(sigalg.ECDSAP256)
 	pub := f.pubs[0]
 	suite, _ := sigalg.Lookup(string(alg))
-	issuer := onboarding.NewCAIssuer(p.CA, nil)
+	issuer := onboardpki.NewIssuer(p.CA, nil)
 	ctx := context.Background()
 	var chID [onboarding.ChallengeIDSize]byte
 	nonce := make([]byte, onboarding.NonceSize)
@@ -89,11 +90,11 @@ func benchCrypto(b *testing.B, alg sigalg.ID) {
 		if err := suite.Verify(pub, msg, sig); err != nil { // server: proof
 			b.Fatal(err)
 		}
-		opPub, err := issuer.ParseCSR(csr) // server: CSR self-signature
+		req, err := issuer.ParseCSR(csr) // server: CSR self-signature
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := issuer.Issue(ctx, id, opPub, time.Hour); err != nil { // CA signs
+		if _, err := issuer.Issue(ctx, id, req.PublicKey, time.Hour); err != nil { // CA signs
 			b.Fatal(err)
 		}
 	}

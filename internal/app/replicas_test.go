@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
-	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 	"github.com/hallmark-iot/hallmark/internal/store"
@@ -78,7 +77,7 @@ func TestThreeReplicas(t *testing.T) {
 	f.register(t, adminClientAt(t, replicas[0].url, filepath.Join(dir, AdminTokenFile), rootPEM))
 
 	transport := tlsClientFor(rootPEM, nil).Transport
-	client := onboarding.Client{BaseURL: replicas[0].url, HTTP: &http.Client{Transport: &roundRobin{hosts: hosts, base: transport}}}
+	client := deviceClient(replicas[0].url, &http.Client{Transport: &roundRobin{hosts: hosts, base: transport}})
 	errs := make(chan error, len(f.devices))
 	sem := make(chan struct{}, 6)
 	for i, d := range f.devices {

@@ -29,15 +29,7 @@ const (
 	// OtherSources is the subject of the summary of the keys that did not
 	// fit.
 	OtherSources = "address:other"
-	// writeTimeout bounds one append, which must happen even if the
-	// request that caused it has ended.
-	writeTimeout = 5 * time.Second
 )
-
-// Appender is where events go: the store's audit log.
-type Appender interface {
-	AppendAudit(ctx context.Context, e store.AuditEvent) (int64, error)
-}
 
 // Refusal is one refused anonymous attempt.
 type Refusal struct {
@@ -87,6 +79,7 @@ type Config struct {
 // "other sources". Run writes the summaries; call it once.
 type Aggregator struct {
 	cfg     Config
+	rec     *Recorder
 	refused *prometheus.CounterVec
 	mu      sync.Mutex
 	tallies map[tallyKey]*tally
@@ -120,7 +113,7 @@ func New(cfg Config) (*Aggregator, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	a := &Aggregator{cfg: cfg, tallies: map[tallyKey]*tally{}, overflow: map[tallyKey]*tally{},
+	a := &Aggregator{cfg: cfg, rec: NewRecorder(cfg.Store, cfg.Log, cfg.Now), tallies: map[tallyKey]*tally{}, overflow: map[tallyKey]*tally{},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hallmark_refused_requests_total",
 			Help: "Refused anonymous requests by interface (admin, onboarding) and reason.",
@@ -257,16 +250,9 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	}
 }
 
-// append writes e with its text fields escaped and bounded.
+// append writes e through the one event builder and recorder.
 func (a *Aggregator) append(ctx context.Context, e store.AuditEvent) {
-	e = Clean(e)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
-	defer cancel()
-	if _, err := a.cfg.Store.AppendAudit(ctx, e); err != nil {
-		a.cfg.Log.LogAttrs(ctx, slog.LevelError, "audit event lost", slog.String("actor", e.Actor),
-			slog.String("action", e.Action), slog.String("subject", e.Subject), slog.String("detail", e.Detail),
-			slog.String("remote_addr", e.RemoteAddr), slog.String("error", err.Error()))
-	}
+	a.rec.Record(ctx, e)
 }
 
 // Clean escapes and bounds every text field of e, and reduces its remote

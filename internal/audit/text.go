@@ -1,9 +1,12 @@
-// Package audit owns how events reach the append-only audit log when an
-// attacker controls their number or their text: the escaping that keeps
-// text from outside (paths, names, addresses) from forging lines or
-// steering a terminal, and the Aggregator, which turns a flood of refused
-// anonymous attempts into Prometheus counters and a bounded number of
-// summary events per interval instead of one permanent row each.
+// Package audit owns how events reach the append-only audit log: Build,
+// the one builder every event goes through (actor and subject checked
+// against their identifier formats, text escaped and bounded); the
+// Recorder, which writes an event on its own and logs one line shape when
+// it cannot; the escaping that keeps text from outside (paths, names,
+// addresses) from forging lines or steering a terminal; and the
+// Aggregator, which turns a flood of refused anonymous attempts into
+// Prometheus counters and a bounded number of summary events per
+// interval instead of one permanent row each.
 package audit
 
 import (

@@ -1,69 +1,52 @@
-// Package cli owns Hallmark's command-line interface: the cobra command tree,
-// flag parsing, reading and writing files or standard streams, and turning
-// errors into one clear line on standard error with a non-zero exit status.
-// It holds no domain logic; every command calls into the package that owns
-// the concept.
+// Package cli owns Hallmark's command line as a whole: Main, which turns
+// an error into one clear line on standard error and an exit status, and
+// the root of the cobra command tree, which wires the command groups
+// (internal/cli/*cmd, one package each) together and binds flags to the
+// environment before any command runs. What commands share lives in
+// internal/cli/cmdline; no command lives here.
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/hallmark-iot/hallmark/internal/cli/admincmd"
+	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
+	"github.com/hallmark-iot/hallmark/internal/cli/democmd"
+	"github.com/hallmark-iot/hallmark/internal/cli/devicecmd"
+	"github.com/hallmark-iot/hallmark/internal/cli/firmwarecmd"
+	"github.com/hallmark-iot/hallmark/internal/cli/fleetcmd"
+	"github.com/hallmark-iot/hallmark/internal/cli/keyscmd"
+	"github.com/hallmark-iot/hallmark/internal/cli/manifestcmd"
+	"github.com/hallmark-iot/hallmark/internal/cli/pufcmd"
+	"github.com/hallmark-iot/hallmark/internal/cli/servecmd"
+	"github.com/hallmark-iot/hallmark/internal/cli/stationcmd"
 )
-
-// Exit statuses follow the usual Unix split between a failed operation and
-// a command line that could not be understood.
-const (
-	exitOK    = 0
-	exitError = 1
-	exitUsage = 2
-)
-
-// usageError marks errors caused by how the command was invoked, so Main can
-// exit with status 2 as Go and Unix tools do.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func usagef(format string, args ...any) error {
-	return usageError{fmt.Errorf(format, args...)}
-}
-
-// streams carries the process's standard streams so that commands never touch
-// os.Stdin/os.Stdout directly and tests can run them in-process.
-type streams struct {
-	in  io.Reader
-	out io.Writer
-	err io.Writer
-}
 
 // Main runs the hallmark command line with args (without the program name)
 // and returns the process exit status.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	s := &streams{in: stdin, out: stdout, err: stderr}
-	root := newRootCmd(s)
+	root := newRootCmd(&cmdline.Streams{In: stdin, Out: stdout, Err: stderr})
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.Execute()
 	if err == nil {
-		return exitOK
+		return cmdline.ExitOK
 	}
-	// The message may quote a server (a problem's detail): escaped (safe).
-	fmt.Fprintf(stderr, "hallmark: %s\n", safe(oneLine(err.Error())))
-	var ue usageError
-	if errors.As(err, &ue) || isCobraUsageError(err) {
-		return exitUsage
+	// The message may quote a server (a problem's detail): escaped (Safe).
+	fmt.Fprintf(stderr, "hallmark: %s\n", cmdline.Safe(cmdline.OneLine(err.Error())))
+	if cmdline.IsUsage(err) || isCobraUsageError(err) {
+		return cmdline.ExitUsage
 	}
-	return exitError
+	return cmdline.ExitError
 }
 
-func newRootCmd(s *streams) *cobra.Command {
+func newRootCmd(s *cmdline.Streams) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "hallmark",
 		Short: "Zero-trust provisioning and onboarding of IoT devices",
@@ -72,13 +55,19 @@ without trusting the factory. A device's identity is the SHA-256 of its
 enrolment public key; it is proven by signing a fresh challenge.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Every command's flags bound to HALLMARK_* variables are set from
+		// the environment here, once the command line is parsed and before
+		// the command runs, so the command line wins.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return cmdline.ApplyEnv(cmd.Flags())
+		},
 	}
 	root.CompletionOptions.HiddenDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return usageError{err}
+		return cmdline.Usage(err)
 	})
-	root.AddCommand(newDemoCmd(s), newKeysCmd(s), newPUFCmd(s), newFirmwareCmd(s),
-		newDeviceCmd(s), newStationCmd(s), newManifestCmd(s), newServeCmd(s), newAdminCmd(s), newFleetCmd(s))
+	root.AddCommand(democmd.New(s), keyscmd.New(s), pufcmd.New(s), firmwarecmd.New(s),
+		devicecmd.New(s), stationcmd.New(s), manifestcmd.New(s), servecmd.New(s), admincmd.New(s), fleetcmd.New(s))
 	requireSubcommands(root)
 	return root
 }
@@ -96,7 +85,7 @@ func requireSubcommands(cmd *cobra.Command) {
 	cmd.Args = cobra.ArbitraryArgs
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) > 0 {
-			return usagef("unknown command %q for %q", args[0], cmd.CommandPath())
+			return cmdline.Usagef("unknown command %q for %q", args[0], cmd.CommandPath())
 		}
 		return cmd.Help()
 	}
@@ -112,10 +101,4 @@ func isCobraUsageError(err error) bool {
 		}
 	}
 	return false
-}
-
-// oneLine keeps the error on one line: a multi-line error is hard to read in
-// logs and scripts.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }

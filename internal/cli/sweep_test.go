@@ -1,11 +1,24 @@
 package cli
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
+
+	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
 )
+
+// run executes the command line in-process, as clitest.Run does for the
+// command groups' tests (this package cannot import clitest, which imports
+// it).
+func run(t *testing.T, stdin []byte, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := Main(args, bytes.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
 
 // leafCommands lists every runnable command path under root.
 func leafCommands(cmd *cobra.Command, prefix []string) [][]string {
@@ -36,7 +49,7 @@ var commandsThatSucceedBare = map[string]bool{
 // either succeeds by design or fails with one line and a non-zero status.
 func TestEveryCommandRefusesBadInput(t *testing.T) {
 	t.Setenv("HALLMARK_KEYSTORE_PASSPHRASE", "")
-	leaves := leafCommands(newRootCmd(&streams{}), nil)
+	leaves := leafCommands(newRootCmd(&cmdline.Streams{}), nil)
 	if len(leaves) < 25 {
 		t.Fatalf("only %d commands found", len(leaves))
 	}

@@ -91,7 +91,7 @@ func (c *Config) check() error {
 	if _, err := ParseClass(string(c.Class)); err != nil {
 		return err
 	}
-	if _, err := sigalg.Lookup(string(c.Algorithm)); err != nil {
+	if _, err := c.Algorithm.Suite(); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if len(c.RootKeyHashes) == 0 || len(c.RootKeyHashes) > MaxRootKeys {

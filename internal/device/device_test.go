@@ -26,7 +26,7 @@ type vendor struct {
 
 func newVendor(t testing.TB, id sigalg.ID) vendor {
 	t.Helper()
-	suite, _ := sigalg.Lookup(string(id))
+	suite, _ := id.Suite()
 	key, err := suite.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func checkEnrolment(t *testing.T, e *Enrolment, nonce []byte) {
 // station does.
 func injectKey(t testing.TB, d *Device) {
 	t.Helper()
-	suite, _ := sigalg.Lookup(string(d.Algorithm()))
+	suite, _ := d.Algorithm().Suite()
 	key, _ := suite.GenerateKey(rand.Reader)
 	der, _ := sigalg.MarshalPrivateKey(key)
 	blob := der

@@ -24,7 +24,7 @@ func (d *Device) OperationalKey(alg sigalg.ID) (crypto.Signer, error) {
 	if d.running == nil {
 		return nil, fmt.Errorf("operational key: %w", ErrNotRunning)
 	}
-	suite, err := sigalg.Lookup(string(alg))
+	suite, err := alg.Suite()
 	if err != nil {
 		return nil, fmt.Errorf("operational key: %w", err)
 	}
@@ -43,11 +43,11 @@ func (d *Device) OperationalKey(alg sigalg.ID) (crypto.Signer, error) {
 	}
 	ks := d.st.KeyStore
 	if ks.OperationalKey != nil {
-		key, err := sigalg.ParsePrivateKey(ks.OperationalKey)
+		key, keySuite, err := sigalg.ParsePrivateKeyWithSuite(ks.OperationalKey)
 		if err != nil {
 			return nil, fmt.Errorf("%w: operational key: %v", ErrMalformedState, err)
 		}
-		if s, _ := sigalg.SuiteOf(key); s.ID() == suite.ID() {
+		if keySuite.ID() == suite.ID() {
 			return key, nil
 		}
 	}

@@ -111,11 +111,11 @@ func (d *Device) InjectKey(blob []byte, sealed bool) error {
 	} else if d.st.Loader != nil {
 		return fmt.Errorf("%w: this chip takes keys only over its encrypted channel", ErrWrongInjection)
 	}
-	key, err := sigalg.ParsePrivateKey(plain)
+	_, suite, err := sigalg.ParsePrivateKeyWithSuite(plain)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrWrongInjection, err)
 	}
-	if suite, _ := sigalg.SuiteOf(key); suite.ID() != d.st.Algorithm {
+	if suite.ID() != d.st.Algorithm {
 		return fmt.Errorf("%w: key is %s, chip is configured for %s", ErrWrongInjection, suite.ID(), d.st.Algorithm)
 	}
 	d.st.KeyStore.EnrolmentKey = bytes.Clone(plain)

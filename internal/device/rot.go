@@ -215,7 +215,7 @@ func (d *Device) classKey() (*sealing.PrivateKey, error) {
 // in its key store the first time it is asked; an inject chip must have
 // been programmed with one.
 func (d *Device) enrolmentKey() (crypto.Signer, error) {
-	suite, err := sigalg.Lookup(string(d.st.Algorithm))
+	suite, err := d.st.Algorithm.Suite()
 	if err != nil {
 		return nil, err
 	}

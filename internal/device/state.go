@@ -162,7 +162,7 @@ func (d *Device) checkState() error {
 	if _, err := ParseClass(string(st.Class)); err != nil {
 		return err
 	}
-	if _, err := sigalg.Lookup(string(st.Algorithm)); err != nil {
+	if _, err := st.Algorithm.Suite(); err != nil {
 		return err
 	}
 	if n := len(st.OTP.RootKeyHashes); n == 0 || n > MaxRootKeys {

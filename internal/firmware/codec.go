@@ -133,7 +133,7 @@ func parseSignature(r *reader) (signature, error) {
 	if !known {
 		return s, fmt.Errorf("unknown suite code %d", code)
 	}
-	suite, err := sigalg.Lookup(string(id))
+	suite, err := id.Suite()
 	if err != nil {
 		return s, err
 	}
@@ -141,11 +141,11 @@ func parseSignature(r *reader) (signature, error) {
 	if !ok {
 		return s, fmt.Errorf("signer key truncated or longer than %d bytes", sigalg.MaxKeyDER)
 	}
-	pub, err := sigalg.ParsePublicKey(spki)
+	pub, keySuite, err := sigalg.ParsePublicKeyWithSuite(spki)
 	if err != nil {
 		return s, err
 	}
-	if keySuite, err := sigalg.SuiteOf(pub); err != nil || keySuite.ID() != id {
+	if keySuite.ID() != id {
 		return s, fmt.Errorf("signer key is not a %s key", id)
 	}
 	value, ok := r.lengthPrefixed(suite.SignatureSize())

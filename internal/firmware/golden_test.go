@@ -18,7 +18,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // is derived from a fixed seed.
 func goldenImage(t *testing.T) (*Image, [32]byte) {
 	t.Helper()
-	suite, _ := sigalg.Lookup(string(sigalg.Ed25519))
+	suite, _ := sigalg.Ed25519.Suite()
 	seed := make([]byte, sigalg.SeedSize)
 	for i := range seed {
 		seed[i] = byte(i)

@@ -22,7 +22,7 @@ var (
 // signer derives a fixed key of suite; n tells apart keys of one suite.
 func signer(tb testing.TB, suite sigalg.ID, n byte) crypto.Signer {
 	tb.Helper()
-	s, err := sigalg.Lookup(string(suite))
+	s, err := suite.Suite()
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/sealing"
-	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
 // Policy is what a device's boot ROM knows: the values burned into its OTP
@@ -94,7 +93,7 @@ func (img *Image) checkSignatures(rootHashes [][sha256.Size]byte) ([]identity.ID
 	}
 	msg := img.signedMessage()
 	for i, s := range matched {
-		suite, err := sigalg.Lookup(string(s.Suite))
+		suite, err := s.Suite.Suite()
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/keys/softkms"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
+	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
@@ -143,7 +144,7 @@ func newCeilingWork(fl *Fleet) (*ceilingWork, error) {
 		if err != nil {
 			return nil, err
 		}
-		csr, err := pki.CreateCSRWith(d.Operational, pki.CSROptions{CommonName: d.Identity.String(),
+		csr, err := pki.CreateCSRWith(d.Operational, pki.CSROptions{CommonName: d.Device.Identity.String(),
 			ChallengePassword: onboarding.CSRBinding(w.chID, w.nonce, "localhost")})
 		if err != nil {
 			return nil, err
@@ -155,7 +156,7 @@ func newCeilingWork(fl *Fleet) (*ceilingWork, error) {
 		w.devs = append(w.devs, d)
 		w.csrs = append(w.csrs, csr)
 		w.sigs = append(w.sigs, sig)
-		w.msgs = append(w.msgs, onboarding.ProofMessage(w.chID, w.nonce, "localhost", csr, d.Identity))
+		w.msgs = append(w.msgs, onboarding.ProofMessage(w.chID, w.nonce, "localhost", csr, d.Device.Identity))
 	}
 	return w, nil
 }
@@ -169,17 +170,17 @@ func (w *ceilingWork) server(ctx context.Context, issuer onboarding.Issuer, i in
 	if err != nil {
 		return err
 	}
-	if identity.FromSPKI(d.SPKI) != d.Identity {
+	if identity.FromSPKI(d.SPKI) != d.Device.Identity {
 		return errors.New("identity mismatch")
 	}
 	if err := w.fl.suite.Verify(pub, w.msgs[i%len(w.devs)], w.sigs[i%len(w.devs)]); err != nil {
 		return err
 	}
-	opPub, err := issuer.ParseCSR(w.csrs[i%len(w.devs)])
+	csr, err := issuer.ParseCSR(w.csrs[i%len(w.devs)])
 	if err != nil {
 		return err
 	}
-	_, err = issuer.Issue(ctx, d.Identity, opPub, time.Hour)
+	_, err = issuer.Issue(ctx, d.Device.Identity, csr.PublicKey, time.Hour)
 	return err
 }
 
@@ -191,7 +192,7 @@ func (w *ceilingWork) client(i int) error {
 	if err != nil {
 		return err
 	}
-	csr, err := pki.CreateCSRWith(op, pki.CSROptions{CommonName: d.Identity.String(),
+	csr, err := pki.CreateCSRWith(op, pki.CSROptions{CommonName: d.Device.Identity.String(),
 		ChallengePassword: onboarding.CSRBinding(w.chID, w.nonce, "localhost")})
 	if err != nil {
 		return err
@@ -221,5 +222,5 @@ func throwawayCA(ctx context.Context, suite sigalg.Suite) (onboarding.Issuer, fu
 		cleanup()
 		return nil, nil, err
 	}
-	return onboarding.NewCAIssuer(ca, nil), func() { km.Close(); cleanup() }, nil
+	return onboardpki.NewIssuer(ca, nil), func() { km.Close(); cleanup() }, nil
 }

@@ -133,11 +133,25 @@ func (d *Device) Prove(context string, nonce []byte) (identity.ID, []byte, error
 // Onboardable is a device ready to onboard: its operational key and that
 // key's SPKI, derived before the clock starts. The device makes its CSR
 // during the exchange, bound to the platform's challenge, as a real device
-// does.
+// does. It is an onboarding.Onboardee, whose Identity method hides the
+// Device's field of that name (d.Device.Identity).
 type Onboardable struct {
 	*Device
 	Operational     crypto.Signer
 	OperationalSPKI []byte
+	opSuite         sigalg.ID
+}
+
+// Identity is the device's identity, for onboarding.Onboardee.
+func (d *Onboardable) Identity() (identity.ID, error) { return d.Device.Identity, nil }
+
+// OperationalKey is the operational key, which is of the fleet's one
+// operational suite, for onboarding.Onboardee.
+func (d *Onboardable) OperationalKey(suite sigalg.ID) (crypto.Signer, error) {
+	if suite != d.opSuite {
+		return nil, fmt.Errorf("device %d: the operational key is %s, not %s", d.Index, d.opSuite, suite)
+	}
+	return d.Operational, nil
 }
 
 // Onboardable derives device index with its operational key.
@@ -154,5 +168,5 @@ func (f *Fleet) Onboardable(index uint64) (*Onboardable, error) {
 	if err != nil {
 		return nil, fmt.Errorf("device %d: operational key: %w", index, err)
 	}
-	return &Onboardable{Device: dev, Operational: op, OperationalSPKI: opSPKI}, nil
+	return &Onboardable{Device: dev, Operational: op, OperationalSPKI: opSPKI, opSuite: f.op.ID()}, nil
 }

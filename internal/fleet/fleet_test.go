@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -18,6 +19,8 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/manifest"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
+	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
+	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardstore"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
@@ -166,9 +169,10 @@ func TestHistogramQuantiles(t *testing.T) {
 
 func TestErrorKind(t *testing.T) {
 	cases := map[string]error{
-		"proof-rejected": &onboarding.ProblemError{Status: 403, Code: "proof-rejected"},
-		"http-502":       &onboarding.ProblemError{Status: 502},
-		"chain-invalid":  errChainInvalid,
+		"proof-rejected": &httpapi.Problem{Status: 401, Code: "proof-rejected"},
+		"device-revoked": fmt.Errorf("onboard: proof: %w", onboarding.ErrRevoked), // in process
+		"http-502":       &httpapi.StatusError{Method: "POST", Path: "/v1/onboard/proof", Status: 502, StatusText: "502 Bad Gateway"},
+		"chain-invalid":  onboarding.ErrChainInvalid,
 		"canceled":       context.Canceled,
 		"timeout":        context.DeadlineExceeded,
 		"other":          errors.New("x"),
@@ -255,7 +259,10 @@ func platform(t *testing.T, station crypto.Signer) (*app.Platform, *httpapi.Clie
 		}
 		roots = append(roots, b.Bytes)
 	}
-	client := &onboarding.Client{BaseURL: p.URL(), HTTP: HTTPClient(pool, 8, 30*time.Second)}
+	client, err := httpapi.NewOnboardingClient(p.URL(), HTTPClient(pool, 8, 30*time.Second), onboardpki.CSRs{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return p, admin, client, roots
 }
 
@@ -306,6 +313,55 @@ func TestOnboardImportedFleet(t *testing.T) {
 	}
 	if rep.Errors["chain-invalid"] != 10 {
 		t.Fatalf("bad roots: %+v", rep)
+	}
+}
+
+// inProcess is a client of p's onboarding service in this process, as
+// the platform builds it, with rate limits off.
+func inProcess(t *testing.T, p *app.Platform) *onboarding.Client {
+	t.Helper()
+	svc, err := onboarding.NewService(onboarding.Config{State: onboardstore.New(onboardstore.Config{Store: p.Store}),
+		Issuer: onboardpki.NewIssuer(p.CA, nil), ServerName: "localhost", PerIdentity: -1, PerAddress: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &onboarding.Client{Transport: onboarding.InProcess{Service: svc, Source: "127.0.0.1"}, ServerName: "localhost",
+		CSRs: onboardpki.CSRs{}}
+}
+
+// TestOnboardInProcess runs the load generator with the real client
+// against the platform's onboarding service in memory: the same
+// onboardings, and refusals counted by the codes HTTPS would carry.
+func TestOnboardInProcess(t *testing.T) {
+	ctx := context.Background()
+	f := testFleet(t, 6, sigalg.Ed25519)
+	station := stationKey(t)
+	p, admin, _, roots := platform(t, station)
+	var buf bytes.Buffer
+	if _, err := WriteManifest(ctx, &buf, ManifestConfig{Fleet: f, Count: 50, Batch: "fleet-in-process", Station: station}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.ImportManifest(ctx, "sensor", &buf); err != nil {
+		t.Fatal(err)
+	}
+	client := inProcess(t, p)
+	rep, err := Onboard(ctx, OnboardConfig{Fleet: f, Count: 50, Client: client, Concurrency: 4, Roots: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Onboarded != 50 || rep.Failed != 0 || !rep.Verified {
+		t.Fatalf("report: %+v", rep)
+	}
+	d, _ := f.Device(49)
+	if _, err := admin.RevokeDevice(ctx, d.Identity, "lost"); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = Onboard(ctx, OnboardConfig{Fleet: f, First: 49, Count: 3, Client: client, Concurrency: 1, Roots: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Errors["device-revoked"] != 1 || rep.Errors["proof-rejected"] != 2 || rep.Onboarded != 0 {
+		t.Fatalf("a revoked and two unknown devices: %+v", rep)
 	}
 }
 

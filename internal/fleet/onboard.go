@@ -1,12 +1,10 @@
 package fleet
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hallmark-iot/hallmark/internal/httpapi"
+	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
@@ -25,8 +25,9 @@ type OnboardConfig struct {
 	Fleet *Fleet
 	// First is the index of the first device; Count devices follow it.
 	First, Count uint64
-	// Client talks to the platform; its http.Client should keep at least
-	// Concurrency connections alive.
+	// Client talks to the platform: over HTTPS
+	// (httpapi.NewOnboardingClient, whose http.Client should keep at least
+	// Concurrency connections alive) or in process (onboarding.InProcess).
 	Client *onboarding.Client
 	// Concurrency is the number of onboardings in flight.
 	Concurrency int
@@ -90,9 +91,6 @@ func HTTPClient(roots *x509.CertPool, concurrency int, timeout time.Duration) *h
 	}
 	return &http.Client{Timeout: timeout, Transport: tr}
 }
-
-// errChainInvalid marks issued credentials that do not verify.
-var errChainInvalid = errors.New("issued certificate chain invalid")
 
 // Onboard regenerates cfg's devices and onboards them concurrently with
 // the real onboarding client. Devices are derived on Workers goroutines a
@@ -176,43 +174,27 @@ type outcome struct {
 
 func onboardOne(ctx context.Context, cfg *OnboardConfig, d *Onboardable) outcome {
 	t0 := time.Now()
-	creds, err := cfg.Client.OnboardWithKey(ctx, d, d.Identity, d.Operational)
+	got, err := cfg.Client.OnboardDevice(ctx, d, d.opSuite, nil)
 	took := time.Since(t0)
 	if err == nil && cfg.Roots != nil {
-		err = checkCredentials(creds, d, cfg.Roots, time.Now())
+		err = got.Verify(rootsVerifier(cfg.Roots, time.Now()))
 	}
 	return outcome{took, err}
 }
 
-// checkCredentials verifies the issued chain to the platform's roots and
-// that the leaf certifies this device's identity and operational key.
-func checkCredentials(creds *onboarding.Credentials, d *Onboardable, roots [][]byte, now time.Time) error {
-	if creds.Identity != d.Identity {
-		return fmt.Errorf("%w: credentials for %s, not %s", errChainInvalid, creds.Identity, d.Identity)
-	}
-	var chain [][]byte
-	for _, p := range creds.CertificateChain {
-		block, _ := pem.Decode([]byte(p))
-		if block == nil || block.Type != "CERTIFICATE" {
-			return fmt.Errorf("%w: a chain element is not a PEM certificate", errChainInvalid)
+// rootsVerifier verifies an issued chain to roots for client
+// authentication and checks that the leaf names the device.
+func rootsVerifier(roots [][]byte, now time.Time) onboarding.ChainVerifier {
+	return func(chain [][]byte, id identity.ID) (*x509.Certificate, error) {
+		leaf, err := pki.VerifyChain(chain[0], chain[1:], roots, now, x509.ExtKeyUsageClientAuth)
+		if err != nil {
+			return nil, err
 		}
-		chain = append(chain, block.Bytes)
+		if got, err := pki.DeviceIdentity(leaf); err != nil || got != id {
+			return nil, fmt.Errorf("the leaf does not name %s", id)
+		}
+		return leaf, nil
 	}
-	if len(chain) == 0 {
-		return fmt.Errorf("%w: empty chain", errChainInvalid)
-	}
-	leaf, err := pki.VerifyChain(chain[0], chain[1:], roots, now, x509.ExtKeyUsageClientAuth)
-	if err != nil {
-		return fmt.Errorf("%w: %w", errChainInvalid, err)
-	}
-	id, err := pki.DeviceIdentity(leaf)
-	if err != nil || id != d.Identity {
-		return fmt.Errorf("%w: the leaf does not name %s", errChainInvalid, d.Identity)
-	}
-	if !bytes.Equal(leaf.RawSubjectPublicKeyInfo, d.OperationalSPKI) {
-		return fmt.Errorf("%w: the leaf does not certify the operational key", errChainInvalid)
-	}
-	return nil
 }
 
 type runStats struct {
@@ -258,18 +240,21 @@ func (s *runStats) merge(o *runStats) {
 }
 
 // ErrorKind names the kind of a failed onboarding: the platform's problem
-// code when it answered with one, otherwise what went wrong on the way.
+// code when it answered with one (or, in process, the code its refusal
+// would have over HTTPS), otherwise what went wrong on the way.
 func ErrorKind(err error) string {
-	var p *onboarding.ProblemError
+	var p *httpapi.Problem
+	var status *httpapi.StatusError
 	var certErr *tls.CertificateVerificationError
 	var netErr net.Error
 	switch {
 	case errors.As(err, &p):
-		if p.Code != "" {
-			return p.Code
-		}
-		return fmt.Sprintf("http-%d", p.Status)
-	case errors.Is(err, errChainInvalid):
+		return p.Code
+	case errors.As(err, &status):
+		return fmt.Sprintf("http-%d", status.Status)
+	case httpapi.OnboardingCode(err) != "":
+		return httpapi.OnboardingCode(err) // a refusal in process: the code HTTPS would carry
+	case errors.Is(err, onboarding.ErrChainInvalid):
 		return "chain-invalid"
 	case errors.Is(err, context.Canceled):
 		return "canceled"

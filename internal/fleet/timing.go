@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/pki"
@@ -156,7 +157,7 @@ func newProber(cfg TimingConfig) (*prober, error) {
 // probe asks a challenge for id, answers it with a wrongly keyed proof
 // and returns how long the answer took.
 func (p *prober) probe(ctx context.Context, id identity.ID) (time.Duration, error) {
-	status, body, _, err := p.post(ctx, onboarding.PathChallenge, onboarding.ChallengeRequest{Identity: id})
+	status, body, _, err := p.post(ctx, httpapi.PathOnboardChallenge, onboarding.ChallengeRequest{Identity: id})
 	if err != nil {
 		return 0, fmt.Errorf("challenge: %w", err)
 	}
@@ -174,7 +175,7 @@ func (p *prober) probe(ctx context.Context, id identity.ID) (time.Duration, erro
 		return 0, err
 	}
 	req := onboarding.ProofRequest{ChallengeID: ch.ChallengeID, Identity: id, CSR: p.csr, Signature: sig}
-	status, body, took, err := p.post(ctx, onboarding.PathProof, req)
+	status, body, took, err := p.post(ctx, httpapi.PathOnboardProof, req)
 	if err != nil {
 		return 0, fmt.Errorf("proof: %w", err)
 	}

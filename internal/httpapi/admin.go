@@ -3,40 +3,51 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/hallmark-iot/hallmark/internal/admin"
 	"github.com/hallmark-iot/hallmark/internal/audit"
-	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
-// adminCall is one admin request in progress: who made it and what it is
-// about, for the audit log.
+// adminCall is one admin request in progress: who made it and, until a
+// use case takes it over, what it is about, for the audit log.
 type adminCall struct {
-	*caller
+	caller admin.Caller
 	// subject names what the action was on; it defaults to the path.
 	subject string
-	// detail adds to the audit event (never a secret).
-	detail string
+	// handedOff is set once the call reached an admin use case, which
+	// audits it from then on.
+	handedOff bool
 }
 
-// adminFunc handles an authenticated, authorised admin request. It returns
-// the status and body of a success or an error; the wrapper audits the
-// outcome first and answers after, so an event is in the log before its
-// caller sees the response.
+// use hands the call to an admin use case: it returns the caller to pass,
+// with the subject known so far, and leaves the audit event to the use
+// case.
+func (c *adminCall) use() admin.Caller {
+	c.handedOff = true
+	caller := c.caller
+	caller.Route = c.subject
+	return caller
+}
+
+// adminFunc handles an authenticated, authorised admin request: it
+// decodes the request, calls the use case (adminCall.use) and returns the
+// status and body of a success, or an error.
 type adminFunc func(r *http.Request, c *adminCall) (status int, body any, err error)
 
 // admin builds the handler of an admin route: the per-address
 // authentication back-off, bearer authentication, the scope check, the
-// call, and its audit. An authenticated request is one audit event
-// whatever the outcome; a refused anonymous one is counted, and reaches
-// the log through the refusal aggregator (the first of an interval on its
-// own, the rest as a summary), and one refused by the back-off touches no
-// store at all.
+// call, and the answer. An authenticated request is one audit event
+// whatever the outcome, written before the response: by the use case
+// once it has the call, here if the request is refused before (a missing
+// scope, a body that does not decode). A refused anonymous one is
+// counted, and reaches the log through the refusal aggregator (the first
+// of an interval on its own, the rest as a summary), and one refused by
+// the back-off touches no store at all.
 func (s *Server) admin(action, scope string, fn adminFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -45,28 +56,28 @@ func (s *Server) admin(action, scope string, fn adminFunc) http.Handler {
 			return
 		}
 		subject := subjectOf(r)
-		if !who.hasScope(scope) {
+		if !who.HasScope(scope) {
 			s.audit(ctx, r, actor, action, subject, "denied", "missing scope "+scope)
 			s.writeProblem(w, r, problemf("forbidden", "the token lacks the scope %q", scope))
 			return
 		}
-		call := &adminCall{caller: who, subject: subject}
+		call := &adminCall{caller: *who, subject: subject}
 		status, body, err := fn(r, call)
 		if err != nil {
-			p := problemFor(err)
-			outcome := "error"
-			if p.Status == http.StatusForbidden {
-				outcome = "denied"
+			if !call.handedOff {
+				p := problemFor(err)
+				outcome := "error"
+				if p.Status == http.StatusForbidden {
+					outcome = "denied"
+				}
+				s.audit(ctx, r, actor, action, call.subject, outcome, p.Code)
 			}
-			detail := p.Code
-			if call.detail != "" {
-				detail += ": " + call.detail
-			}
-			s.audit(ctx, r, actor, action, call.subject, outcome, detail)
 			s.writeProblem(w, r, err)
 			return
 		}
-		s.audit(ctx, r, actor, action, call.subject, "ok", call.detail)
+		if !call.handedOff {
+			s.audit(ctx, r, actor, action, call.subject, "ok", "")
+		}
 		s.writeJSON(w, status, body)
 	})
 }
@@ -74,7 +85,7 @@ func (s *Server) admin(action, scope string, fn adminFunc) http.Handler {
 // gate admits an authenticated request, or answers it: 429 to an address
 // locked out for failed authentications (before its token is looked up),
 // 401 to a request without a valid token, 500 when the store fails.
-func (s *Server) gate(w http.ResponseWriter, r *http.Request, action string) (who *caller, actor string, ok bool) {
+func (s *Server) gate(w http.ResponseWriter, r *http.Request, action string) (who *admin.Caller, actor string, ok bool) {
 	ctx := r.Context()
 	addr := remoteAddr(r)
 	if wait := s.authLimit.lockedFor(addr, s.now()); wait > 0 {
@@ -107,94 +118,26 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request, action string) (wh
 // subjectOf names what a request is about before it is authorised, so
 // that a denied attempt on a device is filed under that device; a value
 // that is not a well-formed identifier is filed as invalid, never as
-// given. Handlers refine it once they know more (the batch a manifest
-// holds).
+// given. The use cases refine it once they know more (the batch a
+// manifest holds).
 func subjectOf(r *http.Request) string {
 	switch {
 	case r.PathValue("identity") != "":
-		return auditSubject("device:" + r.PathValue("identity"))
+		return audit.Subject("device:" + r.PathValue("identity"))
 	case strings.HasPrefix(r.Pattern, "DELETE /v1/admin/tokens/"):
-		return auditSubject("token:" + r.PathValue("id"))
+		return audit.Subject("token:" + r.PathValue("id"))
 	case strings.HasPrefix(r.Pattern, "GET /v1/admin/products/"):
-		return auditSubject("product:" + r.PathValue("id"))
+		return audit.Subject("product:" + r.PathValue("id"))
 	}
 	_, path, _ := strings.Cut(r.Pattern, " ")
-	return auditSubject(path)
+	return audit.Subject(path)
 }
 
-// invalidValue stands in the audit log for a value from outside that is
-// not the identifier it should be.
-const invalidValue = "(invalid)"
-
-// auditSubject returns subject if it names a well-formed identifier of
-// its kind (device:<identity>, station:<identity>, token:<id>,
-// product:<slug>, batch:<name>) or is a route path, and otherwise its
-// kind with the invalid marker: what an outsider typed into a URL never
-// reaches the log as text.
-func auditSubject(subject string) string {
-	kind, value, found := strings.Cut(subject, ":")
-	if !found {
-		if pathPattern.MatchString(subject) {
-			return subject
-		}
-		return invalidValue
-	}
-	var ok bool
-	switch kind {
-	case "device", "station":
-		_, err := identity.Parse(value)
-		ok = err == nil
-	case "token":
-		ok = tokenIDPattern.MatchString(value)
-	case "product":
-		ok = productIDPattern.MatchString(value)
-	case "batch":
-		ok = batchPattern.MatchString(value)
-	default:
-		return invalidValue
-	}
-	if !ok {
-		return kind + ":" + invalidValue
-	}
-	return subject
-}
-
-// auditActor returns actor if it is one the admin API records
-// (anonymous, system, token:<id>), and the invalid marker otherwise.
-func auditActor(actor string) string {
-	if id, ok := strings.CutPrefix(actor, "token:"); ok && tokenIDPattern.MatchString(id) {
-		return actor
-	}
-	if actor == "anonymous" || actor == "system" {
-		return actor
-	}
-	return invalidValue
-}
-
-// audit appends one event, its subject and actor checked and its text
-// escaped (audit.Clean). A failure to audit is logged, not returned: the
-// action has happened (or been refused) either way, and the log line
-// keeps the event.
+// audit records one event of a request refused before it reached a use
+// case, through the one builder and recorder (audit.Recorder).
 func (s *Server) audit(ctx context.Context, r *http.Request, actor, action, subject, outcome, detail string) {
-	e := audit.Clean(store.AuditEvent{
-		Time: s.now().UTC(), Actor: auditActor(actor), Action: action, Subject: auditSubject(subject),
-		Outcome: outcome, Detail: detail, RemoteAddr: remoteAddr(r),
-	})
-	// The event must be written even if the client hung up.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if _, err := s.store.AppendAudit(ctx, e); err != nil {
-		s.log.LogAttrs(ctx, slog.LevelError, "audit event lost", slog.String("request_id", requestID(ctx)),
-			slog.String("actor", e.Actor), slog.String("action", e.Action), slog.String("subject", e.Subject),
-			slog.String("outcome", e.Outcome), slog.String("error", err.Error()))
-	}
-}
-
-// remoteAddr is the client's IP address as the connection shows it, in
-// canonical form. Forwarding headers are ignored: the platform terminates
-// TLS itself.
-func remoteAddr(r *http.Request) string {
-	return audit.Source(r.RemoteAddr)
+	s.rec.Record(ctx, store.AuditEvent{Time: s.now().UTC(), Actor: actor, Action: action, Subject: subject,
+		Outcome: outcome, Detail: detail, RemoteAddr: remoteAddr(r)})
 }
 
 // writeJSON answers with v as JSON.

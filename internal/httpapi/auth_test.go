@@ -2,46 +2,12 @@ package httpapi
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hallmark-iot/hallmark/internal/store"
-	"github.com/hallmark-iot/hallmark/internal/store/sqlite"
+	"github.com/hallmark-iot/hallmark/internal/admin"
 )
-
-func TestNewTokenFormat(t *testing.T) {
-	secret, tok := NewToken("ci", []string{ScopeDevicesRead}, time.Hour)
-	id, hash, ok := parseBearer(secret)
-	if !ok || id != tok.ID || hash != tok.Hash {
-		t.Fatalf("token %q does not parse back to its record", secret)
-	}
-	if !strings.HasPrefix(secret, "hm_"+tok.ID+"_") || len(tok.ID) < 8 || len(tok.ID) > 16 {
-		t.Fatalf("token %q, id %q", secret, tok.ID)
-	}
-	if tok.ExpiresAt.Sub(tok.CreatedAt) != time.Hour {
-		t.Fatalf("expiry %v after creation", tok.ExpiresAt.Sub(tok.CreatedAt))
-	}
-	// The secret part is not stored anywhere in the record.
-	if strings.Contains(tok.Name+tok.ID, secret[len("hm_"+tok.ID+"_"):]) {
-		t.Fatal("secret in the record")
-	}
-	other, _ := NewToken("ci", nil, 0)
-	if other == secret {
-		t.Fatal("two tokens alike")
-	}
-	for _, bad := range []string{
-		"", "hm_", "hm_abcdefgh", "hm_abcdefgh_", "xx" + secret[2:], secret + "A", secret[:len(secret)-1],
-		"hm_ABCDEFGH_" + secret[len("hm_"+tok.ID+"_"):], "hm_abc_" + secret[len("hm_"+tok.ID+"_"):],
-		"hm_" + tok.ID + "_" + strings.Repeat("=", 43),
-	} {
-		if _, _, ok := parseBearer(bad); ok {
-			t.Errorf("parseBearer(%q) accepted", bad)
-		}
-	}
-}
 
 func TestAuthFailures(t *testing.T) {
 	e := newEnv(t)
@@ -51,7 +17,7 @@ func TestAuthFailures(t *testing.T) {
 	if err := e.store.RevokeToken(ctx, id, e.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
-	expiring, tok := newTokenAt("expiring", []string{ScopeAdmin}, time.Minute, e.clock.Now().Add(-2*time.Minute))
+	expiring, tok := tokenAt("expiring", []string{ScopeAdmin}, time.Minute, e.clock.Now().Add(-2*time.Minute))
 	if err := e.store.CreateToken(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +26,7 @@ func TestAuthFailures(t *testing.T) {
 	if wrongSecret == e.admin {
 		wrongSecret = e.admin[:len(e.admin)-2] + "BA"
 	}
-	unknownID, _ := NewToken("never stored", []string{ScopeAdmin}, 0)
+	unknownID, _ := admin.NewToken("never stored", []string{ScopeAdmin}, 0)
 
 	unknownIDOf, _, _ := parseBearer(unknownID)
 	for _, tc := range []struct {
@@ -104,7 +70,7 @@ func TestAuthFailures(t *testing.T) {
 		})
 	}
 	// The clock moving past an expiry ends a token.
-	short, tok2 := newTokenAt("short", []string{ScopeAdmin}, time.Hour, e.clock.Now())
+	short, tok2 := tokenAt("short", []string{ScopeAdmin}, time.Hour, e.clock.Now())
 	e.store.CreateToken(ctx, tok2)
 	e.call(t, "GET", "/v1/admin/stations", short, nil).decode(t, 200, &StationList{})
 	e.clock.Advance(time.Hour)
@@ -140,7 +106,7 @@ func TestTokens(t *testing.T) {
 	}
 	var never NewTokenResponse
 	e.call(t, "POST", "/v1/admin/tokens", e.admin, TokenRequest{Name: "default", Scopes: []string{ScopeAuditRead}}).decode(t, 201, &never)
-	if !never.Token.ExpiresAt.Equal(testStart.Add(defaultTokenTTL)) {
+	if !never.Token.ExpiresAt.Equal(testStart.Add(admin.DefaultTokenTTL)) {
 		t.Fatalf("default TTL: expires %v", never.Token.ExpiresAt)
 	}
 	// Bad requests.
@@ -172,39 +138,4 @@ func TestTokens(t *testing.T) {
 	e.call(t, "GET", "/v1/admin/devices", sub.Secret, nil).wantProblem(t, 401, "unauthorized")
 	e.call(t, "DELETE", "/v1/admin/tokens/nosuchtoken", e.admin, nil).wantProblem(t, 404, "not-found")
 	e.call(t, "DELETE", "/v1/admin/tokens/NO_SUCH", e.admin, nil).wantProblem(t, 404, "not-found")
-}
-
-func TestEnsureBootstrapToken(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	path := filepath.Join(dir, "admin.token")
-	created, err := EnsureBootstrapToken(ctx, st, path)
-	if err != nil || !created {
-		t.Fatalf("first start: created %v, %v", created, err)
-	}
-	info, err := os.Stat(path)
-	if err != nil || info.Mode().Perm() != 0o600 {
-		t.Fatalf("token file: %v %v", info, err)
-	}
-	data, _ := os.ReadFile(path)
-	id, hash, ok := parseBearer(strings.TrimSpace(string(data)))
-	tok, err := st.GetToken(ctx, id)
-	if !ok || err != nil || tok.Hash != hash || len(tok.Scopes) != 1 || tok.Scopes[0] != ScopeAdmin {
-		t.Fatalf("stored token %+v, %v", tok, err)
-	}
-	// A second start changes nothing.
-	created, err = EnsureBootstrapToken(ctx, st, path)
-	again, _ := os.ReadFile(path)
-	if err != nil || created || string(again) != string(data) {
-		t.Fatalf("second start: created %v, %v", created, err)
-	}
-	events, _ := st.ListAudit(ctx, store.AuditFilter{Action: "token.create"})
-	if len(events) != 1 || events[0].Actor != "system" || strings.Contains(events[0].Detail, string(data[10:])) {
-		t.Fatalf("audit %+v", events)
-	}
 }

@@ -19,9 +19,9 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/identity"
 )
 
-// maxResponse bounds a response body the client reads: a page of 1,000
+// maxAdminResponse bounds an admin response body: a page of 1,000
 // ML-DSA-87 devices is under 4 MiB.
-const maxResponse = 32 << 20
+const maxAdminResponse = 32 << 20
 
 // Client calls the admin API. Errors the server answers with are
 // *Problem.
@@ -52,52 +52,96 @@ func NewClient(baseURL, token string, roots *x509.CertPool) (*Client, error) {
 	}, nil
 }
 
-// do sends one request and decodes a JSON answer into out, or returns the
-// server's problem.
+// do sends one admin request and decodes a JSON answer into out, or
+// returns the server's problem.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body io.Reader, contentType string, out any) error {
-	target := c.BaseURL + path
-	if len(query) > 0 {
-		target += "?" + query.Encode()
+	return roundTrip(ctx, c.HTTP, c.BaseURL, apiRequest{method: method, path: path, query: query, body: body,
+		contentType: contentType, token: c.Token, limit: maxAdminResponse}, out)
+}
+
+// apiRequest is one request to the platform's API.
+type apiRequest struct {
+	method, path string
+	query        url.Values
+	body         io.Reader // nil: none
+	contentType  string
+	token        string // the bearer token; empty: none
+	// limit bounds the response body: each side of the API knows how
+	// large its answers can be.
+	limit int64
+}
+
+// StatusError is an error answer that is not a problem (a proxy's, say).
+type StatusError struct {
+	Method, Path string
+	Status       int
+	StatusText   string // as the response's status line gives it
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%s %s: server answered %s", e.Method, e.Path, e.StatusText)
+}
+
+// roundTrip is the one request/response of every client of the API: it
+// sends req to baseURL over hc and decodes a JSON answer into out (nil
+// ignores it), or returns the server's *Problem, with its Retry-After,
+// or a *StatusError for an error answer that is no problem. Both answers
+// must say their media type, and neither may exceed req.limit.
+func roundTrip(ctx context.Context, hc *http.Client, baseURL string, req apiRequest, out any) error {
+	target := baseURL + req.path
+	if len(req.query) > 0 {
+		target += "?" + req.query.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, target, body)
+	hreq, err := http.NewRequestWithContext(ctx, req.method, target, req.body)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return fmt.Errorf("%s %s: %w", req.method, req.path, err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
-	req.Header.Set("Accept", "application/json, application/problem+json")
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+	if req.token != "" {
+		hreq.Header.Set("Authorization", "Bearer "+req.token)
 	}
-	resp, err := c.HTTP.Do(req)
+	hreq.Header.Set("Accept", "application/json, application/problem+json")
+	if req.contentType != "" {
+		hreq.Header.Set("Content-Type", req.contentType)
+	}
+	resp, err := hc.Do(hreq)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, c.BaseURL, unwrapURLError(err))
+		return fmt.Errorf("%s %s: %w", req.method, baseURL, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, req.limit+1))
 	if err != nil {
-		return fmt.Errorf("%s %s: read response: %w", method, path, err)
+		return fmt.Errorf("%s %s: read response: %w", req.method, req.path, err)
 	}
-	if len(data) > maxResponse {
-		return fmt.Errorf("%s %s: response larger than %d bytes", method, path, maxResponse)
+	if int64(len(data)) > req.limit {
+		return fmt.Errorf("%s %s: response larger than %d bytes", req.method, req.path, req.limit)
 	}
 	media, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if resp.StatusCode >= 300 {
 		var p Problem
 		if media == "application/problem+json" && json.Unmarshal(data, &p) == nil && p.Code != "" {
+			p.RetryAfter = retryAfter(resp.Header)
 			return &p
 		}
-		return fmt.Errorf("%s %s: server answered %s", method, path, resp.Status)
+		return &StatusError{Method: req.method, Path: req.path, Status: resp.StatusCode, StatusText: resp.Status}
 	}
 	if out == nil {
 		return nil
 	}
 	if media != "application/json" {
-		return fmt.Errorf("%s %s: server answered %s, not JSON", method, path, media)
+		return fmt.Errorf("%s %s: server answered %s, not JSON", req.method, req.path, media)
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("%s %s: decode response: %w", method, path, err)
+		return fmt.Errorf("%s %s: decode response: %w", req.method, req.path, err)
 	}
 	return nil
+}
+
+// retryAfter reads a Retry-After of whole seconds; zero without one.
+func retryAfter(h http.Header) time.Duration {
+	if secs, err := strconv.Atoi(h.Get("Retry-After")); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	return 0
 }
 
 // unwrapURLError drops *url.Error's repetition of the URL.

@@ -66,7 +66,11 @@ func decodeJSONBytes(body []byte, v any) error {
 		return problemf("malformed-request", "data after the JSON value at offset %d", dec.InputOffset())
 	}
 	if val, ok := v.(validator); ok {
-		return val.validate()
+		if err := val.validate(); err != nil {
+			// The admin use cases' rules, as a problem like every other
+			// refusal of decoding.
+			return problemFor(err)
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hallmark-iot/hallmark/internal/admin"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
@@ -82,7 +83,7 @@ func TestDecodeJSONBytes(t *testing.T) {
 		{`{"reason":"lost"} {"reason":"lost"}`, false},
 		{`{"Reason":"lost"}`, false},
 		{`{"reason":""}`, false},
-		{`{"reason":"` + strings.Repeat("x", maxReason+1) + `"}`, false},
+		{`{"reason":"` + strings.Repeat("x", admin.MaxRevokeReason+1) + `"}`, false},
 		{`{"reason":"ok\u2028"}`, false},
 		{`{"reason":"\ud800"}`, true}, // replaced by U+FFFD, printable
 		{"{\"reason\":\"a\xffb\"}", true},

@@ -1,15 +1,13 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/hex"
-	"errors"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
-	"unicode/utf8"
 
+	"github.com/hallmark-iot/hallmark/internal/admin"
+	"github.com/hallmark-iot/hallmark/internal/audit"
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 	"github.com/hallmark-iot/hallmark/internal/store"
@@ -25,7 +23,7 @@ var limitParam = Param{Name: "limit", Type: "integer", Description: "Page size, 
 
 func (s *Server) deviceRoutes() []Route {
 	return []Route{
-		{Method: "GET", Path: "/v1/admin/devices", Handler: s.admin("device.list", ScopeDevicesRead, s.listDevices), Doc: RouteDoc{
+		{Method: "GET", Path: "/v1/admin/devices", Handler: s.admin(admin.ActionDeviceList, ScopeDevicesRead, s.listDevices), Doc: RouteDoc{
 			OperationID: "listDevices", Summary: "List devices, filtered, one page at a time.", Tag: "devices",
 			Description: "Devices in identity order. Keyset pagination: pass the response's next as after.",
 			Auth:        AuthBearer, Scope: ScopeDevicesRead,
@@ -39,13 +37,13 @@ func (s *Server) deviceRoutes() []Route {
 			},
 			Responses: []Response{{Status: 200, Description: "One page.", Body: DeviceList{}}},
 		}},
-		{Method: "GET", Path: "/v1/admin/devices/{identity}", Handler: s.admin("device.get", ScopeDevicesRead, s.getDevice), Doc: RouteDoc{
+		{Method: "GET", Path: "/v1/admin/devices/{identity}", Handler: s.admin(admin.ActionDeviceGet, ScopeDevicesRead, s.getDevice), Doc: RouteDoc{
 			OperationID: "getDevice", Summary: "Get a device with its certificates.", Tag: "devices",
 			Auth: AuthBearer, Scope: ScopeDevicesRead, PathParams: identityParam,
 			Responses: []Response{{Status: 200, Description: "The device.", Body: Device{}}},
 			Problems:  []string{"not-found"},
 		}},
-		{Method: "POST", Path: "/v1/admin/devices/{identity}/revoke", Handler: s.admin("device.revoke", ScopeDevicesRevoke, s.revokeDevice), Doc: RouteDoc{
+		{Method: "POST", Path: "/v1/admin/devices/{identity}/revoke", Handler: s.admin(admin.ActionDeviceRevoke, ScopeDevicesRevoke, s.revokeDevice), Doc: RouteDoc{
 			OperationID: "revokeDevice", Summary: "Revoke a device and its certificates.", Tag: "devices",
 			Description: "The device is refused from then on: onboarding, credentials and renewal. Revoking a revoked device changes nothing.",
 			Auth:        AuthBearer, Scope: ScopeDevicesRevoke, PathParams: identityParam, Request: RevokeRequest{},
@@ -73,10 +71,10 @@ func deviceFilter(q url.Values) (store.DeviceFilter, error) {
 	default:
 		return f, fieldError("state", "must be registered, onboarded or revoked")
 	}
-	if f.ProductID = q.Get("product"); f.ProductID != "" && !productIDPattern.MatchString(f.ProductID) {
+	if f.ProductID = q.Get("product"); f.ProductID != "" && !audit.ProductIDPattern.MatchString(f.ProductID) {
 		return f, fieldError("product", "is not a product ID")
 	}
-	if f.BatchID = q.Get("batch"); f.BatchID != "" && !batchPattern.MatchString(f.BatchID) {
+	if f.BatchID = q.Get("batch"); f.BatchID != "" && !audit.BatchPattern.MatchString(f.BatchID) {
 		return f, fieldError("batch", "is not a batch name")
 	}
 	if alg := q.Get("algorithm"); alg != "" {
@@ -98,9 +96,6 @@ func deviceFilter(q url.Values) (store.DeviceFilter, error) {
 	return f, err
 }
 
-// batchPattern is the manifest format's batch name.
-var batchPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
 func pageLimit(v string) (int, error) {
 	if v == "" {
 		return defaultPageLimit, nil
@@ -112,34 +107,18 @@ func pageLimit(v string) (int, error) {
 	return n, nil
 }
 
-func (s *Server) listDevices(r *http.Request, _ *adminCall) (int, any, error) {
+func (s *Server) listDevices(r *http.Request, c *adminCall) (int, any, error) {
 	f, err := deviceFilter(r.URL.Query())
 	if err != nil {
 		return 0, nil, err
 	}
-	list, err := s.store.ListDevices(r.Context(), f)
-	if err != nil {
-		return 0, nil, err
-	}
-	// Jobs come only with an onboarding: only onboarded (or since revoked)
-	// devices are looked up, all in one query.
-	var ids []identity.ID
-	for _, d := range list {
-		if !d.OnboardedAt.IsZero() {
-			ids = append(ids, d.Identity)
-		}
-	}
-	latest, err := s.store.LatestJobs(r.Context(), ids)
+	list, err := s.svc.Devices.List(r.Context(), c.use(), f)
 	if err != nil {
 		return 0, nil, err
 	}
 	out := DeviceList{Devices: make([]Device, 0, len(list))}
 	for _, d := range list {
-		view := deviceView(d)
-		if jobs := latest[d.Identity]; len(jobs) > 0 {
-			view.Cloud.State, view.Cloud.LastError = store.CloudStateOf(jobs)
-		}
-		out.Devices = append(out.Devices, view)
+		out.Devices = append(out.Devices, deviceView(d))
 	}
 	if len(list) == f.Limit {
 		out.Next = list[len(list)-1].Identity.String()
@@ -150,24 +129,13 @@ func (s *Server) listDevices(r *http.Request, _ *adminCall) (int, any, error) {
 // pathIdentity reads the {identity} path parameter; a malformed one names
 // no device, so it is not found.
 func pathIdentity(r *http.Request, c *adminCall) (identity.ID, error) {
-	v := r.PathValue("identity")
-	id, err := identity.Parse(v)
+	id, err := admin.ParseIdentity(r.PathValue("identity"))
 	if err != nil {
-		c.subject = "device:" + truncate(v, 80)
-		return id, problemf("not-found", "no device %q: an identity is 64 lowercase hex characters", truncate(v, 80))
+		c.subject = "device:" + audit.Invalid
+		return id, err
 	}
 	c.subject = "device:" + id.String()
 	return id, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }
 
 func (s *Server) getDevice(r *http.Request, c *adminCall) (int, any, error) {
@@ -175,51 +143,26 @@ func (s *Server) getDevice(r *http.Request, c *adminCall) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	d, err := s.lookupDevice(r.Context(), id)
-	if err != nil {
-		return 0, nil, err
-	}
-	certs, err := s.store.ListCertificates(r.Context(), id)
+	d, err := s.svc.Devices.Get(r.Context(), c.use(), id)
 	if err != nil {
 		return 0, nil, err
 	}
 	view := deviceView(d)
-	for _, cert := range certs {
+	for _, cert := range d.Certificates {
 		view.Certificates = append(view.Certificates, Certificate{
 			Serial: hex.EncodeToString(cert.Serial[:]), NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC(),
 			IssuedAt: cert.IssuedAt.UTC(), RevokedAt: optionalTime(cert.RevokedAt), SupersededAt: optionalTime(cert.SupersededAt),
 		})
 	}
-	if err := s.cloudOf(r.Context(), &view, true); err != nil {
-		return 0, nil, err
+	for _, j := range d.Jobs {
+		view.Cloud.Jobs = append(view.Cloud.Jobs, Job{ID: j.ID, Kind: j.Kind, Connector: j.Connector,
+			State: string(j.State), Attempts: j.Attempts, NextRunAt: j.NextRunAt.UTC(), LastError: j.LastError, Worker: j.Worker,
+			CreatedAt: j.CreatedAt.UTC(), UpdatedAt: j.UpdatedAt.UTC()})
 	}
 	return http.StatusOK, view, nil
 }
 
-// cloudOf fills view.Cloud from the device's jobs, listing them when
-// withJobs. A device has a handful of jobs (one per connector and
-// onboarding or revocation); the newest 1000 decide.
-func (s *Server) cloudOf(ctx context.Context, view *Device, withJobs bool) error {
-	jobs, err := s.store.ListJobs(ctx, store.JobFilter{Identity: view.Identity, Limit: 1000})
-	if err != nil {
-		return err
-	}
-	view.Cloud.State, view.Cloud.LastError = store.CloudStateOf(jobs)
-	if withJobs {
-		for _, j := range jobs {
-			view.Cloud.Jobs = append(view.Cloud.Jobs, Job{ID: j.ID, Kind: j.Kind, Connector: j.Connector,
-				State: string(j.State), Attempts: j.Attempts, NextRunAt: j.NextRunAt.UTC(), LastError: j.LastError, Worker: j.Worker,
-				CreatedAt: j.CreatedAt.UTC(), UpdatedAt: j.UpdatedAt.UTC()})
-		}
-	}
-	return nil
-}
-
-const maxReason = 256
-
-func (req *RevokeRequest) validate() error {
-	return checkText("reason", req.Reason, maxReason)
-}
+func (req *RevokeRequest) validate() error { return admin.RevokeRequest(*req).Validate() }
 
 func (s *Server) revokeDevice(r *http.Request, c *adminCall) (int, any, error) {
 	id, err := pathIdentity(r, c)
@@ -230,54 +173,19 @@ func (s *Server) revokeDevice(r *http.Request, c *adminCall) (int, any, error) {
 	if err := decodeJSON(r, MaxJSONBody, &req); err != nil {
 		return 0, nil, err
 	}
-	d, err := s.lookupDevice(r.Context(), id)
+	d, err := s.svc.Devices.Revoke(r.Context(), c.use(), id, admin.RevokeRequest(req))
 	if err != nil {
 		return 0, nil, err
 	}
-	if d.State == store.StateRevoked {
-		c.detail = "already revoked; nothing changed"
-		view := deviceView(d)
-		if err := s.cloudOf(r.Context(), &view, false); err != nil {
-			return 0, nil, err
-		}
-		return http.StatusOK, view, nil
-	}
-	c.detail = req.Reason
-	// A device never onboarded was never registered with a cloud.
-	var jobs []store.Job
-	if !d.OnboardedAt.IsZero() {
-		for _, name := range s.connectors {
-			jobs = append(jobs, store.Job{Kind: store.JobDeregister, Connector: name, Identity: id})
-		}
-	}
-	if err := s.store.RevokeDevice(r.Context(), id, req.Reason, s.now().UTC(), jobs...); err != nil {
-		return 0, nil, err
-	}
-	if d, err = s.store.GetDevice(r.Context(), id); err != nil {
-		return 0, nil, err
-	}
-	view := deviceView(d)
-	if err := s.cloudOf(r.Context(), &view, false); err != nil {
-		return 0, nil, err
-	}
-	return http.StatusOK, view, nil
+	return http.StatusOK, deviceView(d), nil
 }
 
-func deviceView(d store.Device) Device {
+func deviceView(d admin.DeviceStatus) Device {
 	return Device{
 		Identity: d.Identity, State: string(d.State), Algorithm: string(d.Algorithm), PublicKey: d.PublicKey,
 		RootOfTrust: d.RootOfTrust, Injection: d.Injection, Product: d.ProductID, Batch: d.BatchID,
 		Station: d.StationID, CreatedAt: d.CreatedAt.UTC(), OnboardedAt: optionalTime(d.OnboardedAt),
 		RevokedAt: optionalTime(d.RevokedAt), RevokeReason: d.RevokeNote,
-		Cloud: Cloud{State: store.CloudNone},
+		Cloud: Cloud{State: d.Cloud, LastError: d.CloudError},
 	}
-}
-
-// lookupDevice returns the device, or a not-found problem naming it.
-func (s *Server) lookupDevice(ctx context.Context, id identity.ID) (store.Device, error) {
-	d, err := s.store.GetDevice(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return d, problemf("not-found", "no device %s", id)
-	}
-	return d, err
 }

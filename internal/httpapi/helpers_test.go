@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hallmark-iot/hallmark/internal/admin"
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/manifest"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
@@ -70,8 +71,8 @@ func newEnvConfig(t testing.TB, cfg Config) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 	e := &env{store: st, clock: &clock{t: testStart}, reg: prometheus.NewRegistry()}
-	cfg.Store, cfg.Now, cfg.Metrics = st, e.clock.Now, e.reg
-	if e.srv, err = New(cfg); err != nil {
+	cfg.Now, cfg.Metrics = e.clock.Now, e.reg
+	if e.srv, err = New(storeConfig(st, cfg)); err != nil {
 		t.Fatal(err)
 	}
 	e.ts = httptest.NewServer(e.srv)
@@ -80,10 +81,28 @@ func newEnvConfig(t testing.TB, cfg Config) *env {
 	return e
 }
 
+// storeConfig completes cfg with the admin use cases, the audit log and
+// the readiness check on st, as the platform wires them.
+func storeConfig(st store.Store, cfg Config) Config {
+	cfg.Admin = admin.New(st, admin.Config{Log: cfg.Log, Now: cfg.Now})
+	cfg.Audit, cfg.Ready = st, st.Ping
+	return cfg
+}
+
+// tokenAt is admin.NewToken as made at now.
+func tokenAt(name string, scopes []string, ttl time.Duration, now time.Time) (string, store.Token) {
+	secret, tok := admin.NewToken(name, scopes, 0)
+	tok.CreatedAt = now.UTC()
+	if ttl > 0 {
+		tok.ExpiresAt = now.Add(ttl).UTC()
+	}
+	return secret, tok
+}
+
 // token stores a new token with the given scopes and returns its secret.
 func (e *env) token(t testing.TB, name string, scopes ...string) string {
 	t.Helper()
-	secret, tok := newTokenAt(name, scopes, 0, e.clock.Now())
+	secret, tok := tokenAt(name, scopes, 0, e.clock.Now())
 	if err := e.store.CreateToken(context.Background(), tok); err != nil {
 		t.Fatal(err)
 	}

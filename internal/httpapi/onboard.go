@@ -2,12 +2,19 @@ package httpapi
 
 import (
 	"crypto/x509"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
+)
+
+// Routes of the onboarding protocol (docs/protocol.md).
+const (
+	PathOnboardChallenge  = "/v1/onboard/challenge"
+	PathOnboardProof      = "/v1/onboard/proof"
+	PathDeviceCredentials = "/v1/device/credentials"
+	PathDeviceRenew       = "/v1/device/renew"
 )
 
 // maxOnboardingBody bounds an onboarding request: an ML-DSA-87 CSR and
@@ -41,25 +48,25 @@ type onboardHandlers struct {
 func (o onboardHandlers) routes() []Route {
 	creds := []Response{{Status: 200, Description: "The device's credentials.", Body: onboarding.Credentials{}}}
 	return []Route{
-		{Method: "POST", Path: onboarding.PathChallenge, Handler: http.HandlerFunc(o.challenge), Doc: RouteDoc{
+		{Method: "POST", Path: PathOnboardChallenge, Handler: http.HandlerFunc(o.challenge), Doc: RouteDoc{
 			OperationID: "onboardChallenge", Summary: "Offer a device identity; receive a single-use challenge.", Tag: "onboarding",
 			Description: "The answer is the same whether or not the identity is registered. The challenge expires after 60 seconds.",
 			Request:     onboarding.ChallengeRequest{},
 			Responses:   []Response{{Status: 201, Description: "The challenge.", Body: onboarding.ChallengeResponse{}}},
 			Problems:    []string{"rate-limited"},
 		}},
-		{Method: "POST", Path: onboarding.PathProof, Handler: http.HandlerFunc(o.proof), Doc: RouteDoc{
+		{Method: "POST", Path: PathOnboardProof, Handler: http.HandlerFunc(o.proof), Doc: RouteDoc{
 			OperationID: "onboardProof", Summary: "Answer a challenge with a proof of possession and a CSR; receive credentials.", Tag: "onboarding",
 			Description: "The signature covers the message of docs/protocol.md: context, challenge ID, nonce, server name, SHA-256 of the CSR and the identity.",
 			Request:     onboarding.ProofRequest{},
 			Responses:   creds,
 			Problems:    []string{"rate-limited", "challenge-unknown", "challenge-used", "challenge-expired", "proof-rejected", "device-revoked", "bad-csr"},
 		}},
-		{Method: "GET", Path: onboarding.PathCredentials, Handler: http.HandlerFunc(o.credentials), Doc: RouteDoc{
+		{Method: "GET", Path: PathDeviceCredentials, Handler: http.HandlerFunc(o.credentials), Doc: RouteDoc{
 			OperationID: "deviceCredentials", Summary: "Fetch the device's current credentials.", Tag: "device",
 			Auth: AuthMutualTLS, Responses: creds, Problems: []string{"not-onboarded", "certificate-superseded", "device-revoked"},
 		}},
-		{Method: "POST", Path: onboarding.PathRenew, Handler: http.HandlerFunc(o.renew), Doc: RouteDoc{
+		{Method: "POST", Path: PathDeviceRenew, Handler: http.HandlerFunc(o.renew), Doc: RouteDoc{
 			OperationID: "deviceRenew", Summary: "Renew the device certificate for a new CSR.", Tag: "device",
 			Auth: AuthMutualTLS, Request: onboarding.RenewRequest{}, Responses: creds,
 			Problems: []string{"not-onboarded", "certificate-superseded", "device-revoked", "bad-csr", "renewal-too-soon"},
@@ -73,7 +80,7 @@ func (o onboardHandlers) challenge(w http.ResponseWriter, r *http.Request) {
 		o.s.writeProblem(w, r, err)
 		return
 	}
-	resp, err := o.svc.Challenge(r.Context(), req, clientAddr(r))
+	resp, err := o.svc.Challenge(r.Context(), req, remoteAddr(r))
 	if err != nil {
 		o.s.writeProblem(w, r, onboardingProblem(err))
 		return
@@ -87,7 +94,7 @@ func (o onboardHandlers) proof(w http.ResponseWriter, r *http.Request) {
 		o.s.writeProblem(w, r, err)
 		return
 	}
-	creds, err := o.svc.Prove(r.Context(), req, clientAddr(r))
+	creds, err := o.svc.Prove(r.Context(), req, remoteAddr(r))
 	if err != nil {
 		o.s.writeProblem(w, r, onboardingProblem(err))
 		return
@@ -99,7 +106,7 @@ func (o onboardHandlers) credentials(w http.ResponseWriter, r *http.Request) {
 	leaf, err := o.clientCertificate(r)
 	if err == nil {
 		var creds *onboarding.Credentials
-		if creds, err = o.svc.Credentials(r.Context(), leaf, clientAddr(r)); err == nil {
+		if creds, err = o.svc.Credentials(r.Context(), leaf, remoteAddr(r)); err == nil {
 			o.s.writeJSON(w, http.StatusOK, creds)
 			return
 		}
@@ -118,7 +125,7 @@ func (o onboardHandlers) renew(w http.ResponseWriter, r *http.Request) {
 		o.s.writeProblem(w, r, err)
 		return
 	}
-	creds, err := o.svc.Renew(r.Context(), leaf, channelBinding(r), req, clientAddr(r))
+	creds, err := o.svc.Renew(r.Context(), leaf, channelBinding(r), req, remoteAddr(r))
 	if err != nil {
 		if wait, ok := onboarding.RetryAfter(err); ok {
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)))
@@ -164,24 +171,27 @@ func (o onboardHandlers) clientCertificate(r *http.Request) (*x509.Certificate, 
 // service's messages carry no secret, so a malformed request keeps its
 // detail.
 func onboardingProblem(err error) error {
-	switch code := onboarding.ErrorCode(err); code {
-	case "malformed":
-		return NewProblem("malformed-request", err.Error())
-	case "revoked":
-		return NewProblem("device-revoked", "")
-	case "bad-csr":
-		return NewProblem("bad-csr", err.Error())
-	case "internal":
+	switch code := OnboardingCode(err); code {
+	case "":
 		return err
+	case "malformed-request", "bad-csr":
+		return NewProblem(code, err.Error())
 	default:
 		return NewProblem(code, "")
 	}
 }
 
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
+// OnboardingCode is the problem code the onboarding routes answer err,
+// an error of the onboarding service, with; "" for an internal error.
+func OnboardingCode(err error) string {
+	switch code := onboarding.ErrorCode(err); code {
+	case "malformed":
+		return "malformed-request"
+	case "revoked":
+		return "device-revoked"
+	case "internal":
+		return ""
+	default:
+		return code
 	}
-	return host
 }

@@ -94,7 +94,7 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 	base := newEnv(t)
 	var logs syncBuffer
 	secretCause := errors.New("open /var/lib/hallmark/secret-path: disk on fire")
-	srv, err := New(Config{Store: failingStore{Store: base.store, err: secretCause}, Log: slog.New(slog.NewJSONHandler(&logs, nil))})
+	srv, err := New(storeConfig(failingStore{Store: base.store, err: secretCause}, Config{Log: slog.New(slog.NewJSONHandler(&logs, nil))}))
 	if err != nil {
 		t.Fatal(err)
 	}

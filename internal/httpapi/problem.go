@@ -8,8 +8,9 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"time"
 
-	"github.com/hallmark-iot/hallmark/internal/store"
+	"github.com/hallmark-iot/hallmark/internal/admin"
 )
 
 // ProblemTypeBase prefixes every problem's type URI; the code follows it.
@@ -33,6 +34,9 @@ type Problem struct {
 	// Extensions are further members for this code, such as the
 	// duplicates of a duplicate-devices problem.
 	Extensions map[string]any `json:"-"`
+	// RetryAfter is the response's Retry-After, as a client read it; zero
+	// without one.
+	RetryAfter time.Duration `json:"-"`
 }
 
 // Error formats the problem as one line: title, detail, code.
@@ -157,9 +161,11 @@ func problemf(code, format string, args ...any) *Problem {
 	return NewProblem(code, fmt.Sprintf(format, args...))
 }
 
-// problemFor maps an error to the problem the caller sees. Problems pass
-// through; store sentinels map to their codes with a generic detail (a
-// backend's message may name tables or files); anything else is internal.
+// problemFor maps an error to the problem the caller sees: the one place
+// errors become problems. Problems pass through; a body over its limit is
+// body-too-large; the admin use cases' errors (admin.Classify, which
+// also maps store sentinels with a generic detail) keep their code and
+// message, a duplicate-devices one its list; anything else is internal.
 func problemFor(err error) *Problem {
 	var p *Problem
 	var tooLarge *http.MaxBytesError
@@ -168,14 +174,14 @@ func problemFor(err error) *Problem {
 		return p
 	case errors.As(err, &tooLarge):
 		return problemf("body-too-large", "the body exceeds the limit of %d bytes", tooLarge.Limit)
-	case errors.Is(err, store.ErrNotFound):
-		return NewProblem("not-found", "no such record")
-	case errors.Is(err, store.ErrExists):
-		return NewProblem("conflict", "the record exists already")
-	case errors.Is(err, store.ErrConflict):
-		return NewProblem("conflict", "the record's state refuses the change")
 	}
-	return NewProblem("internal", "")
+	e := admin.Classify(err)
+	p = NewProblem(e.Code, e.Message)
+	var dup *admin.DuplicateDevicesError
+	if e.Code == admin.CodeDuplicateDevices && errors.As(err, &dup) {
+		p.Extensions = duplicatesExtension(dup)
+	}
+	return p
 }
 
 // writeProblem answers with the problem for err. Internal errors are logged

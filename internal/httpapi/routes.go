@@ -52,7 +52,7 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
+	if err := s.ready(ctx); err != nil {
 		s.log.Warn("not ready", "request_id", requestID(r.Context()), "error", err)
 		s.writeProblem(w, r, NewProblem("unavailable", "the store does not answer"))
 		return

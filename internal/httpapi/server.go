@@ -26,8 +26,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hallmark-iot/hallmark/internal/admin"
 	"github.com/hallmark-iot/hallmark/internal/audit"
-	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
 // DefaultMaxManifestBytes bounds a manifest upload unless configured.
@@ -42,7 +42,15 @@ type MetricsRegistry interface {
 
 // Config configures a Server.
 type Config struct {
-	Store store.Store
+	// Admin is the admin use cases the admin routes call.
+	Admin *admin.Service
+	// Audit is the audit log: the events of admin requests refused before
+	// they reach a use case go there, and, when Refusals is nil, the
+	// summaries of refused anonymous ones.
+	Audit audit.Appender
+	// Ready reports whether the platform can serve, its store answering
+	// (/readyz).
+	Ready func(context.Context) error
 	// Log receives one line per request and every internal error; nil
 	// discards.
 	Log *slog.Logger
@@ -54,11 +62,8 @@ type Config struct {
 	MaxManifestBytes int64
 	// Now is the clock; nil uses time.Now.
 	Now func() time.Time
-	// Connectors names the cloud connectors devices are registered with;
-	// revoking an onboarded device enqueues a deregister job for each.
-	Connectors []string
 	// Refusals records refused anonymous admin requests (counters and
-	// summaries in the audit log); nil makes one on Store and Metrics,
+	// summaries in the audit log); nil makes one on Audit and Metrics,
 	// whose summaries are written only when its Flush or Run is called
 	// (Server.Refusals returns it).
 	Refusals *audit.Aggregator
@@ -69,16 +74,16 @@ type Config struct {
 
 // Server is the platform's HTTP handler.
 type Server struct {
-	store        store.Store
+	svc          *admin.Service
+	rec          *audit.Recorder
+	ready        func(context.Context) error
 	log          *slog.Logger
 	metrics      MetricsRegistry
 	now          func() time.Time
 	maxManifest  int64
-	connectors   []string
 	mux          *http.ServeMux
 	requests     *prometheus.CounterVec
 	durations    *prometheus.HistogramVec
-	importSlots  chan struct{}
 	refusals     *audit.Aggregator
 	authLimit    *authThrottle
 	mu           sync.Mutex // guards routes and openapi
@@ -86,18 +91,14 @@ type Server struct {
 	openapiCache []byte
 }
 
-// maxConcurrentImports bounds the manifest imports held in memory at once.
-const maxConcurrentImports = 2
-
 // New builds a server with every admin and platform route.
 func New(cfg Config) (*Server, error) {
-	if cfg.Store == nil {
-		return nil, errors.New("httpapi: no store")
+	if cfg.Admin == nil || cfg.Audit == nil || cfg.Ready == nil {
+		return nil, errors.New("httpapi: no admin service, audit log or readiness check")
 	}
 	s := &Server{
-		store: cfg.Store, log: cfg.Log, metrics: cfg.Metrics, now: cfg.Now,
-		maxManifest: cfg.MaxManifestBytes, mux: http.NewServeMux(), connectors: cfg.Connectors,
-		importSlots: make(chan struct{}, maxConcurrentImports),
+		svc: cfg.Admin, ready: cfg.Ready, log: cfg.Log, metrics: cfg.Metrics, now: cfg.Now,
+		maxManifest: cfg.MaxManifestBytes, mux: http.NewServeMux(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -111,6 +112,7 @@ func New(cfg Config) (*Server, error) {
 	if s.maxManifest <= 0 {
 		s.maxManifest = DefaultMaxManifestBytes
 	}
+	s.rec = audit.NewRecorder(cfg.Audit, s.log, s.now)
 	if err := s.registerMetrics(); err != nil {
 		return nil, err
 	}
@@ -201,7 +203,7 @@ func (s *Server) Routes() []Route {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rid := incomingRequestID(r.Header.Get("X-Request-Id"))
-	r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, rid))
+	r = r.WithContext(audit.WithRequestID(r.Context(), rid))
 	rec := &statusRecorder{ResponseWriter: w}
 	h := rec.Header()
 	h.Set("X-Request-Id", rid)
@@ -293,8 +295,6 @@ func (s *Server) queryGuard(rt Route) http.Handler {
 	})
 }
 
-type requestIDKey struct{}
-
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{8,64}$`)
 
 // incomingRequestID keeps a caller's well-formed request ID, so one ID
@@ -308,10 +308,16 @@ func incomingRequestID(v string) string {
 	return hex.EncodeToString(b)
 }
 
-// requestID returns the request's ID, for logs and problems.
-func requestID(ctx context.Context) string {
-	rid, _ := ctx.Value(requestIDKey{}).(string)
-	return rid
+// requestID returns the request's ID, for logs and problems. It travels
+// as audit.WithRequestID puts it, so that a lost audit event's log line
+// names it too.
+func requestID(ctx context.Context) string { return audit.RequestID(ctx) }
+
+// remoteAddr is the client's IP address as the connection shows it, in
+// canonical form (audit.Source). Forwarding headers are ignored: the
+// platform terminates TLS itself.
+func remoteAddr(r *http.Request) string {
+	return audit.Source(r.RemoteAddr)
 }
 
 // statusRecorder remembers the status a handler wrote.

@@ -187,7 +187,7 @@ func (s *Server) initAuthDefences(cfg Config) error {
 		return nil
 	}
 	var err error
-	s.refusals, err = audit.New(audit.Config{Store: s.store, Metrics: s.metrics, Now: s.now, Log: s.log})
+	s.refusals, err = audit.New(audit.Config{Store: cfg.Audit, Metrics: s.metrics, Now: s.now, Log: s.log})
 	if err != nil {
 		return fmt.Errorf("httpapi: %w", err)
 	}

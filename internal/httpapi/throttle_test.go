@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hallmark-iot/hallmark/internal/admin"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
@@ -34,7 +35,7 @@ func lockoutEnv(t *testing.T, limit AuthLimit) (*env, *countingStore) {
 	t.Helper()
 	base := newEnv(t)
 	counting := &countingStore{Store: base.store}
-	srv, err := New(Config{Store: counting, Now: base.clock.Now, AuthLimit: limit})
+	srv, err := New(storeConfig(counting, Config{Now: base.clock.Now, AuthLimit: limit}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func callFrom(srv http.Handler, addr, path, token string) (int, string) {
 
 func TestAuthLockout(t *testing.T) {
 	e, counting := lockoutEnv(t, AuthLimit{Failures: 3, Window: time.Minute, Lockout: time.Minute, MaxLockout: 8 * time.Minute})
-	wrong, _ := NewToken("guess", []string{ScopeAdmin}, 0)
+	wrong, _ := admin.NewToken("guess", []string{ScopeAdmin}, 0)
 	const attacker, other = "192.0.2.66:4000", "198.51.100.7:5000"
 	// Requests without a credential guess nothing and lock nothing.
 	for range 5 {
@@ -116,7 +117,7 @@ func TestAuthLockout(t *testing.T) {
 
 func TestAuthLockoutIPv6Prefix(t *testing.T) {
 	e, _ := lockoutEnv(t, AuthLimit{Failures: 2})
-	wrong, _ := NewToken("guess", []string{ScopeAdmin}, 0)
+	wrong, _ := admin.NewToken("guess", []string{ScopeAdmin}, 0)
 	callFrom(e.srv, "[2001:db8:1:2::1]:1", "/v1/admin/stations", wrong)
 	callFrom(e.srv, "[2001:db8:1:2::ffff]:1", "/v1/admin/stations", wrong)
 	// The /64 is locked out, another /64 is not.
@@ -130,7 +131,7 @@ func TestAuthLockoutIPv6Prefix(t *testing.T) {
 
 func TestAuthLockoutDisabled(t *testing.T) {
 	e, _ := lockoutEnv(t, AuthLimit{Failures: -1})
-	wrong, _ := NewToken("guess", []string{ScopeAdmin}, 0)
+	wrong, _ := admin.NewToken("guess", []string{ScopeAdmin}, 0)
 	for range 2 * DefaultAuthFailures {
 		if code, _ := callFrom(e.srv, "192.0.2.1:1", "/v1/admin/stations", wrong); code != 401 {
 			t.Fatalf("status %d with the limit disabled", code)

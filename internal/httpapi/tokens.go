@@ -1,28 +1,20 @@
 package httpapi
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
-	"strings"
-	"time"
 
+	"github.com/hallmark-iot/hallmark/internal/admin"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
-// Token lifetimes: a default that forces rotation, and bounds.
-const (
-	defaultTokenTTL = 90 * 24 * time.Hour
-	minTokenTTL     = time.Minute
-	maxTokenTTL     = 8760 * time.Hour
-	maxAuditField   = 512
-)
+// maxAuditField bounds a text filter of the audit log, in bytes.
+const maxAuditField = 512
 
 func (s *Server) auditTokenRoutes() []Route {
 	return []Route{
-		{Method: "GET", Path: "/v1/admin/audit", Handler: s.admin("audit.list", ScopeAuditRead, s.listAudit), Doc: RouteDoc{
+		{Method: "GET", Path: "/v1/admin/audit", Handler: s.admin(admin.ActionAuditList, ScopeAuditRead, s.listAudit), Doc: RouteDoc{
 			OperationID: "listAudit", Summary: "Read the audit log, oldest first, one page at a time.", Tag: "audit",
 			Auth: AuthBearer, Scope: ScopeAuditRead,
 			Query: []Param{
@@ -34,19 +26,19 @@ func (s *Server) auditTokenRoutes() []Route {
 			},
 			Responses: []Response{{Status: 200, Description: "One page.", Body: AuditList{}}},
 		}},
-		{Method: "POST", Path: "/v1/admin/tokens", Handler: s.admin("token.create", ScopeTokensWrite, s.createToken), Doc: RouteDoc{
+		{Method: "POST", Path: "/v1/admin/tokens", Handler: s.admin(admin.ActionTokenCreate, ScopeTokensWrite, s.createToken), Doc: RouteDoc{
 			OperationID: "createToken", Summary: "Create an admin token.", Tag: "tokens",
 			Description: "The secret is in the response only; the server keeps its SHA-256. A token can grant only scopes it holds itself (admin holds all), and a token that expires can create only tokens that expire no later than it does (token-outlives-creator otherwise).",
 			Auth:        AuthBearer, Scope: ScopeTokensWrite, Request: TokenRequest{},
 			Responses: []Response{{Status: 201, Description: "Created.", Body: NewTokenResponse{}}},
 			Problems:  []string{"token-outlives-creator"},
 		}},
-		{Method: "GET", Path: "/v1/admin/tokens", Handler: s.admin("token.list", ScopeTokensWrite, s.listTokens), Doc: RouteDoc{
+		{Method: "GET", Path: "/v1/admin/tokens", Handler: s.admin(admin.ActionTokenList, ScopeTokensWrite, s.listTokens), Doc: RouteDoc{
 			OperationID: "listTokens", Summary: "List admin tokens (never their secrets).", Tag: "tokens",
 			Auth: AuthBearer, Scope: ScopeTokensWrite,
 			Responses: []Response{{Status: 200, Description: "Every token, by ID.", Body: TokenList{}}},
 		}},
-		{Method: "DELETE", Path: "/v1/admin/tokens/{id}", Handler: s.admin("token.revoke", ScopeTokensWrite, s.revokeToken), Doc: RouteDoc{
+		{Method: "DELETE", Path: "/v1/admin/tokens/{id}", Handler: s.admin(admin.ActionTokenRevoke, ScopeTokensWrite, s.revokeToken), Doc: RouteDoc{
 			OperationID: "revokeToken", Summary: "Revoke an admin token.", Tag: "tokens",
 			Description: "The token is refused from then on. It stays listed, with revoked_at. A token can revoke only tokens whose every scope it holds itself (admin holds all): a narrow tokens:write token cannot revoke an admin token (forbidden).",
 			Auth:        AuthBearer, Scope: ScopeTokensWrite, PathParams: tokenParam,
@@ -75,12 +67,12 @@ func auditFilter(q url.Values) (store.AuditFilter, error) {
 	return f, err
 }
 
-func (s *Server) listAudit(r *http.Request, _ *adminCall) (int, any, error) {
+func (s *Server) listAudit(r *http.Request, c *adminCall) (int, any, error) {
 	f, err := auditFilter(r.URL.Query())
 	if err != nil {
 		return 0, nil, err
 	}
-	list, err := s.store.ListAudit(r.Context(), f)
+	list, err := s.svc.Audit.List(r.Context(), c.use(), f)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -97,95 +89,22 @@ func (s *Server) listAudit(r *http.Request, _ *adminCall) (int, any, error) {
 	return http.StatusOK, out, nil
 }
 
-func (req *TokenRequest) validate() error {
-	if err := checkName("name", req.Name); err != nil {
-		return err
-	}
-	if len(req.Scopes) == 0 {
-		return fieldError("scopes", "at least one scope is required")
-	}
-	for i, sc := range req.Scopes {
-		if !slices.Contains(Scopes(), sc) {
-			return fieldError("scopes", "unknown scope %q (known: %v)", truncate(sc, 40), Scopes())
-		}
-		if slices.Contains(req.Scopes[:i], sc) {
-			return fieldError("scopes", "scope %q given twice", sc)
-		}
-	}
-	_, err := req.ttl()
-	return err
-}
-
-func (req *TokenRequest) ttl() (time.Duration, error) {
-	if req.TTL == "" {
-		return defaultTokenTTL, nil
-	}
-	d, err := time.ParseDuration(req.TTL)
-	if err != nil || d < minTokenTTL || d > maxTokenTTL {
-		return 0, fieldError("ttl", "must be a Go duration from 1m to 8760h")
-	}
-	return d, nil
-}
+func (req *TokenRequest) validate() error { return admin.TokenRequest(*req).Validate() }
 
 func (s *Server) createToken(r *http.Request, c *adminCall) (int, any, error) {
 	var req TokenRequest
 	if err := decodeJSON(r, MaxJSONBody, &req); err != nil {
 		return 0, nil, err
 	}
-	if sc, missing := c.missingScope(req.Scopes); missing {
-		return 0, nil, problemf("forbidden", "cannot grant scope %q: the token does not hold it", sc)
-	}
-	ttl, _ := req.ttl()
-	now := s.now()
-	if err := c.mayOutlive(now, ttl, req.TTL == ""); err != nil {
-		return 0, nil, err
-	}
-	secret, t := newTokenAt(req.Name, req.Scopes, ttl, now)
-	c.subject = "token:" + t.ID
-	c.detail = "scopes " + strings.Join(t.Scopes, ",")
-	if err := s.store.CreateToken(r.Context(), t); err != nil {
+	secret, t, err := s.svc.Tokens.Create(r.Context(), c.use(), admin.TokenRequest(req))
+	if err != nil {
 		return 0, nil, err
 	}
 	return http.StatusCreated, NewTokenResponse{Token: tokenView(t), Secret: secret}, nil
 }
 
-// missingScope returns a scope of scopes the caller does not hold, if
-// any. A token may grant, and may revoke a token holding, only scopes it
-// holds itself (admin holds them all), so that it cannot mint a more
-// powerful token than itself nor take a more powerful one away.
-func (c *caller) missingScope(scopes []string) (string, bool) {
-	for _, sc := range scopes {
-		if !c.hasScope(sc) {
-			return sc, true
-		}
-	}
-	return "", false
-}
-
-// mayOutlive refuses a new token of lifetime ttl from now that would
-// outlive the caller's token: a token that expires can only make tokens
-// that expire no later, so that nothing it made keeps working (and
-// minting) after it.
-func (c *caller) mayOutlive(now time.Time, ttl time.Duration, byDefault bool) error {
-	limit := c.token.ExpiresAt
-	if limit.IsZero() || !now.Add(ttl).After(limit) {
-		return nil
-	}
-	left := limit.Sub(now).Truncate(time.Second)
-	if left < minTokenTTL {
-		return problemf("token-outlives-creator", "this token expires at %s, in %s: too soon to create a token (the shortest ttl is %s)",
-			limit.UTC().Format(time.RFC3339), left, minTokenTTL)
-	}
-	asked := "a ttl of " + ttl.String()
-	if byDefault {
-		asked = "the default ttl of " + ttl.String()
-	}
-	return problemf("token-outlives-creator", "%s would outlive this token, which expires at %s; give a ttl of at most %s",
-		asked, limit.UTC().Format(time.RFC3339), left)
-}
-
-func (s *Server) listTokens(r *http.Request, _ *adminCall) (int, any, error) {
-	list, err := s.store.ListTokens(r.Context())
+func (s *Server) listTokens(r *http.Request, c *adminCall) (int, any, error) {
+	list, err := s.svc.Tokens.List(r.Context(), c.use())
 	if err != nil {
 		return 0, nil, err
 	}
@@ -197,32 +116,11 @@ func (s *Server) listTokens(r *http.Request, _ *adminCall) (int, any, error) {
 }
 
 func (s *Server) revokeToken(r *http.Request, c *adminCall) (int, any, error) {
-	id := r.PathValue("id")
-	c.subject = auditSubject("token:" + id)
-	if !tokenIDPattern.MatchString(id) {
-		return 0, nil, problemf("not-found", "no token %q", truncate(id, 40))
-	}
-	target, err := s.store.GetToken(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, nil, problemf("not-found", "no token %q", id)
-	}
+	t, err := s.svc.Tokens.Revoke(r.Context(), c.use(), r.PathValue("id"))
 	if err != nil {
 		return 0, nil, err
 	}
-	if sc, missing := c.missingScope(target.Scopes); missing {
-		return 0, nil, problemf("forbidden", "cannot revoke token %s: it holds scope %q, which this token does not", id, sc)
-	}
-	err = s.store.RevokeToken(r.Context(), id, s.now().UTC())
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, nil, problemf("not-found", "no token %q", id)
-	}
-	if err != nil {
-		return 0, nil, err
-	}
-	if target, err = s.store.GetToken(r.Context(), id); err != nil {
-		return 0, nil, err
-	}
-	return http.StatusOK, tokenView(target), nil
+	return http.StatusOK, tokenView(t), nil
 }
 
 func tokenView(t store.Token) Token {

@@ -1,9 +1,9 @@
 // Package keys owns the key-manager abstraction for Hallmark's long-lived
-// signing keys: the provisioning station's manifest key now, the CA's keys
-// later. A Manager creates named key pairs and hands out crypto.Signers
-// without revealing private keys; backends (the software store in
-// internal/keys/softkms, a PKCS #11 HSM later) register an opener for a URI
-// scheme and are chosen with Open.
+// signing keys: the provisioning station's manifest key and the platform
+// CA's keys (app.Config.CAKeyURI). A Manager creates named key pairs and
+// hands out crypto.Signers without revealing private keys; backends (the
+// software store in internal/keys/softkms, a PKCS #11 HSM later) register
+// an opener for a URI scheme and are chosen by URI with Open.
 //
 // The core interface is deliberately small. Capabilities that only some
 // backends have, such as generating a device key for injection into a chip,

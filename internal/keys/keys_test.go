@@ -3,6 +3,7 @@ package keys_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/hallmark-iot/hallmark/internal/keys"
@@ -31,5 +32,32 @@ func TestOpenUnknownScheme(t *testing.T) {
 	}
 	if _, err := keys.Open(context.Background(), "/just/a/path", keys.Options{}); err == nil || errors.Is(err, keys.ErrUnsupported) {
 		t.Errorf("Open of a URI without a scheme: %v, want a usage hint", err)
+	}
+}
+
+// TestCheckURI: CheckURI refuses what Open refuses, for the same reason,
+// and accepts a registered scheme without opening anything.
+func TestCheckURI(t *testing.T) {
+	keys.Register("checkuri-test", func(context.Context, string, keys.Options) (keys.Manager, error) {
+		t.Fatal("CheckURI opened the store")
+		return nil, nil
+	})
+	if err := keys.CheckURI("checkuri-test:/somewhere"); err != nil {
+		t.Fatalf("CheckURI of a registered scheme: %v", err)
+	}
+	for _, uri := range []string{"pkcs11:token=x", "nope:/x"} {
+		err := keys.CheckURI(uri)
+		_, openErr := keys.Open(context.Background(), uri, keys.Options{})
+		if !errors.Is(err, keys.ErrUnsupported) || err.Error() != openErr.Error() {
+			t.Errorf("CheckURI(%q) = %v, want Open's %v", uri, err, openErr)
+		}
+	}
+	if err := keys.CheckURI("pkcs11:token=x"); !strings.Contains(err.Error(), "PKCS #11") {
+		t.Errorf("CheckURI(pkcs11:) = %v, want the reason it is not built", err)
+	}
+	for _, uri := range []string{"", "/just/a/path", "checkuri-test:"} {
+		if err := keys.CheckURI(uri); err == nil || errors.Is(err, keys.ErrUnsupported) {
+			t.Errorf("CheckURI(%q) = %v, want a usage error", uri, err)
+		}
 	}
 }

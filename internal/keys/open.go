@@ -65,21 +65,42 @@ var plannedSchemes = map[string]string{
 // software store (package softkms, which must be linked in by importing
 // it). The scheme ends at the first colon.
 func Open(ctx context.Context, uri string, opts Options) (Manager, error) {
+	open, location, err := resolve(uri)
+	if err != nil {
+		return nil, err
+	}
+	// Backends name the store they failed to open; wrapping again would
+	// say "open" twice.
+	return open(ctx, location, opts)
+}
+
+// CheckURI returns the error Open would return for a malformed URI, an
+// empty location, or a scheme no linked backend serves (ErrUnsupported,
+// with the reason for a planned one), without opening or creating
+// anything: configuration checks its key URIs with it before it touches
+// the disk.
+func CheckURI(uri string) error {
+	_, _, err := resolve(uri)
+	return err
+}
+
+func resolve(uri string) (Opener, string, error) {
 	scheme, location, ok := strings.Cut(uri, ":")
 	if !ok || scheme == "" {
-		return nil, fmt.Errorf("open key manager %q: want SCHEME:LOCATION, e.g. soft:/var/lib/hallmark/keys", uri)
+		return nil, "", fmt.Errorf("open key manager %q: want SCHEME:LOCATION, e.g. soft:/var/lib/hallmark/keys", uri)
 	}
 	registryMu.RLock()
 	open, found := registry[scheme]
 	registryMu.RUnlock()
 	if !found {
 		if why, planned := plannedSchemes[scheme]; planned {
-			return nil, fmt.Errorf("open key manager %q: %w: %s", uri, ErrUnsupported, why)
+			return nil, "", fmt.Errorf("open key manager %q: %w: %s", uri, ErrUnsupported, why)
 		}
-		return nil, fmt.Errorf("open key manager %q: %w: scheme %q (available: %s)",
+		return nil, "", fmt.Errorf("open key manager %q: %w: scheme %q (available: %s)",
 			uri, ErrUnsupported, scheme, strings.Join(Schemes(), ", "))
 	}
-	// Backends name the store they failed to open; wrapping again would
-	// say "open" twice.
-	return open(ctx, location, opts)
+	if location == "" {
+		return nil, "", fmt.Errorf("open key manager %q: no location after %q", uri, scheme+":")
+	}
+	return open, location, nil
 }

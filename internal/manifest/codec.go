@@ -139,11 +139,10 @@ func (w *wireHeader) toHeader() (Header, []byte, error) {
 	if err != nil {
 		return h, nil, err
 	}
-	pub, err := sigalg.ParsePublicKey(spki)
+	pub, suite, err := sigalg.ParsePublicKeyWithSuite(spki)
 	if err != nil {
 		return h, nil, fmt.Errorf("%w: station_public_key: %w", ErrMalformed, err)
 	}
-	suite, _ := sigalg.SuiteOf(pub)
 	if string(suite.ID()) != w.StationAlgorithm {
 		return h, nil, fmt.Errorf("%w: station_algorithm %q but the station key is %s", ErrMalformed, w.StationAlgorithm, suite.ID())
 	}
@@ -258,11 +257,7 @@ func checkSizes(r *Record, suite sigalg.Suite) error {
 // weak keys refused), is of its algorithm, hashes to its identity, and
 // signed its proof of possession.
 func checkRecord(r *Record) error {
-	pub, err := sigalg.ParsePublicKey(r.SPKI)
-	if err != nil {
-		return fmt.Errorf("%w: public_key: %w", ErrMalformed, err)
-	}
-	suite, err := sigalg.SuiteOf(pub)
+	pub, suite, err := sigalg.ParsePublicKeyWithSuite(r.SPKI)
 	if err != nil {
 		return fmt.Errorf("%w: public_key: %w", ErrMalformed, err)
 	}

@@ -18,7 +18,7 @@ var testTime = time.Date(2026, 11, 25, 9, 30, 0, 0, time.UTC)
 
 func mustSuite(t testing.TB, id sigalg.ID) sigalg.Suite {
 	t.Helper()
-	s, err := sigalg.Lookup(string(id))
+	s, err := id.Suite()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -261,7 +261,10 @@ func (rd *reader) finish(line []byte, verify bool) (Summary, error) {
 	if !verify {
 		return rd.sum, nil
 	}
-	suite, _ := sigalg.SuiteOf(rd.sum.Header.StationPublicKey)
+	suite, err := rd.sum.Header.StationAlgorithm.Suite()
+	if err != nil {
+		return rd.sum, fmt.Errorf("manifest header: %w: %w", ErrMalformed, err)
+	}
 	if err := suite.Verify(rd.sum.Header.StationPublicKey, signedMessage(digest), sig); err != nil {
 		return rd.sum, fmt.Errorf("manifest trailer: %w: %w", ErrSignature, err)
 	}

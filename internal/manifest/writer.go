@@ -46,11 +46,14 @@ func NewWriter(w io.Writer, hdr Header, signer crypto.Signer) (*Writer, error) {
 	if signer == nil {
 		return nil, errors.New("new manifest writer: no station signer")
 	}
+	suite, err := sigalg.SuiteOf(signer)
+	if err != nil {
+		return nil, fmt.Errorf("new manifest writer: station key: %w", err)
+	}
 	spki, err := sigalg.MarshalPublicKey(signer.Public())
 	if err != nil {
 		return nil, fmt.Errorf("new manifest writer: station key: %w", err)
 	}
-	suite, _ := sigalg.SuiteOf(signer.Public())
 	if err := fillHeader(&hdr, spki, suite.ID()); err != nil {
 		return nil, fmt.Errorf("new manifest writer: %w", err)
 	}
@@ -155,7 +158,7 @@ func (w *Writer) prepare(rec *Record) error {
 	if rec.Identity.IsZero() {
 		return fmt.Errorf("%w: no identity", ErrMalformed)
 	}
-	suite, err := sigalg.Lookup(string(rec.Algorithm))
+	suite, err := rec.Algorithm.Suite()
 	if err != nil || suite.ID() != rec.Algorithm {
 		return fmt.Errorf("%w: algorithm %q (known: %v)", ErrMalformed, rec.Algorithm, sigalg.Names())
 	}

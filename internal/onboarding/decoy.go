@@ -9,7 +9,6 @@ import (
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
-	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
 // decoys stand in for the key of a device that is not registered, one per
@@ -37,7 +36,7 @@ func newDecoys() (decoys, error) {
 // proofKey is the key a proof is checked against: the device's when it is
 // registered with the suite the signature implies (genuine), that suite's
 // decoy otherwise.
-func (s *Service) proofKey(dev store.Device, registered bool, implied sigalg.ID) (spki []byte, genuine bool) {
+func (s *Service) proofKey(dev Device, registered bool, implied sigalg.ID) (spki []byte, genuine bool) {
 	if registered {
 		return dev.PublicKey, true
 	}
@@ -47,15 +46,15 @@ func (s *Service) proofKey(dev store.Device, registered bool, implied sigalg.ID)
 // lookUp reads the claimed identity's device if it is registered with the
 // implied suite, and one more row, so that the store does the same work
 // whether or not it is: a device of another suite is missed as an unknown
-// identity is (store.Devices.GetDeviceOfSuite), and a row found costs more
+// identity is (Registry.DeviceOfSuite), and a row found costs more
 // than a miss, so a found device's read is followed by a miss (a random
 // identity) and a miss by a hit on the suite's shadow: a registered device
 // of that suite, remembered from earlier lookups. Until the first lookup
 // that finds a device of a suite there is no shadow and both reads miss;
 // that lookup is the only one to cost differently.
-func (s *Service) lookUp(ctx context.Context, id identity.ID, implied sigalg.ID) (store.Device, bool, error) {
-	dev, err := s.cfg.Store.GetDeviceOfSuite(ctx, id, implied)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+func (s *Service) lookUp(ctx context.Context, id identity.ID, implied sigalg.ID) (Device, bool, error) {
+	dev, err := s.cfg.State.DeviceOfSuite(ctx, id, implied)
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return dev, false, fmt.Errorf("look up device: %w", err)
 	}
 	registered := err == nil
@@ -72,7 +71,7 @@ func (s *Service) lookUp(ctx context.Context, id identity.ID, implied sigalg.ID)
 	default:
 		rand.Read(other[:])
 	}
-	_, _ = s.cfg.Store.GetDeviceOfSuite(ctx, other, implied) // for its cost alone
+	_, _ = s.cfg.State.DeviceOfSuite(ctx, other, implied) // for its cost alone
 	return dev, registered, nil
 }
 

@@ -4,14 +4,11 @@ import (
 	"context"
 	"crypto"
 	"crypto/subtle"
-	"encoding/asn1"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
-	"github.com/hallmark-iot/hallmark/internal/pki"
-	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
 // What the platform certifies, and how often (issue 10). A certificate
@@ -84,14 +81,14 @@ const (
 	DefaultSupersededGrace = 10 * time.Minute
 )
 
-// renewLimit is the policy's limit as the store takes it.
-func (p IssuancePolicy) renewLimit() store.IssuanceLimit {
+// renewLimit is the policy's limit as the State takes it.
+func (p IssuancePolicy) renewLimit() RenewalLimit {
 	limit := orDefault(p.RenewLimit, DefaultRenewLimit)
 	window := p.RenewWindow
 	if window <= 0 {
 		window = DefaultRenewWindow
 	}
-	return store.IssuanceLimit{Max: limit, Window: window}
+	return RenewalLimit{Max: limit, Window: window}
 }
 
 func (p IssuancePolicy) grace() time.Duration {
@@ -104,27 +101,18 @@ func (p IssuancePolicy) grace() time.Duration {
 	return p.SupersededGrace
 }
 
-// oidCommonName is X.520's id-at-commonName.
-var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
-
 // checkCSR parses a certificate request for device id and returns its
-// key. The request's self-signature must verify (pki.ParseCSR), its
+// key. The request's self-signature must verify (Issuer.ParseCSR), its
 // subject must name id as its one common name, as the certificate will,
 // and its challengePassword, if it has one, must be binding; without one
 // it is refused when the policy requires it. An empty binding is one the
 // transport could not compute, which no request matches.
 func (s *Service) checkCSR(der []byte, id identity.ID, binding string) (crypto.PublicKey, error) {
-	csr, err := pki.ParseCSR(der)
+	csr, err := s.cfg.Issuer.ParseCSR(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadCSR, err)
 	}
-	names := 0
-	for _, n := range csr.Subject.Names {
-		if n.Type.Equal(oidCommonName) {
-			names++
-		}
-	}
-	if names != 1 || csr.Subject.CommonName != id.String() {
+	if csr.CommonName != id.String() {
 		return nil, fmt.Errorf("%w: the request's subject must name the device's identity as its common name", ErrBadCSR)
 	}
 	switch {
@@ -139,14 +127,14 @@ func (s *Service) checkCSR(der []byte, id identity.ID, binding string) (crypto.P
 
 // checkSuperseded refuses a superseded certificate on the device routes
 // unless it is the one replaced last and its grace has not passed.
-func (s *Service) checkSuperseded(ctx context.Context, cert store.Certificate) error {
+func (s *Service) checkSuperseded(ctx context.Context, cert Certificate) error {
 	if cert.SupersededAt.IsZero() {
 		return nil
 	}
 	if !s.cfg.Now().Before(cert.SupersededAt.Add(s.cfg.Issuance.grace())) {
 		return ErrSuperseded
 	}
-	certs, err := s.cfg.Store.ListCertificates(ctx, cert.Identity)
+	certs, err := s.cfg.State.Certificates(ctx, cert.Identity)
 	if err != nil {
 		return fmt.Errorf("list certificates: %w", err)
 	}
@@ -159,7 +147,7 @@ func (s *Service) checkSuperseded(ctx context.Context, cert store.Certificate) e
 }
 
 // checkRenewalLimit refuses before the CA signs anything when the device
-// is over the limit; the store checks again in the transaction that
+// is over the limit; the State checks again in the transaction that
 // records the certificate, which is what concurrent renewals cannot
 // race.
 func (s *Service) checkRenewalLimit(ctx context.Context, id identity.ID) error {
@@ -167,7 +155,7 @@ func (s *Service) checkRenewalLimit(ctx context.Context, id identity.ID) error {
 	if limit.Max <= 0 {
 		return nil
 	}
-	certs, err := s.cfg.Store.ListCertificates(ctx, id)
+	certs, err := s.cfg.State.Certificates(ctx, id)
 	if err != nil {
 		return fmt.Errorf("list certificates: %w", err)
 	}
@@ -185,9 +173,9 @@ func (s *Service) checkRenewalLimit(ctx context.Context, id identity.ID) error {
 	return nil
 }
 
-// renewalLimitError turns the store's refusal into the service's.
+// renewalLimitError turns the State's refusal into the service's.
 func (s *Service) renewalLimitError(err error) error {
-	var lim *store.IssuanceLimitError
+	var lim *IssuanceLimitError
 	if errors.As(err, &lim) {
 		return &RenewalLimitError{RetryAfter: lim.RetryAt.Sub(s.cfg.Now())}
 	}

@@ -1,4 +1,4 @@
-package onboarding
+package onboarding_test
 
 import (
 	"context"
@@ -12,16 +12,18 @@ import (
 
 	"github.com/hallmark-iot/hallmark/internal/device"
 	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
 // withIssuance is a service over p's store and CA with policy.
-func (p *platform) withIssuance(t *testing.T, policy IssuancePolicy) *Service {
+func (p *platform) withIssuance(t *testing.T, policy onboarding.IssuancePolicy) *onboarding.Service {
 	t.Helper()
-	svc, err := NewService(Config{Store: p.store, Issuer: NewCAIssuer(p.ca, p.clock), ServerName: serverName, Now: p.clock,
-		PerIdentity: -1, PerAddress: -1, Issuance: policy})
+	cfg := p.config(p.clock, -1, -1)
+	cfg.Issuance = policy
+	svc, err := onboarding.NewService(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,21 +38,21 @@ func (p *platform) advance(d time.Duration) {
 }
 
 // proofFor is what d sends in answer to ch with csr, signed properly.
-func proofFor(t *testing.T, d *device.Device, id identity.ID, ch ChallengeResponse, csr []byte) ProofRequest {
+func proofFor(t *testing.T, d *device.Device, id identity.ID, ch onboarding.ChallengeResponse, csr []byte) onboarding.ProofRequest {
 	t.Helper()
 	raw, _ := hex.DecodeString(ch.ChallengeID)
-	_, sig, err := d.Prove(ProofContext, Transcript([ChallengeIDSize]byte(raw), ch.Nonce, ch.ServerName, csr))
+	_, sig, err := d.Prove(onboarding.ProofContext, onboarding.Transcript([onboarding.ChallengeIDSize]byte(raw), ch.Nonce, ch.ServerName, csr))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ProofRequest{ChallengeID: ch.ChallengeID, Identity: id, CSR: csr, Signature: sig}
+	return onboarding.ProofRequest{ChallengeID: ch.ChallengeID, Identity: id, CSR: csr, Signature: sig}
 }
 
 // boundCSR is a request for op naming name, bound to ch.
-func boundCSR(t *testing.T, op crypto.Signer, name string, ch ChallengeResponse) []byte {
+func boundCSR(t *testing.T, op crypto.Signer, name string, ch onboarding.ChallengeResponse) []byte {
 	t.Helper()
 	raw, _ := hex.DecodeString(ch.ChallengeID)
-	csr, err := pki.CreateCSRWith(op, pki.CSROptions{CommonName: name, ChallengePassword: CSRBinding([ChallengeIDSize]byte(raw), ch.Nonce, ch.ServerName)})
+	csr, err := pki.CreateCSRWith(op, pki.CSROptions{CommonName: name, ChallengePassword: onboarding.CSRBinding([onboarding.ChallengeIDSize]byte(raw), ch.Nonce, ch.ServerName)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +74,7 @@ func opKey(t *testing.T, d *device.Device) crypto.Signer {
 func TestCSRBoundToDeviceAndExchange(t *testing.T) {
 	p := newPlatform(t, sigalg.ECDSAP256)
 	ctx := context.Background()
-	strict := p.withIssuance(t, IssuancePolicy{})
+	strict := p.withIssuance(t, onboarding.IssuancePolicy{})
 	a, aID := p.newDevice(t, device.ClassKeygen, sigalg.Ed25519)
 	b, bID := p.newDevice(t, device.ClassKeygen, sigalg.MLDSA44)
 	chA := p.challenge(t, aID)
@@ -81,22 +83,22 @@ func TestCSRBoundToDeviceAndExchange(t *testing.T) {
 	unbound, _ := pki.CreateCSRWith(opKey(t, b), pki.CSROptions{CommonName: bID.String()})
 	for _, c := range []struct {
 		name string
-		csr  func(ch ChallengeResponse) []byte
+		csr  func(ch onboarding.ChallengeResponse) []byte
 	}{
-		{"another device's request", func(ChallengeResponse) []byte { return csrA }},
-		{"bound to another challenge", func(ChallengeResponse) []byte { return boundCSR(t, opKey(t, b), bID.String(), chA) }},
-		{"naming another identity", func(ch ChallengeResponse) []byte { return boundCSR(t, opKey(t, b), aID.String(), ch) }},
-		{"not bound, binding required", func(ChallengeResponse) []byte { return unbound }},
-		{"no subject", func(ch ChallengeResponse) []byte { return boundCSR(t, opKey(t, b), "", ch) }},
+		{"another device's request", func(onboarding.ChallengeResponse) []byte { return csrA }},
+		{"bound to another challenge", func(onboarding.ChallengeResponse) []byte { return boundCSR(t, opKey(t, b), bID.String(), chA) }},
+		{"naming another identity", func(ch onboarding.ChallengeResponse) []byte { return boundCSR(t, opKey(t, b), aID.String(), ch) }},
+		{"not bound, binding required", func(onboarding.ChallengeResponse) []byte { return unbound }},
+		{"no subject", func(ch onboarding.ChallengeResponse) []byte { return boundCSR(t, opKey(t, b), "", ch) }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ch := p.challenge(t, bID)
 			_, err := strict.Prove(ctx, proofFor(t, b, bID, ch, c.csr(ch)), "192.0.2.2")
-			if !errors.Is(err, ErrBadCSR) {
-				t.Fatalf("Prove = %v, want ErrBadCSR", err)
+			if !errors.Is(err, onboarding.ErrBadCSR) {
+				t.Fatalf("Prove = %v, want onboarding.ErrBadCSR", err)
 			}
 			raw, _ := hex.DecodeString(ch.ChallengeID)
-			if _, err := p.store.ConsumeChallenge(ctx, [ChallengeIDSize]byte(raw), p.clock()); !errors.Is(err, store.ErrChallengeUsed) {
+			if _, err := p.store.ConsumeChallenge(ctx, [onboarding.ChallengeIDSize]byte(raw), p.clock()); !errors.Is(err, store.ErrChallengeUsed) {
 				t.Errorf("the refused answer left its challenge usable: %v", err)
 			}
 		})
@@ -110,7 +112,7 @@ func TestCSRBoundToDeviceAndExchange(t *testing.T) {
 		t.Fatalf("A's own bound request: %v", err)
 	}
 	ch := p.challenge(t, bID)
-	lax := p.withIssuance(t, IssuancePolicy{AllowUnboundCSR: true})
+	lax := p.withIssuance(t, onboarding.IssuancePolicy{AllowUnboundCSR: true})
 	if _, err := lax.Prove(ctx, proofFor(t, b, bID, ch, unbound), "192.0.2.2"); err != nil {
 		t.Fatalf("an unbound request where binding is optional: %v", err)
 	}
@@ -130,11 +132,11 @@ func TestOperationalKeyOfAnotherDevice(t *testing.T) {
 	}
 	ch = p.challenge(t, bID)
 	_, err := p.svc.Prove(ctx, proofFor(t, b, bID, ch, boundCSR(t, shared, bID.String(), ch)), "b")
-	if !errors.Is(err, ErrBadCSR) {
-		t.Fatalf("Prove with A's key = %v, want ErrBadCSR", err)
+	if !errors.Is(err, onboarding.ErrBadCSR) {
+		t.Fatalf("Prove with A's key = %v, want onboarding.ErrBadCSR", err)
 	}
 	raw, _ := hex.DecodeString(ch.ChallengeID)
-	if _, err := p.store.ConsumeChallenge(ctx, [ChallengeIDSize]byte(raw), p.clock()); !errors.Is(err, store.ErrChallengeUsed) {
+	if _, err := p.store.ConsumeChallenge(ctx, [onboarding.ChallengeIDSize]byte(raw), p.clock()); !errors.Is(err, store.ErrChallengeUsed) {
 		t.Errorf("the refused answer left its challenge usable: %v", err)
 	}
 	if dev, _ := p.store.GetDevice(ctx, bID); dev.State != store.StateRegistered {
@@ -147,7 +149,7 @@ func TestOperationalKeyOfAnotherDevice(t *testing.T) {
 	}
 }
 
-func leafOf(t *testing.T, creds *Credentials) *x509.Certificate {
+func leafOf(t *testing.T, creds *onboarding.Credentials) *x509.Certificate {
 	t.Helper()
 	block, _ := pem.Decode([]byte(creds.CertificateChain[0]))
 	leaf, err := x509.ParseCertificate(block.Bytes)
@@ -163,7 +165,7 @@ func leafOf(t *testing.T, creds *Credentials) *x509.Certificate {
 func TestRenewalLimitAndGrace(t *testing.T) {
 	p := newPlatform(t, sigalg.ECDSAP256)
 	ctx := context.Background()
-	svc := p.withIssuance(t, IssuancePolicy{RenewLimit: 3, RenewWindow: time.Hour, SupersededGrace: 5 * time.Minute})
+	svc := p.withIssuance(t, onboarding.IssuancePolicy{RenewLimit: 3, RenewWindow: time.Hour, SupersededGrace: 5 * time.Minute})
 	d, id := p.newDevice(t, device.ClassPUF, sigalg.Ed25519)
 	op := opKey(t, d)
 	ch := p.challenge(t, id)
@@ -172,9 +174,9 @@ func TestRenewalLimitAndGrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := leafOf(t, creds)
-	renewCSR, _ := pki.CreateCSRWith(op, pki.CSROptions{CommonName: id.String(), ChallengePassword: RenewBinding([]byte("conn"))})
+	renewCSR, _ := pki.CreateCSRWith(op, pki.CSROptions{CommonName: id.String(), ChallengePassword: onboarding.RenewBinding([]byte("conn"))})
 	p.advance(time.Minute)
-	renewed, err := svc.Renew(ctx, first, []byte("conn"), RenewRequest{CSR: renewCSR}, "a")
+	renewed, err := svc.Renew(ctx, first, []byte("conn"), onboarding.RenewRequest{CSR: renewCSR}, "a")
 	if err != nil {
 		t.Fatalf("renew: %v", err)
 	}
@@ -184,12 +186,12 @@ func TestRenewalLimitAndGrace(t *testing.T) {
 		t.Fatalf("the replaced certificate within its grace: %v", err)
 	}
 	p.advance(time.Minute)
-	if _, err := svc.Credentials(ctx, first, "a"); !errors.Is(err, ErrSuperseded) {
-		t.Fatalf("the replaced certificate after its grace: %v, want ErrSuperseded", err)
+	if _, err := svc.Credentials(ctx, first, "a"); !errors.Is(err, onboarding.ErrSuperseded) {
+		t.Fatalf("the replaced certificate after its grace: %v, want onboarding.ErrSuperseded", err)
 	}
 	// A second renewal: the second certificate gets a grace, and the
 	// first, replaced twice, none even if it had some left.
-	third, err := svc.Renew(ctx, second, []byte("conn"), RenewRequest{CSR: renewCSR}, "a")
+	third, err := svc.Renew(ctx, second, []byte("conn"), onboarding.RenewRequest{CSR: renewCSR}, "a")
 	if err != nil {
 		t.Fatalf("second renewal: %v", err)
 	}
@@ -197,32 +199,32 @@ func TestRenewalLimitAndGrace(t *testing.T) {
 		t.Fatalf("the certificate replaced last, within its grace: %v", err)
 	}
 	// The limit: three certificates within the hour.
-	_, err = svc.Renew(ctx, leafOf(t, third), []byte("conn"), RenewRequest{CSR: renewCSR}, "a")
-	wait, ok := RetryAfter(err)
-	if !errors.Is(err, ErrRenewalLimited) || !ok || wait != 54*time.Minute {
-		t.Fatalf("a renewal over the limit: %v (retry after %v), want ErrRenewalLimited and 54m", err, wait)
+	_, err = svc.Renew(ctx, leafOf(t, third), []byte("conn"), onboarding.RenewRequest{CSR: renewCSR}, "a")
+	wait, ok := onboarding.RetryAfter(err)
+	if !errors.Is(err, onboarding.ErrRenewalLimited) || !ok || wait != 54*time.Minute {
+		t.Fatalf("a renewal over the limit: %v (retry after %v), want onboarding.ErrRenewalLimited and 54m", err, wait)
 	}
 	if certs, _ := p.store.ListCertificates(ctx, id); len(certs) != 3 {
 		t.Fatalf("%d certificates, want 3", len(certs))
 	}
 	p.advance(wait)
-	if _, err := svc.Renew(ctx, leafOf(t, third), []byte("conn"), RenewRequest{CSR: renewCSR}, "a"); err != nil {
+	if _, err := svc.Renew(ctx, leafOf(t, third), []byte("conn"), onboarding.RenewRequest{CSR: renewCSR}, "a"); err != nil {
 		t.Fatalf("a renewal after the wait: %v", err)
 	}
 	// A renewal's request must name the device, and a bound one must be
 	// bound to the connection.
 	otherName, _ := pki.CreateCSR(op, "someone else")
-	wrongBinding, _ := pki.CreateCSRWith(op, pki.CSROptions{CommonName: id.String(), ChallengePassword: RenewBinding([]byte("other connection"))})
+	wrongBinding, _ := pki.CreateCSRWith(op, pki.CSROptions{CommonName: id.String(), ChallengePassword: onboarding.RenewBinding([]byte("other connection"))})
 	p.advance(time.Hour)
 	latest, _ := p.store.ListCertificates(ctx, id)
 	leaf, _ := x509.ParseCertificate(latest[0].DER)
 	for _, csr := range [][]byte{otherName, wrongBinding} {
-		if _, err := svc.Renew(ctx, leaf, []byte("this connection"), RenewRequest{CSR: csr}, "a"); !errors.Is(err, ErrBadCSR) {
-			t.Errorf("renew: %v, want ErrBadCSR", err)
+		if _, err := svc.Renew(ctx, leaf, []byte("this connection"), onboarding.RenewRequest{CSR: csr}, "a"); !errors.Is(err, onboarding.ErrBadCSR) {
+			t.Errorf("renew: %v, want onboarding.ErrBadCSR", err)
 		}
 	}
-	bound, _ := pki.CreateCSRWith(op, pki.CSROptions{CommonName: id.String(), ChallengePassword: RenewBinding([]byte("this connection"))})
-	if _, err := svc.Renew(ctx, leaf, []byte("this connection"), RenewRequest{CSR: bound}, "a"); err != nil {
+	bound, _ := pki.CreateCSRWith(op, pki.CSROptions{CommonName: id.String(), ChallengePassword: onboarding.RenewBinding([]byte("this connection"))})
+	if _, err := svc.Renew(ctx, leaf, []byte("this connection"), onboarding.RenewRequest{CSR: bound}, "a"); err != nil {
 		t.Errorf("renew bound to its connection: %v", err)
 	}
 }

@@ -9,25 +9,23 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
-	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
-// issue signs the certificate and records the renewal in one store
-// transaction, under the renewal limit.
-func (s *Service) issue(ctx context.Context, dev store.Device, opKey crypto.PublicKey) (*Credentials, error) {
-	return s.issueWith(ctx, dev, opKey, func(cert store.Certificate, at time.Time, jobs []store.Job) error {
-		return s.cfg.Store.RecordRenewal(ctx, cert, at, s.cfg.Issuance.renewLimit(), jobs...)
+// issue signs the certificate and records the renewal in one State
+// write, under the renewal limit.
+func (s *Service) issue(ctx context.Context, dev Device, opKey crypto.PublicKey) (*Credentials, error) {
+	return s.issueWith(ctx, dev, opKey, func(cert Certificate, at time.Time) error {
+		return s.cfg.State.RecordRenewal(ctx, cert, at, s.cfg.Issuance.renewLimit())
 	})
 }
 
-// issueWith signs the certificate and has record store it, with the hash
-// of the key it certifies, and the registration jobs. A serial collision
+// issueWith signs the certificate and has record store it with the hash
+// of the key it certifies. A serial collision
 // (2^-64 after four billion certificates) is retried once with a fresh
 // serial.
-func (s *Service) issueWith(ctx context.Context, dev store.Device, opKey crypto.PublicKey,
-	record func(cert store.Certificate, at time.Time, jobs []store.Job) error) (*Credentials, error) {
+func (s *Service) issueWith(ctx context.Context, dev Device, opKey crypto.PublicKey,
+	record func(cert Certificate, at time.Time) error) (*Credentials, error) {
 	product, err := s.product(ctx, dev.ProductID)
 	if err != nil {
 		return nil, fmt.Errorf("product %q of %s: %w", dev.ProductID, dev.Identity, err)
@@ -36,23 +34,23 @@ func (s *Service) issueWith(ctx context.Context, dev store.Device, opKey crypto.
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadCSR, err)
 	}
-	var cert store.Certificate
+	var cert Certificate
 	for attempt := 0; ; attempt++ {
 		if cert, err = s.cfg.Issuer.Issue(ctx, dev.Identity, opKey, product.CertValidity); err != nil {
 			return nil, fmt.Errorf("issue certificate: %w", err)
 		}
 		cert.KeyHash = sha256.Sum256(spki)
-		err = record(cert, s.cfg.Now(), s.registerJobs(dev.Identity))
-		if !errors.Is(err, store.ErrExists) || attempt > 0 {
+		err = record(cert, s.cfg.Now())
+		if !errors.Is(err, ErrSerialTaken) || attempt > 0 {
 			break
 		}
 	}
 	switch {
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, ErrRevoked):
 		return nil, ErrRevoked // revoked between the proof and now
-	case errors.Is(err, store.ErrKeyInUse):
+	case errors.Is(err, ErrKeyInUse):
 		return nil, fmt.Errorf("%w: the key is certified for another device", ErrBadCSR)
-	case errors.Is(err, store.ErrIssuanceLimit):
+	case errors.Is(err, ErrIssuanceLimit):
 		return nil, s.renewalLimitError(err)
 	case errors.Is(err, ErrChallengeUsed), errors.Is(err, ErrChallengeExpired):
 		return nil, err
@@ -62,16 +60,7 @@ func (s *Service) issueWith(ctx context.Context, dev store.Device, opKey crypto.
 	return s.credentials(cert, product), nil
 }
 
-// registerJobs are the outbox entries of one onboarding.
-func (s *Service) registerJobs(id identity.ID) []store.Job {
-	jobs := make([]store.Job, len(s.cfg.Connectors))
-	for i, name := range s.cfg.Connectors {
-		jobs[i] = store.Job{Kind: store.JobRegister, Connector: name, Identity: id}
-	}
-	return jobs
-}
-
-func (s *Service) credentials(cert store.Certificate, product store.Product) *Credentials {
+func (s *Service) credentials(cert Certificate, product Product) *Credentials {
 	chain := append([]string{string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.DER}))}, s.cfg.Issuer.ChainPEM()...)
 	return &Credentials{Identity: cert.Identity, CertificateChain: chain, TrustBundle: s.cfg.Issuer.TrustBundlePEM(),
 		CloudEndpoint: product.CloudEndpoint, NotAfter: cert.NotAfter}

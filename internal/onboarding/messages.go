@@ -1,9 +1,14 @@
 // Package onboarding owns Hallmark's onboarding protocol: the messages a
 // device and the platform exchange, the transcript the device signs, the
-// server-side Service that checks a proof and issues credentials, and the
-// device-side Client. The Service is transport-agnostic; internal/httpapi
-// maps it onto HTTPS routes, so client and server also run end to end
-// in-process in tests. docs/protocol.md specifies the exchange.
+// server-side Service that checks a proof and issues credentials, the
+// device-side Client and its one "onboard this device" sequence
+// (OnboardDevice). It knows no transport, store or PKI: the Service keeps
+// its records through the narrow State interfaces it declares (bound to
+// the platform's store by onboarding/onboardstore) and signs through an
+// Issuer (onboarding/onboardpki); the Client talks to a Transport,
+// bound to HTTPS in internal/httpapi and to a Service in the same process
+// by InProcess, so the real client runs against the real service in
+// memory. docs/protocol.md specifies the exchange.
 package onboarding
 
 import (

@@ -5,31 +5,29 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-
-	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
 // deviceOf finds the device of a verified client certificate and checks
 // that neither it nor the certificate is revoked.
-func (s *Service) deviceOf(ctx context.Context, leaf *x509.Certificate) (store.Device, store.Certificate, error) {
+func (s *Service) deviceOf(ctx context.Context, leaf *x509.Certificate) (Device, Certificate, error) {
 	var serial [16]byte
 	raw := leaf.SerialNumber.Bytes()
 	if leaf.SerialNumber.Sign() <= 0 || len(raw) > len(serial) {
-		return store.Device{}, store.Certificate{}, ErrNotOnboarded
+		return Device{}, Certificate{}, ErrNotOnboarded
 	}
 	copy(serial[len(serial)-len(raw):], raw)
-	cert, err := s.cfg.Store.GetCertificate(ctx, serial)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.Device{}, cert, ErrNotOnboarded
+	cert, err := s.cfg.State.Certificate(ctx, serial)
+	if errors.Is(err, ErrNotFound) {
+		return Device{}, cert, ErrNotOnboarded
 	}
 	if err != nil {
-		return store.Device{}, cert, err
+		return Device{}, cert, err
 	}
-	dev, err := s.cfg.Store.GetDevice(ctx, cert.Identity)
+	dev, err := s.cfg.State.Device(ctx, cert.Identity)
 	if err != nil {
 		return dev, cert, err
 	}
-	if dev.State == store.StateRevoked || !cert.RevokedAt.IsZero() {
+	if dev.Revoked || !cert.RevokedAt.IsZero() {
 		return dev, cert, ErrRevoked
 	}
 	return dev, cert, s.checkSuperseded(ctx, cert)
@@ -40,9 +38,9 @@ func (s *Service) deviceOf(ctx context.Context, leaf *x509.Certificate) (store.D
 func (s *Service) Credentials(ctx context.Context, leaf *x509.Certificate, addr string) (*Credentials, error) {
 	dev, _, err := s.deviceOf(ctx, leaf)
 	if err == nil {
-		var certs []store.Certificate
-		if certs, err = s.cfg.Store.ListCertificates(ctx, dev.Identity); err == nil && len(certs) > 0 {
-			var product store.Product
+		var certs []Certificate
+		if certs, err = s.cfg.State.Certificates(ctx, dev.Identity); err == nil && len(certs) > 0 {
+			var product Product
 			if product, err = s.product(ctx, dev.ProductID); err == nil {
 				s.audit(ctx, dev.Identity, "device.credentials", "ok", "ok", addr)
 				return s.credentials(certs[0], product), nil
@@ -68,9 +66,9 @@ func (s *Service) Renew(ctx context.Context, leaf *x509.Certificate, channelBind
 	return creds, err
 }
 
-func (s *Service) renew(ctx context.Context, leaf *x509.Certificate, channelBinding []byte, req RenewRequest) (*Credentials, store.Device, error) {
+func (s *Service) renew(ctx context.Context, leaf *x509.Certificate, channelBinding []byte, req RenewRequest) (*Credentials, Device, error) {
 	if len(req.CSR) == 0 || len(req.CSR) > MaxCSR {
-		return nil, store.Device{}, fmt.Errorf("%w: csr of %d bytes (1 to %d)", ErrMalformed, len(req.CSR), MaxCSR)
+		return nil, Device{}, fmt.Errorf("%w: csr of %d bytes (1 to %d)", ErrMalformed, len(req.CSR), MaxCSR)
 	}
 	dev, _, err := s.deviceOf(ctx, leaf)
 	if err != nil {

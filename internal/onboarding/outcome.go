@@ -5,16 +5,25 @@ import (
 	"errors"
 	"time"
 
-	"github.com/hallmark-iot/hallmark/internal/audit"
 	"github.com/hallmark-iot/hallmark/internal/identity"
-	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
+// Refusal is one refused attempt at an action of a device's.
+type Refusal struct {
+	Identity identity.ID // claimed, not proven
+	Action   string      // device.challenge, device.onboard
+	Reason   string      // an ErrorCode
+	Source   string      // the client address
+	// SummaryOnly marks an attempt refused before any lookup (a rate
+	// limit): it is counted and summarised, never recorded on its own.
+	SummaryOnly bool
+}
+
 // Refusals records refused attempts, which anyone can make in any number:
-// *audit.Aggregator counts them and writes a bounded number of audit
-// events per source and interval.
+// the platform's counts them and writes a bounded number of audit events
+// per source and interval (onboardstore.Refusals over *audit.Aggregator).
 type Refusals interface {
-	Refuse(ctx context.Context, r audit.Refusal)
+	Refuse(ctx context.Context, r Refusal)
 }
 
 // refuse records a refused attempt at action. An internal error is no
@@ -31,19 +40,14 @@ func (s *Service) refuse(ctx context.Context, id identity.ID, action string, err
 	case s.cfg.Refusals != nil:
 		// Summary-only: refused before any lookup, so counting it must
 		// not cost a write either.
-		s.cfg.Refusals.Refuse(ctx, audit.Refusal{Interface: "onboarding", Action: action, Reason: code, Source: addr,
-			Actor: "device:" + id.String(), Subject: id.String(), SummaryOnly: summaryOnly})
+		s.cfg.Refusals.Refuse(ctx, Refusal{Identity: id, Action: action, Reason: code, Source: addr, SummaryOnly: summaryOnly})
 	case !summaryOnly:
 		s.audit(ctx, id, action, "denied", code, addr)
 	}
 }
 
 func (s *Service) audit(ctx context.Context, id identity.ID, action, outcome, detail, addr string) {
-	ev := audit.Clean(store.AuditEvent{Time: s.cfg.Now(), Actor: "device:" + id.String(), Action: action,
-		Subject: id.String(), Outcome: outcome, Detail: detail, RemoteAddr: addr})
-	if _, err := s.cfg.Store.AppendAudit(ctx, ev); err != nil {
-		s.cfg.Log.Error("audit append failed", "action", action, "err", err)
-	}
+	s.cfg.State.Record(ctx, Event{Time: s.cfg.Now(), Identity: id, Action: action, Outcome: outcome, Detail: detail, Source: addr})
 }
 
 func (s *Service) observe(step, outcome string, start time.Time) {

@@ -1,4 +1,4 @@
-package onboarding
+package onboarding_test
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/audit"
 	"github.com/hallmark-iot/hallmark/internal/device"
 	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/onboarding"
+	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardstore"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
@@ -32,19 +34,20 @@ func TestRefusalsGoToTheAggregator(t *testing.T) {
 	p := newPlatform(t, sigalg.ECDSAP256)
 	ctx := context.Background()
 	log := &refusalLog{}
-	svc, err := NewService(Config{Store: p.store, Issuer: NewCAIssuer(p.ca, nil), ServerName: serverName,
-		PerIdentity: -1, PerAddress: 12, Refusals: log}) // a burst of 4
+	cfg := p.config(nil, -1, 12) // a burst of 4
+	cfg.Refusals = onboardstore.Refusals{Aggregator: log}
+	svc, err := onboarding.NewService(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d, id := p.newDevice(t, device.ClassKeygen, sigalg.Ed25519)
-	unknown := ProofRequest{ChallengeID: hex.EncodeToString(make([]byte, ChallengeIDSize)), Identity: id, CSR: []byte{1}, Signature: []byte{1}}
+	unknown := onboarding.ProofRequest{ChallengeID: hex.EncodeToString(make([]byte, onboarding.ChallengeIDSize)), Identity: id, CSR: []byte{1}, Signature: []byte{1}}
 	before, _ := p.store.ListAudit(ctx, store.AuditFilter{Limit: 1000})
 	for range 6 {
 		svc.Prove(ctx, unknown, "192.0.2.1")
 	}
 	for range 3 {
-		svc.Challenge(ctx, ChallengeRequest{Identity: identity.ID{9}}, "192.0.2.1")
+		svc.Challenge(ctx, onboarding.ChallengeRequest{Identity: identity.ID{9}}, "192.0.2.1")
 	}
 	after, _ := p.store.ListAudit(ctx, store.AuditFilter{Limit: 1000})
 	if len(after) != len(before) {
@@ -69,11 +72,13 @@ func TestRefusalsGoToTheAggregator(t *testing.T) {
 		}
 	}
 	// A success is not a refusal, and stays one event in its transaction.
-	ok, err := NewService(Config{Store: p.store, Issuer: NewCAIssuer(p.ca, nil), ServerName: serverName, Refusals: log})
+	cfg = p.config(nil, 0, 0)
+	cfg.Refusals = onboardstore.Refusals{Aggregator: log}
+	ok, err := onboarding.NewService(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch, err := ok.Challenge(ctx, ChallengeRequest{Identity: id}, "192.0.2.2")
+	ch, err := ok.Challenge(ctx, onboarding.ChallengeRequest{Identity: id}, "192.0.2.2")
 	if err != nil {
 		t.Fatal(err)
 	}

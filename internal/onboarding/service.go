@@ -13,7 +13,6 @@ import (
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
-	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
 // Errors the transport maps to responses. None says whether an identity is
@@ -31,13 +30,15 @@ var (
 	ErrNotOnboarded     = errors.New("device certificate not recognised")
 )
 
-// Issuer is what the service needs of the CA.
+// Issuer is what the service needs of the CA
+// (internal/onboarding/onboardpki adapts the platform's).
 type Issuer interface {
-	// ParseCSR checks a PKCS #10 request's self-signature and returns its
-	// public key.
-	ParseCSR(der []byte) (crypto.PublicKey, error)
-	// Issue signs a device certificate for pub, binding identity id.
-	Issue(ctx context.Context, id identity.ID, pub crypto.PublicKey, validity time.Duration) (store.Certificate, error)
+	// ParseCSR checks a PKCS #10 request's self-signature and returns
+	// what the service checks of it.
+	ParseCSR(der []byte) (CertificateRequest, error)
+	// Issue signs a device certificate for pub, binding identity id; the
+	// service sets its KeyHash.
+	Issue(ctx context.Context, id identity.ID, pub crypto.PublicKey, validity time.Duration) (Certificate, error)
 	// ChainPEM is the chain above a device certificate, issuing CA first.
 	ChainPEM() []string
 	// TrustBundlePEM is the root a device trusts the platform and its
@@ -50,9 +51,23 @@ type Metrics interface {
 	Observe(step, outcome string, took time.Duration)
 }
 
+// CertificateRequest is what the service checks of a PKCS #10 request
+// whose self-signature verified.
+type CertificateRequest struct {
+	PublicKey crypto.PublicKey
+	// CommonName is the subject's common name if the subject has exactly
+	// one, "" otherwise.
+	CommonName string
+	// ChallengePassword is the PKCS #9 challengePassword, "" without one.
+	ChallengePassword string
+}
+
 // Config configures a Service.
 type Config struct {
-	Store  store.Store
+	// State keeps challenges, reads devices and records certificates and
+	// audit events (internal/onboarding/onboardstore binds the platform's
+	// store).
+	State  State
 	Issuer Issuer
 	// ServerName is bound into every transcript: a proof made for one
 	// platform does not verify at another.
@@ -67,11 +82,6 @@ type Config struct {
 	// PerAddress/4+1. Zero selects the defaults, negative disables. There is
 	// deliberately no limit per identity across sources (docs/protocol.md).
 	PerIdentity, PerAddress int
-	// Connectors names the cloud connectors every onboarded device is
-	// registered with: each onboarding (renewals too, since the
-	// certificate changed) enqueues one register job per connector in the
-	// transaction that records it.
-	Connectors []string
 	// Issuance says what is certified and how often (issuance.go): the
 	// certificate request's binding, the renewal limit, the grace of a
 	// replaced certificate.
@@ -106,15 +116,15 @@ type Service struct {
 	shadows sync.Map // sigalg.ID -> identity.ID
 	// products caches products, which never change once created: every
 	// onboarding reads its device's.
-	products sync.Map // string -> store.Product
+	products sync.Map // string -> Product
 }
 
 // product returns a product, from the cache when it can.
-func (s *Service) product(ctx context.Context, id string) (store.Product, error) {
+func (s *Service) product(ctx context.Context, id string) (Product, error) {
 	if p, ok := s.products.Load(id); ok {
-		return p.(store.Product), nil
+		return p.(Product), nil
 	}
-	p, err := s.cfg.Store.GetProduct(ctx, id)
+	p, err := s.cfg.State.Product(ctx, id)
 	if err == nil {
 		s.products.Store(id, p)
 	}
@@ -123,8 +133,8 @@ func (s *Service) product(ctx context.Context, id string) (store.Product, error)
 
 // NewService checks cfg and builds a Service.
 func NewService(cfg Config) (*Service, error) {
-	if cfg.Store == nil || cfg.Issuer == nil {
-		return nil, errors.New("onboarding: a store and an issuer are required")
+	if cfg.State == nil || cfg.Issuer == nil {
+		return nil, errors.New("onboarding: a state and an issuer are required")
 	}
 	if cfg.ServerName == "" || len(cfg.ServerName) > MaxServerName {
 		return nil, fmt.Errorf("onboarding: server name of %d bytes", len(cfg.ServerName))
@@ -168,14 +178,14 @@ func (s *Service) Challenge(ctx context.Context, req ChallengeRequest, addr stri
 	if req.Identity.IsZero() {
 		return ChallengeResponse{}, fmt.Errorf("%w: no identity", ErrMalformed)
 	}
-	c := store.Challenge{Identity: req.Identity, ServerName: s.cfg.ServerName, IssuedAt: now, ExpiresAt: now.Add(ChallengeTTL)}
+	c := Challenge{Identity: req.Identity, ServerName: s.cfg.ServerName, IssuedAt: now, ExpiresAt: now.Add(ChallengeTTL)}
 	if _, err := rand.Read(c.ID[:]); err != nil {
 		return ChallengeResponse{}, err
 	}
 	if _, err := rand.Read(c.Nonce[:]); err != nil {
 		return ChallengeResponse{}, err
 	}
-	if err := s.cfg.Store.CreateChallenge(ctx, c); err != nil {
+	if err := s.cfg.State.CreateChallenge(ctx, c); err != nil {
 		return ChallengeResponse{}, fmt.Errorf("record challenge: %w", err)
 	}
 	s.observe("challenge", "ok", start)
@@ -214,9 +224,9 @@ func (s *Service) prove(ctx context.Context, req ProofRequest, addr string) (*Cr
 	if err != nil {
 		return nil, err
 	}
-	ch, err := s.cfg.Store.GetChallenge(ctx, challengeID)
+	ch, err := s.cfg.State.GetChallenge(ctx, challengeID)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, ErrNotFound):
 		return nil, ErrChallengeUnknown
 	case err != nil:
 		return nil, fmt.Errorf("read challenge: %w", err)
@@ -230,20 +240,19 @@ func (s *Service) prove(ctx context.Context, req ProofRequest, addr string) (*Cr
 		s.burn(ctx, challengeID, now)
 		return nil, err
 	}
-	audit := store.AuditEvent{Actor: "device:" + dev.Identity.String(), Action: "device.onboard",
-		Subject: dev.Identity.String(), Outcome: "ok", Detail: "ok", RemoteAddr: addr}
-	return s.issueWith(ctx, dev, opKey, func(cert store.Certificate, at time.Time, jobs []store.Job) error {
-		audit.Time = at
-		err := s.cfg.Store.CompleteOnboarding(ctx, challengeID, cert, at, audit, jobs...)
+	ev := Event{Identity: dev.Identity, Action: "device.onboard", Outcome: "ok", Detail: "ok", Source: addr}
+	return s.issueWith(ctx, dev, opKey, func(cert Certificate, at time.Time) error {
+		ev.Time = at
+		err := s.cfg.State.CompleteOnboarding(ctx, challengeID, cert, at, ev)
 		switch {
-		case errors.Is(err, store.ErrChallengeUsed):
+		case errors.Is(err, ErrChallengeUsed):
 			return ErrChallengeUsed
-		case errors.Is(err, store.ErrChallengeExpired):
+		case errors.Is(err, ErrChallengeExpired):
 			return ErrChallengeExpired
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, ErrNotFound):
 			// The challenge was deleted as expired meanwhile.
 			return ErrChallengeExpired
-		case errors.Is(err, store.ErrKeyInUse):
+		case errors.Is(err, ErrKeyInUse):
 			s.burn(ctx, challengeID, at) // a refused answer, like a bad CSR
 		}
 		return err
@@ -252,7 +261,7 @@ func (s *Service) prove(ctx context.Context, req ProofRequest, addr string) (*Cr
 
 // checkAnswer checks the proof, then the CSR: it must name the device and,
 // if it carries a binding, be bound to this challenge (issuance.go).
-func (s *Service) checkAnswer(ctx context.Context, req ProofRequest, ch store.Challenge) (store.Device, crypto.PublicKey, error) {
+func (s *Service) checkAnswer(ctx context.Context, req ProofRequest, ch Challenge) (Device, crypto.PublicKey, error) {
 	dev, err := s.checkProof(ctx, req, ch)
 	if err != nil {
 		return dev, nil, err
@@ -267,8 +276,8 @@ func (s *Service) checkAnswer(ctx context.Context, req ProofRequest, ch store.Ch
 // burn uses a challenge up after a refused answer, so it cannot be tried
 // again; if it is already used or expired, so much the better.
 func (s *Service) burn(ctx context.Context, id [ChallengeIDSize]byte, now time.Time) {
-	if _, err := s.cfg.Store.ConsumeChallenge(ctx, id, now); err != nil && !errors.Is(err, store.ErrChallengeUsed) &&
-		!errors.Is(err, store.ErrChallengeExpired) && !errors.Is(err, store.ErrNotFound) {
+	if err := s.cfg.State.UseChallenge(ctx, id, now); err != nil && !errors.Is(err, ErrChallengeUsed) &&
+		!errors.Is(err, ErrChallengeExpired) && !errors.Is(err, ErrNotFound) {
 		s.cfg.Log.Error("use up a refused challenge", "err", err)
 	}
 }
@@ -300,7 +309,7 @@ func checkProofRequest(req ProofRequest) ([ChallengeIDSize]byte, error) {
 // checked, and otherwise that suite's decoy, step for step: parse the key,
 // hash it to an identity, compare it and the challenge's identity with the
 // claimed one, verify the signature.
-func (s *Service) checkProof(ctx context.Context, req ProofRequest, ch store.Challenge) (store.Device, error) {
+func (s *Service) checkProof(ctx context.Context, req ProofRequest, ch Challenge) (Device, error) {
 	msg := ProofMessage(ch.ID, ch.Nonce[:], ch.ServerName, req.CSR, req.Identity)
 	implied := impliedSuite(req.Signature)
 	dev, registered, err := s.lookUp(ctx, req.Identity, implied)
@@ -325,7 +334,7 @@ func (s *Service) checkProof(ctx context.Context, req ProofRequest, ch store.Cha
 	if !genuine || !sigOK || !keyOK || !challengeOK {
 		return dev, ErrProofRejected
 	}
-	if dev.State == store.StateRevoked {
+	if dev.Revoked {
 		return dev, ErrRevoked
 	}
 	return dev, nil

@@ -1,4 +1,4 @@
-package onboarding
+package onboarding_test
 
 import (
 	"context"
@@ -18,6 +18,9 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/firmware"
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/keys/softkms"
+	"github.com/hallmark-iot/hallmark/internal/onboarding"
+	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
+	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardstore"
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 	"github.com/hallmark-iot/hallmark/internal/store"
@@ -28,7 +31,7 @@ const serverName = "hallmark.test"
 
 // platform is a real store and CA behind a Service, with a clock tests move.
 type platform struct {
-	svc     *Service
+	svc     *onboarding.Service
 	store   store.Store
 	ca      *pki.CA
 	now     atomic.Pointer[time.Time]
@@ -58,8 +61,7 @@ func newPlatform(t testing.TB, caSuite sigalg.ID) *platform {
 	if p.ca, err = pki.Open(ctx, km, filepath.Join(dir, "ca"), pki.Config{Suite: caSuite, Now: clock}); err != nil {
 		t.Fatal(err)
 	}
-	if p.svc, err = NewService(Config{Store: st, Issuer: NewCAIssuer(p.ca, clock), ServerName: serverName, Now: clock,
-		PerIdentity: -1, PerAddress: -1}); err != nil { // limits have their own test
+	if p.svc, err = onboarding.NewService(p.config(clock, -1, -1)); err != nil { // limits have their own test
 		t.Fatal(err)
 	}
 	if err := st.CreateProduct(ctx, store.Product{ID: "sensor", Name: "Sensor", CertValidity: 30 * 24 * time.Hour,
@@ -75,6 +77,13 @@ func newPlatform(t testing.TB, caSuite sigalg.ID) *platform {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// config is a service's over p's store and CA, through the platform's
+// bindings, with the given clock (nil: time.Now) and limits.
+func (p *platform) config(clock func() time.Time, perIdentity, perAddress int) onboarding.Config {
+	return onboarding.Config{State: onboardstore.New(onboardstore.Config{Store: p.store, Now: clock}),
+		Issuer: onboardpki.NewIssuer(p.ca, clock), ServerName: serverName, Now: clock, PerIdentity: perIdentity, PerAddress: perAddress}
 }
 
 func (p *platform) makeIEF(t testing.TB) {
@@ -115,7 +124,7 @@ func (p *platform) newDevice(t testing.TB, class device.Class, alg sigalg.ID) (*
 }
 
 // proof builds what a device sends in answer to ch.
-func proof(t testing.TB, d *device.Device, id identity.ID, ch ChallengeResponse, server string) ProofRequest {
+func proof(t testing.TB, d *device.Device, id identity.ID, ch onboarding.ChallengeResponse, server string) onboarding.ProofRequest {
 	t.Helper()
 	op, err := d.OperationalKey(sigalg.ECDSAP256)
 	if err != nil {
@@ -123,20 +132,20 @@ func proof(t testing.TB, d *device.Device, id identity.ID, ch ChallengeResponse,
 	}
 	raw, _ := hex.DecodeString(ch.ChallengeID)
 	csr, err := pki.CreateCSRWith(op, pki.CSROptions{CommonName: id.String(),
-		ChallengePassword: CSRBinding([ChallengeIDSize]byte(raw), ch.Nonce, ch.ServerName)})
+		ChallengePassword: onboarding.CSRBinding([onboarding.ChallengeIDSize]byte(raw), ch.Nonce, ch.ServerName)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, sig, err := d.Prove(ProofContext, Transcript([ChallengeIDSize]byte(raw), ch.Nonce, server, csr))
+	_, sig, err := d.Prove(onboarding.ProofContext, onboarding.Transcript([onboarding.ChallengeIDSize]byte(raw), ch.Nonce, server, csr))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ProofRequest{ChallengeID: ch.ChallengeID, Identity: id, CSR: csr, Signature: sig}
+	return onboarding.ProofRequest{ChallengeID: ch.ChallengeID, Identity: id, CSR: csr, Signature: sig}
 }
 
-func (p *platform) challenge(t testing.TB, id identity.ID) ChallengeResponse {
+func (p *platform) challenge(t testing.TB, id identity.ID) onboarding.ChallengeResponse {
 	t.Helper()
-	ch, err := p.svc.Challenge(context.Background(), ChallengeRequest{Identity: id}, "192.0.2.1")
+	ch, err := p.svc.Challenge(context.Background(), onboarding.ChallengeRequest{Identity: id}, "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,25 +220,25 @@ func TestRefusedProofsChangeNothing(t *testing.T) {
 
 	cases := []struct {
 		name string
-		req  ProofRequest
+		req  onboarding.ProofRequest
 		want error
 		late bool
 	}{
-		{"replayed", good, ErrChallengeUsed, false},
-		{"forged signature", forged, ErrProofRejected, false},
-		{"other server name", wrongServer, ErrProofRejected, false},
-		{"swapped CSR", swapped, ErrProofRejected, false},
-		{"challenge of another identity", stolen, ErrProofRejected, false},
-		{"unknown identity", unknownProof, ErrProofRejected, false},
-		{"tampered CSR", badCSR, ErrProofRejected, false},
-		{"malformed challenge ID", ProofRequest{ChallengeID: "XYZ", Identity: id, CSR: good.CSR, Signature: good.Signature}, ErrMalformed, false},
-		{"unknown challenge", ProofRequest{ChallengeID: hex.EncodeToString(make([]byte, 16)), Identity: id, CSR: good.CSR, Signature: good.Signature}, ErrChallengeUnknown, false},
-		{"expired", expired, ErrChallengeExpired, true},
+		{"replayed", good, onboarding.ErrChallengeUsed, false},
+		{"forged signature", forged, onboarding.ErrProofRejected, false},
+		{"other server name", wrongServer, onboarding.ErrProofRejected, false},
+		{"swapped CSR", swapped, onboarding.ErrProofRejected, false},
+		{"challenge of another identity", stolen, onboarding.ErrProofRejected, false},
+		{"unknown identity", unknownProof, onboarding.ErrProofRejected, false},
+		{"tampered CSR", badCSR, onboarding.ErrProofRejected, false},
+		{"malformed challenge ID", onboarding.ProofRequest{ChallengeID: "XYZ", Identity: id, CSR: good.CSR, Signature: good.Signature}, onboarding.ErrMalformed, false},
+		{"unknown challenge", onboarding.ProofRequest{ChallengeID: hex.EncodeToString(make([]byte, 16)), Identity: id, CSR: good.CSR, Signature: good.Signature}, onboarding.ErrChallengeUnknown, false},
+		{"expired", expired, onboarding.ErrChallengeExpired, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.late {
-				later := p.now.Load().Add(2 * ChallengeTTL)
+				later := p.now.Load().Add(2 * onboarding.ChallengeTTL)
 				p.now.Store(&later)
 			}
 			if _, err := p.svc.Prove(ctx, tc.req, "a"); !errors.Is(err, tc.want) {
@@ -265,8 +274,8 @@ func TestRevokedDeviceRefused(t *testing.T) {
 	if err := p.store.RevokeDevice(ctx, id, "stolen", *p.now.Load()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.svc.Prove(ctx, proof(t, d, id, p.challenge(t, id), serverName), "a"); !errors.Is(err, ErrRevoked) {
-		t.Fatalf("Prove(revoked) = %v, want ErrRevoked", err)
+	if _, err := p.svc.Prove(ctx, proof(t, d, id, p.challenge(t, id), serverName), "a"); !errors.Is(err, onboarding.ErrRevoked) {
+		t.Fatalf("Prove(revoked) = %v, want onboarding.ErrRevoked", err)
 	}
 	if certs, _ := p.store.ListCertificates(ctx, id); len(certs) != 0 {
 		t.Fatal("a revoked device got a certificate")
@@ -286,7 +295,7 @@ func TestConcurrentAnswersIssueOneCertificate(t *testing.T) {
 			switch {
 			case err == nil:
 				wins.Add(1)
-			case errors.Is(err, ErrChallengeUsed):
+			case errors.Is(err, onboarding.ErrChallengeUsed):
 				used.Add(1)
 			default:
 				t.Error(err)
@@ -302,7 +311,7 @@ func TestConcurrentAnswersIssueOneCertificate(t *testing.T) {
 
 func TestRateLimits(t *testing.T) {
 	p := newPlatform(t, sigalg.ECDSAP256)
-	svc, err := NewService(Config{Store: p.store, Issuer: NewCAIssuer(p.ca, nil), ServerName: serverName, PerIdentity: 4, PerAddress: -1})
+	svc, err := onboarding.NewService(p.config(nil, 4, -1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +319,7 @@ func TestRateLimits(t *testing.T) {
 	id[0] = 1
 	limited := 0
 	for range 10 {
-		if _, err := svc.Challenge(context.Background(), ChallengeRequest{Identity: id}, "a"); errors.Is(err, ErrRateLimited) {
+		if _, err := svc.Challenge(context.Background(), onboarding.ChallengeRequest{Identity: id}, "a"); errors.Is(err, onboarding.ErrRateLimited) {
 			limited++
 		}
 	}
@@ -319,7 +328,7 @@ func TestRateLimits(t *testing.T) {
 	}
 	var other identity.ID
 	other[0] = 2
-	if _, err := svc.Challenge(context.Background(), ChallengeRequest{Identity: other}, "a"); err != nil {
+	if _, err := svc.Challenge(context.Background(), onboarding.ChallengeRequest{Identity: other}, "a"); err != nil {
 		t.Fatalf("another identity is limited too: %v", err)
 	}
 }

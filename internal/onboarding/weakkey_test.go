@@ -1,4 +1,4 @@
-package onboarding
+package onboarding_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 	"github.com/hallmark-iot/hallmark/internal/sigalg/sigalgtest"
 	"github.com/hallmark-iot/hallmark/internal/store"
@@ -44,16 +45,16 @@ func TestWeakRegisteredKeyIsProofRejected(t *testing.T) {
 	csr := boundCSR(t, opKey, id.String(), ch)
 	raw, _ := hex.DecodeString(ch.ChallengeID)
 	suite, _ := sigalg.Lookup(string(sigalg.MLDSA65))
-	sig, err := suite.Sign(forger, ProofMessage([ChallengeIDSize]byte(raw), ch.Nonce, ch.ServerName, csr, id))
+	sig, err := suite.Sign(forger, onboarding.ProofMessage([onboarding.ChallengeIDSize]byte(raw), ch.Nonce, ch.ServerName, csr, id))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := suite.Verify(forger.Public(), ProofMessage([ChallengeIDSize]byte(raw), ch.Nonce, ch.ServerName, csr, id), sig); err != nil {
+	if err := suite.Verify(forger.Public(), onboarding.ProofMessage([onboarding.ChallengeIDSize]byte(raw), ch.Nonce, ch.ServerName, csr, id), sig); err != nil {
 		t.Fatalf("the forged signature does not verify by itself: %v", err)
 	}
-	_, err = p.svc.Prove(ctx, ProofRequest{ChallengeID: ch.ChallengeID, Identity: id, CSR: csr, Signature: sig}, "192.0.2.9")
-	if !errors.Is(err, ErrProofRejected) {
-		t.Fatalf("Prove with a weak registered key = %v, want ErrProofRejected", err)
+	_, err = p.svc.Prove(ctx, onboarding.ProofRequest{ChallengeID: ch.ChallengeID, Identity: id, CSR: csr, Signature: sig}, "192.0.2.9")
+	if !errors.Is(err, onboarding.ErrProofRejected) {
+		t.Fatalf("Prove with a weak registered key = %v, want onboarding.ErrProofRejected", err)
 	}
 	if certs, _ := p.store.ListCertificates(ctx, id); len(certs) != 0 {
 		t.Fatalf("%d certificates issued for a weak key", len(certs))

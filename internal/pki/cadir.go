@@ -56,7 +56,9 @@ func create(ctx context.Context, km keys.Manager, dir string, cfg Config) error 
 	if err != nil {
 		return fmt.Errorf("issuing CA certificate: %w", err)
 	}
-	files := map[string][]byte{FileIssuing: issuingDER}
+	// TLS clients trust tls-root.pem whatever the suite: the root itself
+	// when TLS can verify it, else a separate ECDSA root (decision 0004).
+	files := map[string][]byte{FileIssuing: issuingDER, FileTLSRoot: rootDER}
 	if !tlsCapable(suite) {
 		tlsKey, err := ensureKey(ctx, km, KeyTLSRoot, sigalg.ECDSAP256)
 		if err != nil {
@@ -87,8 +89,12 @@ func ensureKey(ctx context.Context, km keys.Manager, name string, suite sigalg.I
 	if err != nil {
 		return nil, fmt.Errorf("CA key %s: %w", name, err)
 	}
-	if have, err := sigalg.SuiteOf(pub); err != nil || have.ID() != suite {
-		return nil, fmt.Errorf("%w: key %s exists and is not %s", ErrCAMismatch, name, suite)
+	have, err := sigalg.SuiteOf(pub)
+	if err != nil {
+		return nil, fmt.Errorf("CA key %s: %w", name, err)
+	}
+	if have.ID() != suite {
+		return nil, fmt.Errorf("%w: key %s exists and is %s, not %s", ErrCAMismatch, name, have.ID(), suite)
 	}
 	signer, err := km.Signer(ctx, name)
 	if err != nil {
@@ -119,7 +125,11 @@ func load(ctx context.Context, km keys.Manager, dir string, cfg Config) (*CA, er
 		return nil, fmt.Errorf("CA key %s: %w", KeyIssuing, err)
 	}
 	ca.tlsIssuer, ca.tlsSigner = issuing, ca.issuingSigner
-	if !tlsCapable(suite.ID()) {
+	if tlsCapable(suite.ID()) {
+		if err := ensureTLSRootCopy(dir, root); err != nil {
+			return nil, err
+		}
+	} else {
 		if ca.tlsIssuer, err = loadCA(ctx, km, dir, FileTLSRoot, KeyTLSRoot, nil); err != nil {
 			return nil, err
 		}
@@ -129,6 +139,28 @@ func load(ctx context.Context, km keys.Manager, dir string, cfg Config) (*CA, er
 		ca.bundle = append(ca.bundle, encodePEM(ca.tlsIssuer.Raw)...)
 	}
 	return ca, nil
+}
+
+// ensureTLSRootCopy makes tls-root.pem of a CA whose root TLS can verify
+// hold that root, so that TLS clients trust one file name under every
+// suite. CA directories made before the copy existed get it written now;
+// a tls-root.pem holding anything else is refused.
+func ensureTLSRootCopy(dir string, root *parsedCert) error {
+	path := filepath.Join(dir, FileTLSRoot)
+	have, err := readCertPEM(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := atomicfile.Write(path, encodePEM(root.Raw), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", FileTLSRoot, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(have.Raw, root.Raw) {
+		return fmt.Errorf("%w: %s is not a copy of %s", ErrCAMismatch, FileTLSRoot, FileRoot)
+	}
+	return nil
 }
 
 // loadCA reads a CA certificate from dir and checks that it holds the

@@ -108,7 +108,7 @@ func TestParseCSRRefuses(t *testing.T) {
 				}
 				return der
 			}
-			suite, _ := sigalg.Lookup(string(s))
+			suite, _ := s.Suite()
 			own := algorithmIdentifier{Algorithm: suite.OID()}
 
 			tamperedSig := bytes.Clone(good)

@@ -73,7 +73,7 @@ func (tc *testCA) signer(t testing.TB, name string) crypto.Signer {
 // deviceKey is a deterministic key of suite, distinct per label.
 func deviceKey(t testing.TB, suite sigalg.ID, label string) crypto.Signer {
 	t.Helper()
-	s, err := sigalg.Lookup(string(suite))
+	s, err := suite.Suite()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,6 +80,9 @@ const (
 const (
 	FileRoot    = "root.pem"
 	FileIssuing = "issuing.pem"
+	// FileTLSRoot is what TLS clients of the platform trust: the ECDSA
+	// TLS root of a CA whose suite TLS cannot use, a copy of root.pem
+	// otherwise.
 	FileTLSRoot = "tls-root.pem"
 )
 
@@ -114,7 +117,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("CA name: %w", err)
 	}
 	if c.Suite != "" {
-		suite, err := sigalg.Lookup(string(c.Suite))
+		suite, err := c.Suite.Suite()
 		if err != nil {
 			return c, err
 		}
@@ -155,7 +158,8 @@ type CA struct {
 // an issuing key in km (names KeyRoot, KeyIssuing), a self-signed root
 // certificate and an issuing CA certificate signed by the root, written
 // to dir as PEM. When the suite cannot be used in TLS (ML-DSA) it also
-// creates the ECDSA P-256 TLS root (KeyTLSRoot, FileTLSRoot). On load it
+// creates the ECDSA P-256 TLS root (KeyTLSRoot, FileTLSRoot); otherwise
+// FileTLSRoot is a copy of the root, written on load if missing. On load it
 // checks that each certificate holds its key's public key and that the
 // issuing CA chains to the root, and refuses with ErrCAMismatch otherwise.
 func Open(ctx context.Context, km keys.Manager, dir string, cfg Config) (*CA, error) {

@@ -225,7 +225,7 @@ func siblingOID(t testing.TB, suite sigalg.ID) asn1.ObjectIdentifier {
 	if suite == sigalg.ECDSAP256 {
 		return asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 3} // ecdsa-with-SHA384
 	}
-	s, _ := sigalg.Lookup(string(sigalg.MLDSA44))
+	s, _ := sigalg.MLDSA44.Suite()
 	return s.OID()
 }
 

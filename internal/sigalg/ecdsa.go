@@ -84,5 +84,5 @@ func (p256Suite) Verify(pub crypto.PublicKey, msg, sig []byte) error {
 
 func (p256Suite) owns(pub crypto.PublicKey) bool {
 	k, ok := pub.(*ecdsa.PublicKey)
-	return ok && k.Curve == elliptic.P256()
+	return ok && k != nil && k.Curve == elliptic.P256()
 }

@@ -61,8 +61,8 @@ func (ed25519Suite) Verify(pub crypto.PublicKey, msg, sig []byte) error {
 }
 
 func (ed25519Suite) owns(pub crypto.PublicKey) bool {
-	_, ok := pub.(ed25519.PublicKey)
-	return ok
+	k, ok := pub.(ed25519.PublicKey)
+	return ok && len(k) == ed25519.PublicKeySize
 }
 
 // checkEd25519PublicKey refuses public keys that an honest key generator

@@ -88,6 +88,21 @@ func ParsePublicKey(der []byte) (crypto.PublicKey, error) {
 	return pub, nil
 }
 
+// ParsePublicKeyWithSuite is ParsePublicKey that also returns the key's
+// suite, so that a caller holding a freshly parsed key needs no second
+// lookup whose error it could only ignore.
+func ParsePublicKeyWithSuite(der []byte) (crypto.PublicKey, Suite, error) {
+	pub, err := ParsePublicKey(der)
+	if err != nil {
+		return nil, nil, err
+	}
+	suite, err := SuiteOf(pub)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse public key: %w", err)
+	}
+	return pub, suite, nil
+}
+
 func decodePublicKey(spki subjectPublicKeyInfo) (crypto.PublicKey, error) {
 	oid := spki.Algorithm.Algorithm
 	for _, s := range All() {
@@ -182,6 +197,20 @@ func ParsePrivateKey(der []byte) (crypto.Signer, error) {
 		return nil, fmt.Errorf("parse private key: %w", err)
 	}
 	return signer, nil
+}
+
+// ParsePrivateKeyWithSuite is ParsePrivateKey that also returns the key's
+// suite.
+func ParsePrivateKeyWithSuite(der []byte) (crypto.Signer, Suite, error) {
+	key, err := ParsePrivateKey(der)
+	if err != nil {
+		return nil, nil, err
+	}
+	suite, err := SuiteOf(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse private key: %w", err)
+	}
+	return key, suite, nil
 }
 
 // EncodePublicKeyPEM encodes pub as a PEM "PUBLIC KEY" block.

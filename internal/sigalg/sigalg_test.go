@@ -20,7 +20,7 @@ var allIDs = []ID{ECDSAP256, Ed25519, MLDSA44, MLDSA65, MLDSA87}
 
 func mustSuite(t testing.TB, id ID) Suite {
 	t.Helper()
-	s, err := Lookup(string(id))
+	s, err := id.Suite()
 	if err != nil {
 		t.Fatal(err)
 	}

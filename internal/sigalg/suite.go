@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
 	"strings"
 )
@@ -118,10 +119,26 @@ func Names() []string {
 	return names
 }
 
-// SuiteOf returns the suite of a public or private key.
+// Suite returns the suite id names. Like Lookup it accepts any case and
+// the common spellings, so an ID read from configuration needs no
+// conversion; an unknown or empty ID is an error wrapping
+// ErrUnknownAlgorithm that lists the known names.
+func (id ID) Suite() (Suite, error) { return Lookup(string(id)) }
+
+// SuiteOf returns the suite of a public or private key. A key of no
+// suite, nil or a typed nil included, is an error wrapping
+// ErrUnknownAlgorithm, never a nil Suite with a nil error. Where the key
+// comes from parsing, ParsePublicKeyWithSuite and ParsePrivateKeyWithSuite
+// return the suite with it.
 func SuiteOf(key any) (Suite, error) {
+	if isNil(key) {
+		return nil, fmt.Errorf("%w: no key", ErrUnknownAlgorithm)
+	}
 	if signer, ok := key.(crypto.Signer); ok {
 		key = signer.Public()
+		if isNil(key) {
+			return nil, fmt.Errorf("%w: signer %T has no public key", ErrUnknownAlgorithm, signer)
+		}
 	}
 	for _, s := range All() {
 		if s.(interface{ owns(crypto.PublicKey) bool }).owns(key) {
@@ -129,6 +146,19 @@ func SuiteOf(key any) (Suite, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w: key type %T", ErrUnknownAlgorithm, key)
+}
+
+// isNil reports a nil key, or a typed nil one (a nil *ecdsa.PublicKey in
+// an interface), whose methods would panic.
+func isNil(key any) bool {
+	if key == nil {
+		return true
+	}
+	switch v := reflect.ValueOf(key); v.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Map, reflect.Interface, reflect.Func:
+		return v.IsNil()
+	}
+	return false
 }
 
 func checkSeed(seed []byte) error {
@@ -141,7 +171,7 @@ func checkSeed(seed []byte) error {
 // Sign signs the whole message msg with key through the suite its public key
 // belongs to; key may be any crypto.Signer, such as a key manager's.
 func Sign(key crypto.Signer, msg []byte) ([]byte, error) {
-	suite, err := SuiteOf(key.Public())
+	suite, err := SuiteOf(key)
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}

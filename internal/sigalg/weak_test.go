@@ -62,7 +62,7 @@ func refusedAsWeak(t *testing.T, what string, spki []byte, reason string) {
 func TestZeroMLDSAKeysAreRefused(t *testing.T) {
 	for _, id := range mldsaIDs {
 		t.Run(string(id), func(t *testing.T) {
-			suite, _ := sigalg.Lookup(string(id))
+			suite, _ := id.Suite()
 			for i, rho := range [][32]byte{{}, randomRho(t), randomRho(t), randomRho(t)} {
 				forger, err := sigalgtest.ZeroMLDSA(id, rho)
 				if err != nil {
@@ -92,7 +92,7 @@ func TestMLDSAS1ZeroKeysAreRefused(t *testing.T) {
 	for _, id := range mldsaIDs {
 		t.Run(string(id), func(t *testing.T) {
 			k, _, eta, _ := sigalgtest.MLDSAParams(id)
-			suite, _ := sigalg.Lookup(string(id))
+			suite, _ := id.Suite()
 			for range 4 {
 				s2 := make([]int, k*256)
 				for i := range s2 {
@@ -119,7 +119,7 @@ func TestDegenerateT1IsRefused(t *testing.T) {
 	for _, id := range mldsaIDs {
 		t.Run(string(id), func(t *testing.T) {
 			k, _, _, _ := sigalgtest.MLDSAParams(id)
-			suite, _ := sigalg.Lookup(string(id))
+			suite, _ := id.Suite()
 			honest, _ := suite.GenerateKey(rand.Reader)
 			honestT1 := unpackT1(t, spkiOf(t, honest.Public()), k)
 			build := func(f func(i int) uint32) []uint32 {
@@ -334,7 +334,7 @@ func TestWeakPrivateKeysAreRefused(t *testing.T) {
 func TestInconsistentExpandedMLDSAKeysAreRefused(t *testing.T) {
 	for _, id := range mldsaIDs {
 		t.Run(string(id), func(t *testing.T) {
-			suite, _ := sigalg.Lookup(string(id))
+			suite, _ := id.Suite()
 			key, _ := suite.GenerateKey(rand.Reader)
 			raw, _ := key.(sign.PrivateKey).MarshalBinary()
 			good, _ := sigalgtest.ExpandedPKCS8(id, key)

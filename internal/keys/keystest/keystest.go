@@ -107,7 +107,10 @@ func signAndVerify(t *testing.T, m keys.Manager, name string, pub crypto.PublicK
 		t.Fatalf("Signer(%s): %v", name, err)
 	}
 	assertSameKey(t, pub, signer.Public())
-	suite, _ := sigalg.SuiteOf(pub)
+	suite, err := sigalg.SuiteOf(pub)
+	if err != nil {
+		t.Fatalf("PublicKey(%s): %v", name, err)
+	}
 	msg := []byte("keystest message for " + name)
 	sig, err := sigalg.Sign(signer, msg)
 	if err != nil {
@@ -225,7 +228,10 @@ func testConcurrent(t *testing.T, m keys.Manager) {
 	defer m.Close()
 	ctx := context.Background()
 	pub := mustCreate(t, m, "shared", sigalg.ECDSAP256)
-	suite, _ := sigalg.SuiteOf(pub)
+	suite, err := sigalg.SuiteOf(pub)
+	if err != nil {
+		t.Fatalf("CreateKey(shared): %v", err)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
 	for i := range 8 {

@@ -21,7 +21,7 @@ func (s *Store) GenerateDeviceKey(ctx context.Context, suiteID sigalg.ID, wrap k
 	if _, err := s.sealer(); err != nil {
 		return nil, nil, fmt.Errorf("generate device key: %w", err)
 	}
-	suite, err := sigalg.Lookup(string(suiteID))
+	suite, err := suiteID.Suite()
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate device key: %w", err)
 	}

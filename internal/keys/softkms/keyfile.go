@@ -49,7 +49,7 @@ func (s *Store) CreateKey(ctx context.Context, req keys.CreateKeyRequest) (crypt
 	if err := s.check(ctx, req.Name); err != nil {
 		return nil, fmt.Errorf("create key: %w", err)
 	}
-	suite, err := sigalg.Lookup(string(req.Suite))
+	suite, err := req.Suite.Suite()
 	if err != nil {
 		return nil, fmt.Errorf("create key %s: %w", req.Name, err)
 	}

@@ -16,12 +16,12 @@ import (
 // manifest.Writer writes, so what it sends differs from a real manifest
 // only where a test makes it differ.
 func TestForgeMatchesWriter(t *testing.T) {
-	ed, _ := sigalg.Lookup(string(sigalg.Ed25519))
+	ed, _ := sigalg.Ed25519.Suite()
 	station, _ := ed.GenerateKey(rand.Reader)
 	created := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
 	var recs []manifest.Record
 	for _, id := range []sigalg.ID{sigalg.ECDSAP256, sigalg.MLDSA44} {
-		suite, _ := sigalg.Lookup(string(id))
+		suite, _ := id.Suite()
 		key, _ := suite.GenerateKey(rand.Reader)
 		devID, _ := identity.FromPublicKey(key.Public())
 		nonce := make([]byte, 32)

@@ -153,7 +153,7 @@ func ExpandedPKCS8(id sigalg.ID, key crypto.Signer) ([]byte, error) {
 // ExpandedPKCS8Raw wraps the FIPS 204 encoding of an expanded private key,
 // whatever its contents, in PKCS #8.
 func ExpandedPKCS8Raw(id sigalg.ID, raw []byte) ([]byte, error) {
-	suite, err := sigalg.Lookup(string(id))
+	suite, err := id.Suite()
 	if err != nil {
 		return nil, err
 	}

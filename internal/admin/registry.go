@@ -1,0 +1,259 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/pem"
+	"errors"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/hallmark-iot/hallmark/internal/audit"
+	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+	"github.com/hallmark-iot/hallmark/internal/store"
+)
+
+// Stations and products: small records an administrator creates and lists.
+
+// RegistryStore is what the station and product use cases ask of the
+// store.
+type RegistryStore interface {
+	CreateStation(ctx context.Context, s store.Station) error
+	ListStations(ctx context.Context) ([]store.Station, error)
+	CreateProduct(ctx context.Context, p store.Product) error
+	GetProduct(ctx context.Context, id string) (store.Product, error)
+	ListProducts(ctx context.Context) ([]store.Product, error)
+}
+
+// Registry owns the provisioning stations whose manifests the platform
+// accepts and the products devices belong to.
+type Registry struct {
+	base
+	store RegistryStore
+}
+
+// NewRegistry returns the station and product use cases on st.
+func NewRegistry(st RegistryStore, rec *audit.Recorder, now func() time.Time) *Registry {
+	return &Registry{base: newBase(rec, now), store: st}
+}
+
+const maxName = 128
+
+// checkName accepts 1 to maxName printable characters of valid UTF-8.
+func checkName(field, v string) error { return checkText(field, v, maxName) }
+
+// checkText accepts 1 to max printable characters of valid UTF-8: what
+// ends up in listings and the audit log cannot forge lines or hide text.
+func checkText(field, v string, max int) error {
+	if v == "" || utf8.RuneCountInString(v) > max || !utf8.ValidString(v) {
+		return fieldError(field, "must be 1 to %d characters", max)
+	}
+	for _, r := range v {
+		if !unicode.IsPrint(r) {
+			return fieldError(field, "must be printable characters only")
+		}
+	}
+	return nil
+}
+
+// truncate cuts s to at most n bytes, on a character boundary, marking
+// the cut: a value from outside is quoted back only in part.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// StationRequest registers a station.
+type StationRequest struct {
+	Name string
+	// PublicKey is one PEM "PUBLIC KEY" block of a supported suite.
+	PublicKey string
+}
+
+// parseStationKey reads exactly one PEM "PUBLIC KEY" block, canonical DER
+// of a supported suite, and nothing else.
+func parseStationKey(text string) ([]byte, sigalg.ID, error) {
+	block, rest := pem.Decode([]byte(text))
+	switch {
+	case block == nil:
+		return nil, "", fieldError("public_key", "no PEM block")
+	case block.Type == sigalg.PEMPrivateKey || strings.Contains(block.Type, "PRIVATE"):
+		// Refuse without repeating any of it; the caller should rotate it.
+		return nil, "", fieldError("public_key", "holds a private key; send only the public key and treat that private key as exposed")
+	case block.Type != sigalg.PEMPublicKey || len(block.Headers) != 0:
+		return nil, "", fieldError("public_key", "PEM block %q with headers %d, want one %q block", block.Type, len(block.Headers), sigalg.PEMPublicKey)
+	case len(bytes.TrimSpace(rest)) != 0:
+		return nil, "", fieldError("public_key", "data after the PEM block")
+	}
+	pub, err := sigalg.ParsePublicKey(block.Bytes)
+	if err != nil {
+		return nil, "", fieldError("public_key", "%v", err)
+	}
+	suite, err := sigalg.SuiteOf(pub)
+	if err != nil {
+		return nil, "", fieldError("public_key", "%v", err)
+	}
+	return block.Bytes, suite.ID(), nil
+}
+
+// Validate checks the request: a printable name and one public key of a
+// supported suite, nothing else.
+func (req StationRequest) Validate() error {
+	if err := checkName("name", req.Name); err != nil {
+		return err
+	}
+	_, _, err := parseStationKey(req.PublicKey)
+	return err
+}
+
+// CreateStation registers a station's public key; its identity is the
+// SHA-256 of the key's SubjectPublicKeyInfo.
+func (r *Registry) CreateStation(ctx context.Context, caller Caller, req StationRequest) (_ store.Station, err error) {
+	c := caller.begin(ActionStationCreate)
+	defer func() { err = r.finish(ctx, c, err) }()
+	if err := checkName("name", req.Name); err != nil {
+		return store.Station{}, err
+	}
+	der, alg, err := parseStationKey(req.PublicKey)
+	if err != nil {
+		return store.Station{}, err
+	}
+	st := store.Station{ID: identity.FromSPKI(der), Name: req.Name, Algorithm: alg, PublicKey: der, CreatedAt: r.now().UTC()}
+	c.subject = "station:" + st.ID.String()
+	if err := r.store.CreateStation(ctx, st); err != nil {
+		if errors.Is(err, store.ErrExists) {
+			return store.Station{}, Errorf(CodeConflict, "station %s is registered already", st.ID)
+		}
+		return store.Station{}, err
+	}
+	return st, nil
+}
+
+// ListStations returns every station by name, then ID.
+func (r *Registry) ListStations(ctx context.Context, caller Caller) (_ []store.Station, err error) {
+	c := caller.begin(ActionStationList)
+	defer func() { err = r.finish(ctx, c, err) }()
+	return r.store.ListStations(ctx)
+}
+
+// ProductRequest creates a product.
+type ProductRequest struct {
+	ID   string
+	Name string
+	// CertValidity is a Go duration from MinCertValidity to
+	// MaxCertValidity.
+	CertValidity  string
+	CloudEndpoint string
+}
+
+// Certificate validity bounds: an hour is the shortest a device can
+// usefully renew within; ten years outlives any device's support.
+const (
+	MinCertValidity = time.Hour
+	MaxCertValidity = 10 * 8760 * time.Hour
+)
+
+var endpointSchemes = []string{"mqtts", "https", "wss"}
+
+// Validate checks the request: a slug, a printable name, a validity
+// within bounds, a canonical endpoint URL.
+func (req ProductRequest) Validate() error {
+	_, err := req.validate()
+	return err
+}
+
+func (req ProductRequest) validate() (time.Duration, error) {
+	if !audit.ProductIDPattern.MatchString(req.ID) {
+		return 0, fieldError("id", "must be 1 to 63 characters of a-z, 0-9 and '-', starting with a letter or digit")
+	}
+	if err := checkName("name", req.Name); err != nil {
+		return 0, err
+	}
+	validity, err := parseCertValidity(req.CertValidity)
+	if err != nil {
+		return 0, err
+	}
+	return validity, checkEndpoint(req.CloudEndpoint)
+}
+
+func parseCertValidity(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fieldError("cert_validity", "%q is not a Go duration such as \"8760h\"", v)
+	}
+	if d < MinCertValidity || d > MaxCertValidity {
+		return 0, fieldError("cert_validity", "must be from 1h to 87600h (10 years)")
+	}
+	return d, nil
+}
+
+func checkEndpoint(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || len(v) > 2048 {
+		return fieldError("cloud_endpoint", "is not a URL")
+	}
+	switch {
+	case !slices.Contains(endpointSchemes, u.Scheme):
+		return fieldError("cloud_endpoint", "scheme must be mqtts, https or wss")
+	case u.Host == "" || u.Hostname() == "" || u.Opaque != "":
+		return fieldError("cloud_endpoint", "needs a host, as in mqtts://broker.example.com:8883")
+	case u.User != nil:
+		return fieldError("cloud_endpoint", "must not carry user information")
+	case u.Fragment != "" || strings.Contains(v, "#"):
+		return fieldError("cloud_endpoint", "must not have a fragment")
+	case u.String() != v:
+		return fieldError("cloud_endpoint", "is not in canonical form (%q)", u.String())
+	}
+	return nil
+}
+
+// CreateProduct creates a product.
+func (r *Registry) CreateProduct(ctx context.Context, caller Caller, req ProductRequest) (_ store.Product, err error) {
+	c := caller.begin(ActionProductCreate)
+	defer func() { err = r.finish(ctx, c, err) }()
+	validity, err := req.validate()
+	if err != nil {
+		return store.Product{}, err
+	}
+	p := store.Product{ID: req.ID, Name: req.Name, CertValidity: validity, CloudEndpoint: req.CloudEndpoint, CreatedAt: r.now().UTC()}
+	c.subject = "product:" + p.ID
+	if err := r.store.CreateProduct(ctx, p); err != nil {
+		if errors.Is(err, store.ErrExists) {
+			return store.Product{}, Errorf(CodeConflict, "product %q exists already", p.ID)
+		}
+		return store.Product{}, err
+	}
+	return p, nil
+}
+
+// ListProducts returns every product by ID.
+func (r *Registry) ListProducts(ctx context.Context, caller Caller) (_ []store.Product, err error) {
+	c := caller.begin(ActionProductList)
+	defer func() { err = r.finish(ctx, c, err) }()
+	return r.store.ListProducts(ctx)
+}
+
+// GetProduct returns the product id.
+func (r *Registry) GetProduct(ctx context.Context, caller Caller, id string) (_ store.Product, err error) {
+	c := caller.begin(ActionProductGet)
+	defer func() { err = r.finish(ctx, c, err) }()
+	c.subject = "product:" + id
+	if !audit.ProductIDPattern.MatchString(id) {
+		return store.Product{}, Errorf(CodeNotFound, "no product %q", id)
+	}
+	p, err := r.store.GetProduct(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Product{}, Errorf(CodeNotFound, "no product %q", id)
+	}
+	return p, err
+}

@@ -1,0 +1,157 @@
+package admincmd
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
+	"github.com/hallmark-iot/hallmark/internal/httpapi"
+	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+)
+
+// parseIdentityArg reads an identity argument as a usage error if bad.
+func parseIdentityArg(arg string) (identity.ID, error) {
+	id, err := identity.Parse(arg)
+	if err != nil {
+		return id, cmdline.Usagef("%q is not a device identity (64 lowercase hex characters)", arg)
+	}
+	return id, nil
+}
+func newAdminDeviceCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "device", Short: "List, show and revoke registered devices"}
+	cmd.AddCommand(newAdminDeviceListCmd(s, f), newAdminDeviceGetCmd(s, f), newAdminDeviceRevokeCmd(s, f))
+	return cmd
+}
+func newAdminDeviceListCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
+	var q httpapi.DeviceQuery
+	var asJSON, all bool
+	cmd := &cobra.Command{
+		Use:   "list [--state S] [--product ID] [--batch B] [--algorithm A] [--after IDENTITY] [--limit N] [--all] [--json]",
+		Short: "List devices in identity order, one page (or --all)",
+		Args:  cobra.NoArgs,
+		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, _ []string) error {
+			var devices []httpapi.Device
+			for {
+				page, err := c.ListDevices(ctx, q)
+				if err != nil {
+					return err
+				}
+				devices = append(devices, page.Devices...)
+				if page.Next == "" || !all {
+					if page.Next != "" {
+						fmt.Fprintf(s.Err, "more devices: --after %s (or --all)\n", cmdline.Safe(page.Next))
+					}
+					break
+				}
+				q.After = page.Next
+			}
+			if asJSON {
+				return s.PrintJSON(httpapi.DeviceList{Devices: devices})
+			}
+			var rows [][]string
+			for _, d := range devices {
+				rows = append(rows, []string{d.Identity.String(), d.State, d.Cloud.State, d.Algorithm, d.Product, d.Batch, d.RootOfTrust})
+			}
+			return s.Table("IDENTITY\tSTATE\tCLOUD\tALGORITHM\tPRODUCT\tBATCH\tROOT OF TRUST", rows)
+		}),
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&q.State, "state", "", "only devices in `STATE`: registered, onboarded, revoked")
+	fl.StringVar(&q.Product, "product", "", "only devices of product `ID`")
+	fl.StringVar(&q.Batch, "batch", "", "only devices of `BATCH`")
+	fl.StringVar(&q.Algorithm, "algorithm", "", "only devices whose key is of suite `ALG`: "+strings.Join(sigalg.Names(), ", "))
+	fl.StringVar(&q.After, "after", "", "start after `IDENTITY` (the previous page's last)")
+	fl.IntVar(&q.Limit, "limit", 0, "page size, 1 to 1000 (default 100)")
+	fl.BoolVar(&all, "all", false, "follow every page")
+	fl.BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+func newAdminDeviceGetCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "get IDENTITY [--json]",
+		Short: "Show a device: state, product, batch, station, key, certificates, cloud registration",
+		Args:  cobra.ExactArgs(1),
+		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, args []string) error {
+			id, err := parseIdentityArg(args[0])
+			if err != nil {
+				return err
+			}
+			d, err := c.GetDevice(ctx, id)
+			if err != nil || asJSON {
+				return errOrJSON(s, err, d)
+			}
+			printDevice(s, d)
+			return nil
+		}),
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// printDevice shows a device, a property a line, each value escaped
+// (cmdline.Safe).
+func printDevice(s *cmdline.Streams, d httpapi.Device) {
+	tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
+	line := func(key, value string) { fmt.Fprintf(tw, "%s:\t%s\n", key, cmdline.Safe(value)) }
+	for _, kv := range [][2]string{
+		{"identity", d.Identity.String()}, {"state", d.State}, {"algorithm", d.Algorithm},
+		{"product", d.Product}, {"batch", d.Batch}, {"station", d.Station.String()},
+		{"root of trust", d.RootOfTrust}, {"injection", d.Injection}, {"registered", formatTime(d.CreatedAt)},
+		{"onboarded", formatOptionalTime(d.OnboardedAt)}, {"revoked", formatOptionalTime(d.RevokedAt)},
+	} {
+		line(kv[0], kv[1])
+	}
+	if d.RevokeReason != "" {
+		line("revoke reason", d.RevokeReason)
+	}
+	for _, c := range d.Certificates {
+		status := "valid"
+		if c.RevokedAt != nil {
+			status = "revoked " + formatTime(*c.RevokedAt)
+		}
+		line("certificate", fmt.Sprintf("%s  %s .. %s  %s", c.Serial, formatTime(c.NotBefore), formatTime(c.NotAfter), status))
+	}
+	line("cloud", d.Cloud.State)
+	if d.Cloud.LastError != "" {
+		line("cloud error", d.Cloud.LastError)
+	}
+	for _, j := range d.Cloud.Jobs {
+		text := fmt.Sprintf("%s %s: %s after %d attempts", j.Kind, j.Connector, j.State, j.Attempts)
+		if j.State == "pending" && j.Attempts > 0 {
+			text += ", next at " + formatTime(j.NextRunAt)
+		}
+		line(fmt.Sprintf("job %d", j.ID), text)
+	}
+	tw.Flush()
+}
+func newAdminDeviceRevokeCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "revoke IDENTITY --reason TEXT",
+		Short: "Revoke a device and its certificates; it is refused from then on",
+		Args:  cobra.ExactArgs(1),
+		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, args []string) error {
+			id, err := parseIdentityArg(args[0])
+			if err != nil {
+				return err
+			}
+			if reason == "" {
+				return cmdline.Usagef("--reason is required")
+			}
+			d, err := c.RevokeDevice(ctx, id, reason)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(s.Out, "revoked device %s at %s\n", d.Identity, formatOptionalTime(d.RevokedAt))
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log (required)")
+	return cmd
+}

@@ -1,0 +1,113 @@
+package admincmd
+
+import (
+	"context"
+	"crypto"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
+	"github.com/hallmark-iot/hallmark/internal/httpapi"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+)
+
+func newAdminStationCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "station", Short: "Register and list provisioning stations"}
+	var name, keyPath string
+	add := &cobra.Command{
+		Use:   "add --name NAME --public-key FILE",
+		Short: "Register a station's public key, so that its manifests can be imported",
+		Long: `Register a station's public key (PEM). Given a private key file, only its public
+key is sent. The station's identity is the SHA-256 of the key.`,
+		Args: cobra.NoArgs,
+		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, _ []string) error {
+			if name == "" || keyPath == "" {
+				return cmdline.Usagef("--name and --public-key are required")
+			}
+			key, err := s.ReadKey(keyPath)
+			if err != nil {
+				return err
+			}
+			if signer, ok := key.(crypto.Signer); ok {
+				key = signer.Public()
+			}
+			pemData, err := sigalg.EncodePublicKeyPEM(key)
+			if err != nil {
+				return err
+			}
+			st, err := c.CreateStation(ctx, httpapi.StationRequest{Name: name, PublicKey: string(pemData)})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(s.Out, "registered station %s (%s) %q\n", st.ID, cmdline.Safe(st.Algorithm), st.Name)
+			return nil
+		}),
+	}
+	add.Flags().StringVar(&name, "name", "", "station `NAME` (required)")
+	add.Flags().StringVar(&keyPath, "public-key", "", "station public key PEM `FILE` (required)")
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List registered stations",
+		Args:  cobra.NoArgs,
+		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, _ []string) error {
+			stations, err := c.ListStations(ctx)
+			if err != nil || asJSON {
+				return errOrJSON(s, err, httpapi.StationList{Stations: stations})
+			}
+			var rows [][]string
+			for _, st := range stations {
+				rows = append(rows, []string{st.ID.String(), st.Algorithm, formatTime(st.CreatedAt), st.Name})
+			}
+			return s.Table("ID\tALGORITHM\tCREATED\tNAME", rows)
+		}),
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(add, list)
+	return cmd
+}
+func newAdminProductCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "product", Short: "Create and list products (certificate validity, cloud endpoint)"}
+	var req httpapi.ProductRequest
+	add := &cobra.Command{
+		Use:   "add --id ID --name NAME --cert-validity 8760h --cloud-endpoint URL",
+		Short: "Create a product",
+		Args:  cobra.NoArgs,
+		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, _ []string) error {
+			if req.ID == "" || req.Name == "" || req.CertValidity == "" || req.CloudEndpoint == "" {
+				return cmdline.Usagef("--id, --name, --cert-validity and --cloud-endpoint are required")
+			}
+			p, err := c.CreateProduct(ctx, req)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(s.Out, "created product %s %q: certificates valid %s, endpoint %s\n", cmdline.Safe(p.ID), p.Name, cmdline.Safe(p.CertValidity), cmdline.Safe(p.CloudEndpoint))
+			return nil
+		}),
+	}
+	add.Flags().StringVar(&req.ID, "id", "", "product `ID`: a-z, 0-9 and '-' (required)")
+	add.Flags().StringVar(&req.Name, "name", "", "display `NAME` (required)")
+	add.Flags().StringVar(&req.CertValidity, "cert-validity", "", "device certificate validity, a `DURATION` such as 8760h (required)")
+	add.Flags().StringVar(&req.CloudEndpoint, "cloud-endpoint", "", "`URL` devices connect to: mqtts://, https:// or wss:// (required)")
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List products",
+		Args:  cobra.NoArgs,
+		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, _ []string) error {
+			products, err := c.ListProducts(ctx)
+			if err != nil || asJSON {
+				return errOrJSON(s, err, httpapi.ProductList{Products: products})
+			}
+			var rows [][]string
+			for _, p := range products {
+				rows = append(rows, []string{p.ID, p.CertValidity, p.CloudEndpoint, p.Name})
+			}
+			return s.Table("ID\tCERT VALIDITY\tCLOUD ENDPOINT\tNAME", rows)
+		}),
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(add, list)
+	return cmd
+}

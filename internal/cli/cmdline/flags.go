@@ -1,0 +1,98 @@
+package cmdline
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hallmark-iot/hallmark/internal/keys"
+	_ "github.com/hallmark-iot/hallmark/internal/keys/softkms" // the soft: key store
+)
+
+// PlatformFlags locate the platform and the root that authenticates it,
+// for the commands that talk to it as a device does.
+type PlatformFlags struct {
+	Server, CAFile string
+}
+
+// Bind adds --server and --ca-file to cmd, each settable from the
+// environment (HALLMARK_SERVER, HALLMARK_CA_FILE).
+func (f *PlatformFlags) Bind(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.Server, "server", "", "platform `URL`, e.g. https://localhost:8443")
+	fl.StringVar(&f.CAFile, "ca-file", "", "the platform's root certificate `FILE`")
+	BindEnv(fl, EnvPrefix, "server", "ca-file")
+}
+
+// HTTPClient makes a TLS 1.3 client that trusts only the platform's root
+// and presents cert when it is given.
+func (f PlatformFlags) HTTPClient(s *Streams, cert *tls.Certificate) (*http.Client, error) {
+	if f.Server == "" || f.CAFile == "" {
+		return nil, Usagef("--server URL and --ca-file FILE are required")
+	}
+	rootPEM, err := s.ReadInput(f.CAFile, MaxKeyFile, "CA certificate")
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(rootPEM) {
+		return nil, fmt.Errorf("read CA certificate %s: no PEM certificate", f.CAFile)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}, nil
+}
+
+// KeyStorePassphraseEnv holds the station key store's passphrase when no
+// --passphrase-file is given.
+const KeyStorePassphraseEnv = "HALLMARK_KEYSTORE_PASSPHRASE"
+
+// KeyStoreFlags are the flags of every command that opens the station's
+// key store.
+type KeyStoreFlags struct {
+	Keystore, Name, PassFile string
+}
+
+// Bind adds --keystore, --name and --passphrase-file to cmd.
+func (f *KeyStoreFlags) Bind(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.Keystore, "keystore", "", "key store `DIR` (or a key manager URI such as soft:/path)")
+	cmd.Flags().StringVar(&f.Name, "name", "station", "key `NAME` in the store")
+	cmd.Flags().StringVar(&f.PassFile, "passphrase-file", "", "key store passphrase `FILE` (default: $"+KeyStorePassphraseEnv+")")
+}
+
+// Open opens the key store; create makes a new one when the directory
+// holds none, and otherwise a missing store is an error, not a new empty
+// one.
+func (f KeyStoreFlags) Open(ctx context.Context, s *Streams, create bool) (keys.Manager, error) {
+	if f.Keystore == "" {
+		return nil, Usagef("--keystore DIR is required")
+	}
+	pass, err := s.Secret(f.PassFile, KeyStorePassphraseEnv)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pass)
+	return keys.Open(ctx, keyStoreURI(f.Keystore), keys.Options{Passphrase: pass, Create: create})
+}
+
+// keyStoreURI turns a plain directory into a soft: URI and leaves URIs of
+// a known scheme alone.
+func keyStoreURI(keystore string) string {
+	scheme, _, ok := strings.Cut(keystore, ":")
+	if ok {
+		for _, known := range append(keys.Schemes(), "pkcs11", "tpm") {
+			if scheme == known {
+				return keystore
+			}
+		}
+	}
+	return "soft:" + keystore
+}

@@ -1,0 +1,31 @@
+package democmd
+
+import "github.com/hallmark-iot/hallmark/internal/connector"
+
+// The demo's factory and cloud are the fixture of the device commands'
+// end-to-end tests (device_commands_test.go, in package democmd_test so that they
+// run the whole command line): a batch made by a station, and a Mosquitto
+// trusting the platform's CA.
+
+// Batch is a factory batch.
+type Batch = demoBatch
+
+// Dir is the batch directory, which holds devices/device-NNNNNNN.json.
+func (b *demoBatch) Dir() string { return b.dir }
+
+// Cloud is a broker the demo started.
+type Cloud = demoCloud
+
+// Endpoint, Connectors and Stop export the cloud's methods.
+func (c *demoCloud) Endpoint() string { return c.endpoint() }
+
+func (c *demoCloud) Connectors() []connector.Connector { return c.connectors() }
+
+func (c *demoCloud) Stop() { c.stop() }
+
+var (
+	Factory        = demoFactory
+	StartCloud     = startDemoCloud
+	Import         = demoImport
+	WaitRegistered = waitRegistered
+)

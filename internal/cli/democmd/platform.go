@@ -1,0 +1,160 @@
+package democmd
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hallmark-iot/hallmark/internal/app"
+	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
+	"github.com/hallmark-iot/hallmark/internal/connector"
+	"github.com/hallmark-iot/hallmark/internal/device"
+	"github.com/hallmark-iot/hallmark/internal/httpapi"
+	"github.com/hallmark-iot/hallmark/internal/onboarding"
+	"github.com/hallmark-iot/hallmark/internal/pki"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+)
+
+// demoPlatform starts the platform in-process on a free port, imports the
+// factory's manifest through the admin API and onboards every device of
+// the batch over TLS.
+//
+// When Mosquitto is installed, the platform's first start only makes its
+// CA; the demo then starts a broker that trusts it, starts the platform
+// again with a connector for that broker, and has every device publish.
+func demoPlatform(ctx context.Context, s *cmdline.Streams, dir string, batch *demoBatch) error {
+	dataDir := filepath.Join(dir, "platform")
+	cloud, err := startDemoCloud(ctx, s, dir, dataDir)
+	if err != nil {
+		return fmt.Errorf("cloud: %w", err)
+	}
+	defer cloud.stop()
+	p, err := app.Start(ctx, app.Config{DataDir: dataDir, Listen: "127.0.0.1:0", ServerName: "localhost",
+		Connectors: cloud.connectors(), Worker: connector.WorkerConfig{Poll: 20 * time.Millisecond}})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(p.CA.RootPEM())
+	token, err := os.ReadFile(p.AdminTokenPath())
+	if err != nil {
+		return err
+	}
+	admin, err := httpapi.NewClient(p.URL(), strings.TrimSpace(string(token)), roots)
+	if err != nil {
+		return err
+	}
+	if err := demoImport(ctx, admin, batch, cloud.endpoint()); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.Out, "\nPlatform: %s (CA %s, TLS 1.3); manifest imported; onboarding every device:\n\n", p.URL(), p.CA.Suite())
+	rootPath := filepath.Join(dir, "root.pem")
+	if err := os.WriteFile(rootPath, p.CA.RootPEM(), 0o644); err != nil {
+		return err
+	}
+	httpc, err := cmdline.PlatformFlags{Server: p.URL(), CAFile: rootPath}.HTTPClient(s, nil)
+	if err != nil {
+		return err
+	}
+	client := onboarding.Client{BaseURL: p.URL(), HTTP: httpc}
+	states, _ := filepath.Glob(filepath.Join(batch.dir, "devices", "device-*.json"))
+	tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEVICE\tCLASS\tALGORITHM\tIDENTITY\tSTATE\tCERTIFICATE\tTIME")
+	var onboarded []demoConnected
+	for i, path := range states {
+		row, dev, err := demoOnboard(ctx, &client, admin, path, batch.ief, p.CA)
+		if err != nil {
+			return fmt.Errorf("onboard device %d: %w", i+1, err)
+		}
+		onboarded = append(onboarded, dev)
+		fmt.Fprintf(tw, "%d\t%s\n", i+1, row)
+	}
+	tw.Flush()
+	if _, err = fmt.Fprintf(s.Out, "\nEvery device proved its identity to a fresh challenge and holds a certificate chain that verifies to the platform's root.\n"); err != nil {
+		return err
+	}
+	if cloud == nil {
+		return nil
+	}
+	return cloud.publishAll(ctx, s, admin, onboarded)
+}
+
+func demoImport(ctx context.Context, admin *httpapi.Client, batch *demoBatch, endpoint string) error {
+	if endpoint == "" {
+		endpoint = "mqtts://localhost:8883"
+	}
+	pubPEM, err := sigalg.EncodePublicKeyPEM(batch.stationPub)
+	if err != nil {
+		return err
+	}
+	if _, err := admin.CreateStation(ctx, httpapi.StationRequest{Name: "demo line 1", PublicKey: string(pubPEM)}); err != nil {
+		return fmt.Errorf("register station: %w", err)
+	}
+	if _, err := admin.CreateProduct(ctx, httpapi.ProductRequest{ID: "demo-sensor", Name: "Demo sensor",
+		CertValidity: "8760h", CloudEndpoint: endpoint}); err != nil {
+		return fmt.Errorf("create product: %w", err)
+	}
+	f, err := os.Open(batch.manifest)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := admin.ImportManifest(ctx, "demo-sensor", f); err != nil {
+		return fmt.Errorf("import manifest: %w", err)
+	}
+	return nil
+}
+
+// demoOnboard onboards one device and returns its table row.
+func demoOnboard(ctx context.Context, client *onboarding.Client, admin *httpapi.Client, path string, ief []byte, ca *pki.CA) (string, demoConnected, error) {
+	var none demoConnected
+	start := time.Now()
+	dev, err := device.Load(path, nil)
+	if err != nil {
+		return "", none, err
+	}
+	dev.Program(ief)
+	if err := dev.Boot(); err != nil {
+		return "", none, err
+	}
+	id, err := dev.Identity()
+	if err != nil {
+		return "", none, err
+	}
+	opKey, err := dev.OperationalKey(sigalg.ECDSAP256)
+	if err != nil {
+		return "", none, err
+	}
+	creds, err := client.OnboardWithKey(ctx, dev, id, opKey)
+	if err != nil {
+		return "", none, err
+	}
+	took := time.Since(start)
+	var chain [][]byte
+	for _, c := range creds.CertificateChain {
+		block, _ := pem.Decode([]byte(c))
+		chain = append(chain, block.Bytes)
+	}
+	if _, _, err := ca.VerifyDevice(chain, time.Now()); err != nil {
+		return "", none, fmt.Errorf("issued chain: %w", err)
+	}
+	registered, err := admin.GetDevice(ctx, id)
+	if err != nil {
+		return "", none, err
+	}
+	class := string(dev.Class())
+	if dev.Class() == device.ClassInject && !dev.HasChannel() {
+		class = "inject-clear"
+	}
+	cert := tls.Certificate{Certificate: chain, PrivateKey: opKey}
+	return fmt.Sprintf("%s\t%s\t%s\t%s\tverified\t%s", class, dev.Algorithm(), id.Short(), registered.State,
+		took.Round(100*time.Microsecond)), demoConnected{id: id, cert: cert}, nil
+}

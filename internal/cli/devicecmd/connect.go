@@ -1,0 +1,84 @@
+package devicecmd
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
+	"github.com/hallmark-iot/hallmark/internal/connector/mosquitto"
+)
+
+// maxPublish bounds a published message: telemetry, not file transfer.
+const maxPublish = 64 << 10
+
+func newDeviceConnectCmd(s *cmdline.Streams) *cobra.Command {
+	var statePath, endpoint, topic, message, brokerCA, topicPrefix string
+	cmd := &cobra.Command{
+		Use:   "connect --state STATE [--topic TOPIC] [--message TEXT]",
+		Short: "Connect to the cloud broker with the device certificate and publish a message",
+		Long: `Boot the device, connect to the MQTT broker named by its credentials'
+cloud endpoint (or --endpoint) over mutual TLS with the certificate the
+platform issued, and publish one message with QoS 1 to the device's own
+topic (PREFIX<identity>/status by default) over MQTT 5. A broker refusing
+the publish (another device's topic, a device not registered yet) makes the
+command fail with "not authorised by the broker".
+
+The broker is verified against the trust bundle the platform gave the
+device, or --broker-ca-file when the broker has a certificate of its own.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(message) > maxPublish {
+				return cmdline.Usagef("--message has %d bytes, at most %d", len(message), maxPublish)
+			}
+			_, held, cert, err := onboardedDevice(statePath, "connect")
+			if err != nil {
+				return err
+			}
+			if endpoint == "" {
+				endpoint = held.CloudEndpoint
+			}
+			if endpoint == "" {
+				return errors.New("connect: the device's credentials name no cloud endpoint (the product has none): use --endpoint mqtts://HOST:PORT")
+			}
+			roots := x509.NewCertPool()
+			bundle, what := []byte(held.TrustBundle), "the device's trust bundle"
+			if brokerCA != "" {
+				if bundle, err = s.ReadInput(brokerCA, cmdline.MaxKeyFile, "broker CA"); err != nil {
+					return err
+				}
+				what = brokerCA
+			}
+			if !roots.AppendCertsFromPEM(bundle) {
+				return fmt.Errorf("connect: %s holds no PEM certificate", what)
+			}
+			id := cert.Leaf.Subject.CommonName
+			if topic == "" {
+				topic = topicPrefix + id + "/status"
+			}
+			if strings.ContainsAny(topic, "#+") {
+				return cmdline.Usagef("--topic %q: a publish names one topic, without wildcards", topic)
+			}
+			if message == "" {
+				message = fmt.Sprintf(`{"identity":%q,"status":"online"}`, id)
+			}
+			if err := mosquitto.Publish(cmd.Context(), endpoint, *cert, roots, topic, []byte(message)); err != nil {
+				return fmt.Errorf("connect: %w", err)
+			}
+			// The endpoint and the certificate's name came from the platform.
+			_, err = fmt.Fprintf(s.Out, "published %d bytes to %s at %s as %s\n", len(message), cmdline.Safe(topic), cmdline.Safe(endpoint), cmdline.Safe(id))
+			return err
+		},
+	}
+	bindState(cmd, &statePath)
+	f := cmd.Flags()
+	f.StringVar(&endpoint, "endpoint", "", "broker `URL` (default: the credentials' cloud endpoint)")
+	f.StringVar(&topic, "topic", "", "`TOPIC` to publish to (default PREFIX<identity>/status)")
+	f.StringVar(&topicPrefix, "topic-prefix", "devices/", "root of the device's topic tree")
+	f.StringVar(&message, "message", "", "message to publish (default a JSON status)")
+	f.StringVar(&brokerCA, "broker-ca-file", "", "PEM `FILE` of roots that verify the broker (default: the device's trust bundle)")
+	return cmd
+}

@@ -1,0 +1,94 @@
+package servecmd
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
+	"github.com/hallmark-iot/hallmark/internal/connector"
+	"github.com/hallmark-iot/hallmark/internal/connector/mosquitto"
+	"github.com/hallmark-iot/hallmark/internal/connector/webhook"
+)
+
+// connectorFlags configure the cloud connectors of `hallmark serve`.
+type connectorFlags struct {
+	mqttAdminURL, mqttAdminUser, mqttPasswordFile, mqttCAFile, mqttTopicPrefix string
+	webhookURL, webhookSecretFile                                              string
+	workers                                                                    int
+	lease, backoffMax                                                          time.Duration
+}
+
+func (c *connectorFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&c.mqttAdminURL, "mqtt-admin-url", "",
+		"register devices with a Mosquitto broker's dynamic-security plugin, logging in at this mqtts:// `URL`")
+	f.StringVar(&c.mqttAdminUser, "mqtt-admin-user", "hallmark-admin", "dynamic-security admin `USER`")
+	f.StringVar(&c.mqttPasswordFile, "mqtt-admin-password-file", "",
+		"`FILE` holding the admin password (or set HALLMARK_MQTT_ADMIN_PASSWORD)")
+	f.StringVar(&c.mqttCAFile, "mqtt-ca-file", "", "PEM `FILE` of roots that verify the broker (default: the system's)")
+	f.StringVar(&c.mqttTopicPrefix, "mqtt-topic-prefix", "devices/", "root of each device's topic tree: PREFIX<identity>/#")
+	f.StringVar(&c.webhookURL, "webhook-url", "", "POST signed device events to this `URL` (https, or http on loopback)")
+	f.StringVar(&c.webhookSecretFile, "webhook-secret-file", "",
+		"`FILE` holding the webhook signing secret, at least 16 bytes (or set HALLMARK_WEBHOOK_SECRET)")
+	f.IntVar(&c.workers, "workers", 4, "connector job workers")
+	f.DurationVar(&c.lease, "job-lease", time.Minute, "how long a worker holds a job: a killed replica's jobs run again after it")
+	f.DurationVar(&c.backoffMax, "job-backoff-max", 5*time.Minute, "longest wait between a failing job's attempts (exponential backoff from 1s with full jitter)")
+}
+
+// worker is the job worker configuration the flags give.
+func (c *connectorFlags) worker() (connector.WorkerConfig, error) {
+	if c.lease < 2*time.Second || c.backoffMax < time.Second {
+		return connector.WorkerConfig{}, cmdline.Usagef("--job-lease must be at least 2s and --job-backoff-max at least 1s")
+	}
+	return connector.WorkerConfig{Lease: c.lease, BackoffCap: c.backoffMax}, nil
+}
+
+// build makes the configured connectors; none is configured by default.
+func (c *connectorFlags) build(s *cmdline.Streams) ([]connector.Connector, error) {
+	var out []connector.Connector
+	if c.mqttAdminURL != "" {
+		pass, err := c.password(s, c.mqttPasswordFile, "HALLMARK_MQTT_ADMIN_PASSWORD", "--mqtt-admin-password-file")
+		if err != nil {
+			return nil, err
+		}
+		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.mqttCAFile != "" {
+			pem, err := s.ReadInput(c.mqttCAFile, 1<<20, "MQTT CA file")
+			if err != nil {
+				return nil, err
+			}
+			tlsCfg.RootCAs = x509.NewCertPool()
+			if !tlsCfg.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, cmdline.Usagef("--mqtt-ca-file %s holds no PEM certificate", c.mqttCAFile)
+			}
+		}
+		m, err := mosquitto.New(mosquitto.Config{BrokerURL: c.mqttAdminURL, TLS: tlsCfg, AdminUser: c.mqttAdminUser,
+			AdminPassword: string(pass), TopicPrefix: c.mqttTopicPrefix})
+		if err != nil {
+			return nil, cmdline.Usage(err)
+		}
+		out = append(out, m)
+	}
+	if c.webhookURL != "" {
+		secret, err := c.password(s, c.webhookSecretFile, "HALLMARK_WEBHOOK_SECRET", "--webhook-secret-file")
+		if err != nil {
+			return nil, err
+		}
+		w, err := webhook.New(webhook.Config{URL: c.webhookURL, Secret: secret})
+		if err != nil {
+			return nil, cmdline.Usage(err)
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+func (c *connectorFlags) password(s *cmdline.Streams, file, envName, flag string) ([]byte, error) {
+	if file == "" && os.Getenv(envName) == "" {
+		return nil, cmdline.Usagef("no secret: use %s FILE or set %s", flag, envName)
+	}
+	return s.Secret(file, envName)
+}

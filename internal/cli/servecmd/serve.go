@@ -1,0 +1,186 @@
+// Package servecmd owns "hallmark serve": turning flags (every one also a
+// HALLMARK_* variable) into app.Config, checked, and running the platform.
+// Each concern's flags live in their own file: connectors, defences of the
+// admin API, certificate issuance, transport bounds.
+package servecmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hallmark-iot/hallmark/internal/app"
+	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+)
+
+// New returns the serve command.
+func New(s *cmdline.Streams) *cobra.Command {
+	var dataDir, database, listen, serverName, caSuite, passFile, logFormat, logLevel string
+	var maxManifest int64
+	var ratePerIdentity, ratePerAddress int
+	var connectors connectorFlags
+	var pprofListen string
+	var defences defenceFlags
+	var issuance issuanceFlags
+	var transport transportFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the onboarding platform: HTTPS API, CA and registry (embedded SQLite, or PostgreSQL)",
+		Long: `Run the platform. On first start it creates the data directory: a SQLite
+database (unless --database), a CA (root and issuing; keys encrypted at rest) and a bootstrap
+admin token in DATA/admin.token. It serves HTTPS only (TLS 1.3, X25519MLKEM768
+preferred). Every flag can be set as an environment variable HALLMARK_<FLAG>,
+e.g. HALLMARK_DATA_DIR, as each flag's help shows; a flag on the command
+line wins. The CA key passphrase comes from HALLMARK_CA_PASSPHRASE or
+--ca-passphrase-file, never from a flag value.
+
+With --database postgres://… the registry is PostgreSQL, and any number of
+replicas may serve it, sharing one data directory (the first to start
+creates the CA and the token; the others wait for it and use them): a
+challenge issued by one is answered at another, and their connector
+workers share one job queue. With SQLite a data directory serves one
+process. Keep the URL's password out of the flag (it shows in the process
+list): use HALLMARK_DATABASE, PGPASSWORD or ~/.pgpass.
+
+Cloud connectors: with --mqtt-admin-url every onboarded device is registered
+with a Mosquitto broker (dynamic security: a client named by its identity,
+allowed its own topic tree only); with --webhook-url a signed event is
+POSTed. Both run in the background from a durable job queue with retries;
+revoking a device deregisters it. See docs/connectors.md.` + transportHelp,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(s.Err, logFormat, logLevel)
+			if err != nil {
+				return cmdline.Usage(err)
+			}
+			suite, err := sigalg.Lookup(caSuite)
+			if err != nil {
+				return cmdline.Usage(err)
+			}
+			if database != "" && !app.IsPostgresURL(database) {
+				return cmdline.Usagef("--database %q: want a postgres:// URL (or none, for SQLite in the data directory)", redactURL(database))
+			}
+			cfg := app.Config{DataDir: dataDir, Database: database, Listen: listen, ServerName: serverName, CASuite: suite.ID(),
+				MaxManifestBytes: maxManifest, Log: log, RatePerIdentity: ratePerIdentity, RatePerAddress: ratePerAddress}
+			if err := defences.apply(&cfg); err != nil {
+				return err
+			}
+			if err := issuance.apply(&cfg); err != nil {
+				return err
+			}
+			if err := transport.apply(&cfg); err != nil {
+				return err
+			}
+			if passFile != "" || os.Getenv("HALLMARK_CA_PASSPHRASE") != "" {
+				if cfg.CAPassphrase, err = s.Secret(passFile, "HALLMARK_CA_PASSPHRASE"); err != nil {
+					return err
+				}
+			}
+			if cfg.Connectors, err = connectors.build(s); err != nil {
+				return err
+			}
+			cfg.Workers = connectors.workers
+			if cfg.Worker, err = connectors.worker(); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if pprofListen != "" {
+				if err := servePprof(ctx, pprofListen, log); err != nil {
+					return err
+				}
+			}
+			p, err := app.Start(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(s.Out, "hallmark serving at %s (admin token in %s)\n", p.URL(), p.AdminTokenPath())
+			return p.Wait(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data-dir", "hallmark-data", "data `DIR`")
+	f.StringVar(&database, "database", "", "registry: a postgres://USER@HOST/DB `URL` that replicas share (default: SQLite in the data directory)")
+	f.StringVar(&listen, "listen", ":8443", "HTTPS listen `ADDRESS`")
+	f.StringVar(&serverName, "server-name", "localhost", "the platform's DNS `NAME` (TLS certificate, onboarding proofs)")
+	f.StringVar(&caSuite, "ca-suite", "ecdsa-p256", "CA signature suite on first start: ecdsa-p256 or ml-dsa-65")
+	f.StringVar(&passFile, "ca-passphrase-file", "", "CA key passphrase `FILE`")
+	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.IntVar(&ratePerIdentity, "rate-per-identity", 0, "onboarding requests per minute per device identity from each client address or IPv6 /64 (default 20; -1 disables)")
+	f.IntVar(&ratePerAddress, "rate-per-address", 0, "onboarding requests per minute per client address or IPv6 /64 (default 600; -1 disables)")
+	f.Int64Var(&maxManifest, "max-manifest-bytes", 0, "largest manifest upload (default 2 GiB)")
+	connectors.register(f)
+	defences.register(f)
+	issuance.register(f)
+	transport.register(f)
+	f.StringVar(&pprofListen, "pprof-listen", "", "serve Go's profiler (net/http/pprof) on this loopback `ADDRESS`, e.g. 127.0.0.1:6060")
+	// Every flag, as the help above promises.
+	cmdline.BindEnv(f, cmdline.EnvPrefix)
+	return cmd
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want json or text", format)
+}
+
+// servePprof serves the profiler on a loopback address until ctx ends:
+// profiles show request data, so never on a public interface.
+func servePprof(ctx context.Context, addr string, log *slog.Logger) error {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return cmdline.Usagef("--pprof-listen %q: want a loopback address such as 127.0.0.1:6060", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	go func() { <-ctx.Done(); srv.Close() }()
+	log.Info("profiler listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// redactURL hides a URL's password, for messages.
+func redactURL(v string) string {
+	u, err := url.Parse(v)
+	if err != nil || u.User == nil {
+		if err != nil {
+			return "(unparsable URL)"
+		}
+		return v
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
