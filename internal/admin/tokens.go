@@ -328,7 +328,10 @@ func (t *Tokens) EnsureBootstrapToken(ctx context.Context, path string) (created
 	if err := t.store.CreateToken(ctx, tok); err != nil {
 		return false, fmt.Errorf("bootstrap token: %w", err)
 	}
-	t.rec.Record(ctx, store.AuditEvent{Time: tok.CreatedAt, Actor: "system", Action: ActionTokenCreate,
+	err = t.rec.Append(ctx, store.AuditEvent{Time: tok.CreatedAt, Actor: "system", Action: ActionTokenCreate,
 		Subject: "token:" + tok.ID, Outcome: "ok", Detail: "bootstrap admin token written to " + path})
+	if err != nil {
+		return true, fmt.Errorf("bootstrap token: audit: %w", err)
+	}
 	return true, nil
 }

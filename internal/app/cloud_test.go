@@ -223,14 +223,14 @@ func TestBrokerDownDuringOnboarding(t *testing.T) {
 	}
 	// Every job waits, having failed at least once.
 	waitDevices(t, admin, f.ids, 30*time.Second, func(d httpapi.Device) (bool, string) {
-		if d.State != "onboarded" || d.Cloud.State == store.CloudRegistered || d.Cloud.State == store.CloudFailed {
+		if d.State != "onboarded" || d.Cloud.State == store.CloudActive || d.Cloud.State == store.CloudFailed {
 			return false, fmt.Sprintf("%s, cloud %s while the broker is down", d.State, d.Cloud.State)
 		}
 		return d.Cloud.State == store.CloudPending && d.Cloud.LastError != "", ""
 	}, func(d httpapi.Device) string { return fmt.Sprintf("no failed attempt recorded: %+v", d.Cloud) })
 
 	e.broker.Restart()
-	registered := waitCloud(t, admin, f.ids, store.CloudRegistered)
+	registered := waitCloud(t, admin, f.ids, store.CloudActive)
 	for id, d := range registered {
 		if len(d.Cloud.Jobs) != 1 || d.Cloud.Jobs[0].State != "done" || d.Cloud.Jobs[0].Attempts < 2 {
 			t.Errorf("device %s jobs: %+v; want one done job after at least one failed attempt", id.Short(), d.Cloud.Jobs)
@@ -244,7 +244,7 @@ func TestBrokerDownDuringOnboarding(t *testing.T) {
 		t.Fatalf("ListDevices = %d devices, %v", len(list.Devices), err)
 	}
 	for _, d := range list.Devices {
-		if d.Cloud.State != store.CloudRegistered || len(d.Cloud.Jobs) != 0 {
+		if d.Cloud.State != store.CloudActive || len(d.Cloud.Jobs) != 0 {
 			t.Errorf("listed device %s: cloud %+v, want registered without jobs", d.Identity.Short(), d.Cloud)
 		}
 	}
@@ -353,7 +353,7 @@ func TestServerKilledWithJobsPending(t *testing.T) {
 	}
 	p := e.start(t, e.mqttConnector(t), hook)
 	admin = adminClient(t, p)
-	registered := waitCloud(t, admin, f.ids, store.CloudRegistered)
+	registered := waitCloud(t, admin, f.ids, store.CloudActive)
 	for id, d := range registered {
 		if len(d.Cloud.Jobs) != 2 {
 			t.Errorf("device %s has %d jobs, want one per connector: %+v", id.Short(), len(d.Cloud.Jobs), d.Cloud.Jobs)

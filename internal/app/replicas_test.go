@@ -102,7 +102,7 @@ func TestThreeReplicas(t *testing.T) {
 	}
 
 	admin := adminClientAt(t, replicas[2].url, filepath.Join(dir, AdminTokenFile), rootPEM)
-	devices := waitCloud(t, admin, f.ids, store.CloudRegistered)
+	devices := waitCloud(t, admin, f.ids, store.CloudActive)
 	serials := map[string]identity.ID{}
 	workers := map[string]int{}
 	for id, d := range devices {

@@ -43,10 +43,8 @@ func NewRecorder(a Appender, log *slog.Logger, now func() time.Time) *Recorder {
 // event that cannot be appended is logged as "audit event lost", with the
 // request ID ctx carries (WithRequestID).
 func (r *Recorder) Record(ctx context.Context, e store.AuditEvent) {
-	e = Build(e, r.now())
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
-	defer cancel()
-	if _, err := r.store.AppendAudit(ctx, e); err != nil {
+	if err := r.Append(ctx, e); err != nil {
+		e = Build(e, r.now())
 		attrs := make([]slog.Attr, 0, 8)
 		if rid := RequestID(ctx); rid != "" {
 			attrs = append(attrs, slog.String("request_id", rid))
@@ -56,6 +54,17 @@ func (r *Recorder) Record(ctx context.Context, e store.AuditEvent) {
 			slog.String("remote_addr", e.RemoteAddr), slog.String("error", err.Error()))
 		r.log.LogAttrs(ctx, slog.LevelError, "audit event lost", attrs...)
 	}
+}
+
+// Append is Record for the caller that must not go on without the event
+// (the bootstrap token, which no one else will ever account for): it
+// returns the failure instead of logging it.
+func (r *Recorder) Append(ctx context.Context, e store.AuditEvent) error {
+	e = Build(e, r.now())
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	_, err := r.store.AppendAudit(ctx, e)
+	return err
 }
 
 type requestIDKey struct{}

@@ -191,7 +191,7 @@ func TestWorkerRegisters(t *testing.T) {
 		ev.Device.CloudEndpoint != e.product.CloudEndpoint || !strings.HasPrefix(ev.Device.Certificate, "-----BEGIN CERTIFICATE-----") {
 		t.Fatalf("event = %+v", ev)
 	}
-	if state, _ := store.CloudStateOf([]store.Job{j}); state != store.CloudRegistered {
+	if state, _ := store.CloudStateOf([]store.Job{j}); state != store.CloudActive {
 		t.Errorf("cloud state %s, want registered", state)
 	}
 }

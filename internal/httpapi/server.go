@@ -1,8 +1,12 @@
 // Package httpapi owns the platform's HTTP layer: routing, RFC 9457 problem
-// responses, strict JSON decoding, admin bearer-token authentication with
-// scopes, the admin API (stations, products, manifest import, devices,
-// audit log, tokens), health, readiness, metrics and the OpenAPI document,
-// and a Go client of the admin API for the CLI.
+// responses (problemFor is the one place errors become problems), strict
+// JSON decoding, reading the admin bearer token and the per-address
+// authentication back-off, the admin routes (stations, products, manifest
+// import, devices, audit log, tokens), health, readiness, metrics and the
+// OpenAPI document, and a Go client of the admin API for the CLI. An admin
+// handler only decodes, authorises (the route's scope), calls the use case
+// in internal/admin, which owns its rules, store calls and audit event,
+// and encodes.
 //
 // Every route lives in one table of Route values, each with its OpenAPI
 // description, so the document served at /openapi.json is built from the

@@ -86,7 +86,7 @@ type Device struct {
 // Cloud is a device's registration with the cloud connectors, derived from
 // its background jobs: for each connector its latest job counts.
 type Cloud struct {
-	State     string `json:"state" enum:"none,pending,registered,deregistered,failed" doc:"none: no job (no connector configured, or not onboarded); pending: a job waits, runs or retries; failed: some connector's latest job gave up."`
+	State     string `json:"state" enum:"none,pending,active,deregistered,failed" doc:"none: no job (no connector configured, or not onboarded); pending: a job waits, runs or retries; active: every connector registered the device, whose cloud service accepts it; deregistered: every connector removed it; failed: some connector's latest job gave up."`
 	LastError string `json:"last_error,omitempty" doc:"The error of the job deciding the state: a retrying job's previous attempt, or a failed job's last."`
 	Jobs      []Job  `json:"jobs,omitempty" doc:"The device's jobs, newest first; only in GET /v1/admin/devices/{identity}."`
 }

@@ -439,7 +439,7 @@ func PageLimit(n int) int {
 const (
 	CloudNone         = "none"         // no job: no connector configured, or not onboarded
 	CloudPending      = "pending"      // a job waits or runs (perhaps retrying)
-	CloudRegistered   = "registered"   // the latest job of every connector registered it
+	CloudActive       = "active"       // the latest job of every connector registered it: the cloud accepts the device
 	CloudDeregistered = "deregistered" // the latest job of every connector deregistered it
 	CloudFailed       = "failed"       // the latest job of some connector failed for good
 )
@@ -464,7 +464,7 @@ func CloudStateOf(jobs []Job) (state, lastError string) {
 			return 3
 		case CloudPending:
 			return 2
-		case CloudRegistered:
+		case CloudActive:
 			return 1
 		}
 		return 0
@@ -478,13 +478,13 @@ func CloudStateOf(jobs []Job) (state, lastError string) {
 		case j.State == JobDone && j.Kind == JobDeregister:
 			s = CloudDeregistered
 		case j.State == JobDone:
-			s = CloudRegistered
+			s = CloudActive
 		}
 		if state == "" || rank(s) > rank(state) || (rank(s) == rank(state) && j.LastError != "" && lastError == "") {
 			state, lastError = s, j.LastError
 		}
 	}
-	if state == CloudRegistered || state == CloudDeregistered {
+	if state == CloudActive || state == CloudDeregistered {
 		lastError = ""
 	}
 	return state, lastError

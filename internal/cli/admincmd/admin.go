@@ -76,13 +76,8 @@ func (f *adminFlags) client(s *cmdline.Streams) (*httpapi.Client, error) {
 	}
 	var roots *x509.CertPool
 	if caFile := f.caFile; caFile != "" {
-		pemData, err := s.ReadInput(caFile, maxCAFile, "CA bundle")
-		if err != nil {
+		if roots, err = s.ReadTrustBundle(caFile, "CA bundle"); err != nil {
 			return nil, err
-		}
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pemData) {
-			return nil, fmt.Errorf("CA bundle %s: no PEM certificate in it", caFile)
 		}
 	}
 	c, err := httpapi.NewClient(server, token, roots)

@@ -92,7 +92,10 @@ func wantProblemLine(t *testing.T, code int, errOut, problemCode string) {
 
 func deriveTestKey(t *testing.T, alg sigalg.ID, name string, n int) crypto.Signer {
 	t.Helper()
-	suite, _ := sigalg.Lookup(string(alg))
+	suite, err := alg.Suite()
+	if err != nil {
+		t.Fatal(err)
+	}
 	seed := sha256.Sum256(fmt.Appendf(nil, "%s/%d", name, n))
 	key, err := suite.DeriveKey(seed[:])
 	if err != nil {

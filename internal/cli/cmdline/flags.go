@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hallmark-iot/hallmark/internal/keys"
+	"github.com/hallmark-iot/hallmark/internal/pki"
 	_ "github.com/hallmark-iot/hallmark/internal/keys/softkms" // the soft: key store
 )
 
@@ -30,25 +31,42 @@ func (f *PlatformFlags) Bind(cmd *cobra.Command) {
 	BindEnv(fl, EnvPrefix, "server", "ca-file")
 }
 
-// HTTPClient makes a TLS 1.3 client that trusts only the platform's root
-// and presents cert when it is given.
+// HTTPClient is the one HTTP client the commands make for the platform:
+// TLS 1.3 (pki.ClientTLSConfig), trusting only the roots in --ca-file,
+// and presenting cert when it is given.
 func (f PlatformFlags) HTTPClient(s *Streams, cert *tls.Certificate) (*http.Client, error) {
 	if f.Server == "" || f.CAFile == "" {
 		return nil, Usagef("--server URL and --ca-file FILE are required")
 	}
-	rootPEM, err := s.ReadInput(f.CAFile, MaxKeyFile, "CA certificate")
+	roots, err := s.ReadTrustBundle(f.CAFile, "CA certificate")
 	if err != nil {
 		return nil, err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(rootPEM) {
-		return nil, fmt.Errorf("read CA certificate %s: no PEM certificate", f.CAFile)
+	return PlatformHTTPClient(roots, cert), nil
+}
+
+// PlatformHTTPClient is HTTPClient for roots already in hand (a platform
+// the command started itself).
+func PlatformHTTPClient(roots *x509.CertPool, cert *tls.Certificate) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: pki.ClientTLSConfig(roots, cert), ForceAttemptHTTP2: true}}
+}
+
+// ReadTrustBundle reads the PEM roots a TLS client trusts from path (or
+// standard input) with pki.ParseTrustBundle, the one parser of trust
+// bundles: a file of roots TLS cannot use (the ML-DSA root.pem) is an
+// error naming the file TLS clients need (ca/tls-root.pem). what names
+// the file in errors.
+func (s *Streams) ReadTrustBundle(path, what string) (*x509.CertPool, error) {
+	data, err := s.ReadInput(path, MaxKeyFile, what)
+	if err != nil {
+		return nil, err
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool}
-	if cert != nil {
-		cfg.Certificates = []tls.Certificate{*cert}
+	roots, err := pki.ParseTrustBundle(data)
+	if err != nil {
+		return nil, fmt.Errorf("read %s %s: %w", what, DisplayPath(path), err)
 	}
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}, nil
+	return roots, nil
 }
 
 // KeyStorePassphraseEnv holds the station key store's passphrase when no

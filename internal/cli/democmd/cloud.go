@@ -131,7 +131,7 @@ func waitRegistered(ctx context.Context, admin *httpapi.Client, id identity.ID) 
 			return "", err
 		}
 		switch d.Cloud.State {
-		case store.CloudRegistered:
+		case store.CloudActive:
 			return d.Cloud.State, nil
 		case store.CloudFailed:
 			return "", fmt.Errorf("cloud registration failed: %s", d.Cloud.LastError)

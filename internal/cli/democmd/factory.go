@@ -73,7 +73,10 @@ func demoIEF() ([]byte, [][32]byte, error) {
 	}
 	var roots [][32]byte
 	for _, id := range []sigalg.ID{sigalg.ECDSAP256, sigalg.MLDSA65} {
-		suite, _ := sigalg.Lookup(string(id))
+		suite, err := id.Suite()
+		if err != nil {
+			return nil, nil, err
+		}
 		key, err := suite.GenerateKey(rand.Reader)
 		if err != nil {
 			return nil, nil, err
@@ -81,7 +84,10 @@ func demoIEF() ([]byte, [][32]byte, error) {
 		if err := img.Sign(key); err != nil {
 			return nil, nil, err
 		}
-		spki, _ := sigalg.MarshalPublicKey(key.Public())
+		spki, err := sigalg.MarshalPublicKey(key.Public())
+		if err != nil {
+			return nil, nil, err
+		}
 		roots = append(roots, sha256.Sum256(spki))
 	}
 	ief, err := img.MarshalBinary()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,7 +16,9 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/connector"
 	"github.com/hallmark-iot/hallmark/internal/device"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
+	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
+	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
@@ -64,13 +65,16 @@ func demoPlatform(ctx context.Context, s *cmdline.Streams, dir string, batch *de
 	if err != nil {
 		return err
 	}
-	client := onboarding.Client{BaseURL: p.URL(), HTTP: httpc}
+	client, err := httpapi.NewOnboardingClient(p.URL(), httpc, onboardpki.CSRs{})
+	if err != nil {
+		return err
+	}
 	states, _ := filepath.Glob(filepath.Join(batch.dir, "devices", "device-*.json"))
 	tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tCLASS\tALGORITHM\tIDENTITY\tSTATE\tCERTIFICATE\tTIME")
 	var onboarded []demoConnected
 	for i, path := range states {
-		row, dev, err := demoOnboard(ctx, &client, admin, path, batch.ief, p.CA)
+		row, dev, err := demoOnboard(ctx, client, admin, path, batch.ief, p.CA)
 		if err != nil {
 			return fmt.Errorf("onboard device %d: %w", i+1, err)
 		}
@@ -125,28 +129,15 @@ func demoOnboard(ctx context.Context, client *onboarding.Client, admin *httpapi.
 	if err := dev.Boot(); err != nil {
 		return "", none, err
 	}
-	id, err := dev.Identity()
-	if err != nil {
-		return "", none, err
-	}
-	opKey, err := dev.OperationalKey(sigalg.ECDSAP256)
-	if err != nil {
-		return "", none, err
-	}
-	creds, err := client.OnboardWithKey(ctx, dev, id, opKey)
+	got, err := client.OnboardDevice(ctx, dev, sigalg.ECDSAP256, nil)
 	if err != nil {
 		return "", none, err
 	}
 	took := time.Since(start)
-	var chain [][]byte
-	for _, c := range creds.CertificateChain {
-		block, _ := pem.Decode([]byte(c))
-		chain = append(chain, block.Bytes)
+	if err := got.Verify(caVerifier(ca)); err != nil {
+		return "", none, err
 	}
-	if _, _, err := ca.VerifyDevice(chain, time.Now()); err != nil {
-		return "", none, fmt.Errorf("issued chain: %w", err)
-	}
-	registered, err := admin.GetDevice(ctx, id)
+	registered, err := admin.GetDevice(ctx, got.Identity)
 	if err != nil {
 		return "", none, err
 	}
@@ -154,7 +145,19 @@ func demoOnboard(ctx context.Context, client *onboarding.Client, admin *httpapi.
 	if dev.Class() == device.ClassInject && !dev.HasChannel() {
 		class = "inject-clear"
 	}
-	cert := tls.Certificate{Certificate: chain, PrivateKey: opKey}
-	return fmt.Sprintf("%s\t%s\t%s\t%s\tverified\t%s", class, dev.Algorithm(), id.Short(), registered.State,
-		took.Round(100*time.Microsecond)), demoConnected{id: id, cert: cert}, nil
+	cert := tls.Certificate{Certificate: got.Chain, PrivateKey: got.Operational}
+	return fmt.Sprintf("%s\t%s\t%s\t%s\tverified\t%s", class, dev.Algorithm(), got.Identity.Short(), registered.State,
+		took.Round(100*time.Microsecond)), demoConnected{id: got.Identity, cert: cert}, nil
+}
+
+// caVerifier verifies an issued chain against the platform's CA and checks
+// that the leaf names the device.
+func caVerifier(ca *pki.CA) onboarding.ChainVerifier {
+	return func(chain [][]byte, id identity.ID) (*x509.Certificate, error) {
+		leaf, got, err := ca.VerifyDevice(chain, time.Now())
+		if err == nil && got != id {
+			err = fmt.Errorf("the leaf names %s, not %s", got, id)
+		}
+		return leaf, err
+	}
 }

@@ -44,16 +44,9 @@ device, or --broker-ca-file when the broker has a certificate of its own.`,
 			if endpoint == "" {
 				return errors.New("connect: the device's credentials name no cloud endpoint (the product has none): use --endpoint mqtts://HOST:PORT")
 			}
-			roots := x509.NewCertPool()
-			bundle, what := []byte(held.TrustBundle), "the device's trust bundle"
-			if brokerCA != "" {
-				if bundle, err = s.ReadInput(brokerCA, cmdline.MaxKeyFile, "broker CA"); err != nil {
-					return err
-				}
-				what = brokerCA
-			}
-			if !roots.AppendCertsFromPEM(bundle) {
-				return fmt.Errorf("connect: %s holds no PEM certificate", what)
+			roots, err := brokerRoots(s, held.TrustBundle, brokerCA)
+			if err != nil {
+				return err
 			}
 			id := cert.Leaf.Subject.CommonName
 			if topic == "" {
@@ -81,4 +74,17 @@ device, or --broker-ca-file when the broker has a certificate of its own.`,
 	f.StringVar(&message, "message", "", "message to publish (default a JSON status)")
 	f.StringVar(&brokerCA, "broker-ca-file", "", "PEM `FILE` of roots that verify the broker (default: the device's trust bundle)")
 	return cmd
+}
+
+// brokerRoots are the roots that verify the broker: --broker-ca-file when
+// given, else the trust bundle the platform gave the device.
+func brokerRoots(s *cmdline.Streams, trustBundle, brokerCA string) (*x509.CertPool, error) {
+	if brokerCA != "" {
+		return s.ReadTrustBundle(brokerCA, "broker CA")
+	}
+	roots, err := pki.ParseTrustBundle([]byte(trustBundle))
+	if err != nil {
+		return nil, fmt.Errorf("connect: the device's trust bundle: %w", err)
+	}
+	return roots, nil
 }

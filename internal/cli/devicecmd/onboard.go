@@ -12,8 +12,10 @@ import (
 
 	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
 	"github.com/hallmark-iot/hallmark/internal/device"
+	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
+	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
@@ -36,24 +38,22 @@ challenge (docs/protocol.md).`,
 			if err != nil {
 				return err
 			}
-			opKey, err := bootForOnboarding(dev, opAlg)
-			if err != nil {
+			if _, err := bootForOnboarding(dev, opAlg); err != nil {
 				return err
 			}
 			httpc, err := pf.HTTPClient(s, nil)
 			if err != nil {
 				return err
 			}
-			id, err := dev.Identity()
+			client, err := httpapi.NewOnboardingClient(pf.Server, httpc, onboardpki.CSRs{})
 			if err != nil {
 				return err
 			}
-			client := onboarding.Client{BaseURL: pf.Server, HTTP: httpc}
-			creds, err := client.OnboardWithKey(cmd.Context(), dev, id, opKey)
+			got, err := client.OnboardDevice(cmd.Context(), dev, sigalg.ID(opAlg), nil)
 			if err != nil {
 				return err
 			}
-			return keepCredentials(s, dev, statePath, creds, opAlg)
+			return keepCredentials(s, dev, statePath, got.Credentials, opAlg)
 		},
 	}
 	bindState(cmd, &statePath)
@@ -104,7 +104,10 @@ func newDeviceCredentialsCmd(s *cmdline.Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			client := onboarding.Client{BaseURL: pf.Server, HTTP: httpc}
+			client, err := httpapi.NewOnboardingClient(pf.Server, httpc, onboardpki.CSRs{})
+			if err != nil {
+				return err
+			}
 			var creds *onboarding.Credentials
 			if renew {
 				var id identity.ID

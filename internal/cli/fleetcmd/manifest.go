@@ -80,7 +80,10 @@ func runFleetManifest(ctx context.Context, s *cmdline.Streams, f *fleetFlags, ks
 	}
 	var done atomic.Int64
 	cfg := fleet.ManifestConfig{Fleet: fl, First: f.from, Count: f.devices, Batch: batch, Station: signer, Workers: f.workers, Done: &done}
-	stopBar := startProgress(s, f.progress, int64(f.devices), "devices", func() (int64, int64) { return done.Load(), 0 })
+	stopBar := s.StartProgress(cmdline.Progress{
+		Unit: "devices", Total: int64(f.devices), Keep: true, Always: f.progress,
+		Read: func() (int64, int64) { return done.Load(), 0 },
+	})
 	var sum fleet.ManifestSummary
 	write := func(w io.Writer) error {
 		sum, err = fleet.WriteManifest(ctx, w, cfg)

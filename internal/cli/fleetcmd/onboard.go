@@ -19,7 +19,8 @@ import (
 
 	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
 	"github.com/hallmark-iot/hallmark/internal/fleet"
-	"github.com/hallmark-iot/hallmark/internal/onboarding"
+	"github.com/hallmark-iot/hallmark/internal/httpapi"
+	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
@@ -97,15 +98,20 @@ func runFleetOnboard(ctx context.Context, s *cmdline.Streams, f *fleetOnboardFla
 		return err
 	}
 	defer httpc.CloseIdleConnections()
+	client, err := httpapi.NewOnboardingClient(f.pf.Server, httpc, onboardpki.CSRs{})
+	if err != nil {
+		return err
+	}
 	cfg := fleet.OnboardConfig{
 		Fleet: fl, First: f.from, Count: f.devices, Concurrency: f.concurrency, Duration: f.duration,
-		Client: &onboarding.Client{BaseURL: f.pf.Server, HTTP: httpc}, Workers: f.workers, Progress: &fleet.Progress{},
+		Client: client, Workers: f.workers, Progress: &fleet.Progress{},
 	}
 	if f.verify {
 		cfg.Roots = roots
 	}
-	stopBar := startProgress(s, f.progress, int64(f.devices), "onboarded", func() (int64, int64) {
-		return cfg.Progress.Done.Load(), cfg.Progress.Failed.Load()
+	stopBar := s.StartProgress(cmdline.Progress{
+		Unit: "onboarded", Total: int64(f.devices), Keep: true, Always: f.progress,
+		Read: func() (int64, int64) { return cfg.Progress.Done.Load(), cfg.Progress.Failed.Load() },
 	})
 	rep, err := fleet.Onboard(ctx, cfg)
 	stopBar()

@@ -248,7 +248,10 @@ func startTimingPlatform(ctx context.Context, suites []sigalg.Suite) (_ *timingP
 
 // registerTimingDevices imports device 0 of a random fleet of each suite.
 func registerTimingDevices(ctx context.Context, admin *httpapi.Client, suites []sigalg.Suite) ([]timingTarget, error) {
-	ed, _ := sigalg.Lookup(string(sigalg.Ed25519))
+	ed, err := sigalg.Ed25519.Suite()
+	if err != nil {
+		return nil, err
+	}
 	station, err := ed.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, err

@@ -79,7 +79,10 @@ func TestFleetProbeTimingServer(t *testing.T) {
 			defer p.Close()
 			rootPath := filepath.Join(dir, "root.pem")
 			os.WriteFile(rootPath, p.CA.RootPEM(), 0o644)
-			ed, _ := sigalg.Lookup(string(sigalg.Ed25519))
+			ed, err := sigalg.Ed25519.Suite()
+			if err != nil {
+				t.Fatal(err)
+			}
 			known, err := fleetcmd.RegisterTimingDevice(ctx, fleetAdmin(t, p), ed)
 			if err != nil {
 				t.Fatal(err)

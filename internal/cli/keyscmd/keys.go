@@ -224,7 +224,10 @@ func newKeysIdentityCmd(s *cmdline.Streams) *cobra.Command {
 				return err
 			}
 			if verbose {
-				suite, _ := sigalg.SuiteOf(pub)
+				suite, err := sigalg.SuiteOf(pub)
+				if err != nil {
+					return fmt.Errorf("identity: %w", err)
+				}
 				_, err = fmt.Fprintf(s.Out, "%s  %s\n", id, suite.ID())
 				return err
 			}

@@ -55,7 +55,7 @@ func testManifest(t *testing.T, station crypto.Signer) []byte {
 
 func generateKey(t *testing.T, id sigalg.ID) crypto.Signer {
 	t.Helper()
-	suite, err := sigalg.Lookup(string(id))
+	suite, err := id.Suite()
 	if err != nil {
 		t.Fatal(err)
 	}

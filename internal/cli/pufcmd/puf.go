@@ -12,8 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -288,10 +287,18 @@ func runPUFTable(ctx context.Context, s *cmdline.Streams, f *tableFlags, master 
 		cfg.BitErrorRate = ber
 		seed := rowSeed(master, ber)
 		start := time.Now()
+		// A row of a million trials takes about half a minute: a terminal
+		// shows how far it is (StartProgress), a pipe gets only the rows.
+		var done atomic.Int64
+		stop := s.StartProgress(cmdline.Progress{
+			Label: fmt.Sprintf("BER %.2f", ber), Unit: "trials", Total: f.trials,
+			Read: func() (int64, int64) { return done.Load(), 0 },
+		})
 		r, err := puf.MeasureFailureRate(ctx, puf.MeasureConfig{
 			Chip: cfg, Trials: f.trials, Workers: f.workers, EnrolReads: f.reads,
-			Seed: &seed, Progress: progress(s, ber, f.trials),
+			Seed: &seed, Progress: done.Store,
 		})
+		stop()
 		if err != nil {
 			return fmt.Errorf("table at BER %v: %w", ber, err)
 		}
@@ -317,28 +324,4 @@ func formatRate(r float64) string {
 		return "0"
 	}
 	return fmt.Sprintf("%.2e", r)
-}
-
-// progress returns a progress printer for terminals, or nil when standard
-// error is not one: a log file has no use for carriage-return updates.
-func progress(s *cmdline.Streams, ber float64, trials int64) func(int64) {
-	file, ok := s.Err.(*os.File)
-	if !ok {
-		return nil
-	}
-	if info, err := file.Stat(); err != nil || info.Mode()&os.ModeCharDevice == 0 {
-		return nil
-	}
-	lastPercent := int64(-1)
-	return func(done int64) {
-		percent := 100 * done / trials
-		if percent == lastPercent {
-			return
-		}
-		lastPercent = percent
-		fmt.Fprintf(s.Err, "\rBER %.2f: %3d%% of %d trials", ber, percent, trials)
-		if done == trials {
-			fmt.Fprint(s.Err, "\r"+strings.Repeat(" ", 60)+"\r")
-		}
-	}
 }

@@ -54,15 +54,13 @@ func (c *connectorFlags) build(s *cmdline.Streams) ([]connector.Connector, error
 		if err != nil {
 			return nil, err
 		}
+		// The broker is not the platform: TLS 1.2 stays allowed, as
+		// brokers that speak no 1.3 are common (so not
+		// pki.ClientTLSConfig, which is the platform's 1.3-only one).
 		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 		if c.mqttCAFile != "" {
-			pem, err := s.ReadInput(c.mqttCAFile, 1<<20, "MQTT CA file")
-			if err != nil {
-				return nil, err
-			}
-			tlsCfg.RootCAs = x509.NewCertPool()
-			if !tlsCfg.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, cmdline.Usagef("--mqtt-ca-file %s holds no PEM certificate", c.mqttCAFile)
+			if tlsCfg.RootCAs, err = s.ReadTrustBundle(c.mqttCAFile, "MQTT CA file"); err != nil {
+				return nil, cmdline.Usage(err)
 			}
 		}
 		m, err := mosquitto.New(mosquitto.Config{BrokerURL: c.mqttAdminURL, TLS: tlsCfg, AdminUser: c.mqttAdminUser,

@@ -48,7 +48,7 @@ func newStationKeyCreateCmd(s *cmdline.Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return reportStationKey(s, pub, f.Name, pubOut, force)
+			return reportStationKey(s, pub, suite.ID(), f.Name, pubOut, force)
 		},
 	}
 	f.Bind(cmd)
@@ -60,7 +60,7 @@ func newStationKeyCreateCmd(s *cmdline.Streams) *cobra.Command {
 
 // reportStationKey writes the public key PEM where asked and otherwise
 // prints the station identity, which names the station in manifests.
-func reportStationKey(s *cmdline.Streams, pub any, name, pubOut string, force bool) error {
+func reportStationKey(s *cmdline.Streams, pub any, alg sigalg.ID, name, pubOut string, force bool) error {
 	if pubOut != "" {
 		pem, err := sigalg.EncodePublicKeyPEM(pub)
 		if err != nil {
@@ -77,8 +77,7 @@ func reportStationKey(s *cmdline.Streams, pub any, name, pubOut string, force bo
 	if err != nil {
 		return err
 	}
-	suite, _ := sigalg.SuiteOf(pub)
-	_, err = fmt.Fprintf(s.Out, "created key %q (%s)\nstation identity: %s\n", name, suite.ID(), id)
+	_, err = fmt.Fprintf(s.Out, "created key %q (%s)\nstation identity: %s\n", name, alg, id)
 	return err
 }
 

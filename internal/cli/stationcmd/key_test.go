@@ -19,7 +19,11 @@ func TestStationKeyCreateAndPublic(t *testing.T) {
 	if err != nil {
 		t.Fatalf("--pub-out: %v", err)
 	}
-	if suite, _ := sigalg.SuiteOf(pub); suite.ID() != sigalg.MLDSA65 {
+	suite, err := sigalg.SuiteOf(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if suite.ID() != sigalg.MLDSA65 {
 		t.Fatalf("default suite %s, want ml-dsa-65", suite.ID())
 	}
 	// The printed station identity is the one `keys identity` computes.

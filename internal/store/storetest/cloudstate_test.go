@@ -20,10 +20,10 @@ func TestCloudStateOf(t *testing.T) {
 		{"no jobs", nil, store.CloudNone, ""},
 		{"pending", []store.Job{job(1, "a", reg, store.JobPending, "")}, store.CloudPending, ""},
 		{"retrying", []store.Job{job(1, "a", reg, store.JobPending, "503")}, store.CloudPending, "503"},
-		{"registered", []store.Job{job(1, "a", reg, store.JobDone, "old"), job(2, "b", reg, store.JobDone, "")}, store.CloudRegistered, ""},
+		{"active", []store.Job{job(1, "a", reg, store.JobDone, "old"), job(2, "b", reg, store.JobDone, "")}, store.CloudActive, ""},
 		{"one failed", []store.Job{job(1, "a", reg, store.JobDone, ""), job(2, "b", reg, store.JobFailed, "401")}, store.CloudFailed, "401"},
 		// Only the latest job of a connector counts, in any input order.
-		{"renewed after failure", []store.Job{job(3, "a", reg, store.JobDone, ""), job(1, "a", reg, store.JobFailed, "x")}, store.CloudRegistered, ""},
+		{"renewed after failure", []store.Job{job(3, "a", reg, store.JobDone, ""), job(1, "a", reg, store.JobFailed, "x")}, store.CloudActive, ""},
 		{"deregistered", []store.Job{job(1, "a", reg, store.JobDone, ""), job(2, "a", dereg, store.JobDone, "")}, store.CloudDeregistered, ""},
 		{"deregistering", []store.Job{job(1, "a", reg, store.JobDone, ""), job(2, "a", dereg, store.JobRunning, "")}, store.CloudPending, ""},
 	} {
