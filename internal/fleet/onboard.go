@@ -81,7 +81,7 @@ type Report struct {
 // that many devices would hold.
 func HTTPClient(roots *x509.CertPool, concurrency int, timeout time.Duration) *http.Client {
 	tr := &http.Transport{
-		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots},
+		TLSClientConfig:     pki.ClientTLSConfig(roots, nil),
 		MaxIdleConns:        concurrency,
 		MaxIdleConnsPerHost: concurrency,
 		IdleConnTimeout:     90 * time.Second,

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/pki"
 )
 
 // maxAdminResponse bounds an admin response body: a page of 1,000
@@ -44,7 +44,7 @@ func NewClient(baseURL, token string, roots *x509.CertPool) (*Client, error) {
 		return nil, errors.New("the admin token is malformed (want hm_<id>_<secret>)")
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots}
+	transport.TLSClientConfig = pki.ClientTLSConfig(roots, nil)
 	transport.Proxy = http.ProxyFromEnvironment
 	return &Client{
 		BaseURL: strings.TrimRight(baseURL, "/"), Token: token,

@@ -9,7 +9,6 @@ package admincmd
 import (
 	"context"
 	"crypto/x509"
-	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -47,7 +46,7 @@ An error the server answers with is one line: title, detail and code.`,
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&f.server, "server", "", "platform `URL`, https://host:port")
 	pf.StringVar(&f.tokenFile, "token-file", "", "admin token `FILE` (default: the token in $"+tokenEnv+")")
-	pf.StringVar(&f.caFile, "ca-file", "", "PEM trust bundle `FILE` for the platform's certificate (default: the system's roots)")
+	pf.StringVar(&f.caFile, "ca-file", "", "PEM trust bundle `FILE` for the platform's certificate, such as ca/tls-root.pem in serve's data directory (default: the system's roots)")
 	cmdline.BindEnv(pf, cmdline.EnvPrefix, "server", "token-file", "ca-file")
 	cmd.AddCommand(newAdminStationCmd(s, f), newAdminProductCmd(s, f), newAdminManifestCmd(s, f),
 		newAdminDeviceCmd(s, f), newAdminAuditCmd(s, f), newAdminTokenCmd(s, f))
@@ -58,11 +57,8 @@ An error the server answers with is one line: title, detail and code.`,
 // secret is never a flag value.
 const tokenEnv = "HALLMARK_TOKEN"
 
-// Limits on what the admin commands read locally.
-const (
-	maxTokenFile = 4096
-	maxCAFile    = 1 << 20
-)
+// maxTokenFile bounds the admin token file the commands read.
+const maxTokenFile = 4096
 
 // client connects to the platform the flags and environment name.
 func (f *adminFlags) client(s *cmdline.Streams) (*httpapi.Client, error) {

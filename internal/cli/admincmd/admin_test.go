@@ -17,11 +17,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 	"unicode"
 
+	"github.com/hallmark-iot/hallmark/internal/admin"
 	"github.com/hallmark-iot/hallmark/internal/cli/clitest"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/identity"
@@ -49,7 +51,8 @@ func newAdminEnv(t *testing.T) *adminEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv, err := httpapi.New(httpapi.Config{Store: st})
+	svc := admin.New(st, admin.Config{})
+	srv, err := httpapi.New(httpapi.Config{Admin: svc, Audit: st, Ready: st.Ping})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +62,7 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	t.Cleanup(ts.Close)
 	e := &adminEnv{ts: ts, store: st, dir: dir, caFile: filepath.Join(dir, "ca.pem"), tokenFile: filepath.Join(dir, "admin.token")}
 	os.WriteFile(e.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}), 0o644)
-	if created, err := httpapi.EnsureBootstrapToken(ctx, st, e.tokenFile); err != nil || !created {
+	if created, err := svc.Tokens.EnsureBootstrapToken(ctx, e.tokenFile); err != nil || !created {
 		t.Fatalf("bootstrap token: %v %v", created, err)
 	}
 	return e
@@ -209,7 +212,14 @@ func (e *adminEnv) devices(t *testing.T, station crypto.Signer, ids []identity.I
 	if code != 0 || strings.Count(out, "\n") != 6 || !strings.Contains(errOut, "--after") {
 		t.Fatalf("one page: %q %q", out, errOut)
 	}
-	if out := e.mustAdmin(t, "device", "get", ids[4].String()); !strings.Contains(out, "registered") || !strings.Contains(out, stationID.String()) {
+	// On a terminal the hint comes after the table, where the reader is.
+	code, both := clitest.RunCombined(t, nil, "admin", "--server", e.ts.URL, "--token-file", e.tokenFile, "--ca-file", e.caFile,
+		"device", "list", "--limit", "5")
+	if lines := strings.Split(strings.TrimSpace(both), "\n"); code != 0 || len(lines) != 7 ||
+		!strings.HasPrefix(lines[0], "IDENTITY") || !strings.HasPrefix(lines[6], "more devices: --after ") {
+		t.Fatalf("one page, as a terminal shows it:\n%s", both)
+	}
+	if out := e.mustAdmin(t, "device", "get", ids[4].String()); !regexp.MustCompile(`(?m)^state:\s+registered$`).MatchString(out) || !regexp.MustCompile(`(?m)^imported:\s+\d{4}-`).MatchString(out) || !strings.Contains(out, stationID.String()) {
 		t.Fatalf("device get: %q", out)
 	}
 	if out := e.mustAdmin(t, "device", "revoke", ids[4].String(), "--reason", "lost in transit"); !strings.HasPrefix(out, "revoked device "+ids[4].String()) {
@@ -386,7 +396,7 @@ func hostileServer(t *testing.T) *adminEnv {
 	dir := t.TempDir()
 	e := &adminEnv{ts: ts, dir: dir, caFile: filepath.Join(dir, "ca.pem"), tokenFile: filepath.Join(dir, "admin.token")}
 	os.WriteFile(e.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}), 0o644)
-	secret, _ := httpapi.NewToken("any", []string{httpapi.ScopeAdmin}, 0)
+	secret, _ := admin.NewToken("any", []string{httpapi.ScopeAdmin}, 0)
 	os.WriteFile(e.tokenFile, []byte(secret), 0o600)
 	return e
 }

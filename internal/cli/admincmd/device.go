@@ -36,6 +36,7 @@ func newAdminDeviceListCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, _ []string) error {
 			var devices []httpapi.Device
+			next := ""
 			for {
 				page, err := c.ListDevices(ctx, q)
 				if err != nil {
@@ -43,21 +44,20 @@ func newAdminDeviceListCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
 				}
 				devices = append(devices, page.Devices...)
 				if page.Next == "" || !all {
-					if page.Next != "" {
-						fmt.Fprintf(s.Err, "more devices: --after %s (or --all)\n", cmdline.Safe(page.Next))
-					}
+					next = page.Next
 					break
 				}
 				q.After = page.Next
 			}
-			if asJSON {
-				return s.PrintJSON(httpapi.DeviceList{Devices: devices})
+			if err := printDevices(s, devices, asJSON); err != nil {
+				return err
 			}
-			var rows [][]string
-			for _, d := range devices {
-				rows = append(rows, []string{d.Identity.String(), d.State, d.Cloud.State, d.Algorithm, d.Product, d.Batch, d.RootOfTrust})
+			// After the page, where a reader at its end looks for what
+			// follows (on standard error, so a pipe gets the page alone).
+			if next != "" {
+				fmt.Fprintf(s.Err, "more devices: --after %s (or --all)\n", cmdline.Safe(next))
 			}
-			return s.Table("IDENTITY\tSTATE\tCLOUD\tALGORITHM\tPRODUCT\tBATCH\tROOT OF TRUST", rows)
+			return nil
 		}),
 	}
 	fl := cmd.Flags()
@@ -71,6 +71,17 @@ func newAdminDeviceListCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
 	fl.BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
+func printDevices(s *cmdline.Streams, devices []httpapi.Device, asJSON bool) error {
+	if asJSON {
+		return s.PrintJSON(httpapi.DeviceList{Devices: devices})
+	}
+	var rows [][]string
+	for _, d := range devices {
+		rows = append(rows, []string{d.Identity.String(), d.State, d.Cloud.State, d.Algorithm, d.Product, d.Batch, d.RootOfTrust})
+	}
+	return s.Table("IDENTITY\tSTATE\tCLOUD\tALGORITHM\tPRODUCT\tBATCH\tROOT OF TRUST", rows)
+}
+
 func newAdminDeviceGetCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -102,7 +113,7 @@ func printDevice(s *cmdline.Streams, d httpapi.Device) {
 	for _, kv := range [][2]string{
 		{"identity", d.Identity.String()}, {"state", d.State}, {"algorithm", d.Algorithm},
 		{"product", d.Product}, {"batch", d.Batch}, {"station", d.Station.String()},
-		{"root of trust", d.RootOfTrust}, {"injection", d.Injection}, {"registered", formatTime(d.CreatedAt)},
+		{"root of trust", d.RootOfTrust}, {"injection", d.Injection}, {"imported", formatTime(d.CreatedAt)},
 		{"onboarded", formatOptionalTime(d.OnboardedAt)}, {"revoked", formatOptionalTime(d.RevokedAt)},
 	} {
 		line(kv[0], kv[1])

@@ -73,7 +73,14 @@ func newAdminProductCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
 	add := &cobra.Command{
 		Use:   "add --id ID --name NAME --cert-validity 8760h --cloud-endpoint URL",
 		Short: "Create a product",
-		Args:  cobra.NoArgs,
+		Long: `Create a product: the certificate validity of its devices and the cloud
+endpoint they are told to connect to once onboarded.
+
+--cloud-endpoint is the URL of your broker (or cloud service), as devices
+will dial it, for example mqtts://mqtt.example.com:8883: it goes into every
+onboarded device's credentials, and "hallmark device connect" connects to
+it. It must name a host the devices can resolve and reach.`,
+		Args: cobra.NoArgs,
 		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, _ []string) error {
 			if req.ID == "" || req.Name == "" || req.CertValidity == "" || req.CloudEndpoint == "" {
 				return cmdline.Usagef("--id, --name, --cert-validity and --cloud-endpoint are required")
@@ -89,7 +96,7 @@ func newAdminProductCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
 	add.Flags().StringVar(&req.ID, "id", "", "product `ID`: a-z, 0-9 and '-' (required)")
 	add.Flags().StringVar(&req.Name, "name", "", "display `NAME` (required)")
 	add.Flags().StringVar(&req.CertValidity, "cert-validity", "", "device certificate validity, a `DURATION` such as 8760h (required)")
-	add.Flags().StringVar(&req.CloudEndpoint, "cloud-endpoint", "", "`URL` devices connect to: mqtts://, https:// or wss:// (required)")
+	add.Flags().StringVar(&req.CloudEndpoint, "cloud-endpoint", "", "`URL` of your broker that devices are told to connect to: mqtts://, https:// or wss:// (required)")
 	var asJSON bool
 	list := &cobra.Command{
 		Use:   "list",

@@ -27,6 +27,32 @@ func Run(t testing.TB, stdin []byte, args ...string) (int, string, string) {
 	return code, out.String(), errOut.String()
 }
 
+// RunCombined executes the command line with standard output and
+// standard error in one stream, in the order a user at a terminal sees
+// them, and returns its exit status and that stream.
+func RunCombined(t testing.TB, stdin []byte, args ...string) (int, string) {
+	t.Helper()
+	var both bytes.Buffer
+	code := cli.Main(args, bytes.NewReader(stdin), &both, &both)
+	return code, both.String()
+}
+
+// RunOnTerminal is Run with a standard error that is a terminal
+// (cmdline.IsTerminal), as when a user runs the command by hand.
+func RunOnTerminal(t testing.TB, stdin []byte, args ...string) (int, string, string) {
+	t.Helper()
+	var out bytes.Buffer
+	var errOut terminal
+	code := cli.Main(args, bytes.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// terminal is a buffer that says it is a terminal.
+type terminal struct{ bytes.Buffer }
+
+// IsTerminal implements cmdline.IsTerminal's check.
+func (*terminal) IsTerminal() bool { return true }
+
 // MustRun is Run for a command that must succeed; it returns standard
 // output.
 func MustRun(t testing.TB, stdin []byte, args ...string) string {

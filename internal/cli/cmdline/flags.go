@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hallmark-iot/hallmark/internal/keys"
-	"github.com/hallmark-iot/hallmark/internal/pki"
 	_ "github.com/hallmark-iot/hallmark/internal/keys/softkms" // the soft: key store
+	"github.com/hallmark-iot/hallmark/internal/pki"
 )
 
 // PlatformFlags locate the platform and the root that authenticates it,
@@ -27,7 +27,7 @@ type PlatformFlags struct {
 func (f *PlatformFlags) Bind(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.Server, "server", "", "platform `URL`, e.g. https://localhost:8443")
-	fl.StringVar(&f.CAFile, "ca-file", "", "the platform's root certificate `FILE`")
+	fl.StringVar(&f.CAFile, "ca-file", "", "the platform's TLS root certificate `FILE`: "+pki.TLSTrustFile+" in serve's data directory")
 	BindEnv(fl, EnvPrefix, "server", "ca-file")
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/connector/mosquitto/broker"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
@@ -56,9 +57,12 @@ func startDemoCloud(ctx context.Context, s *cmdline.Streams, dir, dataDir string
 	if err != nil {
 		return nil, err
 	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(rootPEM)
-	conn, err := mosquitto.New(mosquitto.Config{BrokerURL: b.AdminURL(), TLS: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13},
+	roots, err := pki.ParseTrustBundle(rootPEM)
+	if err != nil {
+		b.Stop()
+		return nil, err
+	}
+	conn, err := mosquitto.New(mosquitto.Config{BrokerURL: b.AdminURL(), TLS: pki.ClientTLSConfig(roots, nil),
 		AdminUser: b.AdminUser, AdminPassword: b.AdminPassword})
 	if err != nil {
 		b.Stop()

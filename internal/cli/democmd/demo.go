@@ -142,7 +142,10 @@ func demoDevice(suite sigalg.Suite, cfg puf.Config) (demoRow, error) {
 		if err := suite.Verify(key.Public(), msg, sig); err != nil {
 			return demoRow{}, fmt.Errorf("proof of possession: %w", err)
 		}
-		spki, _ := sigalg.MarshalPublicKey(key.Public())
+		spki, err := sigalg.MarshalPublicKey(key.Public())
+		if err != nil {
+			return demoRow{}, err
+		}
 		row.pubBytes, row.sigBytes = len(spki), len(sig)
 	}
 	if ids[0] != ids[1] {

@@ -2,9 +2,10 @@ package democmd_test
 
 import (
 	"context"
-	"crypto/x509"
+	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +14,12 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/cli/clitest"
 	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
 	"github.com/hallmark-iot/hallmark/internal/cli/democmd"
+	"github.com/hallmark-iot/hallmark/internal/device"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
+	"github.com/hallmark-iot/hallmark/internal/pki"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
 // TestDeviceOnboardThroughCLI onboards a factory-made device with
@@ -26,8 +31,14 @@ func TestDeviceOnboardThroughCLI(t *testing.T) {
 	state := filepath.Join(batch.Dir(), "devices", "device-0000003.json") // puf, ml-dsa-65
 
 	got := clitest.MustRun(t, nil, append([]string{"device", "onboard", "--state", state}, server...)...)
-	if !strings.HasPrefix(got, "onboarded ") || !strings.Contains(got, "mqtts://localhost:8883") {
+	if !strings.HasPrefix(got, "onboarded ") || !strings.Contains(got, "cloud endpoint "+e.endpoint+"\n") {
 		t.Fatalf("device onboard printed %q", got)
+	}
+	// No broker there: connect says where the endpoint came from.
+	code, _, errOut := clitest.Run(t, nil, "device", "connect", "--state", state)
+	if code != 1 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "the endpoint "+e.endpoint+" comes from the product's --cloud-endpoint") ||
+		!strings.Contains(errOut, "must name a reachable MQTT broker") {
+		t.Fatalf("connect to no broker: exit %d, %q", code, errOut)
 	}
 	before, _ := os.ReadFile(state)
 	clitest.MustRun(t, nil, append([]string{"device", "credentials", "--state", state}, server...)...)
@@ -37,7 +48,7 @@ func TestDeviceOnboardThroughCLI(t *testing.T) {
 		t.Fatal("renewal did not store a new certificate")
 	}
 	// A platform the device cannot authenticate: one line, nothing stored.
-	code, _, errOut := clitest.Run(t, nil, "device", "onboard", "--state", state, "--server", p.URL(), "--ca-file", state)
+	code, _, errOut = clitest.Run(t, nil, "device", "onboard", "--state", state, "--server", p.URL(), "--ca-file", state)
 	if code != 1 || strings.Count(errOut, "\n") != 1 {
 		t.Fatalf("onboard with a bad CA file: exit %d, %q", code, errOut)
 	}
@@ -88,7 +99,7 @@ func TestDeviceConnectThroughCLI(t *testing.T) {
 	}
 	adminArgs := []string{"admin", "--server", p.URL(), "--ca-file", rootFile, "--token-file", p.AdminTokenPath()}
 	shown := clitest.MustRun(t, nil, append(adminArgs, "device", "get", id)...)
-	if !strings.Contains(shown, "cloud:") || !strings.Contains(shown, "registered") || !strings.Contains(shown, "register mosquitto: done after 1 attempts") {
+	if !regexp.MustCompile(`(?m)^cloud:\s+active$`).MatchString(shown) || !strings.Contains(shown, "register mosquitto: done after 1 attempts") {
 		t.Fatalf("admin device get:\n%s", shown)
 	}
 	got = clitest.MustRun(t, nil, "device", "connect", "--state", state, "--message", "hello")
@@ -124,6 +135,7 @@ func TestDeviceConnectThroughCLI(t *testing.T) {
 // it, with (withCloud) a Mosquitto registering its devices.
 type cliPlatform struct {
 	dir, rootFile string
+	endpoint      string // the product's cloud endpoint
 	batch         *democmd.Batch
 	p             *app.Platform
 	cloud         *democmd.Cloud
@@ -153,11 +165,17 @@ func newCLIPlatform(t *testing.T, withCloud bool) *cliPlatform {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.p.Close() })
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(e.p.CA.RootPEM())
+	roots, err := pki.ParseTrustBundle(e.p.CA.RootPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
 	token, _ := os.ReadFile(e.p.AdminTokenPath())
 	e.admin, _ = httpapi.NewClient(e.p.URL(), strings.TrimSpace(string(token)), roots)
-	if err := democmd.Import(ctx, e.admin, e.batch, e.cloud.Endpoint()); err != nil {
+	e.endpoint = e.cloud.Endpoint()
+	if e.endpoint == "" {
+		e.endpoint = closedEndpoint(t)
+	}
+	if err := democmd.Import(ctx, e.admin, e.batch, e.endpoint); err != nil {
 		t.Fatal(err)
 	}
 	e.rootFile = filepath.Join(e.dir, "root.pem")
@@ -166,4 +184,85 @@ func newCLIPlatform(t *testing.T, withCloud bool) *cliPlatform {
 	}
 	e.server = []string{"--server", e.p.URL(), "--ca-file", e.rootFile}
 	return e
+}
+
+// TestDeviceOnboardOperationalSuites: the operational key is the device's
+// TLS client key, so device onboard refuses ML-DSA suites (which TLS cannot
+// sign with) with one usage line and changes nothing, while Ed25519, which
+// TLS 1.3 signs with, works end to end. A device that already holds
+// ML-DSA credentials (onboarded before the refusal) is told why it cannot
+// use them, not that the platform does not recognise it.
+func TestDeviceOnboardOperationalSuites(t *testing.T) {
+	e := newCLIPlatform(t, false)
+	state := filepath.Join(e.batch.Dir(), "devices", "device-0000001.json")
+	before, _ := os.ReadFile(state)
+	for _, alg := range []string{"ml-dsa-65", "mldsa44", "ML-DSA-87"} {
+		code, out, errOut := clitest.Run(t, nil, append([]string{"device", "onboard", "--state", state, "--op-alg", alg}, e.server...)...)
+		if code != 2 || out != "" || strings.Count(errOut, "\n") != 1 ||
+			!strings.Contains(errOut, "TLS cannot sign with") || !strings.Contains(errOut, "use ecdsa-p256 or ed25519") {
+			t.Errorf("--op-alg %s: exit %d, %q, %q", alg, code, out, errOut)
+		}
+	}
+	if after, _ := os.ReadFile(state); string(after) != string(before) {
+		t.Fatal("a refused onboarding changed the device state")
+	}
+	clitest.MustRun(t, nil, append([]string{"device", "onboard", "--state", state, "--op-alg", "ed25519"}, e.server...)...)
+	clitest.MustRun(t, nil, append([]string{"device", "credentials", "--state", state, "--renew"}, e.server...)...)
+
+	// Credentials for an ML-DSA operational key, as device onboard once
+	// stored them.
+	old := filepath.Join(e.batch.Dir(), "devices", "device-0000002.json")
+	onboardWithOperationalSuite(t, e, old, sigalg.MLDSA65)
+	code, _, errOut := clitest.Run(t, nil, append([]string{"device", "credentials", "--state", old}, e.server...)...)
+	if code != 1 || strings.Count(errOut, "\n") != 1 || strings.Contains(errOut, "not recognised") ||
+		!strings.Contains(errOut, "operational key is ml-dsa-65, which TLS cannot sign with") || !strings.Contains(errOut, "--op-alg ecdsa-p256 or ed25519") {
+		t.Fatalf("credentials of an ML-DSA operational key: exit %d, %q", code, errOut)
+	}
+	// Onboarding again, as the message says, gives usable credentials.
+	clitest.MustRun(t, nil, append([]string{"device", "onboard", "--state", old}, e.server...)...)
+	clitest.MustRun(t, nil, append([]string{"device", "credentials", "--state", old}, e.server...)...)
+}
+
+// onboardWithOperationalSuite onboards the device in state with an
+// operational key of suite and stores the credentials, through the
+// library, as the CLI did before it refused suites TLS cannot use.
+func onboardWithOperationalSuite(t *testing.T, e *cliPlatform, state string, suite sigalg.ID) {
+	t.Helper()
+	dev, err := device.Load(state, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Boot(); err != nil {
+		t.Fatal(err)
+	}
+	roots, err := pki.ParseTrustBundle(e.p.CA.RootPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := httpapi.NewOnboardingClient(e.p.URL(), cmdline.PlatformHTTPClient(roots, nil), onboardpki.CSRs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := client.OnboardDevice(context.Background(), dev, suite, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev.SetCredentials(device.Credentials{CertificateChain: got.Credentials.CertificateChain, TrustBundle: got.Credentials.TrustBundle,
+		CloudEndpoint: got.Credentials.CloudEndpoint, OperationalAlg: suite})
+	if err := dev.Save(state); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// closedEndpoint is a broker URL on which nothing listens: a port of
+// this machine just released.
+func closedEndpoint(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "mqtts://" + addr
 }

@@ -43,8 +43,10 @@ func demoPlatform(ctx context.Context, s *cmdline.Streams, dir string, batch *de
 		return err
 	}
 	defer p.Close()
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(p.CA.RootPEM())
+	roots, err := pki.ParseTrustBundle(p.CA.RootPEM())
+	if err != nil {
+		return err
+	}
 	token, err := os.ReadFile(p.AdminTokenPath())
 	if err != nil {
 		return err
@@ -61,11 +63,7 @@ func demoPlatform(ctx context.Context, s *cmdline.Streams, dir string, batch *de
 	if err := os.WriteFile(rootPath, p.CA.RootPEM(), 0o644); err != nil {
 		return err
 	}
-	httpc, err := cmdline.PlatformFlags{Server: p.URL(), CAFile: rootPath}.HTTPClient(s, nil)
-	if err != nil {
-		return err
-	}
-	client, err := httpapi.NewOnboardingClient(p.URL(), httpc, onboardpki.CSRs{})
+	client, err := httpapi.NewOnboardingClient(p.URL(), cmdline.PlatformHTTPClient(roots, nil), onboardpki.CSRs{})
 	if err != nil {
 		return err
 	}

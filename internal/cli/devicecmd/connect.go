@@ -4,12 +4,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
 	"github.com/hallmark-iot/hallmark/internal/connector/mosquitto"
+	"github.com/hallmark-iot/hallmark/internal/pki"
 )
 
 // maxPublish bounds a published message: telemetry, not file transfer.
@@ -38,7 +40,8 @@ device, or --broker-ca-file when the broker has a certificate of its own.`,
 			if err != nil {
 				return err
 			}
-			if endpoint == "" {
+			fromCredentials := endpoint == ""
+			if fromCredentials {
 				endpoint = held.CloudEndpoint
 			}
 			if endpoint == "" {
@@ -59,7 +62,7 @@ device, or --broker-ca-file when the broker has a certificate of its own.`,
 				message = fmt.Sprintf(`{"identity":%q,"status":"online"}`, id)
 			}
 			if err := mosquitto.Publish(cmd.Context(), endpoint, *cert, roots, topic, []byte(message)); err != nil {
-				return fmt.Errorf("connect: %w", err)
+				return publishError(err, endpoint, fromCredentials)
 			}
 			// The endpoint and the certificate's name came from the platform.
 			_, err = fmt.Fprintf(s.Out, "published %d bytes to %s at %s as %s\n", len(message), cmdline.Safe(topic), cmdline.Safe(endpoint), cmdline.Safe(id))
@@ -87,4 +90,20 @@ func brokerRoots(s *cmdline.Streams, trustBundle, brokerCA string) (*x509.CertPo
 		return nil, fmt.Errorf("connect: the device's trust bundle: %w", err)
 	}
 	return roots, nil
+}
+
+// publishError explains a broker that cannot be reached: the endpoint in
+// the credentials is the product's --cloud-endpoint as an administrator
+// typed it, often a placeholder, and a bare DNS or dial error does not say
+// where it came from or how to fix it.
+func publishError(err error, endpoint string, fromCredentials bool) error {
+	var dialErr *net.OpError
+	if !errors.As(err, &dialErr) || dialErr.Op != "dial" {
+		return fmt.Errorf("connect: %w", err)
+	}
+	if !fromCredentials {
+		return fmt.Errorf("connect: %w (--endpoint %s must name a reachable MQTT broker)", err, cmdline.Safe(endpoint))
+	}
+	return fmt.Errorf("connect: %w (the endpoint %s comes from the product's --cloud-endpoint, set with "+
+		"hallmark admin product add, and must name a reachable MQTT broker; --endpoint overrides it)", err, cmdline.Safe(endpoint))
 }

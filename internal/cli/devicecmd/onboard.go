@@ -6,6 +6,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,18 +29,26 @@ func newDeviceOnboardCmd(s *cmdline.Streams) *cobra.Command {
 		Use:   "onboard --state STATE --server URL --ca-file ROOT.pem [--op-alg SUITE]",
 		Short: "Onboard the device: prove its identity to the platform and store its credentials",
 		Long: `Boot the device, offer its identity, sign the platform's challenge with the
-enrolment key, send a CSR for the operational key (--op-alg; ecdsa-p256 by
-default, since TLS stacks cannot use ML-DSA client keys yet) and store the
+enrolment key, send a CSR for the operational key (--op-alg) and store the
 certificate chain, trust bundle and cloud endpoint in the device's flash.
 The CSR names the device's identity and is bound to the platform's
-challenge (docs/protocol.md).`,
+challenge (docs/protocol.md).
+
+The operational key is the device's TLS client key from then on (device
+credentials, device connect): it must be ` + tlsSuiteNames() + `. TLS stacks
+cannot sign with ML-DSA keys yet, so ML-DSA suites are refused here; the
+enrolment key, which never meets TLS, may be ML-DSA.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			alg, err := operationalSuite(opAlg)
+			if err != nil {
+				return err
+			}
 			dev, err := loadDevice(statePath)
 			if err != nil {
 				return err
 			}
-			if _, err := bootForOnboarding(dev, opAlg); err != nil {
+			if err := dev.Boot(); err != nil {
 				return err
 			}
 			httpc, err := pf.HTTPClient(s, nil)
@@ -49,35 +59,50 @@ challenge (docs/protocol.md).`,
 			if err != nil {
 				return err
 			}
-			got, err := client.OnboardDevice(cmd.Context(), dev, sigalg.ID(opAlg), nil)
+			got, err := client.OnboardDevice(cmd.Context(), dev, alg, nil)
 			if err != nil {
 				return err
 			}
-			return keepCredentials(s, dev, statePath, got.Credentials, opAlg)
+			return keepCredentials(s, dev, statePath, got.Credentials, alg)
 		},
 	}
 	bindState(cmd, &statePath)
 	pf.Bind(cmd)
-	cmd.Flags().StringVar(&opAlg, "op-alg", string(sigalg.ECDSAP256), "operational key suite")
+	cmd.Flags().StringVar(&opAlg, "op-alg", string(sigalg.ECDSAP256), "operational key `SUITE`, the device's TLS client key: "+tlsSuiteNames())
 	return cmd
 }
 
-// bootForOnboarding powers the device up and returns its operational key.
-func bootForOnboarding(dev *device.Device, opAlg string) (crypto.Signer, error) {
-	suite, err := sigalg.Lookup(opAlg)
-	if err != nil {
-		return nil, cmdline.Usage(err)
+// tlsClientSuites are the operational suites a device can use: every use
+// of its credentials after onboarding is mutual TLS with the operational
+// key, and crypto/tls (like other TLS stacks today) signs with ECDSA and
+// Ed25519 keys but not ML-DSA ones (decision 0004). A device onboarded
+// with an ML-DSA operational key could never present its certificate.
+var tlsClientSuites = []sigalg.ID{sigalg.ECDSAP256, sigalg.Ed25519}
+
+func tlsSuiteNames() string {
+	names := make([]string, len(tlsClientSuites))
+	for i, id := range tlsClientSuites {
+		names[i] = string(id)
 	}
-	if err := dev.Boot(); err != nil {
-		return nil, err
-	}
-	return dev.OperationalKey(suite.ID())
+	return strings.Join(names, " or ")
 }
 
-func keepCredentials(s *cmdline.Streams, dev *device.Device, statePath string, creds *onboarding.Credentials, opAlg string) error {
-	suite, _ := sigalg.Lookup(opAlg)
+// operationalSuite checks --op-alg: a known suite mutual TLS can use.
+func operationalSuite(opAlg string) (sigalg.ID, error) {
+	suite, err := sigalg.Lookup(opAlg)
+	if err != nil {
+		return "", cmdline.Usage(err)
+	}
+	if !slices.Contains(tlsClientSuites, suite.ID()) {
+		return "", cmdline.Usagef("--op-alg %s: the operational key is the device's TLS client key, and TLS cannot sign with %s; use %s",
+			suite.ID(), suite.ID(), tlsSuiteNames())
+	}
+	return suite.ID(), nil
+}
+
+func keepCredentials(s *cmdline.Streams, dev *device.Device, statePath string, creds *onboarding.Credentials, alg sigalg.ID) error {
 	dev.SetCredentials(device.Credentials{CertificateChain: creds.CertificateChain, TrustBundle: creds.TrustBundle,
-		CloudEndpoint: creds.CloudEndpoint, OperationalAlg: suite.ID()})
+		CloudEndpoint: creds.CloudEndpoint, OperationalAlg: alg})
 	if err := dev.Save(statePath); err != nil {
 		return err
 	}
@@ -120,7 +145,7 @@ func newDeviceCredentialsCmd(s *cmdline.Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return keepCredentials(s, dev, statePath, creds, string(held.OperationalAlg))
+			return keepCredentials(s, dev, statePath, creds, held.OperationalAlg)
 		},
 	}
 	bindState(cmd, &statePath)
@@ -141,7 +166,16 @@ func onboardedDevice(statePath, what string) (*device.Device, *device.Credential
 	if held == nil {
 		return nil, nil, nil, fmt.Errorf("%s: the device is not onboarded (run hallmark device onboard)", what)
 	}
-	opKey, err := bootForOnboarding(dev, string(held.OperationalAlg))
+	// Credentials onboarded before ML-DSA operational keys were refused:
+	// the platform would answer "not recognised", hiding the reason.
+	if !slices.Contains(tlsClientSuites, held.OperationalAlg) {
+		return nil, nil, nil, fmt.Errorf("%s: the device's operational key is %s, which TLS cannot sign with, so it cannot present "+
+			"its certificate; onboard it again with --op-alg %s", what, held.OperationalAlg, tlsSuiteNames())
+	}
+	if err := dev.Boot(); err != nil {
+		return nil, nil, nil, err
+	}
+	opKey, err := dev.OperationalKey(held.OperationalAlg)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -2,7 +2,6 @@ package fleetcmd_test
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/app"
 	"github.com/hallmark-iot/hallmark/internal/cli/clitest"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
+	"github.com/hallmark-iot/hallmark/internal/pki"
 )
 
 // runFleet runs the command line.
@@ -111,8 +111,10 @@ func fleetAdmin(t *testing.T, p *app.Platform) *httpapi.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(p.CA.RootPEM())
+	roots, err := pki.ParseTrustBundle(p.CA.RootPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := httpapi.NewClient(p.URL(), strings.TrimSpace(string(token)), roots)
 	if err != nil {
 		t.Fatal(err)

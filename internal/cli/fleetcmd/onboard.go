@@ -2,7 +2,6 @@ package fleetcmd
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/fleet"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
+	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
@@ -200,22 +200,15 @@ func loadClient(s *cmdline.Streams, f cmdline.PlatformFlags, concurrency int, ti
 	if err != nil {
 		return nil, nil, err
 	}
-	pool := x509.NewCertPool()
-	var roots [][]byte
-	for rest := rootPEM; ; {
-		var block *pem.Block
-		if block, rest = pem.Decode(rest); block == nil {
-			break
-		}
-		if block.Type == "CERTIFICATE" {
-			roots = append(roots, block.Bytes)
-			if c, err := x509.ParseCertificate(block.Bytes); err == nil {
-				pool.AddCert(c)
-			}
-		}
+	pool, err := pki.ParseTrustBundle(rootPEM)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read CA certificate %s: %w", cmdline.DisplayPath(f.CAFile), err)
 	}
-	if len(roots) == 0 {
-		return nil, nil, fmt.Errorf("read CA certificate %s: no PEM certificate", f.CAFile)
+	// Every block is a certificate (ParseTrustBundle checked), ML-DSA
+	// roots included: they verify issued chains though TLS cannot use them.
+	var roots [][]byte
+	for block, rest := pem.Decode(rootPEM); block != nil; block, rest = pem.Decode(rest) {
+		roots = append(roots, block.Bytes)
 	}
 	return fleet.HTTPClient(pool, concurrency, timeout), roots, nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/fleet"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
@@ -67,7 +68,7 @@ the probes through (serve --rate-per-identity -1 --rate-per-address -1).`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.server, "server", "", "platform `URL` to probe")
 	fl.BoolVar(&f.local, "local", false, "start a platform in this process and probe it")
-	fl.StringVar(&f.caFile, "ca-file", "", "the platform's root certificate `FILE`, with --server")
+	fl.StringVar(&f.caFile, "ca-file", "", "the platform's TLS root certificate `FILE` ("+pki.TLSTrustFile+" in serve's data directory), with --server")
 	fl.StringArrayVar(&f.known, "known", nil, "`SUITE=IDENTITY`: a registered identity of that suite, with --server (repeatable)")
 	fl.StringArrayVar(&f.suites, "suite", nil, "suite to probe on the local platform (repeatable; default: every suite)")
 	fl.StringVar(&f.signWith, "sign-with", "", "sign the probes with a key of this suite instead of the identity's own suite")
@@ -191,13 +192,9 @@ func remoteTimingTargets(s *cmdline.Streams, f *probeTimingFlags) ([]timingTarge
 		}
 		targets = append(targets, timingTarget{suite: suite, known: id})
 	}
-	rootPEM, err := s.ReadInput(f.caFile, cmdline.MaxKeyFile, "CA certificate")
+	roots, err := s.ReadTrustBundle(f.caFile, "CA certificate")
 	if err != nil {
 		return nil, nil, err
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(rootPEM) {
-		return nil, nil, fmt.Errorf("read CA certificate %s: no PEM certificate", f.caFile)
 	}
 	return targets, roots, nil
 }
@@ -225,13 +222,15 @@ func startTimingPlatform(ctx context.Context, suites []sigalg.Suite) (_ *timingP
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	tp := &timingPlatform{url: p.URL(), roots: x509.NewCertPool(), close: func() { p.Close(); os.RemoveAll(dir) }}
+	tp := &timingPlatform{url: p.URL(), close: func() { p.Close(); os.RemoveAll(dir) }}
 	defer func() {
 		if err != nil {
 			tp.close()
 		}
 	}()
-	tp.roots.AppendCertsFromPEM(p.CA.RootPEM())
+	if tp.roots, err = pki.ParseTrustBundle(p.CA.RootPEM()); err != nil {
+		return nil, err
+	}
 	token, err := os.ReadFile(p.AdminTokenPath())
 	if err != nil {
 		return nil, err

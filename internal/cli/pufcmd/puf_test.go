@@ -202,3 +202,25 @@ func TestPUFTable(t *testing.T) {
 		t.Fatalf("table header missing run seed or code: %q", out1)
 	}
 }
+
+// TestPUFTableProgress: a table takes minutes, so on a terminal standard
+// error shows how far each row is, erased before the row is printed; piped,
+// it stays silent.
+func TestPUFTableProgress(t *testing.T) {
+	args := []string{"puf", "table", "--trials", "1000", "--ber", "0.05,0.10", "--seed", strings.Repeat("5a", 32)}
+	code, out, errOut := clitest.RunOnTerminal(t, nil, args...)
+	if code != 0 || len(tableCounts(t, out)) != 2 {
+		t.Fatalf("exit %d, %q, %q", code, out, errOut)
+	}
+	for _, want := range []string{"BER 0.05 [", "BER 0.10 [", "] 1000/1000 trials 100.0%"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("terminal progress lacks %q: %q", want, errOut)
+		}
+	}
+	if strings.Contains(errOut, "\n") || !strings.HasSuffix(errOut, "\r") {
+		t.Errorf("progress lines not erased: %q", errOut)
+	}
+	if _, errOut := pufMustRun(t, args...); errOut != "" {
+		t.Errorf("progress written to a pipe: %q", errOut)
+	}
+}

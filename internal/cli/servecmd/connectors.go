@@ -2,7 +2,6 @@ package servecmd
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"os"
 	"time"
 

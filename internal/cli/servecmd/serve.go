@@ -15,6 +15,8 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -23,12 +25,18 @@ import (
 
 	"github.com/hallmark-iot/hallmark/internal/app"
 	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
+	"github.com/hallmark-iot/hallmark/internal/keys"
+	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
+// DefaultListen is serve's listen address: this machine only, so that a
+// first try exposes nothing to the network.
+const DefaultListen = "127.0.0.1:8443"
+
 // New returns the serve command.
 func New(s *cmdline.Streams) *cobra.Command {
-	var dataDir, database, listen, serverName, caSuite, passFile, logFormat, logLevel string
+	var dataDir, database, listen, serverName, caSuite, caKeyURI, passFile, logFormat, logLevel string
 	var maxManifest int64
 	var ratePerIdentity, ratePerAddress int
 	var connectors connectorFlags
@@ -42,10 +50,21 @@ func New(s *cmdline.Streams) *cobra.Command {
 		Long: `Run the platform. On first start it creates the data directory: a SQLite
 database (unless --database), a CA (root and issuing; keys encrypted at rest) and a bootstrap
 admin token in DATA/admin.token. It serves HTTPS only (TLS 1.3, X25519MLKEM768
-preferred). Every flag can be set as an environment variable HALLMARK_<FLAG>,
+preferred), on 127.0.0.1:8443 by default: pass --listen :8443 to serve other
+machines. Every flag can be set as an environment variable HALLMARK_<FLAG>,
 e.g. HALLMARK_DATA_DIR, as each flag's help shows; a flag on the command
-line wins. The CA key passphrase comes from HALLMARK_CA_PASSPHRASE or
---ca-passphrase-file, never from a flag value.
+line wins.
+
+The CA's private keys are encrypted at rest with a passphrase read from
+HALLMARK_CA_PASSPHRASE or --ca-passphrase-file, never from a flag value.
+Without either, a random passphrase is made on first start and kept in
+DATA/` + app.CAPassphraseFile + `, beside the keys it protects: a development default,
+which protects nothing against anyone who can read the data directory.
+
+TLS clients of the platform (--ca-file of the admin, device and fleet
+commands) trust DATA/` + pki.TLSTrustFile + `, whatever the CA suite;
+DATA/ca/root.pem anchors device certificates, and that of an ML-DSA CA
+cannot authenticate TLS.
 
 With --database postgres://… the registry is PostgreSQL, and any number of
 replicas may serve it, sharing one data directory (the first to start
@@ -70,11 +89,19 @@ revoking a device deregisters it. See docs/connectors.md.` + transportHelp,
 			if err != nil {
 				return cmdline.Usage(err)
 			}
+			if !slices.Contains(app.CASuites(), suite.ID()) {
+				return cmdline.Usagef("--ca-suite %s: a CA may use %s", suite.ID(), caSuiteNames())
+			}
+			if caKeyURI != "" {
+				if err := keys.CheckURI(caKeyURI); err != nil {
+					return cmdline.Usagef("--ca-key-uri: %v", err)
+				}
+			}
 			if database != "" && !app.IsPostgresURL(database) {
 				return cmdline.Usagef("--database %q: want a postgres:// URL (or none, for SQLite in the data directory)", redactURL(database))
 			}
 			cfg := app.Config{DataDir: dataDir, Database: database, Listen: listen, ServerName: serverName, CASuite: suite.ID(),
-				MaxManifestBytes: maxManifest, Log: log, RatePerIdentity: ratePerIdentity, RatePerAddress: ratePerAddress}
+				CAKeyURI: caKeyURI, MaxManifestBytes: maxManifest, Log: log, RatePerIdentity: ratePerIdentity, RatePerAddress: ratePerAddress}
 			if err := defences.apply(&cfg); err != nil {
 				return err
 			}
@@ -108,16 +135,18 @@ revoking a device deregisters it. See docs/connectors.md.` + transportHelp,
 				return err
 			}
 			fmt.Fprintf(s.Out, "hallmark serving at %s (admin token in %s)\n", p.URL(), p.AdminTokenPath())
+			fmt.Fprintf(s.Out, "TLS clients trust %s (--ca-file, HALLMARK_CA_FILE)\n", filepath.Join(dataDir, pki.TLSTrustFile))
 			return p.Wait(ctx)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data-dir", "hallmark-data", "data `DIR`")
 	f.StringVar(&database, "database", "", "registry: a postgres://USER@HOST/DB `URL` that replicas share (default: SQLite in the data directory)")
-	f.StringVar(&listen, "listen", ":8443", "HTTPS listen `ADDRESS`")
+	f.StringVar(&listen, "listen", DefaultListen, "HTTPS listen `ADDRESS` (this machine only by default; --listen :8443 serves other machines)")
 	f.StringVar(&serverName, "server-name", "localhost", "the platform's DNS `NAME` (TLS certificate, onboarding proofs)")
-	f.StringVar(&caSuite, "ca-suite", "ecdsa-p256", "CA signature suite on first start: ecdsa-p256 or ml-dsa-65")
-	f.StringVar(&passFile, "ca-passphrase-file", "", "CA key passphrase `FILE`")
+	f.StringVar(&caSuite, "ca-suite", string(app.CASuites()[0]), "CA signature `SUITE` on first start: "+caSuiteNames())
+	f.StringVar(&caKeyURI, "ca-key-uri", "", "key manager for the CA's keys, by `URI`: soft:DIR (software store; default soft:<data-dir>/keys); pkcs11: is planned")
+	f.StringVar(&passFile, "ca-passphrase-file", "", "CA key passphrase `FILE` (default: $HALLMARK_CA_PASSPHRASE, else a random one kept in the data directory)")
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.IntVar(&ratePerIdentity, "rate-per-identity", 0, "onboarding requests per minute per device identity from each client address or IPv6 /64 (default 20; -1 disables)")
@@ -131,6 +160,16 @@ revoking a device deregisters it. See docs/connectors.md.` + transportHelp,
 	// Every flag, as the help above promises.
 	cmdline.BindEnv(f, cmdline.EnvPrefix)
 	return cmd
+}
+
+// caSuiteNames lists the suites a CA may use (app.CASuites), for the
+// help and errors.
+func caSuiteNames() string {
+	names := make([]string, 0, len(app.CASuites()))
+	for _, id := range app.CASuites() {
+		names = append(names, string(id))
+	}
+	return strings.Join(names, ", ")
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
