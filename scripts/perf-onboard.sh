@@ -75,7 +75,7 @@ start_servers() {
   done
 }
 start_servers
-export HALLMARK_SERVER=${urls[0]} HALLMARK_CA_FILE=data/ca/root.pem HALLMARK_TOKEN
+export HALLMARK_SERVER=${urls[0]} HALLMARK_CA_FILE=data/ca/tls-root.pem HALLMARK_TOKEN
 HALLMARK_TOKEN=$(cat data/admin.token)
 if [ -z "$keep" ]; then
   ./hallmark admin station add --name perf --public-key station.pub >/dev/null

@@ -95,11 +95,7 @@ func parseStationKey(text string) ([]byte, sigalg.ID, error) {
 	case len(bytes.TrimSpace(rest)) != 0:
 		return nil, "", fieldError("public_key", "data after the PEM block")
 	}
-	pub, err := sigalg.ParsePublicKey(block.Bytes)
-	if err != nil {
-		return nil, "", fieldError("public_key", "%v", err)
-	}
-	suite, err := sigalg.SuiteOf(pub)
+	_, suite, err := sigalg.ParsePublicKeyWithSuite(block.Bytes)
 	if err != nil {
 		return nil, "", fieldError("public_key", "%v", err)
 	}

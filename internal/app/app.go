@@ -394,9 +394,11 @@ func (p *Platform) openCA(ctx context.Context) error {
 	}
 	defer clear(pass)
 	// Create: the CA's key store is made on first start, like the CA.
-	if p.keys, err = keys.Open(ctx, p.cfg.CAKeyURI, keys.Options{Passphrase: pass, Create: true}); err != nil {
+	km, err := keys.Open(ctx, p.cfg.CAKeyURI, keys.Options{Passphrase: pass, Create: true})
+	if err != nil {
 		return fmt.Errorf("CA key store: %w", err)
 	}
+	p.keys = km
 	p.CA, err = pki.Open(ctx, p.keys, filepath.Join(p.cfg.DataDir, CADir), pki.Config{Suite: p.cfg.CASuite, Now: p.cfg.Now})
 	if err != nil {
 		return fmt.Errorf("CA: %w", err)

@@ -88,6 +88,17 @@ func TestCAKeyURIRefused(t *testing.T) {
 	}
 }
 
+// TestCAKeyStoreRefusesShortPassphrase: a key store that will not open
+// (here for a passphrase below the minimum) is an error that says why, not
+// a crash in the cleanup of what was never opened.
+func TestCAKeyStoreRefusesShortPassphrase(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	_, err := Start(context.Background(), Config{DataDir: dataDir, Listen: "127.0.0.1:0", CAPassphrase: []byte("short")})
+	if err == nil || !strings.Contains(err.Error(), "CA key store") || !strings.Contains(err.Error(), "passphrase") {
+		t.Fatalf("Start = %v, want the key store's refusal of the passphrase", err)
+	}
+}
+
 // TestCASuites: the CA takes the suites CASuites lists, in any spelling
 // Lookup accepts, and refuses the others before creating anything.
 func TestCASuites(t *testing.T) {

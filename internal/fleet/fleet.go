@@ -54,7 +54,10 @@ func New(seed []byte, suite, op sigalg.Suite) (*Fleet, error) {
 		return nil, errors.New("fleet: no enrolment key suite")
 	}
 	if op == nil {
-		op, _ = sigalg.Lookup(string(sigalg.ECDSAP256))
+		var err error
+		if op, err = sigalg.ECDSAP256.Suite(); err != nil {
+			return nil, fmt.Errorf("fleet: %w", err)
+		}
 	}
 	prk, err := hkdf.Extract(sha256.New, seed, nil)
 	if err != nil {

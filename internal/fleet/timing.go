@@ -142,7 +142,10 @@ func newProber(cfg TimingConfig) (*prober, error) {
 	if err != nil {
 		return nil, fmt.Errorf("probe timing: attacker's key: %w", err)
 	}
-	p256, _ := sigalg.Lookup(string(sigalg.ECDSAP256))
+	p256, err := sigalg.ECDSAP256.Suite()
+	if err != nil {
+		return nil, fmt.Errorf("probe timing: %w", err)
+	}
 	op, err := p256.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("probe timing: operational key: %w", err)

@@ -71,7 +71,13 @@ func Open(ctx context.Context, uri string, opts Options) (Manager, error) {
 	}
 	// Backends name the store they failed to open; wrapping again would
 	// say "open" twice.
-	return open(ctx, location, opts)
+	m, err := open(ctx, location, opts)
+	if err != nil {
+		// A backend's typed nil (a nil *Store in a non-nil Manager) would
+		// look like a manager to the caller's cleanup.
+		return nil, err
+	}
+	return m, nil
 }
 
 // CheckURI returns the error Open would return for a malformed URI, an

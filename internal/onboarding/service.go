@@ -317,16 +317,12 @@ func (s *Service) checkProof(ctx context.Context, req ProofRequest, ch Challenge
 		return dev, err
 	}
 	spki, genuine := s.proofKey(dev, registered, implied)
-	pub, err := sigalg.ParsePublicKey(spki)
+	pub, suite, err := sigalg.ParsePublicKeyWithSuite(spki)
 	if err != nil {
 		// A key registered before the key policy refused it (a weak key)
 		// proves nothing: refuse as any bad proof, and say why in the log.
 		s.cfg.Log.Warn("registered key fails the key policy", "identity", dev.Identity.String(), "err", err)
 		return dev, ErrProofRejected
-	}
-	suite, err := sigalg.SuiteOf(pub)
-	if err != nil {
-		return dev, err
 	}
 	sigOK := suite.Verify(pub, msg, req.Signature) == nil
 	keyOK := identity.FromSPKI(spki).Equal(req.Identity)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/hallmark-iot/hallmark/internal/app"
 	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
@@ -34,20 +35,9 @@ import (
 // first try exposes nothing to the network.
 const DefaultListen = "127.0.0.1:8443"
 
-// New returns the serve command.
-func New(s *cmdline.Streams) *cobra.Command {
-	var dataDir, database, listen, serverName, caSuite, caKeyURI, passFile, logFormat, logLevel string
-	var maxManifest int64
-	var ratePerIdentity, ratePerAddress int
-	var connectors connectorFlags
-	var pprofListen string
-	var defences defenceFlags
-	var issuance issuanceFlags
-	var transport transportFlags
-	cmd := &cobra.Command{
-		Use:   "serve",
-		Short: "Run the onboarding platform: HTTPS API, CA and registry (embedded SQLite, or PostgreSQL)",
-		Long: `Run the platform. On first start it creates the data directory: a SQLite
+// serveLong is serve's help: what a first start makes, where it listens,
+// what protects the CA's keys, which file TLS clients trust.
+var serveLong = `Run the platform. On first start it creates the data directory: a SQLite
 database (unless --database), a CA (root and issuing; keys encrypted at rest) and a bootstrap
 admin token in DATA/admin.token. It serves HTTPS only (TLS 1.3, X25519MLKEM768
 preferred), on 127.0.0.1:8443 by default: pass --listen :8443 to serve other
@@ -78,55 +68,25 @@ Cloud connectors: with --mqtt-admin-url every onboarded device is registered
 with a Mosquitto broker (dynamic security: a client named by its identity,
 allowed its own topic tree only); with --webhook-url a signed event is
 POSTed. Both run in the background from a durable job queue with retries;
-revoking a device deregisters it. See docs/connectors.md.` + transportHelp,
-		Args: cobra.NoArgs,
+revoking a device deregisters it. See docs/connectors.md.` + transportHelp
+
+// New returns the serve command.
+func New(s *cmdline.Streams) *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the onboarding platform: HTTPS API, CA and registry (embedded SQLite, or PostgreSQL)",
+		Long:  serveLong,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := newLogger(s.Err, logFormat, logLevel)
+			cfg, err := f.config(s)
 			if err != nil {
-				return cmdline.Usage(err)
-			}
-			suite, err := sigalg.Lookup(caSuite)
-			if err != nil {
-				return cmdline.Usage(err)
-			}
-			if !slices.Contains(app.CASuites(), suite.ID()) {
-				return cmdline.Usagef("--ca-suite %s: a CA may use %s", suite.ID(), caSuiteNames())
-			}
-			if caKeyURI != "" {
-				if err := keys.CheckURI(caKeyURI); err != nil {
-					return cmdline.Usagef("--ca-key-uri: %v", err)
-				}
-			}
-			if database != "" && !app.IsPostgresURL(database) {
-				return cmdline.Usagef("--database %q: want a postgres:// URL (or none, for SQLite in the data directory)", redactURL(database))
-			}
-			cfg := app.Config{DataDir: dataDir, Database: database, Listen: listen, ServerName: serverName, CASuite: suite.ID(),
-				CAKeyURI: caKeyURI, MaxManifestBytes: maxManifest, Log: log, RatePerIdentity: ratePerIdentity, RatePerAddress: ratePerAddress}
-			if err := defences.apply(&cfg); err != nil {
-				return err
-			}
-			if err := issuance.apply(&cfg); err != nil {
-				return err
-			}
-			if err := transport.apply(&cfg); err != nil {
-				return err
-			}
-			if passFile != "" || os.Getenv("HALLMARK_CA_PASSPHRASE") != "" {
-				if cfg.CAPassphrase, err = s.Secret(passFile, "HALLMARK_CA_PASSPHRASE"); err != nil {
-					return err
-				}
-			}
-			if cfg.Connectors, err = connectors.build(s); err != nil {
-				return err
-			}
-			cfg.Workers = connectors.workers
-			if cfg.Worker, err = connectors.worker(); err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			if pprofListen != "" {
-				if err := servePprof(ctx, pprofListen, log); err != nil {
+			if f.pprofListen != "" {
+				if err := servePprof(ctx, f.pprofListen, cfg.Log); err != nil {
 					return err
 				}
 			}
@@ -135,31 +95,90 @@ revoking a device deregisters it. See docs/connectors.md.` + transportHelp,
 				return err
 			}
 			fmt.Fprintf(s.Out, "hallmark serving at %s (admin token in %s)\n", p.URL(), p.AdminTokenPath())
-			fmt.Fprintf(s.Out, "TLS clients trust %s (--ca-file, HALLMARK_CA_FILE)\n", filepath.Join(dataDir, pki.TLSTrustFile))
+			fmt.Fprintf(s.Out, "TLS clients trust %s (--ca-file, HALLMARK_CA_FILE)\n", filepath.Join(f.dataDir, pki.TLSTrustFile))
 			return p.Wait(ctx)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&dataDir, "data-dir", "hallmark-data", "data `DIR`")
-	f.StringVar(&database, "database", "", "registry: a postgres://USER@HOST/DB `URL` that replicas share (default: SQLite in the data directory)")
-	f.StringVar(&listen, "listen", DefaultListen, "HTTPS listen `ADDRESS` (this machine only by default; --listen :8443 serves other machines)")
-	f.StringVar(&serverName, "server-name", "localhost", "the platform's DNS `NAME` (TLS certificate, onboarding proofs)")
-	f.StringVar(&caSuite, "ca-suite", string(app.CASuites()[0]), "CA signature `SUITE` on first start: "+caSuiteNames())
-	f.StringVar(&caKeyURI, "ca-key-uri", "", "key manager for the CA's keys, by `URI`: soft:DIR (software store; default soft:<data-dir>/keys); pkcs11: is planned")
-	f.StringVar(&passFile, "ca-passphrase-file", "", "CA key passphrase `FILE` (default: $HALLMARK_CA_PASSPHRASE, else a random one kept in the data directory)")
-	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
-	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	f.IntVar(&ratePerIdentity, "rate-per-identity", 0, "onboarding requests per minute per device identity from each client address or IPv6 /64 (default 20; -1 disables)")
-	f.IntVar(&ratePerAddress, "rate-per-address", 0, "onboarding requests per minute per client address or IPv6 /64 (default 600; -1 disables)")
-	f.Int64Var(&maxManifest, "max-manifest-bytes", 0, "largest manifest upload (default 2 GiB)")
-	connectors.register(f)
-	defences.register(f)
-	issuance.register(f)
-	transport.register(f)
-	f.StringVar(&pprofListen, "pprof-listen", "", "serve Go's profiler (net/http/pprof) on this loopback `ADDRESS`, e.g. 127.0.0.1:6060")
+	f.register(cmd.Flags())
 	// Every flag, as the help above promises.
-	cmdline.BindEnv(f, cmdline.EnvPrefix)
+	cmdline.BindEnv(cmd.Flags(), cmdline.EnvPrefix)
 	return cmd
+}
+
+// serveFlags are serve's flags; each concern's group registers its own.
+type serveFlags struct {
+	dataDir, database, listen, serverName, caSuite, caKeyURI, passFile, logFormat, logLevel string
+	pprofListen                                                                             string
+	maxManifest                                                                             int64
+	ratePerIdentity, ratePerAddress                                                         int
+	connectors                                                                              connectorFlags
+	defences                                                                                defenceFlags
+	issuance                                                                                issuanceFlags
+	transport                                                                               transportFlags
+}
+
+func (sf *serveFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&sf.dataDir, "data-dir", "hallmark-data", "data `DIR`")
+	f.StringVar(&sf.database, "database", "", "registry: a postgres://USER@HOST/DB `URL` that replicas share (default: SQLite in the data directory)")
+	f.StringVar(&sf.listen, "listen", DefaultListen, "HTTPS listen `ADDRESS` (this machine only by default; --listen :8443 serves other machines)")
+	f.StringVar(&sf.serverName, "server-name", "localhost", "the platform's DNS `NAME` (TLS certificate, onboarding proofs)")
+	f.StringVar(&sf.caSuite, "ca-suite", string(app.CASuites()[0]), "CA signature `SUITE` on first start: "+caSuiteNames())
+	f.StringVar(&sf.caKeyURI, "ca-key-uri", "", "key manager for the CA's keys, by `URI`: soft:DIR (software store; default soft:<data-dir>/keys); pkcs11: is planned")
+	f.StringVar(&sf.passFile, "ca-passphrase-file", "", "CA key passphrase `FILE` (default: $HALLMARK_CA_PASSPHRASE, else a random one kept in the data directory)")
+	f.StringVar(&sf.logFormat, "log-format", "json", "log format: json or text")
+	f.StringVar(&sf.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.IntVar(&sf.ratePerIdentity, "rate-per-identity", 0, "onboarding requests per minute per device identity from each client address or IPv6 /64 (default 20; -1 disables)")
+	f.IntVar(&sf.ratePerAddress, "rate-per-address", 0, "onboarding requests per minute per client address or IPv6 /64 (default 600; -1 disables)")
+	f.Int64Var(&sf.maxManifest, "max-manifest-bytes", 0, "largest manifest upload (default 2 GiB)")
+	sf.connectors.register(f)
+	sf.defences.register(f)
+	sf.issuance.register(f)
+	sf.transport.register(f)
+	f.StringVar(&sf.pprofListen, "pprof-listen", "", "serve Go's profiler (net/http/pprof) on this loopback `ADDRESS`, e.g. 127.0.0.1:6060")
+}
+
+// config checks the flags and turns them into the platform's
+// configuration; a value that cannot work is a usage error.
+func (sf *serveFlags) config(s *cmdline.Streams) (app.Config, error) {
+	log, err := newLogger(s.Err, sf.logFormat, sf.logLevel)
+	if err != nil {
+		return app.Config{}, cmdline.Usage(err)
+	}
+	suite, err := sigalg.Lookup(sf.caSuite)
+	if err != nil {
+		return app.Config{}, cmdline.Usage(err)
+	}
+	if !slices.Contains(app.CASuites(), suite.ID()) {
+		return app.Config{}, cmdline.Usagef("--ca-suite %s: a CA may use %s", suite.ID(), caSuiteNames())
+	}
+	if sf.caKeyURI != "" {
+		if err := keys.CheckURI(sf.caKeyURI); err != nil {
+			return app.Config{}, cmdline.Usagef("--ca-key-uri: %v", err)
+		}
+	}
+	if sf.database != "" && !app.IsPostgresURL(sf.database) {
+		return app.Config{}, cmdline.Usagef("--database %q: want a postgres:// URL (or none, for SQLite in the data directory)", redactURL(sf.database))
+	}
+	cfg := app.Config{DataDir: sf.dataDir, Database: sf.database, Listen: sf.listen, ServerName: sf.serverName, CASuite: suite.ID(),
+		CAKeyURI: sf.caKeyURI, MaxManifestBytes: sf.maxManifest, Log: log, RatePerIdentity: sf.ratePerIdentity, RatePerAddress: sf.ratePerAddress}
+	for _, apply := range []func(*app.Config) error{sf.defences.apply, sf.issuance.apply, sf.transport.apply} {
+		if err := apply(&cfg); err != nil {
+			return app.Config{}, err
+		}
+	}
+	if sf.passFile != "" || os.Getenv("HALLMARK_CA_PASSPHRASE") != "" {
+		if cfg.CAPassphrase, err = s.Secret(sf.passFile, "HALLMARK_CA_PASSPHRASE"); err != nil {
+			return app.Config{}, err
+		}
+	}
+	if cfg.Connectors, err = sf.connectors.build(s); err != nil {
+		return app.Config{}, err
+	}
+	cfg.Workers = sf.connectors.workers
+	if cfg.Worker, err = sf.connectors.worker(); err != nil {
+		return app.Config{}, err
+	}
+	return cfg, nil
 }
 
 // caSuiteNames lists the suites a CA may use (app.CASuites), for the
