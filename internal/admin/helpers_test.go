@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"slices"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/manifest"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
+	"github.com/hallmark-iot/hallmark/internal/sigalg/sigalgtest"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
@@ -234,19 +234,7 @@ func wantCode(t *testing.T, err error, code string) *Error {
 // deriveKey derives a key of suite id from a seed naming it, so tests are
 // reproducible.
 func deriveKey(t testing.TB, id sigalg.ID, name string, n int) crypto.Signer {
-	t.Helper()
-	suite, err := sigalg.Lookup(string(id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed := sha256.New()
-	seed.Write([]byte(name))
-	binary.Write(seed, binary.BigEndian, uint64(n))
-	key, err := suite.DeriveKey(seed.Sum(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
+	return sigalgtest.DeriveNamed(t, id, name, n)
 }
 
 // writeManifest writes a manifest of n Ed25519 devices named by prefix,

@@ -19,6 +19,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
+	"github.com/hallmark-iot/hallmark/internal/sigalg/sigalgtest"
 )
 
 // lockoutTally counts an attacker's answers by status.
@@ -68,7 +69,7 @@ func TestAttackClaimedIdentityDoesNotLockDeviceOut(t *testing.T) {
 	f := newFleet(t, sigalg.Ed25519)
 	f.register(t, adminClient(t, p))
 	victim := f.ids[0]
-	op, _ := sigalg.Lookup(string(sigalg.ECDSAP256))
+	op := sigalgtest.Suite(t, sigalg.ECDSAP256)
 	opKey, _ := op.GenerateKey(rand.Reader)
 	csr, _ := pki.CreateCSR(opKey, victim.String())
 

@@ -21,6 +21,7 @@ import (
 	fleetgen "github.com/hallmark-iot/hallmark/internal/fleet"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
+	"github.com/hallmark-iot/hallmark/internal/sigalg/sigalgtest"
 )
 
 // Attacks on the transport (issue 10, item 9): slow bodies, many
@@ -328,14 +329,14 @@ func TestAttackTransportLargeUploadsImport(t *testing.T) {
 	p := startTransport(t, TransportLimits{MinRateWindow: window, MinRateBytes: 64 << 10})
 	admin := adminClient(t, p)
 	ctx := context.Background()
-	p256, _ := sigalg.Lookup(string(sigalg.ECDSAP256))
+	p256 := sigalgtest.Suite(t, sigalg.ECDSAP256)
 	seed := make([]byte, fleetgen.SeedSize)
 	rand.Read(seed)
 	fl, err := fleetgen.New(seed, p256, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ed, _ := sigalg.Lookup(string(sigalg.Ed25519))
+	ed := sigalgtest.Suite(t, sigalg.Ed25519)
 	station, _ := ed.GenerateKey(rand.Reader)
 	stationPEM, _ := sigalg.EncodePublicKeyPEM(station.Public())
 	if _, err := admin.CreateStation(ctx, httpapi.StationRequest{Name: "line", PublicKey: string(stationPEM)}); err != nil {

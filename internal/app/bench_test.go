@@ -15,6 +15,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
+	"github.com/hallmark-iot/hallmark/internal/sigalg/sigalgtest"
 )
 
 // BenchmarkOnboarding measures complete onboardings over real TLS (client
@@ -71,7 +72,7 @@ func benchCrypto(b *testing.B, alg sigalg.ID) {
 	d, id := f.devices[0], f.ids[0]
 	op, _ := d.OperationalKey(sigalg.ECDSAP256)
 	pub := f.pubs[0]
-	suite, _ := sigalg.Lookup(string(alg))
+	suite := sigalgtest.Suite(b, alg)
 	issuer := onboardpki.NewIssuer(p.CA, nil)
 	ctx := context.Background()
 	var chID [onboarding.ChallengeIDSize]byte

@@ -26,7 +26,7 @@ import (
 
 func lookup(t testing.TB, id sigalg.ID) sigalg.Suite {
 	t.Helper()
-	s, err := sigalg.Lookup(string(id))
+	s, err := id.Suite()
 	if err != nil {
 		t.Fatal(err)
 	}

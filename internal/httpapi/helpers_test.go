@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/json"
 	"io"
 	"mime"
@@ -23,6 +22,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/manifest"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
+	"github.com/hallmark-iot/hallmark/internal/sigalg/sigalgtest"
 	"github.com/hallmark-iot/hallmark/internal/store"
 	"github.com/hallmark-iot/hallmark/internal/store/sqlite"
 )
@@ -244,19 +244,7 @@ func (e *env) lastAudit(t testing.TB) store.AuditEvent {
 // deriveKey derives a key of suite id from a seed naming it, so tests are
 // reproducible.
 func deriveKey(t testing.TB, id sigalg.ID, name string, n int) crypto.Signer {
-	t.Helper()
-	suite, err := sigalg.Lookup(string(id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed := sha256.New()
-	seed.Write([]byte(name))
-	binary.Write(seed, binary.BigEndian, uint64(n))
-	key, err := suite.DeriveKey(seed.Sum(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
+	return sigalgtest.DeriveNamed(t, id, name, n)
 }
 
 func stationPEM(t testing.TB, key crypto.Signer) string {

@@ -13,6 +13,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardstore"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
+	"github.com/hallmark-iot/hallmark/internal/sigalg/sigalgtest"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
@@ -110,7 +111,7 @@ func TestLookUpReadsTheSame(t *testing.T) {
 	_, otherSuite := p.newDevice(t, device.ClassKeygen, sigalg.Ed25519)
 	var unknown identity.ID
 	rand.Read(unknown[:])
-	mldsa, _ := sigalg.Lookup(string(sigalg.MLDSA65))
+	mldsa := sigalgtest.Suite(t, sigalg.MLDSA65)
 	attacker, _ := mldsa.GenerateKey(rand.Reader)
 	probe := func(id identity.ID) (hits, misses int) {
 		ch := onboarding.Challenge{Identity: id, ServerName: serverName}

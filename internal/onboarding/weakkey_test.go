@@ -40,11 +40,11 @@ func TestWeakRegisteredKeyIsProofRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch := p.challenge(t, id)
-	op, _ := sigalg.Lookup(string(sigalg.ECDSAP256))
+	op := sigalgtest.Suite(t, sigalg.ECDSAP256)
 	opKey, _ := op.GenerateKey(rand.Reader)
 	csr := boundCSR(t, opKey, id.String(), ch)
 	raw, _ := hex.DecodeString(ch.ChallengeID)
-	suite, _ := sigalg.Lookup(string(sigalg.MLDSA65))
+	suite := sigalgtest.Suite(t, sigalg.MLDSA65)
 	sig, err := suite.Sign(forger, onboarding.ProofMessage([onboarding.ChallengeIDSize]byte(raw), ch.Nonce, ch.ServerName, csr, id))
 	if err != nil {
 		t.Fatal(err)
