@@ -1,6 +1,7 @@
 // Package admin owns the platform's administrative use cases: registering
-// stations and products, importing signed manifests, reading and revoking
-// devices, minting, authenticating and revoking admin tokens, and reading
+// stations and products, importing signed manifests, reading devices and
+// moving them through their lifecycle (suspend, resume, revoke,
+// decommission, reprovision), minting, authenticating and revoking admin tokens, and reading
 // the audit log. Each use case is owned here end to end (its domain
 // rules, its store calls, its audit event and the connector jobs it
 // enqueues), so that a front door, the HTTP API today and a console or an
@@ -21,19 +22,23 @@ import (
 // Audit actions of the admin use cases: what the audit log files each call
 // under, whatever front door made it.
 const (
-	ActionStationCreate  = "station.create"
-	ActionStationList    = "station.list"
-	ActionProductCreate  = "product.create"
-	ActionProductList    = "product.list"
-	ActionProductGet     = "product.get"
-	ActionManifestImport = "manifest.import"
-	ActionDeviceList     = "device.list"
-	ActionDeviceGet      = "device.get"
-	ActionDeviceRevoke   = "device.revoke"
-	ActionAuditList      = "audit.list"
-	ActionTokenCreate    = "token.create"
-	ActionTokenList      = "token.list"
-	ActionTokenRevoke    = "token.revoke"
+	ActionStationCreate      = "station.create"
+	ActionStationList        = "station.list"
+	ActionProductCreate      = "product.create"
+	ActionProductList        = "product.list"
+	ActionProductGet         = "product.get"
+	ActionManifestImport     = "manifest.import"
+	ActionDeviceList         = "device.list"
+	ActionDeviceGet          = "device.get"
+	ActionDeviceSuspend      = "device.suspend"
+	ActionDeviceResume       = "device.resume"
+	ActionDeviceRevoke       = "device.revoke"
+	ActionDeviceDecommission = "device.decommission"
+	ActionDeviceReprovision  = "device.reprovision"
+	ActionAuditList          = "audit.list"
+	ActionTokenCreate        = "token.create"
+	ActionTokenList          = "token.list"
+	ActionTokenRevoke        = "token.revoke"
 )
 
 // Caller is an authenticated administrator making one call.
@@ -68,10 +73,15 @@ type Config struct {
 	// store given to New, logging a lost event to Log.
 	Recorder *audit.Recorder
 	Log      *slog.Logger
-	// Outbox decides the connector jobs a revocation enqueues.
+	// Outbox decides the connector jobs a lifecycle transition enqueues.
 	Outbox connector.Outbox
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// CertificatesChanged is told, after the fact, that a transition put
+	// certificates on hold, released or revoked them, so that what
+	// publishes revocation (the CRL, the OCSP responder's cache) need not
+	// wait for its next poll; nil tells nobody.
+	CertificatesChanged func()
 }
 
 // Service is every admin use case, for a front door that serves them all.
@@ -95,7 +105,7 @@ func New(st Store, cfg Config) *Service {
 		Tokens:    NewTokens(st, cfg.Recorder, cfg.Now),
 		Registry:  NewRegistry(st, cfg.Recorder, cfg.Now),
 		Manifests: NewManifests(st, cfg.Recorder, cfg.Now),
-		Devices:   NewDevices(st, cfg.Outbox, cfg.Recorder, cfg.Now),
+		Devices:   NewDevices(st, cfg.Outbox, cfg.Recorder, cfg.Now).notifying(cfg.CertificatesChanged),
 		Audit:     NewAuditLog(st, cfg.Recorder),
 	}
 }

@@ -16,20 +16,31 @@ type DeviceStore interface {
 	GetDevice(ctx context.Context, id identity.ID) (store.Device, error)
 	ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.Device, error)
 	ListCertificates(ctx context.Context, id identity.ID) ([]store.Certificate, error)
-	RevokeDevice(ctx context.Context, id identity.ID, note string, at time.Time, jobs ...store.Job) error
+	TransitionDevice(ctx context.Context, id identity.ID, req store.TransitionRequest) (store.TransitionResult, error)
 	ListJobs(ctx context.Context, f store.JobFilter) ([]store.Job, error)
 	LatestJobs(ctx context.Context, ids []identity.ID) (map[identity.ID][]store.Job, error)
 }
 
-// Devices owns reading registered devices and revoking them.
+// Devices owns reading registered devices and changing their lifecycle
+// state (lifecycle.go).
 type Devices struct {
 	base
 	store  DeviceStore
 	outbox connector.Outbox
+	// certificatesChanged is told of a transition that changed
+	// certificates (Config.CertificatesChanged); nil tells nobody.
+	certificatesChanged func()
+}
+
+// notifying makes d tell changed of every transition that changes
+// certificates.
+func (d *Devices) notifying(changed func()) *Devices {
+	d.certificatesChanged = changed
+	return d
 }
 
 // NewDevices returns the device use cases on st; outbox decides the
-// connector jobs a revocation enqueues.
+// connector jobs a transition enqueues.
 func NewDevices(st DeviceStore, outbox connector.Outbox, rec *audit.Recorder, now func() time.Time) *Devices {
 	return &Devices{base: newBase(rec, now), store: st, outbox: outbox}
 }
@@ -115,52 +126,6 @@ func (d *Devices) withCloud(ctx context.Context, dev store.Device) (DeviceStatus
 	out := DeviceStatus{Device: dev, Jobs: jobs}
 	out.Cloud, out.CloudError = store.CloudStateOf(jobs)
 	return out, nil
-}
-
-// MaxRevokeReason bounds a revocation's reason, in characters.
-const MaxRevokeReason = 256
-
-// RevokeRequest revokes a device.
-type RevokeRequest struct {
-	// Reason says why, for the audit log: 1 to MaxRevokeReason printable
-	// characters.
-	Reason string
-}
-
-// Validate checks the reason.
-func (req RevokeRequest) Validate() error {
-	return checkText("reason", req.Reason, MaxRevokeReason)
-}
-
-// Revoke revokes a device and its certificates, enqueueing in the same
-// transaction the deregistrations the outbox policy asks for. Revoking a
-// revoked device changes nothing. The result carries no jobs list.
-func (d *Devices) Revoke(ctx context.Context, caller Caller, id identity.ID, req RevokeRequest) (_ DeviceStatus, err error) {
-	c := caller.begin(ActionDeviceRevoke)
-	defer func() { err = d.finish(ctx, c, err) }()
-	c.subject = "device:" + id.String()
-	reason := req.Reason
-	if err := req.Validate(); err != nil {
-		return DeviceStatus{}, err
-	}
-	dev, err := d.lookup(ctx, id)
-	if err != nil {
-		return DeviceStatus{}, err
-	}
-	if dev.State == store.StateRevoked {
-		c.detail = "already revoked; nothing changed"
-	} else {
-		c.detail = reason
-		if err := d.store.RevokeDevice(ctx, id, reason, d.now().UTC(), d.outbox.Revoked(dev)...); err != nil {
-			return DeviceStatus{}, err
-		}
-		if dev, err = d.store.GetDevice(ctx, id); err != nil {
-			return DeviceStatus{}, err
-		}
-	}
-	out, err := d.withCloud(ctx, dev)
-	out.Jobs = nil
-	return out, err
 }
 
 // lookup returns the device, or a not-found error naming it.

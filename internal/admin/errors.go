@@ -16,6 +16,9 @@ const (
 	CodeTokenOutlivesCreator = "token-outlives-creator"
 	CodeNotFound             = "not-found"
 	CodeConflict             = "conflict"
+	// CodeTransitionNotAllowed refuses a lifecycle transition the
+	// device's state does not allow; the message names the state.
+	CodeTransitionNotAllowed = "transition-not-allowed"
 	CodeDuplicateDevices     = "duplicate-devices"
 	CodeBodyTooLarge         = "body-too-large"
 	CodeManifestInvalid      = "manifest-invalid"
@@ -82,9 +85,13 @@ func (e *DuplicateDevicesError) Error() string {
 // cause kept for the log.
 func Classify(err error) *Error {
 	var e *Error
+	var te *store.TransitionError
 	switch {
 	case errors.As(err, &e):
 		return e
+	case errors.As(err, &te):
+		return &Error{Code: CodeTransitionNotAllowed, Err: err,
+			Message: fmt.Sprintf("cannot %s a device that is %s; %s is allowed from %s", te.Transition, te.State, te.Transition, statesList(te.Transition.From()))}
 	case errors.Is(err, store.ErrNotFound):
 		return &Error{Code: CodeNotFound, Message: "no such record", Err: err}
 	case errors.Is(err, store.ErrExists):
@@ -93,4 +100,20 @@ func Classify(err error) *Error {
 		return &Error{Code: CodeConflict, Message: "the record's state refuses the change", Err: err}
 	}
 	return &Error{Code: CodeInternal, Err: err}
+}
+
+// statesList is "a", "a or b", "a, b or c".
+func statesList(states []store.DeviceState) string {
+	out := ""
+	for i, st := range states {
+		switch {
+		case i == 0:
+		case i == len(states)-1:
+			out += " or "
+		default:
+			out += ", "
+		}
+		out += string(st)
+	}
+	return out
 }

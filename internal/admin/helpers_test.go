@@ -129,16 +129,25 @@ func (f *fakeDevices) ListCertificates(context.Context, identity.ID) ([]store.Ce
 	return nil, nil
 }
 
-func (f *fakeDevices) RevokeDevice(_ context.Context, id identity.ID, note string, at time.Time, jobs ...store.Job) error {
+// TransitionDevice applies the store's rules (store.PlanTransition);
+// revokes counts the revocations that changed a device.
+func (f *fakeDevices) TransitionDevice(_ context.Context, id identity.ID, req store.TransitionRequest) (store.TransitionResult, error) {
 	d, ok := f.devices[id]
 	if !ok {
-		return store.ErrNotFound
+		return store.TransitionResult{}, store.ErrNotFound
 	}
-	f.revokes++
-	d.State, d.RevokedAt, d.RevokeNote = store.StateRevoked, at, note
-	f.devices[id] = d
-	f.enqueued = append(f.enqueued, jobs...)
-	return nil
+	res := store.TransitionResult{Device: d, From: d.State}
+	_, changed, err := store.PlanTransition(d, req)
+	if err != nil || !changed {
+		return res, err
+	}
+	if req.Transition == store.TransitionRevoke {
+		f.revokes++
+	}
+	res.Changed, res.Device = true, req.Apply(d)
+	f.devices[id] = res.Device
+	f.enqueued = append(f.enqueued, req.JobsFor(d)...)
+	return res, nil
 }
 
 func (f *fakeDevices) ListJobs(_ context.Context, flt store.JobFilter) ([]store.Job, error) {

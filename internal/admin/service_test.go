@@ -298,3 +298,78 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+// TestDeviceTransitions: each lifecycle use case is one audit event under
+// its own action, enqueues the outbox's jobs for the device as it was,
+// and refuses a transition the state does not allow with
+// transition-not-allowed naming the state, changing nothing.
+func TestDeviceTransitions(t *testing.T) {
+	ctx := context.Background()
+	rec, log := newRecorder()
+	id := identity.ID{1}
+	st := &fakeDevices{devices: map[identity.ID]store.Device{
+		id: {Identity: id, State: store.StateOnboarded, OnboardedAt: testStart},
+	}}
+	outbox := connector.Outbox{Connectors: []string{"mqtt"}}
+	devices := NewDevices(st, outbox, rec, testNow)
+	admin := caller(ScopeAdmin)
+	type call func(context.Context, Caller, identity.ID, TransitionRequest) (DeviceStatus, error)
+	for _, c := range []struct {
+		name      string
+		call      call
+		action    string
+		wantState store.DeviceState
+		wantJob   string // the kind of the one job enqueued; "" for none
+		wantCode  string
+	}{
+		{"suspend", devices.Suspend, ActionDeviceSuspend, store.StateSuspended, store.JobDeregister, ""},
+		{"suspend again", devices.Suspend, ActionDeviceSuspend, store.StateSuspended, "", ""},
+		{"resume", devices.Resume, ActionDeviceResume, store.StateOnboarded, store.JobRegister, ""},
+		{"reprovision an onboarded device", devices.Reprovision, ActionDeviceReprovision, store.StateOnboarded, "", CodeTransitionNotAllowed},
+		{"decommission", devices.Decommission, ActionDeviceDecommission, store.StateDecommissioned, store.JobDeregister, ""},
+		{"resume a decommissioned device", devices.Resume, ActionDeviceResume, store.StateDecommissioned, "", CodeTransitionNotAllowed},
+		{"reprovision", devices.Reprovision, ActionDeviceReprovision, store.StateRegistered, "", ""},
+		{"suspend a registered device", devices.Suspend, ActionDeviceSuspend, store.StateRegistered, "", CodeTransitionNotAllowed},
+		{"revoke a never onboarded device", devices.Revoke, ActionDeviceRevoke, store.StateRevoked, "", ""},
+		{"resume a revoked device", devices.Resume, ActionDeviceResume, store.StateRevoked, "", CodeTransitionNotAllowed},
+		{"reprovision a revoked device", devices.Reprovision, ActionDeviceReprovision, store.StateRevoked, "", CodeTransitionNotAllowed},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			jobsBefore := len(st.enqueued)
+			got, err := c.call(ctx, admin, id, TransitionRequest{Reason: "ticket 42"})
+			ev := log.only(t)
+			if ev.Action != c.action || ev.Subject != "device:"+id.String() {
+				t.Errorf("event %+v, want %s on the device", ev, c.action)
+			}
+			if st.devices[id].State != c.wantState {
+				t.Errorf("device %s, want %s", st.devices[id].State, c.wantState)
+			}
+			if c.wantCode != "" {
+				wantCode(t, err, c.wantCode)
+				if msg := err.(*Error).Message; !strings.Contains(msg, "that is "+string(c.wantState)) {
+					t.Errorf("message %q does not name the state %s", msg, c.wantState)
+				}
+				if ev.Outcome != "error" || !strings.HasPrefix(ev.Detail, CodeTransitionNotAllowed+": ") {
+					t.Errorf("event %+v, want an error naming the code", ev)
+				}
+				if len(st.enqueued) != jobsBefore {
+					t.Errorf("a refused transition enqueued %+v", st.enqueued[jobsBefore:])
+				}
+				return
+			}
+			if err != nil || got.State != c.wantState || ev.Outcome != "ok" {
+				t.Fatalf("%+v, %v, event %+v", got.Device, err, ev)
+			}
+			jobs := st.enqueued[jobsBefore:]
+			switch {
+			case c.wantJob == "" && len(jobs) != 0:
+				t.Errorf("enqueued %+v, want none", jobs)
+			case c.wantJob != "" && (len(jobs) != 1 || jobs[0].Kind != c.wantJob || jobs[0].Identity != id):
+				t.Errorf("enqueued %+v, want one %s job", jobs, c.wantJob)
+			}
+		})
+	}
+	_, err := devices.Suspend(ctx, admin, id, TransitionRequest{Reason: "bad\x00reason"})
+	wantCode(t, err, CodeMalformed)
+	log.only(t)
+}

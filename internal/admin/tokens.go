@@ -23,16 +23,22 @@ const (
 	ScopeProductsWrite   = "products:write"
 	ScopeManifestsImport = "manifests:import"
 	ScopeDevicesRead     = "devices:read"
-	ScopeDevicesRevoke   = "devices:revoke"
-	ScopeAuditRead       = "audit:read"
-	ScopeTokensWrite     = "tokens:write"
-	ScopeAdmin           = "admin"
+	// ScopeDevicesSuspend suspends and resumes devices: quarantine, which
+	// an operator undoes.
+	ScopeDevicesSuspend = "devices:suspend"
+	// ScopeDevicesRevoke revokes, decommissions and reprovisions devices:
+	// the transitions that end certificates for good, and the one that
+	// undoes a decommission (docs/lifecycle.md).
+	ScopeDevicesRevoke = "devices:revoke"
+	ScopeAuditRead     = "audit:read"
+	ScopeTokensWrite   = "tokens:write"
+	ScopeAdmin         = "admin"
 )
 
 // Scopes lists every scope a token may hold.
 func Scopes() []string {
 	return []string{ScopeStationsWrite, ScopeProductsWrite, ScopeManifestsImport, ScopeDevicesRead,
-		ScopeDevicesRevoke, ScopeAuditRead, ScopeTokensWrite, ScopeAdmin}
+		ScopeDevicesSuspend, ScopeDevicesRevoke, ScopeAuditRead, ScopeTokensWrite, ScopeAdmin}
 }
 
 // Token lifetimes: a default that forces rotation, and bounds.

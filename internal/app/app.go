@@ -61,6 +61,12 @@ type Config struct {
 	Transport TransportLimits
 	// Listen is the HTTPS address, e.g. ":8443" or "127.0.0.1:0".
 	Listen string
+	// RevocationListen is the plain-HTTP address that serves the CRL and
+	// the issuing CA certificate (revocation.NewMux); empty: off.
+	// RevocationBaseURL, an http:// URL required with it, is where
+	// relying parties reach that listener: device certificates carry it
+	// in CRL Distribution Points and Authority Information Access.
+	RevocationListen, RevocationBaseURL string
 	// ServerName is the platform's DNS name: in its TLS certificate and
 	// bound into every onboarding proof.
 	ServerName string
@@ -146,6 +152,7 @@ type Platform struct {
 	unlock      func()            // the data directory's lock, held for SQLite
 	stopWorkers context.CancelFunc
 	workersDone chan struct{}
+	revocation  *revocationServer // nil unless RevocationListen
 }
 
 // Start opens everything and serves HTTPS in the background.
@@ -179,6 +186,11 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	handler, err := p.open(ctx)
 	unlock()
 	if err != nil {
+		return nil, err
+	}
+	// Revocation is published before the first admin request can revoke
+	// (NotifyRevocation reads what startRevocation sets).
+	if err := p.startRevocation(ctx); err != nil {
 		return nil, err
 	}
 	if err := p.listen(ctx, handler); err != nil {
@@ -358,6 +370,9 @@ func (c *Config) defaults() error {
 	if err := c.checkCAKeyURI(); err != nil {
 		return err
 	}
+	if err := c.checkRevocation(); err != nil {
+		return err
+	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
@@ -399,7 +414,8 @@ func (p *Platform) openCA(ctx context.Context) error {
 		return fmt.Errorf("CA key store: %w", err)
 	}
 	p.keys = km
-	p.CA, err = pki.Open(ctx, p.keys, filepath.Join(p.cfg.DataDir, CADir), pki.Config{Suite: p.cfg.CASuite, Now: p.cfg.Now})
+	p.CA, err = pki.Open(ctx, p.keys, filepath.Join(p.cfg.DataDir, CADir), pki.Config{Suite: p.cfg.CASuite, Now: p.cfg.Now,
+		RevocationBaseURL: p.cfg.RevocationBaseURL})
 	if err != nil {
 		return fmt.Errorf("CA: %w", err)
 	}
@@ -500,6 +516,7 @@ func (p *Platform) Close() error {
 }
 
 func (p *Platform) closeParts() {
+	p.stopRevocation() // it reads the store
 	// Workers first: they use the store and the connectors.
 	if p.stopWorkers != nil {
 		p.stopWorkers()
@@ -538,7 +555,7 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 		return nil, err
 	}
 	adminSvc := admin.New(p.Store, admin.Config{Log: p.cfg.Log, Now: p.cfg.Now,
-		Outbox: connector.Outbox{Connectors: names}})
+		Outbox: connector.Outbox{Connectors: names}, CertificatesChanged: p.NotifyRevocation})
 	api, err := httpapi.New(httpapi.Config{Admin: adminSvc, Audit: p.Store, Ready: p.Store.Ping,
 		Log: p.cfg.Log, Metrics: reg, MaxManifestBytes: p.cfg.MaxManifestBytes, Now: p.cfg.Now,
 		Refusals: p.refusals, AuthLimit: p.cfg.AdminAuthLimit})

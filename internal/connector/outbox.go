@@ -30,6 +30,29 @@ func (o Outbox) Revoked(d store.Device) []store.Job {
 	return o.jobs(store.JobDeregister, d.Identity)
 }
 
+// Transitioned is the jobs of transition t of d, the device as it was
+// before (read under its row lock: store.TransitionRequest.Jobs).
+// Suspending withdraws the device's access (deregister), resuming
+// restores it (register); revoking and decommissioning withdraw it as
+// Revoked does, if any cloud was ever told of the device; reprovisioning
+// tells no one: the device is registered again when it onboards afresh.
+func (o Outbox) Transitioned(t store.Transition, d store.Device) []store.Job {
+	switch t {
+	case store.TransitionSuspend:
+		return o.jobs(store.JobDeregister, d.Identity)
+	case store.TransitionResume:
+		return o.jobs(store.JobRegister, d.Identity)
+	case store.TransitionRevoke, store.TransitionDecommission:
+		return o.Revoked(d)
+	}
+	return nil
+}
+
+// JobsOf is Transitioned for t as a store.TransitionRequest's Jobs.
+func (o Outbox) JobsOf(t store.Transition) func(before store.Device) []store.Job {
+	return func(before store.Device) []store.Job { return o.Transitioned(t, before) }
+}
+
 func (o Outbox) jobs(kind string, id identity.ID) []store.Job {
 	if len(o.Connectors) == 0 {
 		return nil

@@ -16,6 +16,7 @@ const (
 	ScopeProductsWrite   = admin.ScopeProductsWrite
 	ScopeManifestsImport = admin.ScopeManifestsImport
 	ScopeDevicesRead     = admin.ScopeDevicesRead
+	ScopeDevicesSuspend  = admin.ScopeDevicesSuspend
 	ScopeDevicesRevoke   = admin.ScopeDevicesRevoke
 	ScopeAuditRead       = admin.ScopeAuditRead
 	ScopeTokensWrite     = admin.ScopeTokensWrite

@@ -237,6 +237,13 @@ func (c *Client) RevokeDevice(ctx context.Context, id identity.ID, reason string
 	return out, c.doJSON(ctx, "POST", "/v1/admin/devices/"+id.String()+"/revoke", RevokeRequest{Reason: reason}, &out)
 }
 
+// TransitionDevice asks for a lifecycle transition of a device (suspend,
+// resume, revoke, decommission, reprovision) with reason.
+func (c *Client) TransitionDevice(ctx context.Context, id identity.ID, transition, reason string) (Device, error) {
+	var out Device
+	return out, c.doJSON(ctx, "POST", "/v1/admin/devices/"+id.String()+"/"+url.PathEscape(transition), TransitionRequest{Reason: reason}, &out)
+}
+
 // AuditQuery selects audit events; zero fields match everything.
 type AuditQuery struct {
 	Actor, Action, Subject string

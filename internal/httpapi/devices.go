@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/hallmark-iot/hallmark/internal/admin"
@@ -22,13 +23,13 @@ const (
 var limitParam = Param{Name: "limit", Type: "integer", Description: "Page size, 1 to 1000; default 100."}
 
 func (s *Server) deviceRoutes() []Route {
-	return []Route{
+	return append([]Route{
 		{Method: "GET", Path: "/v1/admin/devices", Handler: s.admin(admin.ActionDeviceList, ScopeDevicesRead, s.listDevices), Doc: RouteDoc{
 			OperationID: "listDevices", Summary: "List devices, filtered, one page at a time.", Tag: "devices",
 			Description: "Devices in identity order. Keyset pagination: pass the response's next as after.",
 			Auth:        AuthBearer, Scope: ScopeDevicesRead,
 			Query: []Param{
-				{Name: "state", Description: "Only devices in this state.", Enum: []string{"registered", "onboarded", "revoked"}},
+				{Name: "state", Description: "Only devices in this state.", Enum: deviceStateNames()},
 				{Name: "product", Description: "Only devices of this product."},
 				{Name: "batch", Description: "Only devices of this batch."},
 				{Name: "algorithm", Description: "Only devices whose enrolment key has this suite.", Enum: sigalg.Names()},
@@ -43,14 +44,42 @@ func (s *Server) deviceRoutes() []Route {
 			Responses: []Response{{Status: 200, Description: "The device.", Body: Device{}}},
 			Problems:  []string{"not-found"},
 		}},
-		{Method: "POST", Path: "/v1/admin/devices/{identity}/revoke", Handler: s.admin(admin.ActionDeviceRevoke, ScopeDevicesRevoke, s.revokeDevice), Doc: RouteDoc{
-			OperationID: "revokeDevice", Summary: "Revoke a device and its certificates.", Tag: "devices",
-			Description: "The device is refused from then on: onboarding, credentials and renewal. Revoking a revoked device changes nothing.",
-			Auth:        AuthBearer, Scope: ScopeDevicesRevoke, PathParams: identityParam, Request: RevokeRequest{},
-			Responses: []Response{{Status: 200, Description: "Revoked.", Body: Device{}}},
-			Problems:  []string{"not-found"},
-		}},
+	}, s.transitionRoutes()...)
+}
+
+// transitionDocs documents each lifecycle route (docs/lifecycle.md).
+var transitionDocs = map[store.Transition]struct {
+	scope, summary, description, response string
+}{
+	store.TransitionSuspend: {ScopeDevicesSuspend, "Suspend an onboarded device (quarantine).",
+		"Its certificates are put on hold (CRL reason certificateHold), its onboarding, credentials and renewals are refused (device-suspended) and its cloud access is withdrawn (a deregister job per connector), until it is resumed.", "Suspended."},
+	store.TransitionResume: {ScopeDevicesSuspend, "Resume a suspended device.",
+		"Its certificates are released from hold and good again, and its cloud access is restored (a register job per connector).", "Onboarded again."},
+	store.TransitionRevoke: {ScopeDevicesRevoke, "Revoke a device and its certificates, for good.",
+		"Allowed from registered, onboarded and suspended. Its certificates are revoked (CRL reason keyCompromise) and it is refused from then on: onboarding, credentials and renewal (device-revoked). Revoking a revoked device changes nothing.", "Revoked."},
+	store.TransitionDecommission: {ScopeDevicesRevoke, "Decommission a device at the end of its service.",
+		"Allowed from registered, onboarded and suspended. Its certificates are revoked (CRL reason cessationOfOperation) and it is refused (device-decommissioned) until it is reprovisioned.", "Decommissioned."},
+	store.TransitionReprovision: {ScopeDevicesRevoke, "Reprovision a decommissioned device.",
+		"The device returns to registered and must onboard afresh; its old certificates stay revoked.", "Registered again."},
+}
+
+// transitionRoutes are POST /v1/admin/devices/{identity}/{transition},
+// one per lifecycle transition, each with a reason.
+func (s *Server) transitionRoutes() []Route {
+	var routes []Route
+	for _, t := range store.Transitions {
+		doc := transitionDocs[t]
+		action := admin.TransitionAction(t)
+		routes = append(routes, Route{Method: "POST", Path: "/v1/admin/devices/{identity}/" + string(t),
+			Handler: s.admin(action, doc.scope, s.transitionDevice(t)), Doc: RouteDoc{
+				OperationID: string(t) + "Device", Summary: doc.summary, Tag: "devices",
+				Description: doc.description + " Asking for the state the device is in already changes nothing; any other transition its state does not allow is refused with transition-not-allowed, naming the state.",
+				Auth:        AuthBearer, Scope: doc.scope, PathParams: identityParam, Request: TransitionRequest{},
+				Responses: []Response{{Status: 200, Description: doc.response, Body: Device{}}},
+				Problems:  []string{"not-found", "transition-not-allowed"},
+			}})
 	}
+	return routes
 }
 
 // parseQuery parses a raw query, refusing bad escapes and semicolons.
@@ -65,11 +94,10 @@ func parseQuery(raw string) (url.Values, error) {
 // deviceFilter reads the device list's query parameters.
 func deviceFilter(q url.Values) (store.DeviceFilter, error) {
 	var f store.DeviceFilter
-	switch state := store.DeviceState(q.Get("state")); state {
-	case "", store.StateRegistered, store.StateOnboarded, store.StateRevoked:
+	if state := store.DeviceState(q.Get("state")); state == "" || slices.Contains(store.DeviceStates, state) {
 		f.State = state
-	default:
-		return f, fieldError("state", "must be registered, onboarded or revoked")
+	} else {
+		return f, fieldError("state", "must be one of %v", store.DeviceStates)
 	}
 	if f.ProductID = q.Get("product"); f.ProductID != "" && !audit.ProductIDPattern.MatchString(f.ProductID) {
 		return f, fieldError("product", "is not a product ID")
@@ -151,7 +179,8 @@ func (s *Server) getDevice(r *http.Request, c *adminCall) (int, any, error) {
 	for _, cert := range d.Certificates {
 		view.Certificates = append(view.Certificates, Certificate{
 			Serial: hex.EncodeToString(cert.Serial[:]), NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC(),
-			IssuedAt: cert.IssuedAt.UTC(), RevokedAt: optionalTime(cert.RevokedAt), SupersededAt: optionalTime(cert.SupersededAt),
+			IssuedAt: cert.IssuedAt.UTC(), RevokedAt: optionalTime(cert.RevokedAt), RevocationReason: revocationReason(cert),
+			SupersededAt: optionalTime(cert.SupersededAt),
 		})
 	}
 	for _, j := range d.Jobs {
@@ -162,22 +191,52 @@ func (s *Server) getDevice(r *http.Request, c *adminCall) (int, any, error) {
 	return http.StatusOK, view, nil
 }
 
-func (req *RevokeRequest) validate() error { return admin.RevokeRequest(*req).Validate() }
+func (req *TransitionRequest) validate() error { return admin.TransitionRequest(*req).Validate() }
 
-func (s *Server) revokeDevice(r *http.Request, c *adminCall) (int, any, error) {
-	id, err := pathIdentity(r, c)
-	if err != nil {
-		return 0, nil, err
+// transitionDevice is the handler of transition t's route.
+func (s *Server) transitionDevice(t store.Transition) func(r *http.Request, c *adminCall) (int, any, error) {
+	return func(r *http.Request, c *adminCall) (int, any, error) {
+		id, err := pathIdentity(r, c)
+		if err != nil {
+			return 0, nil, err
+		}
+		var req TransitionRequest
+		if err := decodeJSON(r, MaxJSONBody, &req); err != nil {
+			return 0, nil, err
+		}
+		d, err := s.svc.Devices.Transition(r.Context(), c.use(), id, t, admin.TransitionRequest(req))
+		if err != nil {
+			return 0, nil, err
+		}
+		return http.StatusOK, deviceView(d), nil
 	}
-	var req RevokeRequest
-	if err := decodeJSON(r, MaxJSONBody, &req); err != nil {
-		return 0, nil, err
+}
+
+func deviceStateNames() []string {
+	names := make([]string, len(store.DeviceStates))
+	for i, st := range store.DeviceStates {
+		names[i] = string(st)
 	}
-	d, err := s.svc.Devices.Revoke(r.Context(), c.use(), id, admin.RevokeRequest(req))
-	if err != nil {
-		return 0, nil, err
+	return names
+}
+
+// reasonNames are the RFC 5280 CRLReason names of the codes the store
+// gives certificates.
+var reasonNames = map[int]string{
+	store.ReasonUnspecified: "unspecified", store.ReasonKeyCompromise: "key-compromise",
+	store.ReasonSuperseded: "superseded", store.ReasonCessationOfOperation: "cessation-of-operation",
+	store.ReasonCertificateHold: "certificate-hold",
+}
+
+// revocationReason names a revoked certificate's reason; "" for a good one.
+func revocationReason(c store.Certificate) string {
+	if c.RevokedAt.IsZero() {
+		return ""
 	}
-	return http.StatusOK, deviceView(d), nil
+	if name, ok := reasonNames[c.RevocationReason]; ok {
+		return name
+	}
+	return "unspecified"
 }
 
 func deviceView(d admin.DeviceStatus) Device {
@@ -186,6 +245,7 @@ func deviceView(d admin.DeviceStatus) Device {
 		RootOfTrust: d.RootOfTrust, Injection: d.Injection, Product: d.ProductID, Batch: d.BatchID,
 		Station: d.StationID, CreatedAt: d.CreatedAt.UTC(), OnboardedAt: optionalTime(d.OnboardedAt),
 		RevokedAt: optionalTime(d.RevokedAt), RevokeReason: d.RevokeNote,
+		StateChangedAt: optionalTime(d.StateChangedAt), StateReason: d.StateReason,
 		Cloud: Cloud{State: d.Cloud, LastError: d.CloudError},
 	}
 }

@@ -209,3 +209,66 @@ func TestAuditListing(t *testing.T) {
 	e.call(t, "GET", "/v1/admin/audit?after=-1", reader, nil).wantProblem(t, 400, "malformed-request")
 	e.call(t, "GET", "/v1/admin/audit?actor="+strings.Repeat("x", 600), reader, nil).wantProblem(t, 400, "malformed-request")
 }
+
+// TestDeviceTransitionRoutes: the lifecycle routes need their scope
+// (devices:suspend for suspend and resume, devices:revoke for the rest),
+// answer transition-not-allowed naming the state, and the list filters
+// by the new states.
+func TestDeviceTransitionRoutes(t *testing.T) {
+	e := newEnv(t)
+	a, _ := importFixture(t, e)
+	id := a[0].Identity
+	ctx := context.Background()
+	cert := store.Certificate{Serial: [16]byte{4, 5, 6}, Identity: id, NotBefore: testStart, NotAfter: testStart.Add(8760 * time.Hour),
+		DER: []byte{0x30, 0}, IssuedAt: testStart}
+	if err := e.store.RecordOnboarding(ctx, cert, testStart); err != nil {
+		t.Fatal(err)
+	}
+	path := func(tr string) string { return "/v1/admin/devices/" + id.String() + "/" + tr }
+	reason := TransitionRequest{Reason: "ticket 4711"}
+	reader := e.token(t, "reader", ScopeDevicesRead)
+	suspender := e.token(t, "suspender", ScopeDevicesSuspend)
+	revoker := e.token(t, "revoker", ScopeDevicesRevoke)
+	for _, c := range []struct{ token, transition string }{
+		{reader, "suspend"}, {revoker, "suspend"}, {revoker, "resume"},
+		{suspender, "revoke"}, {suspender, "decommission"}, {suspender, "reprovision"},
+	} {
+		e.call(t, "POST", path(c.transition), c.token, reason).wantProblem(t, 403, "forbidden")
+	}
+	if got, _ := e.store.GetDevice(ctx, id); got.State != store.StateOnboarded {
+		t.Fatalf("state %s after refused transitions", got.State)
+	}
+	var d Device
+	e.call(t, "POST", path("suspend"), suspender, reason).decode(t, 200, &d)
+	if d.State != "suspended" || d.StateReason != "ticket 4711" || d.StateChangedAt == nil {
+		t.Fatalf("suspended %+v", d)
+	}
+	e.call(t, "GET", "/v1/admin/devices/"+id.String(), e.admin, nil).decode(t, 200, &d)
+	if d.Certificates[0].RevokedAt == nil || d.Certificates[0].RevocationReason != "certificate-hold" {
+		t.Fatalf("certificate of a suspended device %+v", d.Certificates[0])
+	}
+	var list DeviceList
+	e.call(t, "GET", "/v1/admin/devices?state=suspended", e.admin, nil).decode(t, 200, &list)
+	if len(list.Devices) != 1 || list.Devices[0].Identity != id {
+		t.Fatalf("suspended devices %+v", list.Devices)
+	}
+	e.call(t, "GET", "/v1/admin/devices?state=quarantined", e.admin, nil).wantProblem(t, 400, "malformed-request")
+	p := e.call(t, "POST", path("reprovision"), revoker, reason).wantProblem(t, 409, "transition-not-allowed")
+	if !strings.Contains(p.Detail, "suspended") {
+		t.Fatalf("detail %q does not name the state", p.Detail)
+	}
+	e.call(t, "POST", path("revoke"), revoker, reason).decode(t, 200, &d)
+	p = e.call(t, "POST", path("resume"), suspender, reason).wantProblem(t, 409, "transition-not-allowed")
+	if !strings.Contains(p.Detail, "revoked") {
+		t.Fatalf("detail %q does not name the state", p.Detail)
+	}
+	e.call(t, "GET", "/v1/admin/devices/"+id.String(), e.admin, nil).decode(t, 200, &d)
+	if d.State != "revoked" || d.Certificates[0].RevocationReason != "key-compromise" {
+		t.Fatalf("revoked %+v", d)
+	}
+	for _, action := range []string{"device.suspend", "device.resume", "device.revoke", "device.reprovision"} {
+		if ev := e.audit(t, store.AuditFilter{Action: action, Subject: "device:" + id.String()}); len(ev) == 0 {
+			t.Errorf("no %s event", action)
+		}
+	}
+}

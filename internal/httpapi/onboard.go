@@ -60,16 +60,16 @@ func (o onboardHandlers) routes() []Route {
 			Description: "The signature covers the message of docs/protocol.md: context, challenge ID, nonce, server name, SHA-256 of the CSR and the identity.",
 			Request:     onboarding.ProofRequest{},
 			Responses:   creds,
-			Problems:    []string{"rate-limited", "challenge-unknown", "challenge-used", "challenge-expired", "proof-rejected", "device-revoked", "bad-csr"},
+			Problems:    []string{"rate-limited", "challenge-unknown", "challenge-used", "challenge-expired", "proof-rejected", "device-revoked", "device-suspended", "device-decommissioned", "bad-csr"},
 		}},
 		{Method: "GET", Path: PathDeviceCredentials, Handler: http.HandlerFunc(o.credentials), Doc: RouteDoc{
 			OperationID: "deviceCredentials", Summary: "Fetch the device's current credentials.", Tag: "device",
-			Auth: AuthMutualTLS, Responses: creds, Problems: []string{"not-onboarded", "certificate-superseded", "device-revoked"},
+			Auth: AuthMutualTLS, Responses: creds, Problems: []string{"not-onboarded", "certificate-superseded", "device-revoked", "device-suspended", "device-decommissioned"},
 		}},
 		{Method: "POST", Path: PathDeviceRenew, Handler: http.HandlerFunc(o.renew), Doc: RouteDoc{
 			OperationID: "deviceRenew", Summary: "Renew the device certificate for a new CSR.", Tag: "device",
 			Auth: AuthMutualTLS, Request: onboarding.RenewRequest{}, Responses: creds,
-			Problems: []string{"not-onboarded", "certificate-superseded", "device-revoked", "bad-csr", "renewal-too-soon"},
+			Problems: []string{"not-onboarded", "certificate-superseded", "device-revoked", "device-suspended", "device-decommissioned", "bad-csr", "renewal-too-soon"},
 		}},
 	}
 }
@@ -187,8 +187,8 @@ func OnboardingCode(err error) string {
 	switch code := onboarding.ErrorCode(err); code {
 	case "malformed":
 		return "malformed-request"
-	case "revoked":
-		return "device-revoked"
+	case "revoked", "suspended", "decommissioned":
+		return "device-" + code
 	case "internal":
 		return ""
 	default:

@@ -127,7 +127,8 @@ var onboardingErrors = map[string]error{
 	"malformed-request": onboarding.ErrMalformed, "rate-limited": onboarding.ErrRateLimited,
 	"challenge-unknown": onboarding.ErrChallengeUnknown, "challenge-used": onboarding.ErrChallengeUsed,
 	"challenge-expired": onboarding.ErrChallengeExpired, "proof-rejected": onboarding.ErrProofRejected,
-	"device-revoked": onboarding.ErrRevoked, "bad-csr": onboarding.ErrBadCSR, "not-onboarded": onboarding.ErrNotOnboarded,
+	"device-revoked": onboarding.ErrRevoked, "device-suspended": onboarding.ErrSuspended,
+	"device-decommissioned": onboarding.ErrDecommissioned, "bad-csr": onboarding.ErrBadCSR, "not-onboarded": onboarding.ErrNotOnboarded,
 	"renewal-too-soon": onboarding.ErrRenewalLimited, "certificate-superseded": onboarding.ErrSuperseded,
 }
 

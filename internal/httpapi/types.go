@@ -66,21 +66,24 @@ type ImportResult struct {
 
 // Device is a registered device.
 type Device struct {
-	Identity     identity.ID   `json:"identity" doc:"SHA-256 of the enrolment key's DER SubjectPublicKeyInfo."`
-	State        string        `json:"state" enum:"registered,onboarded,revoked"`
-	Algorithm    string        `json:"algorithm" doc:"Suite of the enrolment key."`
-	PublicKey    []byte        `json:"public_key" doc:"DER SubjectPublicKeyInfo of the enrolment key."`
-	RootOfTrust  string        `json:"root_of_trust" enum:"puf,keygen,inject"`
-	Injection    string        `json:"injection" enum:"none,encrypted,clear"`
-	Product      string        `json:"product"`
-	Batch        string        `json:"batch"`
-	Station      identity.ID   `json:"station"`
-	CreatedAt    time.Time     `json:"created_at" doc:"When the manifest was imported."`
-	OnboardedAt  *time.Time    `json:"onboarded_at,omitempty"`
-	RevokedAt    *time.Time    `json:"revoked_at,omitempty"`
-	RevokeReason string        `json:"revoke_reason,omitempty"`
-	Certificates []Certificate `json:"certificates,omitempty" doc:"Issued certificates, newest first; only in GET /v1/admin/devices/{identity}."`
-	Cloud        Cloud         `json:"cloud" doc:"Registration with the configured cloud connectors."`
+	Identity     identity.ID `json:"identity" doc:"SHA-256 of the enrolment key's DER SubjectPublicKeyInfo."`
+	State        string      `json:"state" enum:"registered,onboarded,suspended,revoked,decommissioned" doc:"docs/lifecycle.md: registered (imported or reprovisioned, not onboarded since), onboarded, suspended (quarantined until resumed), revoked (for good), decommissioned (until reprovisioned)."`
+	Algorithm    string      `json:"algorithm" doc:"Suite of the enrolment key."`
+	PublicKey    []byte      `json:"public_key" doc:"DER SubjectPublicKeyInfo of the enrolment key."`
+	RootOfTrust  string      `json:"root_of_trust" enum:"puf,keygen,inject"`
+	Injection    string      `json:"injection" enum:"none,encrypted,clear"`
+	Product      string      `json:"product"`
+	Batch        string      `json:"batch"`
+	Station      identity.ID `json:"station"`
+	CreatedAt    time.Time   `json:"created_at" doc:"When the manifest was imported."`
+	OnboardedAt  *time.Time  `json:"onboarded_at,omitempty"`
+	RevokedAt    *time.Time  `json:"revoked_at,omitempty"`
+	RevokeReason string      `json:"revoke_reason,omitempty"`
+	// StateChangedAt and StateReason are the last lifecycle transition's.
+	StateChangedAt *time.Time    `json:"state_changed_at,omitempty" doc:"When the last lifecycle transition (suspend, resume, revoke, decommission, reprovision) changed the state."`
+	StateReason    string        `json:"state_reason,omitempty" doc:"The reason given for that transition."`
+	Certificates   []Certificate `json:"certificates,omitempty" doc:"Issued certificates, newest first; only in GET /v1/admin/devices/{identity}."`
+	Cloud          Cloud         `json:"cloud" doc:"Registration with the configured cloud connectors."`
 }
 
 // Cloud is a device's registration with the cloud connectors, derived from
@@ -111,7 +114,9 @@ type Certificate struct {
 	NotBefore time.Time  `json:"not_before"`
 	NotAfter  time.Time  `json:"not_after"`
 	IssuedAt  time.Time  `json:"issued_at"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty" doc:"When the certificate was revoked or put on hold; absent while it is good."`
+	// RevocationReason is its RFC 5280 CRLReason, named.
+	RevocationReason string `json:"revocation_reason,omitempty" enum:"unspecified,key-compromise,superseded,cessation-of-operation,certificate-hold" doc:"Why it was revoked (RFC 5280 CRLReason); certificate-hold while its device is suspended."`
 	// SupersededAt is when a later certificate of the device replaced
 	// this one; absent for the device's current certificate.
 	SupersededAt *time.Time `json:"superseded_at,omitempty" doc:"When a later certificate of the device (a renewal or a new onboarding) replaced this one; absent for the current certificate."`
@@ -123,10 +128,14 @@ type DeviceList struct {
 	Next    string   `json:"next,omitempty" doc:"Pass as ?after= for the next page; absent on the last page (which may be empty)."`
 }
 
-// RevokeRequest revokes a device.
-type RevokeRequest struct {
-	Reason string `json:"reason" doc:"Why, for the audit log: 1 to 256 printable characters."`
+// TransitionRequest asks for a lifecycle transition of a device: suspend,
+// resume, revoke, decommission or reprovision.
+type TransitionRequest struct {
+	Reason string `json:"reason" doc:"Why, for the audit log and the device's record: 1 to 256 printable characters."`
 }
+
+// RevokeRequest revokes a device.
+type RevokeRequest = TransitionRequest
 
 // AuditEvent is one audit log entry.
 type AuditEvent struct {
@@ -149,7 +158,7 @@ type AuditList struct {
 // TokenRequest creates an admin token.
 type TokenRequest struct {
 	Name   string   `json:"name" doc:"What the token is for, 1 to 128 printable characters."`
-	Scopes []string `json:"scopes" doc:"At least one scope, each one the caller holds itself." enum:"stations:write,products:write,manifests:import,devices:read,devices:revoke,audit:read,tokens:write,admin"`
+	Scopes []string `json:"scopes" doc:"At least one scope, each one the caller holds itself." enum:"stations:write,products:write,manifests:import,devices:read,devices:suspend,devices:revoke,audit:read,tokens:write,admin"`
 	TTL    string   `json:"ttl,omitempty" doc:"Lifetime, a Go duration from 1m to 8760h; default 2160h (90 days). The new token may not expire after the token creating it (token-outlives-creator)."`
 }
 

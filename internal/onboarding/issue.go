@@ -46,8 +46,8 @@ func (s *Service) issueWith(ctx context.Context, dev Device, opKey crypto.Public
 		}
 	}
 	switch {
-	case errors.Is(err, ErrRevoked):
-		return nil, ErrRevoked // revoked between the proof and now
+	case standingRefusal(err) != nil:
+		return nil, standingRefusal(err) // suspended, revoked or decommissioned between the check and now
 	case errors.Is(err, ErrKeyInUse):
 		return nil, fmt.Errorf("%w: the key is certified for another device", ErrBadCSR)
 	case errors.Is(err, ErrIssuanceLimit):

@@ -8,7 +8,9 @@ import (
 )
 
 // deviceOf finds the device of a verified client certificate and checks
-// that neither it nor the certificate is revoked.
+// that the device may use it: not suspended, revoked or decommissioned,
+// onboarded since it was last reprovisioned, and the certificate not
+// revoked.
 func (s *Service) deviceOf(ctx context.Context, leaf *x509.Certificate) (Device, Certificate, error) {
 	var serial [16]byte
 	raw := leaf.SerialNumber.Bytes()
@@ -27,7 +29,15 @@ func (s *Service) deviceOf(ctx context.Context, leaf *x509.Certificate) (Device,
 	if err != nil {
 		return dev, cert, err
 	}
-	if dev.Revoked || !cert.RevokedAt.IsZero() {
+	if err := dev.Standing.refusal(); err != nil {
+		return dev, cert, err
+	}
+	if dev.Standing == StandingRegistered {
+		// A certificate from before the device was reprovisioned: it
+		// must onboard afresh.
+		return dev, cert, ErrNotOnboarded
+	}
+	if !cert.RevokedAt.IsZero() {
 		return dev, cert, ErrRevoked
 	}
 	return dev, cert, s.checkSuperseded(ctx, cert)

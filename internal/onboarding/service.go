@@ -26,8 +26,14 @@ var (
 	ErrChallengeExpired = errors.New("challenge expired")
 	ErrProofRejected    = errors.New("proof of possession rejected")
 	ErrRevoked          = errors.New("device revoked")
-	ErrBadCSR           = errors.New("certificate request refused")
-	ErrNotOnboarded     = errors.New("device certificate not recognised")
+	// ErrSuspended and ErrDecommissioned refuse a device an
+	// administrator suspended (until resumed) or decommissioned (until
+	// reprovisioned). Like ErrRevoked, they are answered only after the
+	// device proved its identity.
+	ErrSuspended      = errors.New("device suspended")
+	ErrDecommissioned = errors.New("device decommissioned")
+	ErrBadCSR         = errors.New("certificate request refused")
+	ErrNotOnboarded   = errors.New("device certificate not recognised")
 )
 
 // Issuer is what the service needs of the CA
@@ -330,8 +336,8 @@ func (s *Service) checkProof(ctx context.Context, req ProofRequest, ch Challenge
 	if !genuine || !sigOK || !keyOK || !challengeOK {
 		return dev, ErrProofRejected
 	}
-	if dev.Revoked {
-		return dev, ErrRevoked
-	}
-	return dev, nil
+	// Only now, with the proof verified, may the answer depend on the
+	// device's record: the state check adds nothing an unknown identity
+	// could be told apart by.
+	return dev, dev.Standing.refusal()
 }

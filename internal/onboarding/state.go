@@ -16,8 +16,8 @@ import (
 // them to the platform's store).
 
 // Errors a State returns, which the Service branches on. A State wraps
-// them with context; ErrChallengeUsed, ErrChallengeExpired and ErrRevoked
-// (service.go) serve the State too.
+// them with context; ErrChallengeUsed, ErrChallengeExpired, ErrSuspended,
+// ErrRevoked and ErrDecommissioned (service.go) serve the State too.
 var (
 	// ErrNotFound reports a record that does not exist.
 	ErrNotFound = errors.New("no such record")
@@ -51,7 +51,47 @@ type Device struct {
 	Suite     sigalg.ID
 	PublicKey []byte // DER SubjectPublicKeyInfo of the enrolment key
 	ProductID string
-	Revoked   bool
+	Standing  Standing
+}
+
+// Standing is where a device is in its lifecycle, as far as onboarding
+// cares (docs/lifecycle.md).
+type Standing uint8
+
+// Standings. The zero value is a registered device, never (or not since
+// it was reprovisioned) onboarded.
+const (
+	StandingRegistered Standing = iota
+	StandingOnboarded
+	StandingSuspended
+	StandingRevoked
+	StandingDecommissioned
+)
+
+// refusal is the error a device of this standing is refused with, nil
+// if it may onboard and use its credentials.
+func (s Standing) refusal() error {
+	switch s {
+	case StandingSuspended:
+		return ErrSuspended
+	case StandingRevoked:
+		return ErrRevoked
+	case StandingDecommissioned:
+		return ErrDecommissioned
+	}
+	return nil
+}
+
+// standingRefusal is the sentinel of err if err refuses a device for its
+// standing (a State's answer when the device changed under a write),
+// nil otherwise.
+func standingRefusal(err error) error {
+	for _, sentinel := range []error{ErrSuspended, ErrRevoked, ErrDecommissioned} {
+		if errors.Is(err, sentinel) {
+			return sentinel
+		}
+	}
+	return nil
 }
 
 // Product is what onboarding needs of a device's product.
@@ -137,7 +177,8 @@ type Certificates interface {
 	// uses the challenge up at at, records cert (superseding the device's
 	// earlier ones), moves the device to onboarded and records ev.
 	// Refused (ErrChallengeUsed, ErrChallengeExpired, ErrNotFound,
-	// ErrRevoked, ErrSerialTaken, ErrKeyInUse), nothing changes.
+	// ErrSuspended, ErrRevoked, ErrDecommissioned, ErrSerialTaken,
+	// ErrKeyInUse), nothing changes.
 	CompleteOnboarding(ctx context.Context, challengeID [ChallengeIDSize]byte, cert Certificate, at time.Time, ev Event) error
 	// RecordRenewal records cert as CompleteOnboarding does, without a
 	// challenge, refusing with an *IssuanceLimitError over limit in the

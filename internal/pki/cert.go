@@ -61,6 +61,7 @@ type template struct {
 	uris           []string
 	dnsNames       []string
 	ips            []net.IP
+	revocation     revocationURLs // device certificates only; empty: no CDP or AIA
 }
 
 type algorithmIdentifier struct {
@@ -155,6 +156,12 @@ func (t *template) extensions() ([]pkix.Extension, error) {
 	if san := t.subjectAltNames(); len(san) > 0 {
 		// Not critical: every certificate has a non-empty subject.
 		list = append(list, extension{oidSubjectAltName, false, san})
+	}
+	if cdp := t.revocation.crlDistributionPoints(); cdp != nil {
+		list = append(list, extension{oidCRLDistributionPoints, false, cdp})
+	}
+	if aia := t.revocation.authorityInfoAccess(); aia != nil {
+		list = append(list, extension{oidAuthorityInfoAccess, false, aia})
 	}
 	exts := make([]pkix.Extension, 0, len(list))
 	for _, e := range list {

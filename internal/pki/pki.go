@@ -96,6 +96,14 @@ type Config struct {
 	Name string
 	// RootValidity and IssuingValidity default to 20 and 10 years.
 	RootValidity, IssuingValidity time.Duration
+	// RevocationBaseURL, an http:// URL, is where internal/revocation
+	// publishes this CA's revocation: device certificates then carry a
+	// CRL Distribution Point <base>/crl/<CRLName>.crl and Authority
+	// Information Access with the OCSP responder <base>/ocsp and the
+	// issuing CA's certificate <base>/ca/<CRLName>.crt. Empty: neither
+	// extension. It is the CA's, not the request's, because every
+	// certificate the CA issues must point at the same places.
+	RevocationBaseURL string
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
 }
@@ -116,6 +124,11 @@ func (c Config) withDefaults() (Config, error) {
 	if err := checkText(c.Name, maxOrganization); err != nil {
 		return c, fmt.Errorf("CA name: %w", err)
 	}
+	base, err := CheckRevocationBaseURL(c.RevocationBaseURL)
+	if err != nil {
+		return c, err
+	}
+	c.RevocationBaseURL = base
 	if c.Suite != "" {
 		suite, err := c.Suite.Suite()
 		if err != nil {

@@ -139,8 +139,10 @@ type Issued struct {
 // subject O=<CA name>, CN=<identity hex>, the subject alternative name URI
 // urn:hallmark:device:<identity hex>, keyUsage digitalSignature (critical),
 // extKeyUsage clientAuth, basicConstraints cA FALSE (critical), authority
-// and subject key identifiers. The key is checked as sigalg.ParsePublicKey
-// checks a key from outside (weak keys refused).
+// and subject key identifiers, and, with a Config.RevocationBaseURL, CRL
+// Distribution Points and Authority Information Access. The key is
+// checked as sigalg.ParsePublicKey checks a key from outside (weak keys
+// refused).
 func (ca *CA) IssueDevice(ctx context.Context, req DeviceRequest) (*Issued, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("issue device certificate: %w", err)
@@ -149,6 +151,7 @@ func (ca *CA) IssueDevice(ctx context.Context, req DeviceRequest) (*Issued, erro
 	if err != nil {
 		return nil, fmt.Errorf("issue device certificate: %w", err)
 	}
+	t.revocation = ca.revocationURLs()
 	der, err := sign(t, ca.issuingSigner)
 	if err != nil {
 		return nil, fmt.Errorf("issue device certificate for %s: %w", req.Identity, err)

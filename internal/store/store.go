@@ -63,15 +63,29 @@ func (e *IssuanceLimitError) Error() string {
 // Is makes errors.Is(err, ErrIssuanceLimit) hold.
 func (e *IssuanceLimitError) Is(target error) bool { return target == ErrIssuanceLimit }
 
-// DeviceState is where a device is in its life.
+// DeviceState is where a device is in its life (docs/lifecycle.md).
 type DeviceState string
 
-// Device states.
+// Device states. Only an onboarding and the transitions of lifecycle.go
+// change them.
 const (
-	StateRegistered DeviceState = "registered" // imported from a manifest
-	StateOnboarded  DeviceState = "onboarded"  // proved its identity and holds a certificate
-	StateRevoked    DeviceState = "revoked"    // refused from now on
+	// StateRegistered: imported from a manifest (or reprovisioned), not
+	// onboarded since.
+	StateRegistered DeviceState = "registered"
+	// StateOnboarded: proved its identity and holds a certificate.
+	StateOnboarded DeviceState = "onboarded"
+	// StateSuspended: quarantined; its certificates are on hold and it is
+	// refused until resumed.
+	StateSuspended DeviceState = "suspended"
+	// StateRevoked: its key is compromised; refused for good.
+	StateRevoked DeviceState = "revoked"
+	// StateDecommissioned: out of service; its certificates are revoked
+	// for good, its identity may be reprovisioned.
+	StateDecommissioned DeviceState = "decommissioned"
 )
+
+// DeviceStates lists every device state.
+var DeviceStates = []DeviceState{StateRegistered, StateOnboarded, StateSuspended, StateRevoked, StateDecommissioned}
 
 // Station is a provisioning station whose manifests the platform accepts.
 type Station struct {
@@ -113,9 +127,13 @@ type Device struct {
 	ProductID   string
 	State       DeviceState
 	CreatedAt   time.Time
-	OnboardedAt time.Time // zero until onboarded
+	OnboardedAt time.Time // zero until onboarded (again, after a reprovision)
 	RevokedAt   time.Time // zero unless revoked
 	RevokeNote  string
+	// StateChangedAt is when the last administrative transition changed
+	// State, zero if none did; StateReason is the reason it was given.
+	StateChangedAt time.Time
+	StateReason    string
 }
 
 // DeviceFilter selects devices; zero fields match everything.
@@ -163,7 +181,13 @@ type Certificate struct {
 	NotAfter  time.Time
 	DER       []byte
 	IssuedAt  time.Time
-	RevokedAt time.Time
+	// RevokedAt is when the certificate was revoked or put on hold, zero
+	// while it is good; RevocationReason is then its RFC 5280 CRLReason
+	// (ReasonCertificateHold for a hold), zero otherwise. The store's
+	// transitions set both; a certificate recorded revoked has reason
+	// unspecified (0).
+	RevokedAt        time.Time
+	RevocationReason int
 	// KeyHash is the SHA-256 of the certified key's DER
 	// SubjectPublicKeyInfo. An operational key is certified for one
 	// device only; a zero KeyHash (a certificate recorded before keys
@@ -240,9 +264,11 @@ type Devices interface {
 	// does (onboarding's proof check relies on it: docs/protocol.md).
 	GetDeviceOfSuite(ctx context.Context, id identity.ID, alg sigalg.ID) (Device, error)
 	ListDevices(ctx context.Context, f DeviceFilter) ([]Device, error)
-	// RevokeDevice marks a device revoked and its certificates revoked.
-	// Revoking a revoked device changes nothing; an unknown one is
-	// ErrNotFound.
+	// RevokeDevice is TransitionDevice with TransitionRevoke and jobs
+	// whatever the device was: it marks a device revoked and its
+	// certificates revoked (keyCompromise). Revoking a revoked device
+	// changes nothing; a decommissioned one is a *TransitionError; an
+	// unknown one is ErrNotFound.
 	//
 	// jobs are enqueued (see Jobs) in the same transaction, so a
 	// revocation and its deregistrations happen together or not at all;
@@ -273,8 +299,10 @@ type Challenges interface {
 // Certificates records issued certificates and onboarding.
 type Certificates interface {
 	// RecordOnboarding stores the certificate and moves the device to
-	// onboarded, in one transaction. A revoked or unknown device is
-	// ErrConflict or ErrNotFound and nothing is stored; a serial already
+	// onboarded, in one transaction. A device that may not hold a
+	// certificate (suspended, revoked or decommissioned: see
+	// MayHoldCertificate) is a *StateError (ErrConflict) and an unknown
+	// one ErrNotFound, and nothing is stored; a serial already
 	// used is ErrExists; a KeyHash already certified for another device
 	// is ErrKeyInUse (the same device may be certified for its own key
 	// again). Onboarding an onboarded device again (renewal) adds the
@@ -303,7 +331,7 @@ type Certificates interface {
 	// appends audit (as AppendAudit; a zero Time is at). It is all or
 	// nothing: when the challenge is used, expired or unknown
 	// (ErrChallengeUsed, ErrChallengeExpired, ErrNotFound), the device
-	// revoked or unknown (ErrConflict, ErrNotFound), the serial taken
+	// refused by its state or unknown (*StateError, ErrNotFound), the serial taken
 	// (ErrExists) or the key certified for another device (ErrKeyInUse),
 	// nothing changes and the challenge stays as it was. Of concurrent
 	// calls for one challenge at most one succeeds.
@@ -340,6 +368,7 @@ type Store interface {
 	Devices
 	Challenges
 	Certificates
+	Lifecycle
 	Tokens
 	Audit
 	Jobs
@@ -394,7 +423,7 @@ type JobFilter struct {
 }
 
 // Jobs is the durable job queue. Jobs are enqueued only with the state
-// change that causes them (RecordOnboarding, RevokeDevice).
+// change that causes them (RecordOnboarding, TransitionDevice).
 type Jobs interface {
 	// ClaimJobs leases up to limit jobs to workerID until now+lease and
 	// returns them ordered by NextRunAt, then ID: pending jobs that are

@@ -228,6 +228,24 @@ func (e *adminEnv) devices(t *testing.T, station crypto.Signer, ids []identity.I
 	if out := e.mustAdmin(t, "device", "list", "--state", "revoked"); strings.Count(out, "\n") != 2 || !strings.Contains(out, ids[4].String()) {
 		t.Fatalf("revoked list: %q", out)
 	}
+	// The other transitions print the device's new state; a refused one
+	// names the problem.
+	for _, c := range []struct{ cmd, done, state string }{
+		{"decommission", "decommissioned", "decommissioned"}, {"reprovision", "reprovisioned", "registered"},
+	} {
+		out := e.mustAdmin(t, "device", c.cmd, ids[6].String(), "--reason", "end of pilot")
+		if !strings.HasPrefix(out, c.done+" device "+ids[6].String()) || !strings.HasSuffix(out, "state "+c.state+"\n") {
+			t.Fatalf("%s: %q", c.cmd, out)
+		}
+	}
+	code, _, errOut = e.admin(t, nil, "device", "suspend", ids[6].String(), "--reason", "x")
+	wantProblemLine(t, code, errOut, "transition-not-allowed")
+	if !strings.Contains(errOut, "registered") {
+		t.Fatalf("refused suspend does not name the state: %q", errOut)
+	}
+	if code, _, _ := e.admin(t, nil, "device", "resume", ids[6].String()); code != 2 {
+		t.Fatalf("resume without --reason: exit %d, want a usage error", code)
+	}
 	code, _, errOut = e.admin(t, nil, "device", "get", strings.Repeat("0", 64))
 	wantProblemLine(t, code, errOut, "not-found")
 	if code, _, _ := e.admin(t, nil, "device", "get", "nope"); code != 2 {

@@ -23,8 +23,11 @@ func parseIdentityArg(arg string) (identity.ID, error) {
 	return id, nil
 }
 func newAdminDeviceCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
-	cmd := &cobra.Command{Use: "device", Short: "List, show and revoke registered devices"}
-	cmd.AddCommand(newAdminDeviceListCmd(s, f), newAdminDeviceGetCmd(s, f), newAdminDeviceRevokeCmd(s, f))
+	cmd := &cobra.Command{Use: "device", Short: "List and show registered devices; suspend, resume, revoke, decommission, reprovision them"}
+	cmd.AddCommand(newAdminDeviceListCmd(s, f), newAdminDeviceGetCmd(s, f))
+	for _, t := range transitionCmds {
+		cmd.AddCommand(newAdminDeviceTransitionCmd(s, f, t))
+	}
 	return cmd
 }
 func newAdminDeviceListCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
@@ -61,7 +64,7 @@ func newAdminDeviceListCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
 		}),
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&q.State, "state", "", "only devices in `STATE`: registered, onboarded, revoked")
+	fl.StringVar(&q.State, "state", "", "only devices in `STATE`: registered, onboarded, suspended, revoked, decommissioned")
 	fl.StringVar(&q.Product, "product", "", "only devices of product `ID`")
 	fl.StringVar(&q.Batch, "batch", "", "only devices of `BATCH`")
 	fl.StringVar(&q.Algorithm, "algorithm", "", "only devices whose key is of suite `ALG`: "+strings.Join(sigalg.Names(), ", "))
@@ -121,10 +124,16 @@ func printDevice(s *cmdline.Streams, d httpapi.Device) {
 	if d.RevokeReason != "" {
 		line("revoke reason", d.RevokeReason)
 	}
+	if d.StateChangedAt != nil {
+		line("state changed", formatTime(*d.StateChangedAt)+"  "+d.StateReason)
+	}
 	for _, c := range d.Certificates {
 		status := "valid"
 		if c.RevokedAt != nil {
 			status = "revoked " + formatTime(*c.RevokedAt)
+			if c.RevocationReason != "" {
+				status += " (" + c.RevocationReason + ")"
+			}
 		}
 		line("certificate", fmt.Sprintf("%s  %s .. %s  %s", c.Serial, formatTime(c.NotBefore), formatTime(c.NotAfter), status))
 	}
@@ -141,11 +150,25 @@ func printDevice(s *cmdline.Streams, d httpapi.Device) {
 	}
 	tw.Flush()
 }
-func newAdminDeviceRevokeCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
+
+// transitionCmd is one lifecycle transition's command (docs/lifecycle.md).
+type transitionCmd struct {
+	name, done, short string
+}
+
+var transitionCmds = []transitionCmd{
+	{"suspend", "suspended", "Suspend an onboarded device (quarantine): certificates on hold, refused, cloud access withdrawn"},
+	{"resume", "resumed", "Resume a suspended device: certificates good again, cloud access restored"},
+	{"revoke", "revoked", "Revoke a device and its certificates; it is refused from then on"},
+	{"decommission", "decommissioned", "Decommission a device: certificates revoked; it may be reprovisioned later"},
+	{"reprovision", "reprovisioned", "Reprovision a decommissioned device: registered again, it must onboard afresh"},
+}
+
+func newAdminDeviceTransitionCmd(s *cmdline.Streams, f *adminFlags, t transitionCmd) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
-		Use:   "revoke IDENTITY --reason TEXT",
-		Short: "Revoke a device and its certificates; it is refused from then on",
+		Use:   t.name + " IDENTITY --reason TEXT",
+		Short: t.short,
 		Args:  cobra.ExactArgs(1),
 		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, args []string) error {
 			id, err := parseIdentityArg(args[0])
@@ -155,11 +178,11 @@ func newAdminDeviceRevokeCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
 			if reason == "" {
 				return cmdline.Usagef("--reason is required")
 			}
-			d, err := c.RevokeDevice(ctx, id, reason)
+			d, err := c.TransitionDevice(ctx, id, t.name, reason)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(s.Out, "revoked device %s at %s\n", d.Identity, formatOptionalTime(d.RevokedAt))
+			fmt.Fprintf(s.Out, "%s device %s at %s: state %s\n", t.done, d.Identity, formatOptionalTime(d.StateChangedAt), cmdline.Safe(d.State))
 			return nil
 		}),
 	}

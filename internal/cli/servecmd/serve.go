@@ -68,7 +68,7 @@ Cloud connectors: with --mqtt-admin-url every onboarded device is registered
 with a Mosquitto broker (dynamic security: a client named by its identity,
 allowed its own topic tree only); with --webhook-url a signed event is
 POSTed. Both run in the background from a durable job queue with retries;
-revoking a device deregisters it. See docs/connectors.md.` + transportHelp
+revoking a device deregisters it. See docs/connectors.md.` + transportHelp + revocationHelp
 
 // New returns the serve command.
 func New(s *cmdline.Streams) *cobra.Command {
@@ -115,6 +115,7 @@ type serveFlags struct {
 	defences                                                                                defenceFlags
 	issuance                                                                                issuanceFlags
 	transport                                                                               transportFlags
+	revocation                                                                              revocationFlags
 }
 
 func (sf *serveFlags) register(f *pflag.FlagSet) {
@@ -134,6 +135,7 @@ func (sf *serveFlags) register(f *pflag.FlagSet) {
 	sf.defences.register(f)
 	sf.issuance.register(f)
 	sf.transport.register(f)
+	sf.revocation.register(f)
 	f.StringVar(&sf.pprofListen, "pprof-listen", "", "serve Go's profiler (net/http/pprof) on this loopback `ADDRESS`, e.g. 127.0.0.1:6060")
 }
 
@@ -161,7 +163,7 @@ func (sf *serveFlags) config(s *cmdline.Streams) (app.Config, error) {
 	}
 	cfg := app.Config{DataDir: sf.dataDir, Database: sf.database, Listen: sf.listen, ServerName: sf.serverName, CASuite: suite.ID(),
 		CAKeyURI: sf.caKeyURI, MaxManifestBytes: sf.maxManifest, Log: log, RatePerIdentity: sf.ratePerIdentity, RatePerAddress: sf.ratePerAddress}
-	for _, apply := range []func(*app.Config) error{sf.defences.apply, sf.issuance.apply, sf.transport.apply} {
+	for _, apply := range []func(*app.Config) error{sf.defences.apply, sf.issuance.apply, sf.transport.apply, sf.revocation.apply} {
 		if err := apply(&cfg); err != nil {
 			return app.Config{}, err
 		}

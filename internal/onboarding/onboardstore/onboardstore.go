@@ -145,7 +145,35 @@ func (s *State) Record(ctx context.Context, ev onboarding.Event) {
 
 func device(d store.Device) onboarding.Device {
 	return onboarding.Device{Identity: d.Identity, Suite: d.Algorithm, PublicKey: d.PublicKey, ProductID: d.ProductID,
-		Revoked: d.State == store.StateRevoked}
+		Standing: standing(d.State)}
+}
+
+// standing is onboarding's view of a device state. An unknown state (a
+// newer binary's) is refused as revoked: failing closed.
+func standing(s store.DeviceState) onboarding.Standing {
+	switch s {
+	case store.StateRegistered, "":
+		return onboarding.StandingRegistered
+	case store.StateOnboarded:
+		return onboarding.StandingOnboarded
+	case store.StateSuspended:
+		return onboarding.StandingSuspended
+	case store.StateDecommissioned:
+		return onboarding.StandingDecommissioned
+	}
+	return onboarding.StandingRevoked
+}
+
+// standingError is onboarding's error for a certificate the store
+// refused because of the device's state.
+func standingError(s store.DeviceState) error {
+	switch standing(s) {
+	case onboarding.StandingSuspended:
+		return onboarding.ErrSuspended
+	case onboarding.StandingDecommissioned:
+		return onboarding.ErrDecommissioned
+	}
+	return onboarding.ErrRevoked
 }
 
 func fromStore(c store.Certificate) onboarding.Certificate {
@@ -176,11 +204,14 @@ func (e *stateError) Unwrap() []error { return []error{e.kind, e.cause} }
 // translate turns the store's errors into onboarding's.
 func translate(err error) error {
 	var lim *store.IssuanceLimitError
+	var refused *store.StateError
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &lim):
 		return &stateError{&onboarding.IssuanceLimitError{RetryAt: lim.RetryAt}, err}
+	case errors.As(err, &refused):
+		return &stateError{standingError(refused.State), err}
 	}
 	for _, t := range []struct{ from, to error }{
 		{store.ErrNotFound, onboarding.ErrNotFound}, {store.ErrChallengeUsed, onboarding.ErrChallengeUsed},

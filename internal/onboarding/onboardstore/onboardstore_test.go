@@ -81,7 +81,7 @@ func TestCompleteOnboarding(t *testing.T) {
 	ctx := context.Background()
 	id := ids[0]
 	dev, err := s.DeviceOfSuite(ctx, id, sigalg.ECDSAP256)
-	if err != nil || dev.Identity != id || dev.Suite != sigalg.ECDSAP256 || dev.ProductID != "sensor" || dev.Revoked {
+	if err != nil || dev.Identity != id || dev.Suite != sigalg.ECDSAP256 || dev.ProductID != "sensor" || dev.Standing != onboarding.StandingRegistered {
 		t.Fatalf("DeviceOfSuite = %+v, %v", dev, err)
 	}
 	if p, err := s.Product(ctx, "sensor"); err != nil || p.CertValidity != time.Hour || p.CloudEndpoint != "mqtts://broker.test:8883" {
@@ -154,7 +154,7 @@ func TestErrorsTranslated(t *testing.T) {
 	if err := st.RevokeDevice(ctx, revoked, "stolen", t0); err != nil {
 		t.Fatal(err)
 	}
-	if dev, err := s.Device(ctx, revoked); err != nil || !dev.Revoked {
+	if dev, err := s.Device(ctx, revoked); err != nil || dev.Standing != onboarding.StandingRevoked {
 		t.Fatalf("revoked device reads %+v, %v", dev, err)
 	}
 	check("complete for a revoked device", s.CompleteOnboarding(ctx, challenge(t, s, revoked, t0.Add(time.Minute)), cert(revoked, 1, 1), t0, ev),
@@ -179,6 +179,24 @@ func TestErrorsTranslated(t *testing.T) {
 	}
 	if certs, err := s.Certificates(ctx, a); err != nil || len(certs) != 2 || certs[1].SupersededAt.IsZero() || !certs[0].SupersededAt.IsZero() {
 		t.Fatalf("Certificates = %+v, %v; want the renewal current and the first superseded", certs, err)
+	}
+
+	// The lifecycle states refuse a certificate with their own errors.
+	for _, c := range []struct {
+		t        store.Transition
+		standing onboarding.Standing
+		want     error
+	}{
+		{store.TransitionSuspend, onboarding.StandingSuspended, onboarding.ErrSuspended},
+		{store.TransitionDecommission, onboarding.StandingDecommissioned, onboarding.ErrDecommissioned},
+	} {
+		if _, err := st.TransitionDevice(ctx, a, store.TransitionRequest{Transition: c.t, At: t0}); err != nil {
+			t.Fatal(err)
+		}
+		if dev, err := s.Device(ctx, a); err != nil || dev.Standing != c.standing {
+			t.Fatalf("after %s the device reads %+v, %v", c.t, dev, err)
+		}
+		check("a renewal after "+string(c.t), s.RecordRenewal(ctx, cert(a, 4, 1), t0, onboarding.RenewalLimit{}), c.want, store.ErrConflict)
 	}
 }
 

@@ -265,7 +265,8 @@ func scanBatch(row pgx.Row) (store.Batch, error) {
 }
 
 const deviceColumns = `identity, algorithm, public_key, root_of_trust, injection, batch_id,
-	station_id, product_id, state, created_at, onboarded_at, revoked_at, revoke_note`
+	station_id, product_id, state, created_at, onboarded_at, revoked_at, revoke_note,
+	state_changed_at, state_reason`
 
 // GetDevice returns one device or store.ErrNotFound.
 func (s *Store) GetDevice(ctx context.Context, id identity.ID) (store.Device, error) {
@@ -329,9 +330,9 @@ func scanDevice(row pgx.Row) (store.Device, error) {
 	var d store.Device
 	var id, station []byte
 	var alg, state string
-	var onboarded, revoked *time.Time
+	var onboarded, revoked, changed *time.Time
 	err := row.Scan(&id, &alg, &d.PublicKey, &d.RootOfTrust, &d.Injection, &d.BatchID,
-		&station, &d.ProductID, &state, &d.CreatedAt, &onboarded, &revoked, &d.RevokeNote)
+		&station, &d.ProductID, &state, &d.CreatedAt, &onboarded, &revoked, &d.RevokeNote, &changed, &d.StateReason)
 	if err != nil {
 		return store.Device{}, err
 	}
@@ -340,39 +341,9 @@ func scanDevice(row pgx.Row) (store.Device, error) {
 	d.CreatedAt = d.CreatedAt.UTC()
 	d.OnboardedAt = fromNullTime(onboarded)
 	d.RevokedAt = fromNullTime(revoked)
+	d.StateChangedAt = fromNullTime(changed)
 	if err := fixed(d.Identity[:], id, "identity"); err != nil {
 		return store.Device{}, err
 	}
 	return d, fixed(d.StationID[:], station, "station ID")
-}
-
-// RevokeDevice marks a device and its unrevoked certificates revoked.
-// Revoking a revoked device changes nothing; an unknown one is
-// store.ErrNotFound. The device row is locked first (FOR UPDATE), so a
-// concurrent onboarding either ends before and is revoked, or waits and
-// then sees the device revoked.
-func (s *Store) RevokeDevice(ctx context.Context, id identity.ID, note string, at time.Time, jobs ...store.Job) error {
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var state string
-		err := tx.QueryRow(ctx, `SELECT state FROM devices WHERE identity = $1 FOR UPDATE`, id[:]).Scan(&state)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return store.ErrNotFound
-		}
-		if err != nil || state == string(store.StateRevoked) {
-			return err
-		}
-		const device = `UPDATE devices SET state = 'revoked', revoked_at = $1, revoke_note = $2 WHERE identity = $3`
-		if _, err := tx.Exec(ctx, device, at, note, id[:]); err != nil {
-			return err
-		}
-		const certs = `UPDATE certificates SET revoked_at = $1 WHERE identity = $2 AND revoked_at IS NULL`
-		if _, err = tx.Exec(ctx, certs, at, id[:]); err != nil {
-			return err
-		}
-		return enqueueJobs(ctx, tx, id[:], at, jobs)
-	})
-	if err != nil {
-		return fmt.Errorf("postgres: revoke device %s: %w", id, err)
-	}
-	return nil
 }

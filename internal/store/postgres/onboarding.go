@@ -111,7 +111,7 @@ func (s *Store) DeleteExpiredChallenges(ctx context.Context, before time.Time) (
 	return int(tag.RowsAffected()), nil
 }
 
-const certificateColumns = `serial, identity, not_before, not_after, der, issued_at, revoked_at, key_hash, superseded_at`
+const certificateColumns = `serial, identity, not_before, not_after, der, issued_at, revoked_at, key_hash, superseded_at, revocation_reason`
 
 // RecordOnboarding stores cert and moves its device to onboarded, in one
 // transaction. IssuedAt defaults to at. A renewal (the device is already
@@ -213,7 +213,9 @@ func certificateError(err error, cert store.Certificate) error {
 	case "HM004":
 		return fmt.Errorf("device %s: %w", cert.Identity, store.ErrNotFound)
 	case "HM005":
-		return fmt.Errorf("device %s is revoked: %w", cert.Identity, store.ErrConflict)
+		var pe *pgconn.PgError
+		errors.As(err, &pe)
+		return fmt.Errorf("device %s: %w", cert.Identity, &store.StateError{State: store.DeviceState(pe.Detail)})
 	case "HM006":
 		return fmt.Errorf("operational key %x: %w", cert.KeyHash[:8], store.ErrKeyInUse)
 	case "HM007":
@@ -269,7 +271,7 @@ func scanCertificate(row pgx.Row) (store.Certificate, error) {
 	var serial, ident []byte
 	var keyHash []byte
 	var revoked, superseded *time.Time
-	if err := row.Scan(&serial, &ident, &c.NotBefore, &c.NotAfter, &c.DER, &c.IssuedAt, &revoked, &keyHash, &superseded); err != nil {
+	if err := row.Scan(&serial, &ident, &c.NotBefore, &c.NotAfter, &c.DER, &c.IssuedAt, &revoked, &keyHash, &superseded, &c.RevocationReason); err != nil {
 		return store.Certificate{}, err
 	}
 	c.NotBefore = c.NotBefore.UTC()

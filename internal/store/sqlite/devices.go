@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
@@ -178,7 +177,8 @@ func scanBatch(row scanner) (store.Batch, error) {
 }
 
 const deviceColumns = `identity, algorithm, public_key, root_of_trust, injection, batch_id,
-	station_id, product_id, state, created_at, onboarded_at, revoked_at, revoke_note`
+	station_id, product_id, state, created_at, onboarded_at, revoked_at, revoke_note,
+	state_changed_at, state_reason`
 
 // GetDevice returns one device or store.ErrNotFound.
 func (s *Store) GetDevice(ctx context.Context, id identity.ID) (store.Device, error) {
@@ -246,9 +246,9 @@ func scanDevice(row scanner) (store.Device, error) {
 	var id, station []byte
 	var alg, state string
 	var created int64
-	var onboarded, revoked sql.NullInt64
+	var onboarded, revoked, changed sql.NullInt64
 	err := row.Scan(&id, &alg, &d.PublicKey, &d.RootOfTrust, &d.Injection, &d.BatchID,
-		&station, &d.ProductID, &state, &created, &onboarded, &revoked, &d.RevokeNote)
+		&station, &d.ProductID, &state, &created, &onboarded, &revoked, &d.RevokeNote, &changed, &d.StateReason)
 	if err != nil {
 		return store.Device{}, err
 	}
@@ -257,37 +257,9 @@ func scanDevice(row scanner) (store.Device, error) {
 	d.CreatedAt = fromMicros(created)
 	d.OnboardedAt = fromNullMicros(onboarded)
 	d.RevokedAt = fromNullMicros(revoked)
+	d.StateChangedAt = fromNullMicros(changed)
 	if err := fixed(d.Identity[:], id, "identity"); err != nil {
 		return store.Device{}, err
 	}
 	return d, fixed(d.StationID[:], station, "station ID")
-}
-
-// RevokeDevice marks a device and its unrevoked certificates revoked.
-// Revoking a revoked device changes nothing; an unknown one is
-// store.ErrNotFound.
-func (s *Store) RevokeDevice(ctx context.Context, id identity.ID, note string, at time.Time, jobs ...store.Job) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var state string
-		err := tx.QueryRowContext(ctx, `SELECT state FROM devices WHERE identity = ?`, id[:]).Scan(&state)
-		if errors.Is(err, sql.ErrNoRows) {
-			return store.ErrNotFound
-		}
-		if err != nil || state == string(store.StateRevoked) {
-			return err
-		}
-		const device = `UPDATE devices SET state = 'revoked', revoked_at = ?, revoke_note = ? WHERE identity = ?`
-		if _, err := tx.ExecContext(ctx, device, micros(at), note, id[:]); err != nil {
-			return err
-		}
-		const certs = `UPDATE certificates SET revoked_at = ? WHERE identity = ? AND revoked_at IS NULL`
-		if _, err = tx.ExecContext(ctx, certs, micros(at), id[:]); err != nil {
-			return err
-		}
-		return enqueueJobs(ctx, tx, id[:], at, jobs)
-	})
-	if err != nil {
-		return fmt.Errorf("sqlite: revoke device %s: %w", id, err)
-	}
-	return nil
 }

@@ -44,8 +44,24 @@ func TestMigrationSupersedesOlderCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	dev := identity.ID{7}
+	// The parents a device row references: migration 0005 checks them.
+	station := make([]byte, 32)
+	for _, q := range []string{
+		`INSERT INTO stations (id, name, algorithm, public_key, created_at) VALUES (?, 's', 'ed25519', x'00', 0)`,
+		`INSERT INTO products (id, name, cert_validity, cloud_endpoint, created_at) VALUES ('p', 'p', 1, '', 0)`,
+		`INSERT INTO batches (id, station_id, product_id, manifest_digest, device_count, imported_at)
+			VALUES ('b', ?, 'p', zeroblob(32), 1, 0)`,
+	} {
+		var args []any
+		if strings.Contains(q, "?") {
+			args = []any{station}
+		}
+		if _, err := db.Exec(q, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := db.Exec(`INSERT INTO devices (identity, algorithm, public_key, root_of_trust, injection, batch_id,
-		station_id, product_id, state, created_at) VALUES (?, 'ed25519', x'00', 'puf', 'none', 'b', x'00', 'p', 'onboarded', 0)`, dev[:]); err != nil {
+		station_id, product_id, state, created_at) VALUES (?, 'ed25519', x'00', 'puf', 'none', 'b', ?, 'p', 'onboarded', 0)`, dev[:], station); err != nil {
 		t.Fatal(err)
 	}
 	// Two issued in the same microsecond: the later recorded is newer.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	schema "github.com/hallmark-iot/hallmark/internal/store/migration"
@@ -44,8 +46,28 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration) error {
 	return nil
 }
 
+// rebuildsTables marks a migration that rebuilds a table others
+// reference (the way SQLite changes a CHECK constraint: create, copy,
+// drop, rename). SQLite's procedure for it runs with foreign keys off,
+// which can only be switched outside a transaction, and checks them
+// before the commit instead (https://sqlite.org/lang_altertable.html).
+const rebuildsTables = "-- sqlite: rebuilds tables"
+
 func applyMigration(ctx context.Context, db *sql.DB, ms []migration, m migration) error {
-	tx, err := db.BeginTx(ctx, nil)
+	// One connection: the pragma is a connection's setting.
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migration %04d: %w", m.Version, err)
+	}
+	defer conn.Close()
+	rebuild := strings.Contains(m.SQL, rebuildsTables)
+	if rebuild {
+		if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
+			return fmt.Errorf("migration %04d: foreign keys off: %w", m.Version, err)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA foreign_keys = ON")
+	}
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("migration %04d: begin: %w", m.Version, err)
 	}
@@ -65,6 +87,11 @@ func applyMigration(ctx context.Context, db *sql.DB, ms []migration, m migration
 	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 		return fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
 	}
+	if rebuild {
+		if err := checkForeignKeys(ctx, tx); err != nil {
+			return fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
+		}
+	}
 	const record = `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`
 	if _, err := tx.ExecContext(ctx, record, m.Version, m.Name, micros(time.Now())); err != nil {
 		return fmt.Errorf("migration %04d: record: %w", m.Version, err)
@@ -73,6 +100,20 @@ func applyMigration(ctx context.Context, db *sql.DB, ms []migration, m migration
 		return fmt.Errorf("migration %04d: commit: %w", m.Version, err)
 	}
 	return nil
+}
+
+// checkForeignKeys refuses a schema in which a row names a parent that
+// does not exist: what foreign keys switched off did not check.
+func checkForeignKeys(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, "PRAGMA foreign_key_check")
+	if err != nil {
+		return fmt.Errorf("check foreign keys: %w", err)
+	}
+	defer rows.Close()
+	if rows.Next() {
+		return errors.New("check foreign keys: a row references a missing parent")
+	}
+	return rows.Err()
 }
 
 func appliedMigrations(ctx context.Context, tx *sql.Tx) (map[int]string, error) {

@@ -13,11 +13,11 @@ import (
 )
 
 // withInit returns a file system holding the real migrations (0001 to
-// 0004) and the given extra files.
+// 0005) and the given extra files.
 func withInit(t *testing.T, extra map[string]string) fstest.MapFS {
 	t.Helper()
 	fsys := fstest.MapFS{}
-	for _, name := range []string{"0001_init.sql", "0002_jobs.sql", "0003_challenges_in_memory.sql", "0004_certificate_keys.sql"} {
+	for _, name := range []string{"0001_init.sql", "0002_jobs.sql", "0003_challenges_in_memory.sql", "0004_certificate_keys.sql", "0005_lifecycle.sql"} {
 		body, err := fs.ReadFile(migrationFiles, "migrations/"+name)
 		if err != nil {
 			t.Fatal(err)
@@ -37,10 +37,10 @@ func TestLoadMigrations(t *testing.T) {
 		want    int
 		wantErr string
 	}{
-		{"embedded", nil, 4, ""},
-		{"another", map[string]string{"0005_more.sql": "SELECT 1;"}, 5, ""},
-		{"gap", map[string]string{"0006_skip.sql": "SELECT 1;"}, 0, "want number 0005"},
-		{"bad name", map[string]string{"0005-more.sql": "SELECT 1;"}, 0, "not NNNN_name.sql"},
+		{"embedded", nil, 5, ""},
+		{"another", map[string]string{"0006_more.sql": "SELECT 1;"}, 6, ""},
+		{"gap", map[string]string{"0007_skip.sql": "SELECT 1;"}, 0, "want number 0006"},
+		{"bad name", map[string]string{"0006-more.sql": "SELECT 1;"}, 0, "not NNNN_name.sql"},
 		{"stray file", map[string]string{"README": "x"}, 0, "not NNNN_name.sql"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -104,9 +104,9 @@ func TestMigrateUpgradesInOrder(t *testing.T) {
 	s.Close()
 	db := rawDB(t, path)
 	ms, err := loadMigrations(withInit(t, map[string]string{
-		"0005_device_label.sql": "ALTER TABLE devices ADD COLUMN label TEXT NOT NULL DEFAULT '';",
-		// Needs 0005's column: fails unless applied after it.
-		"0006_label_index.sql": "CREATE INDEX devices_by_label ON devices (label);",
+		"0006_device_label.sql": "ALTER TABLE devices ADD COLUMN label TEXT NOT NULL DEFAULT '';",
+		// Needs 0006's column: fails unless applied after it.
+		"0007_label_index.sql": "CREATE INDEX devices_by_label ON devices (label);",
 	}), "m")
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ func TestMigrateUpgradesInOrder(t *testing.T) {
 		}
 	}
 	got := strings.Join(schemaVersions(t, db), " ")
-	if got != "0001_init 0002_jobs 0003_challenges_in_memory 0004_certificate_keys 0005_device_label 0006_label_index" {
+	if got != "0001_init 0002_jobs 0003_challenges_in_memory 0004_certificate_keys 0005_lifecycle 0006_device_label 0007_label_index" {
 		t.Errorf("schema_migrations = %s", got)
 	}
 }
@@ -131,20 +131,20 @@ func TestFailingMigrationChangesNothing(t *testing.T) {
 	s.Close()
 	db := rawDB(t, path)
 	ms, err := loadMigrations(withInit(t, map[string]string{
-		"0005_broken.sql": "CREATE TABLE half_done (a INTEGER); INSERT INTO no_such_table VALUES (1);",
+		"0006_broken.sql": "CREATE TABLE half_done (a INTEGER); INSERT INTO no_such_table VALUES (1);",
 	}), "m")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := migrate(t.Context(), db, ms); err == nil || !strings.Contains(err.Error(), "0005_broken") {
+	if err := migrate(t.Context(), db, ms); err == nil || !strings.Contains(err.Error(), "0006_broken") {
 		t.Fatalf("migrate with a broken migration: %v, want an error naming it", err)
 	}
 	var n int
 	if err := db.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = 'half_done'`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("broken migration left its table behind (%d, %v)", n, err)
 	}
-	if got := schemaVersions(t, db); len(got) != 4 {
-		t.Errorf("schema_migrations = %v, want only 0001 to 0004", got)
+	if got := schemaVersions(t, db); len(got) != 5 {
+		t.Errorf("schema_migrations = %v, want only 0001 to 0005", got)
 	}
 }
 
@@ -155,7 +155,7 @@ func TestOpenRefusesUnknownSchema(t *testing.T) {
 		wantErr error
 		wantMsg string
 	}{
-		{"newer", `INSERT INTO schema_migrations VALUES (5, 'from_the_future', 0)`, ErrSchemaTooNew, "knows up to 4"},
+		{"newer", `INSERT INTO schema_migrations VALUES (6, 'from_the_future', 0)`, ErrSchemaTooNew, "knows up to 5"},
 		{"other history", `UPDATE schema_migrations SET name = 'other' WHERE version = 1`, nil, `"other" in the database`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -195,7 +195,7 @@ func TestConcurrentOpen(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	if got := schemaVersions(t, rawDB(t, path)); strings.Join(got, " ") != "0001_init 0002_jobs 0003_challenges_in_memory 0004_certificate_keys" {
+	if got := schemaVersions(t, rawDB(t, path)); strings.Join(got, " ") != "0001_init 0002_jobs 0003_challenges_in_memory 0004_certificate_keys 0005_lifecycle" {
 		t.Errorf("schema_migrations = %v, want each migration once", got)
 	}
 }

@@ -15,7 +15,7 @@ import (
 // Certificates: the writes of the onboarding protocol (challenges are in
 // challenges.go).
 
-const certificateColumns = `serial, identity, not_before, not_after, der, issued_at, revoked_at, key_hash, superseded_at`
+const certificateColumns = `serial, identity, not_before, not_after, der, issued_at, revoked_at, key_hash, superseded_at, revocation_reason`
 
 // The statements of an onboarding's write (prepared once: prepared.go).
 const (
@@ -25,7 +25,7 @@ const (
 		ON CONFLICT (key_hash) DO NOTHING`
 	selectKeyHolder   = `SELECT identity FROM operational_keys WHERE key_hash = ?`
 	supersedeCerts    = `UPDATE certificates SET superseded_at = ? WHERE identity = ? AND superseded_at IS NULL`
-	insertCertificate = `INSERT INTO certificates (` + certificateColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)`
+	insertCertificate = `INSERT INTO certificates (` + certificateColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 0)`
 	onboardDevice     = `UPDATE devices SET state = 'onboarded', onboarded_at = coalesce(onboarded_at, ?)
 		WHERE identity = ?`
 )
@@ -83,7 +83,7 @@ func (s *Store) CompleteOnboarding(ctx context.Context, challengeID [16]byte, ce
 }
 
 // recordOnboarding is the certificate's write: the device must exist and
-// not be revoked, the device must be under limit, and the key must not be
+// may hold a certificate (registered or onboarded), the device must be under limit, and the key must not be
 // certified for another device; then the device's current certificates
 // are superseded and the new one recorded.
 func recordOnboarding(ctx context.Context, tx preparedTx, cert store.Certificate, at time.Time, limit store.IssuanceLimit, jobs []store.Job) error {
@@ -97,8 +97,8 @@ func recordOnboarding(ctx context.Context, tx preparedTx, cert store.Certificate
 		return fmt.Errorf("device %s: %w", cert.Identity, store.ErrNotFound)
 	case err != nil:
 		return fmt.Errorf("read device: %w", err)
-	case state == string(store.StateRevoked):
-		return fmt.Errorf("device %s is revoked: %w", cert.Identity, store.ErrConflict)
+	case !store.MayHoldCertificate(store.DeviceState(state)):
+		return fmt.Errorf("device %s: %w", cert.Identity, &store.StateError{State: store.DeviceState(state)})
 	}
 	if err := checkIssuanceLimit(ctx, tx, cert.Identity, at, limit); err != nil {
 		return err
@@ -197,7 +197,7 @@ func scanCertificate(row scanner) (store.Certificate, error) {
 	var notBefore, notAfter, issued int64
 	var keyHash []byte
 	var revoked, superseded sql.NullInt64
-	if err := row.Scan(&serial, &ident, &notBefore, &notAfter, &c.DER, &issued, &revoked, &keyHash, &superseded); err != nil {
+	if err := row.Scan(&serial, &ident, &notBefore, &notAfter, &c.DER, &issued, &revoked, &keyHash, &superseded, &c.RevocationReason); err != nil {
 		return store.Certificate{}, err
 	}
 	c.NotBefore = fromMicros(notBefore)

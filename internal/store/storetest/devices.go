@@ -215,7 +215,7 @@ func testRevokeDevice(t *testing.T, f *fixture) {
 			got, err := f.s.GetDevice(f.ctx, c.d.Identity)
 			must(t, err)
 			want := imported(c.d, b)
-			want.State, want.RevokedAt, want.RevokeNote = store.StateRevoked, revokedAt, "stolen from the warehouse"
+			want = revokedAs(want, revokedAt, "stolen from the warehouse")
 			if c.certs != nil {
 				want.OnboardedAt = c.certs[0].IssuedAt
 			}
@@ -223,7 +223,7 @@ func testRevokeDevice(t *testing.T, f *fixture) {
 			for _, cert := range c.certs {
 				got, err := f.s.GetCertificate(f.ctx, cert.Serial)
 				must(t, err)
-				cert.RevokedAt = revokedAt
+				cert.RevokedAt, cert.RevocationReason = revokedAt, store.ReasonKeyCompromise
 				equal(t, "certificate of a revoked device", got, cert)
 			}
 		})

@@ -109,7 +109,7 @@ func (f *fixture) fillForListing(t *testing.T) (all []store.Device, gateway stor
 		}
 		if i%11 == 0 {
 			must(t, f.s.RevokeDevice(f.ctx, id, "test", at(3*time.Hour)))
-			d.State, d.RevokedAt, d.RevokeNote = store.StateRevoked, at(3*time.Hour), "test"
+			d = revokedAs(d, at(3*time.Hour), "test")
 		}
 		want[id] = d
 		i++

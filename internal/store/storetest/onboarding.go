@@ -149,7 +149,7 @@ func testRecordOnboarding(t *testing.T, f *fixture) {
 	onboarded := imported(d0, b)
 	onboarded.State, onboarded.OnboardedAt = store.StateOnboarded, at(2*time.Hour)
 	revoked := imported(d2, b)
-	revoked.State, revoked.RevokedAt, revoked.RevokeNote = store.StateRevoked, at(90*time.Minute), "lost"
+	revoked = revokedAs(revoked, at(90*time.Minute), "lost")
 	for _, c := range []struct {
 		name       string
 		cert       store.Certificate

@@ -1,0 +1,99 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/store"
+)
+
+// RevokeDevice revokes a device with TransitionDevice, enqueueing jobs
+// whatever the device was.
+func (s *Store) RevokeDevice(ctx context.Context, id identity.ID, note string, at time.Time, jobs ...store.Job) error {
+	_, err := s.TransitionDevice(ctx, id, store.TransitionRequest{Transition: store.TransitionRevoke, Reason: note, At: at,
+		Jobs: func(store.Device) []store.Job { return jobs }})
+	return err
+}
+
+// TransitionDevice applies req in one write transaction. SQLite has one
+// writer, so the device read at its start cannot change under it: that
+// is the row lock.
+func (s *Store) TransitionDevice(ctx context.Context, id identity.ID, req store.TransitionRequest) (store.TransitionResult, error) {
+	var res store.TransitionResult
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		const q = `SELECT ` + deviceColumns + ` FROM devices WHERE identity = ?`
+		before, err := scanDevice(tx.QueryRowContext(ctx, q, id[:]))
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("read device: %w", err)
+		}
+		res = store.TransitionResult{Device: before, From: before.State}
+		if _, res.Changed, err = store.PlanTransition(before, req); err != nil || !res.Changed {
+			return err
+		}
+		res.Device = req.Apply(before)
+		if err := writeTransition(ctx, tx, res.Device, req); err != nil {
+			return err
+		}
+		return enqueueJobs(ctx, tx, id[:], req.At, req.JobsFor(before))
+	})
+	if err != nil {
+		return store.TransitionResult{}, fmt.Errorf("sqlite: %s device %s: %w", req.Transition, id, err)
+	}
+	return res, nil
+}
+
+// writeTransition writes the device d became and changes its
+// certificates as req's transition says.
+func writeTransition(ctx context.Context, tx *sql.Tx, d store.Device, req store.TransitionRequest) error {
+	const device = `UPDATE devices SET state = ?, onboarded_at = ?, revoked_at = ?, revoke_note = ?,
+		state_changed_at = ?, state_reason = ? WHERE identity = ?`
+	if _, err := tx.ExecContext(ctx, device, string(d.State), nullMicros(d.OnboardedAt), nullMicros(d.RevokedAt),
+		d.RevokeNote, nullMicros(d.StateChangedAt), d.StateReason, d.Identity[:]); err != nil {
+		return fmt.Errorf("update device: %w", err)
+	}
+	if reason, ok := req.Transition.CertificateReason(); ok {
+		// A hold is replaced by the final reason; a certificate revoked
+		// for another reason (superseded) keeps it.
+		const certs = `UPDATE certificates SET revoked_at = ?, revocation_reason = ?
+			WHERE identity = ? AND (revoked_at IS NULL OR revocation_reason = ?)`
+		if _, err := tx.ExecContext(ctx, certs, micros(req.At), reason, d.Identity[:], store.ReasonCertificateHold); err != nil {
+			return fmt.Errorf("revoke certificates: %w", err)
+		}
+	}
+	if req.Transition.ReleasesHold() {
+		const release = `UPDATE certificates SET revoked_at = NULL, revocation_reason = 0
+			WHERE identity = ? AND revoked_at IS NOT NULL AND revocation_reason = ?`
+		if _, err := tx.ExecContext(ctx, release, d.Identity[:], store.ReasonCertificateHold); err != nil {
+			return fmt.Errorf("release certificates: %w", err)
+		}
+	}
+	return nil
+}
+
+// ListRevokedCertificates returns one page of revoked certificates by
+// serial, from the partial index certificates_revoked (migration 0005).
+func (s *Store) ListRevokedCertificates(ctx context.Context, after [16]byte, limit int) ([]store.RevokedCertificate, error) {
+	const q = `SELECT serial, revoked_at, revocation_reason FROM certificates INDEXED BY certificates_revoked
+		WHERE revoked_at IS NOT NULL AND serial > ? ORDER BY serial LIMIT ?`
+	list, err := queryAll(ctx, s.reader, q, []any{after[:], store.RevokedPageLimit(limit)}, func(row scanner) (store.RevokedCertificate, error) {
+		var rc store.RevokedCertificate
+		var serial []byte
+		var revoked int64
+		if err := row.Scan(&serial, &revoked, &rc.Reason); err != nil {
+			return rc, err
+		}
+		rc.RevokedAt = fromMicros(revoked)
+		return rc, fixed(rc.Serial[:], serial, "serial")
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list revoked certificates: %w", err)
+	}
+	return list, nil
+}
