@@ -115,6 +115,7 @@ func (e *lifecycleEnv) certificateReasons(t *testing.T, i int) []string {
 // refused for credentials and renewal, and its enrolment key for a new
 // onboarding, all with device-suspended; resumed, it works again.
 func TestAttackLifecycleSuspended(t *testing.T) {
+	t.Parallel()
 	e := newLifecycleEnv(t, sigalg.ECDSAP256, sigalg.Ed25519)
 	cert := e.onboard(t, 0, "")
 	if d := e.move(t, e.suspender, 0, "suspend", ""); d.State != "suspended" {
@@ -143,6 +144,7 @@ func TestAttackLifecycleSuspended(t *testing.T) {
 // resumed, decommissioned or reprovisioned back into service, and its
 // certificate and key are refused.
 func TestAttackLifecycleRevokedIsTerminal(t *testing.T) {
+	t.Parallel()
 	e := newLifecycleEnv(t, sigalg.ECDSAP256)
 	cert := e.onboard(t, 0, "")
 	e.move(t, e.suspender, 0, "suspend", "")
@@ -164,6 +166,7 @@ func TestAttackLifecycleRevokedIsTerminal(t *testing.T) {
 // cannot onboard or use its certificate; reprovisioned, its old
 // certificate stays refused and it must onboard afresh.
 func TestAttackLifecycleDecommissionReprovision(t *testing.T) {
+	t.Parallel()
 	e := newLifecycleEnv(t, sigalg.Ed25519)
 	old := e.onboard(t, 0, "")
 	e.move(t, e.revoker, 0, "decommission", "")
@@ -188,6 +191,7 @@ func TestAttackLifecycleDecommissionReprovision(t *testing.T) {
 // reach the transitions that end certificates, nor undo a
 // decommission.
 func TestAttackLifecycleScopes(t *testing.T) {
+	t.Parallel()
 	e := newLifecycleEnv(t, sigalg.ECDSAP256)
 	cert := e.onboard(t, 0, "")
 	for _, c := range []struct {
@@ -219,6 +223,7 @@ func TestAttackLifecycleScopes(t *testing.T) {
 // TestAttackLifecycleAuditOnePerTransition: every transition, allowed,
 // idempotent or refused, is exactly one audit event under its action.
 func TestAttackLifecycleAuditOnePerTransition(t *testing.T) {
+	t.Parallel()
 	e := newLifecycleEnv(t, sigalg.ECDSAP256)
 	e.onboard(t, 0, "")
 	subject := "device:" + e.f.ids[0].String()
@@ -264,6 +269,7 @@ func TestAttackLifecycleAuditOnePerTransition(t *testing.T) {
 // call either succeeded or was refused as not allowed, and each left one
 // audit event.
 func TestAttackLifecycleRace(t *testing.T) {
+	t.Parallel()
 	algs := []sigalg.ID{sigalg.ECDSAP256, sigalg.Ed25519, sigalg.ECDSAP256, sigalg.Ed25519}
 	e := newLifecycleEnv(t, algs...)
 	for i := range algs {

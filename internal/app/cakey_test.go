@@ -17,6 +17,7 @@ import (
 // store outside the data directory puts them there, none in DataDir/keys,
 // and finds them again on the next start.
 func TestCAKeyURIElsewhere(t *testing.T) {
+	t.Parallel()
 	base := t.TempDir()
 	dataDir, keyDir := filepath.Join(base, "data"), filepath.Join(base, "hsm-stand-in")
 	cfg := Config{DataDir: dataDir, Listen: "127.0.0.1:0", ServerName: "localhost",
@@ -48,6 +49,7 @@ func TestCAKeyURIElsewhere(t *testing.T) {
 // TestCAKeyURIDefault: without a URI the CA keys stay where they always
 // were, DataDir/keys.
 func TestCAKeyURIDefault(t *testing.T) {
+	t.Parallel()
 	dataDir := t.TempDir()
 	p, err := Start(context.Background(), Config{DataDir: dataDir, Listen: "127.0.0.1:0", ServerName: "localhost"})
 	if err != nil {
@@ -65,6 +67,7 @@ func TestCAKeyURIDefault(t *testing.T) {
 // TestCAKeyURIRefused: a scheme no backend serves, a planned one, and a
 // malformed URI fail before the data directory or any store is created.
 func TestCAKeyURIRefused(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ uri, mention string }{
 		{"nope:/somewhere", `scheme "nope"`},
 		{"pkcs11:token=hallmark;object=ca-root", "PKCS #11"},
@@ -92,6 +95,7 @@ func TestCAKeyURIRefused(t *testing.T) {
 // (here for a passphrase below the minimum) is an error that says why, not
 // a crash in the cleanup of what was never opened.
 func TestCAKeyStoreRefusesShortPassphrase(t *testing.T) {
+	t.Parallel()
 	dataDir := filepath.Join(t.TempDir(), "data")
 	_, err := Start(context.Background(), Config{DataDir: dataDir, Listen: "127.0.0.1:0", CAPassphrase: []byte("short")})
 	if err == nil || !strings.Contains(err.Error(), "CA key store") || !strings.Contains(err.Error(), "passphrase") {
@@ -102,6 +106,7 @@ func TestCAKeyStoreRefusesShortPassphrase(t *testing.T) {
 // TestCASuites: the CA takes the suites CASuites lists, in any spelling
 // Lookup accepts, and refuses the others before creating anything.
 func TestCASuites(t *testing.T) {
+	t.Parallel()
 	if got := CASuites(); len(got) != 2 || got[0] != sigalg.ECDSAP256 || got[1] != sigalg.MLDSA65 {
 		t.Fatalf("CASuites() = %v", got)
 	}

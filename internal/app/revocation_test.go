@@ -28,6 +28,7 @@ const testRevocationBase = "http://revocation.test:8080"
 // for an ECDSA CA, by pki.VerifyCRL for ML-DSA), and the other device
 // stays out of it.
 func TestRevocationServed(t *testing.T) {
+	t.Parallel()
 	for _, caSuite := range []sigalg.ID{sigalg.ECDSAP256, sigalg.MLDSA65} {
 		t.Run("ca-"+string(caSuite), func(t *testing.T) {
 			ctx := context.Background()
@@ -225,6 +226,7 @@ func checkWithOpenSSL(t *testing.T, p *Platform, url string, leaves [][]byte) {
 // TestRevocationConfigRefused: the listener and the base URL go
 // together, and the URL is http://; a refusal creates nothing.
 func TestRevocationConfigRefused(t *testing.T) {
+	t.Parallel()
 	for name, cfg := range map[string]Config{
 		"listener without URL": {RevocationListen: "127.0.0.1:0"},
 		"URL without listener": {RevocationBaseURL: testRevocationBase},
@@ -248,6 +250,7 @@ func TestRevocationConfigRefused(t *testing.T) {
 // TestRevocationOffByDefault: without the options nothing listens and
 // certificates carry no revocation URL.
 func TestRevocationOffByDefault(t *testing.T) {
+	t.Parallel()
 	p := start(t, t.TempDir(), sigalg.ECDSAP256)
 	if p.RevocationURL() != "" || p.CA.CRLURL() != "" {
 		t.Errorf("revocation URL %q, CRL URL %q", p.RevocationURL(), p.CA.CRLURL())
