@@ -51,6 +51,32 @@ type Options struct {
 	ServerCert tls.Certificate
 	// Log receives the broker's warnings and errors; nil discards them.
 	Log io.Writer
+	// CRLPEM, if not empty, is the device listener's first certificate
+	// revocation list (PEM, the issuing CA's): the broker then refuses, at
+	// the TLS handshake, every device certificate it lists. CRLFile names
+	// the file; rewrite it and call Reload to change it.
+	CRLPEM []byte
+	// Pattern configures the large-fleet mode: no dynamic-security plugin
+	// and no admin listener, one pattern ACL (ACL) that confines each
+	// device, by the user name its certificate gives it, to its own topic
+	// tree.
+	Pattern bool
+	// TopicPrefix is the root of the pattern ACL's topic trees,
+	// "devices/" by default.
+	TopicPrefix string
+}
+
+// ACL is the pattern ACL of the large-fleet mode for topic prefix
+// prefix: %u is the user name, which use_identity_as_username makes the
+// certificate's common name, the device's identity.
+func ACL(prefix string) string {
+	if prefix == "" {
+		prefix = "devices/"
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	return "pattern readwrite " + prefix + "%u/#\n"
 }
 
 // Broker is a Mosquitto process.
@@ -62,6 +88,7 @@ type Broker struct {
 	exited  chan struct{}
 	devPort int
 	admPort int
+	pattern bool
 	// AdminUser and AdminPassword log in on AdminURL.
 	AdminUser, AdminPassword string
 }
@@ -86,7 +113,10 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 	}
 	pass := make([]byte, 16)
 	rand.Read(pass)
-	b := &Broker{dir: opts.Dir, log: opts.Log, AdminUser: adminUser, AdminPassword: hex.EncodeToString(pass)}
+	b := &Broker{dir: opts.Dir, log: opts.Log, pattern: opts.Pattern}
+	if !opts.Pattern {
+		b.AdminUser, b.AdminPassword = adminUser, hex.EncodeToString(pass)
+	}
 	if b.log == nil {
 		b.log = io.Discard
 	}
@@ -94,8 +124,10 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 	if b.devPort, err = freePort(); err != nil {
 		return nil, err
 	}
-	if b.admPort, err = freePort(); err != nil {
-		return nil, err
+	if !opts.Pattern {
+		if b.admPort, err = freePort(); err != nil {
+			return nil, err
+		}
 	}
 	if err := b.writeFiles(ctx, opts); err != nil {
 		return nil, fmt.Errorf("mosquitto: %w", err)
@@ -109,11 +141,37 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 // DeviceURL is the mutual-TLS listener devices connect to.
 func (b *Broker) DeviceURL() string { return "mqtts://127.0.0.1:" + strconv.Itoa(b.devPort) }
 
-// AdminURL is the listener the dynamic-security admin logs in on.
-func (b *Broker) AdminURL() string { return "mqtts://127.0.0.1:" + strconv.Itoa(b.admPort) }
+// AdminURL is the listener the dynamic-security admin logs in on, ""
+// in pattern mode, which has none.
+func (b *Broker) AdminURL() string {
+	if b.pattern {
+		return ""
+	}
+	return "mqtts://127.0.0.1:" + strconv.Itoa(b.admPort)
+}
 
 // DynsecFile is the plugin's state file.
 func (b *Broker) DynsecFile() string { return filepath.Join(b.dir, "dynsec.json") }
+
+// CRLFile is the device listener's crlfile (see Options.CRLPEM).
+func (b *Broker) CRLFile() string { return filepath.Join(b.dir, "crl.pem") }
+
+// PIDFile is where the broker writes its process ID (pid_file), for a
+// CRL synchroniser that signals it.
+func (b *Broker) PIDFile() string { return filepath.Join(b.dir, "mosquitto.pid") }
+
+// Reload sends the running broker SIGHUP, which makes Mosquitto read its
+// configuration again, the crlfile included, without dropping
+// connections.
+func (b *Broker) Reload() error {
+	if b.cmd == nil {
+		return errors.New("mosquitto: reload: not running")
+	}
+	if err := b.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		return fmt.Errorf("mosquitto: reload: %w", err)
+	}
+	return nil
+}
 
 func (b *Broker) writeFiles(ctx context.Context, opts Options) error {
 	var chain []byte
