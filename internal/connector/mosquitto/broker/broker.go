@@ -23,6 +23,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 )
 
@@ -188,16 +190,18 @@ func (b *Broker) writeFiles(ctx context.Context, opts Options) error {
 		"server.pem": chain,
 		"server.key": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
 	}
+	if len(opts.CRLPEM) > 0 {
+		files["crl.pem"] = opts.CRLPEM
+	}
+	if opts.Pattern {
+		files["acl"] = []byte(ACL(opts.TopicPrefix))
+	}
 	for name, data := range files {
 		if err := os.WriteFile(p(name), data, 0o600); err != nil {
 			return err
 		}
 	}
-	os.Remove(b.DynsecFile())
-	out, err := exec.CommandContext(ctx, Ctrl, "dynsec", "init", b.DynsecFile(), b.AdminUser, b.AdminPassword).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("mosquitto_ctrl dynsec init: %v: %s", err, out)
-	}
+	tlsFiles := fmt.Sprintf("cafile %s\ncertfile %s\nkeyfile %s\ntls_version tlsv1.3\n", p("ca.pem"), p("server.pem"), p("server.key"))
 	conf := fmt.Sprintf(`per_listener_settings false
 allow_anonymous false
 persistence false
@@ -205,25 +209,23 @@ set_tcp_nodelay true
 log_dest stderr
 log_type error
 log_type warning
-plugin %s
-plugin_opt_config_file %s
-
-listener %d 127.0.0.1
-cafile %s
-certfile %s
-keyfile %s
-tls_version tlsv1.3
-require_certificate true
-use_identity_as_username true
-
-listener %d 127.0.0.1
-cafile %s
-certfile %s
-keyfile %s
-tls_version tlsv1.3
-require_certificate false
-`, Plugin, b.DynsecFile(), b.devPort, p("ca.pem"), p("server.pem"), p("server.key"),
-		b.admPort, p("ca.pem"), p("server.pem"), p("server.key"))
+pid_file %s
+`, b.PIDFile())
+	if opts.Pattern {
+		conf += fmt.Sprintf("acl_file %s\n", p("acl"))
+	} else {
+		if err := b.initDynsec(ctx); err != nil {
+			return err
+		}
+		conf += fmt.Sprintf("plugin %s\nplugin_opt_config_file %s\n", Plugin, b.DynsecFile())
+	}
+	conf += fmt.Sprintf("\nlistener %d 127.0.0.1\n%srequire_certificate true\nuse_identity_as_username true\n", b.devPort, tlsFiles)
+	if len(opts.CRLPEM) > 0 {
+		conf += fmt.Sprintf("crlfile %s\n", b.CRLFile())
+	}
+	if !opts.Pattern {
+		conf += fmt.Sprintf("\nlistener %d 127.0.0.1\n%srequire_certificate false\n", b.admPort, tlsFiles)
+	}
 	if os.Geteuid() == 0 {
 		// As root Mosquitto would drop to the mosquitto user, who cannot
 		// read a private temporary directory.
@@ -231,6 +233,16 @@ require_certificate false
 	}
 	b.conf = p("mosquitto.conf")
 	return os.WriteFile(b.conf, []byte(conf), 0o600)
+}
+
+// initDynsec creates the dynamic-security plugin's file with its admin.
+func (b *Broker) initDynsec(ctx context.Context) error {
+	os.Remove(b.DynsecFile())
+	out, err := exec.CommandContext(ctx, Ctrl, "dynsec", "init", b.DynsecFile(), b.AdminUser, b.AdminPassword).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("mosquitto_ctrl dynsec init: %v: %s", err, out)
+	}
+	return nil
 }
 
 // Start starts the broker again after Stop, on the same ports with the
@@ -248,7 +260,11 @@ func (b *Broker) Start(ctx context.Context) error {
 	b.cmd, b.exited = cmd, make(chan struct{})
 	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(b.exited)
 	deadline := time.Now().Add(10 * time.Second)
-	for _, port := range []int{b.devPort, b.admPort} {
+	ports := []int{b.devPort}
+	if !b.pattern {
+		ports = append(ports, b.admPort)
+	}
+	for _, port := range ports {
 		for {
 			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
 			if err == nil {
