@@ -64,6 +64,7 @@ type Store interface {
 	ManifestStore
 	DeviceStore
 	AuditStore
+	RenewalStore
 	audit.Appender
 }
 
@@ -91,6 +92,8 @@ type Service struct {
 	Manifests *Manifests
 	Devices   *Devices
 	Audit     *AuditLog
+	// Renewals forces renewals outside a product's window (renewal.go).
+	Renewals *Renewals
 }
 
 // New builds the admin services on one store.
@@ -107,6 +110,7 @@ func New(st Store, cfg Config) *Service {
 		Manifests: NewManifests(st, cfg.Recorder, cfg.Now),
 		Devices:   NewDevices(st, cfg.Outbox, cfg.Recorder, cfg.Now).notifying(cfg.CertificatesChanged),
 		Audit:     NewAuditLog(st, cfg.Recorder),
+		Renewals:  NewRenewals(st, cfg.Recorder, cfg.Now),
 	}
 }
 

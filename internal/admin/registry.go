@@ -150,6 +150,10 @@ type ProductRequest struct {
 	// MaxCertValidity.
 	CertValidity  string
 	CloudEndpoint string
+	// RenewalWindow is how long before its certificate expires a device
+	// may renew, a Go duration from zero to CertValidity; empty or zero
+	// allows a renewal at any time (renewal.go).
+	RenewalWindow string
 }
 
 // Certificate validity bounds: an hour is the shortest a device can
@@ -162,9 +166,14 @@ const (
 var endpointSchemes = []string{"mqtts", "https", "wss"}
 
 // Validate checks the request: a slug, a printable name, a validity
-// within bounds, a canonical endpoint URL.
+// within bounds, a canonical endpoint URL, a renewal window within the
+// validity.
 func (req ProductRequest) Validate() error {
-	_, err := req.validate()
+	validity, err := req.validate()
+	if err != nil {
+		return err
+	}
+	_, err = parseRenewalWindow(req.RenewalWindow, validity)
 	return err
 }
 
@@ -221,7 +230,12 @@ func (r *Registry) CreateProduct(ctx context.Context, caller Caller, req Product
 	if err != nil {
 		return store.Product{}, err
 	}
-	p := store.Product{ID: req.ID, Name: req.Name, CertValidity: validity, CloudEndpoint: req.CloudEndpoint, CreatedAt: r.now().UTC()}
+	window, err := parseRenewalWindow(req.RenewalWindow, validity)
+	if err != nil {
+		return store.Product{}, err
+	}
+	p := store.Product{ID: req.ID, Name: req.Name, CertValidity: validity, CloudEndpoint: req.CloudEndpoint, CreatedAt: r.now().UTC(),
+		RenewalWindow: window}
 	c.subject = "product:" + p.ID
 	if err := r.store.CreateProduct(ctx, p); err != nil {
 		if errors.Is(err, store.ErrExists) {

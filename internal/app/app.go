@@ -32,6 +32,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/connector"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/keys"
+	"github.com/hallmark-iot/hallmark/internal/monitoring"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
 	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardstore"
@@ -96,6 +97,10 @@ type Config struct {
 	// defaults (binding optional for protocol-v1 devices; `hallmark serve`
 	// requires it unless told otherwise).
 	Issuance onboarding.IssuancePolicy
+	// SupersededSweep is how often certificates superseded longer ago
+	// than Issuance's grace are revoked (reason superseded); zero is
+	// DefaultSupersededSweep (supersession.go).
+	SupersededSweep time.Duration
 	// AdminAuthLimit is the back-off on failed admin authentication per
 	// client address; zero values select httpapi's defaults.
 	AdminAuthLimit httpapi.AuthLimit
@@ -115,6 +120,8 @@ type Config struct {
 	Log     *slog.Logger
 	// Now is the clock; nil uses time.Now.
 	Now func() time.Time
+	// Monitoring configures status reports, the event sweeps and their metrics.
+	Monitoring MonitoringConfig
 }
 
 // Files in the data directory.
@@ -153,6 +160,7 @@ type Platform struct {
 	stopWorkers context.CancelFunc
 	workersDone chan struct{}
 	revocation  *revocationServer // nil unless RevocationListen
+	monitor     *monitoring.Service
 }
 
 // Start opens everything and serves HTTPS in the background.
@@ -230,8 +238,10 @@ func (p *Platform) startBackground() error {
 	p.workersDone = make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { p.janitor(ctx) })
+	wg.Go(func() { p.supersededSweep(ctx) })
 	// The refusal summaries: every interval, and once more at Close.
 	wg.Go(func() { _ = p.refusals.Run(ctx) })
+	wg.Go(func() { _ = p.monitor.Run(ctx) })
 	for _, w := range workers {
 		wg.Go(func() { _ = w.Run(ctx) })
 	}
@@ -581,6 +591,9 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 		return leaf, err
 	}
 	if err := api.HandleOnboarding(svc, verify); err != nil {
+		return nil, err
+	}
+	if err := p.startMonitoring(api, svc, verify, reg); err != nil {
 		return nil, err
 	}
 	created, err := adminSvc.Tokens.EnsureBootstrapToken(ctx, p.AdminTokenPath())

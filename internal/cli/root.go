@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hallmark-iot/hallmark/internal/cli/admincmd"
+	"github.com/hallmark-iot/hallmark/internal/cli/brokercmd"
 	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
 	"github.com/hallmark-iot/hallmark/internal/cli/democmd"
 	"github.com/hallmark-iot/hallmark/internal/cli/devicecmd"
@@ -67,7 +68,8 @@ enrolment public key; it is proven by signing a fresh challenge.`,
 		return cmdline.Usage(err)
 	})
 	root.AddCommand(democmd.New(s), keyscmd.New(s), pufcmd.New(s), firmwarecmd.New(s),
-		devicecmd.New(s), stationcmd.New(s), manifestcmd.New(s), servecmd.New(s), admincmd.New(s), fleetcmd.New(s))
+		devicecmd.New(s), stationcmd.New(s), manifestcmd.New(s), servecmd.New(s), admincmd.New(s), fleetcmd.New(s),
+		brokercmd.New(s))
 	requireSubcommands(root)
 	return root
 }

@@ -69,7 +69,7 @@ func (o onboardHandlers) routes() []Route {
 		{Method: "POST", Path: PathDeviceRenew, Handler: http.HandlerFunc(o.renew), Doc: RouteDoc{
 			OperationID: "deviceRenew", Summary: "Renew the device certificate for a new CSR.", Tag: "device",
 			Auth: AuthMutualTLS, Request: onboarding.RenewRequest{}, Responses: creds,
-			Problems: []string{"not-onboarded", "certificate-superseded", "device-revoked", "device-suspended", "device-decommissioned", "bad-csr", "renewal-too-soon"},
+			Problems: []string{"not-onboarded", "certificate-superseded", "device-revoked", "device-suspended", "device-decommissioned", "bad-csr", "renewal-too-soon", "renewal-not-due"},
 		}},
 	}
 }
@@ -174,7 +174,7 @@ func onboardingProblem(err error) error {
 	switch code := OnboardingCode(err); code {
 	case "":
 		return err
-	case "malformed-request", "bad-csr":
+	case "malformed-request", "bad-csr", "renewal-not-due":
 		return NewProblem(code, err.Error())
 	default:
 		return NewProblem(code, "")

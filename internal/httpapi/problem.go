@@ -134,6 +134,7 @@ var problemCodes = []ProblemCode{
 	{"device-decommissioned", 403, "Device decommissioned", "Onboarding and device routes: the device is decommissioned; an administrator may reprovision it, after which it must onboard afresh."},
 	{"bad-csr", 422, "Certificate request refused", "Onboarding and renewal: the PKCS #10 request's signature or key is not acceptable, its subject does not name the device's identity as its common name, it is bound to another exchange (or carries no binding where the platform requires one), or its key is certified for another device."},
 	{"renewal-too-soon", 429, "Renewal too soon", "Renewal: the device was issued the most certificates the platform allows within its window (by default 3 per hour, counting its onboarding); retry after the number of seconds in the Retry-After header."},
+	{"renewal-not-due", 409, "Renewal not due", "Renewal: the device's current certificate is not yet within its product's renewal window (the credentials' renew_after says when it is); retry after the number of seconds in the Retry-After header, or have an administrator force one renewal (POST /v1/admin/devices/{identity}/force-renewal)."},
 	{"certificate-superseded", 401, "Certificate superseded", "Device routes: the client certificate was replaced by a newer one (a renewal or a new onboarding) and its grace period (by default 10 minutes) has passed; use the newest certificate, or onboard again."},
 }
 

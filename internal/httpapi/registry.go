@@ -113,7 +113,8 @@ func (s *Server) getProduct(r *http.Request, c *adminCall) (int, any, error) {
 }
 
 func productView(p store.Product) Product {
-	return Product{ID: p.ID, Name: p.Name, CertValidity: formatDuration(p.CertValidity), CloudEndpoint: p.CloudEndpoint, CreatedAt: p.CreatedAt.UTC()}
+	return Product{ID: p.ID, Name: p.Name, CertValidity: formatDuration(p.CertValidity), CloudEndpoint: p.CloudEndpoint, CreatedAt: p.CreatedAt.UTC(),
+		RenewalWindow: formatDuration(p.RenewalWindow)}
 }
 
 // formatDuration writes "8760h" rather than time.Duration's "8760h0m0s".

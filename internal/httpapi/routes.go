@@ -19,7 +19,7 @@ var (
 // builtinRoutes is the admin and platform route table. The onboarding
 // routes join it through Handle (onboard.go).
 func (s *Server) builtinRoutes() []Route {
-	return slices.Concat(s.platformRoutes(), s.registryRoutes(), s.manifestRoutes(), s.deviceRoutes(), s.auditTokenRoutes())
+	return slices.Concat(s.platformRoutes(), s.registryRoutes(), s.manifestRoutes(), s.deviceRoutes(), s.renewalRoutes(), s.auditTokenRoutes())
 }
 
 func (s *Server) platformRoutes() []Route {

@@ -37,6 +37,7 @@ type ProductRequest struct {
 	Name          string `json:"name" doc:"Display name, 1 to 128 printable characters."`
 	CertValidity  string `json:"cert_validity" doc:"Validity of the device certificates issued for the product, a Go duration such as \"8760h\"; 1h to 87600h (10 years)."`
 	CloudEndpoint string `json:"cloud_endpoint" doc:"Where onboarded devices connect: an absolute URL with scheme mqtts, https or wss, a host, no user information or fragment."`
+	RenewalWindow string `json:"renewal_window,omitempty" doc:"How long before its certificate expires a device may renew, a Go duration from 0 to cert_validity such as \"720h\"; a renewal before is refused with renewal-not-due unless an administrator forces it. Empty or 0: renewal at any time (the default)."`
 }
 
 // Product decides a device's certificate profile and cloud endpoint.
@@ -46,6 +47,7 @@ type Product struct {
 	CertValidity  string    `json:"cert_validity" doc:"Go duration."`
 	CloudEndpoint string    `json:"cloud_endpoint"`
 	CreatedAt     time.Time `json:"created_at"`
+	RenewalWindow string    `json:"renewal_window" doc:"Go duration; 0s: renewal at any time."`
 }
 
 // ProductList lists products.

@@ -43,13 +43,20 @@ func (e *RenewalLimitError) Error() string {
 func (e *RenewalLimitError) Is(target error) bool { return target == ErrRenewalLimited }
 
 // RetryAfter is how long a refused client should wait, rounded up to a
-// whole second, if err says.
+// whole second, if err says: a renewal over the limit or not yet due.
 func RetryAfter(err error) (time.Duration, bool) {
 	var lim *RenewalLimitError
-	if !errors.As(err, &lim) {
+	var notDue *RenewalNotDueError
+	var wait time.Duration
+	switch {
+	case errors.As(err, &lim):
+		wait = lim.RetryAfter
+	case errors.As(err, &notDue):
+		wait = notDue.RetryAfter
+	default:
 		return 0, false
 	}
-	return max((lim.RetryAfter + time.Second - 1).Truncate(time.Second), time.Second), true
+	return max((wait + time.Second - 1).Truncate(time.Second), time.Second), true
 }
 
 // IssuancePolicy configures what a Service certifies and how often.
@@ -90,6 +97,11 @@ func (p IssuancePolicy) renewLimit() RenewalLimit {
 	}
 	return RenewalLimit{Max: limit, Window: window}
 }
+
+// Grace is how long a replaced certificate keeps working: SupersededGrace
+// with its default, zero for none. Past it the platform revokes the
+// certificate (reason superseded).
+func (p IssuancePolicy) Grace() time.Duration { return p.grace() }
 
 func (p IssuancePolicy) grace() time.Duration {
 	switch {
@@ -146,18 +158,14 @@ func (s *Service) checkSuperseded(ctx context.Context, cert Certificate) error {
 	return nil
 }
 
-// checkRenewalLimit refuses before the CA signs anything when the device
-// is over the limit; the State checks again in the transaction that
+// checkRenewalLimit refuses before the CA signs anything when the device,
+// holding certs (newest first), is over the limit; the State checks again in the transaction that
 // records the certificate, which is what concurrent renewals cannot
 // race.
-func (s *Service) checkRenewalLimit(ctx context.Context, id identity.ID) error {
+func (s *Service) checkRenewalLimit(certs []Certificate) error {
 	limit := s.cfg.Issuance.renewLimit()
 	if limit.Max <= 0 {
 		return nil
-	}
-	certs, err := s.cfg.State.Certificates(ctx, id)
-	if err != nil {
-		return fmt.Errorf("list certificates: %w", err)
 	}
 	now := s.cfg.Now()
 	n, oldest := 0, time.Time{}

@@ -13,11 +13,16 @@ import (
 )
 
 // issue signs the certificate and records the renewal in one State
-// write, under the renewal limit.
-func (s *Service) issue(ctx context.Context, dev Device, opKey crypto.PublicKey) (*Credentials, error) {
-	return s.issueWith(ctx, dev, opKey, func(cert Certificate, at time.Time) error {
-		return s.cfg.State.RecordRenewal(ctx, cert, at, s.cfg.Issuance.renewLimit())
+// write, under the renewal limit and the product's window; forced
+// reports that a grant let it through outside the window.
+func (s *Service) issue(ctx context.Context, dev Device, opKey crypto.PublicKey, window time.Duration) (_ *Credentials, forced bool, _ error) {
+	terms := RenewalTerms{Limit: s.cfg.Issuance.renewLimit(), Window: window}
+	creds, err := s.issueWith(ctx, dev, opKey, func(cert Certificate, at time.Time) error {
+		var err error
+		forced, err = s.cfg.State.RecordRenewal(ctx, cert, at, terms)
+		return err
 	})
+	return creds, forced, err
 }
 
 // issueWith signs the certificate and has record store it with the hash
@@ -52,6 +57,8 @@ func (s *Service) issueWith(ctx context.Context, dev Device, opKey crypto.Public
 		return nil, fmt.Errorf("%w: the key is certified for another device", ErrBadCSR)
 	case errors.Is(err, ErrIssuanceLimit):
 		return nil, s.renewalLimitError(err)
+	case errors.Is(err, ErrRenewalNotDue):
+		return nil, s.renewalNotDueError(err)
 	case errors.Is(err, ErrChallengeUsed), errors.Is(err, ErrChallengeExpired):
 		return nil, err
 	case err != nil:
@@ -63,5 +70,5 @@ func (s *Service) issueWith(ctx context.Context, dev Device, opKey crypto.Public
 func (s *Service) credentials(cert Certificate, product Product) *Credentials {
 	chain := append([]string{string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.DER}))}, s.cfg.Issuer.ChainPEM()...)
 	return &Credentials{Identity: cert.Identity, CertificateChain: chain, TrustBundle: s.cfg.Issuer.TrustBundlePEM(),
-		CloudEndpoint: product.CloudEndpoint, NotAfter: cert.NotAfter}
+		CloudEndpoint: product.CloudEndpoint, NotAfter: cert.NotAfter, RenewAfter: renewAfter(cert, product)}
 }

@@ -74,6 +74,11 @@ type Credentials struct {
 	TrustBundle      string      `json:"trust_bundle"`      // PEM: root CA
 	CloudEndpoint    string      `json:"cloud_endpoint"`
 	NotAfter         time.Time   `json:"not_after"`
+	// RenewAfter is when the device should renew the certificate: the
+	// start of its product's renewal window, before which a renewal is
+	// refused (renewal-not-due), or, for a product without one, two
+	// thirds into the certificate's validity (docs/protocol.md).
+	RenewAfter time.Time `json:"renew_after"`
 }
 
 // Transcript is what the device signs, after identity.ProofMessage adds the

@@ -66,23 +66,31 @@ func (s *Service) Credentials(ctx context.Context, leaf *x509.Certificate, addr 
 // channelBinding is the TLS connection's exporter value for
 // ChannelBindingLabel (nil if the transport has none), to which the
 // request may be bound (RenewBinding).
+//
+// A renewal before the device's current certificate enters its
+// product's renewal window is refused (ErrRenewalNotDue) unless an
+// administrator granted one, which the renewal consumes; its audit
+// event then says "forced".
 func (s *Service) Renew(ctx context.Context, leaf *x509.Certificate, channelBinding []byte, req RenewRequest, addr string) (*Credentials, error) {
-	creds, dev, err := s.renew(ctx, leaf, channelBinding, req)
-	outcome := "ok"
-	if err != nil {
+	creds, dev, forced, err := s.renew(ctx, leaf, channelBinding, req)
+	outcome, detail := "ok", ErrorCode(err)
+	switch {
+	case err != nil:
 		outcome = "denied"
+	case forced:
+		detail = "forced"
 	}
-	s.audit(ctx, dev.Identity, "device.renew", outcome, ErrorCode(err), addr)
+	s.audit(ctx, dev.Identity, "device.renew", outcome, detail, addr)
 	return creds, err
 }
 
-func (s *Service) renew(ctx context.Context, leaf *x509.Certificate, channelBinding []byte, req RenewRequest) (*Credentials, Device, error) {
+func (s *Service) renew(ctx context.Context, leaf *x509.Certificate, channelBinding []byte, req RenewRequest) (*Credentials, Device, bool, error) {
 	if len(req.CSR) == 0 || len(req.CSR) > MaxCSR {
-		return nil, Device{}, fmt.Errorf("%w: csr of %d bytes (1 to %d)", ErrMalformed, len(req.CSR), MaxCSR)
+		return nil, Device{}, false, fmt.Errorf("%w: csr of %d bytes (1 to %d)", ErrMalformed, len(req.CSR), MaxCSR)
 	}
 	dev, _, err := s.deviceOf(ctx, leaf)
 	if err != nil {
-		return nil, dev, err
+		return nil, dev, false, err
 	}
 	binding := ""
 	if len(channelBinding) > 0 {
@@ -90,11 +98,22 @@ func (s *Service) renew(ctx context.Context, leaf *x509.Certificate, channelBind
 	}
 	opKey, err := s.checkCSR(req.CSR, dev.Identity, binding)
 	if err != nil {
-		return nil, dev, err
+		return nil, dev, false, err
 	}
-	if err := s.checkRenewalLimit(ctx, dev.Identity); err != nil {
-		return nil, dev, err
+	product, err := s.product(ctx, dev.ProductID)
+	if err != nil {
+		return nil, dev, false, fmt.Errorf("product %q of %s: %w", dev.ProductID, dev.Identity, err)
 	}
-	creds, err := s.issue(ctx, dev, opKey)
-	return creds, dev, err
+	certs, err := s.cfg.State.Certificates(ctx, dev.Identity)
+	if err != nil {
+		return nil, dev, false, fmt.Errorf("list certificates: %w", err)
+	}
+	if err := s.checkRenewalDue(ctx, dev.Identity, certs, product); err != nil {
+		return nil, dev, false, err
+	}
+	if err := s.checkRenewalLimit(certs); err != nil {
+		return nil, dev, false, err
+	}
+	creds, forced, err := s.issue(ctx, dev, opKey, product.RenewalWindow)
+	return creds, dev, forced, err
 }

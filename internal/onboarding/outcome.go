@@ -69,6 +69,7 @@ func ErrorCode(err error) string {
 		{ErrDecommissioned, "decommissioned"}, {ErrBadCSR, "bad-csr"},
 		{ErrNotOnboarded, "not-onboarded"},
 		{ErrRenewalLimited, "renewal-too-soon"}, {ErrSuperseded, "certificate-superseded"},
+		{ErrRenewalNotDue, "renewal-not-due"},
 	} {
 		if errors.Is(err, c.err) {
 			return c.code

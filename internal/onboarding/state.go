@@ -99,6 +99,9 @@ type Product struct {
 	ID            string
 	CertValidity  time.Duration
 	CloudEndpoint string
+	// RenewalWindow is how long before its certificate expires a device
+	// may renew; zero allows a renewal at any time (renewal.go).
+	RenewalWindow time.Duration
 }
 
 // Challenge is one onboarding challenge: single use, short lived.
@@ -181,9 +184,16 @@ type Certificates interface {
 	// ErrKeyInUse), nothing changes.
 	CompleteOnboarding(ctx context.Context, challengeID [ChallengeIDSize]byte, cert Certificate, at time.Time, ev Event) error
 	// RecordRenewal records cert as CompleteOnboarding does, without a
-	// challenge, refusing with an *IssuanceLimitError over limit in the
-	// same transaction.
-	RecordRenewal(ctx context.Context, cert Certificate, at time.Time, limit RenewalLimit) error
+	// challenge, under terms in the same transaction (renewal.go): over
+	// the limit it refuses with an *IssuanceLimitError; before the
+	// device's current certificate is due, with a *RenewalNotDueError
+	// unless the device has a renewal grant. It consumes the device's
+	// grant, if any; forced reports that the grant let a renewal that was
+	// not due through.
+	RecordRenewal(ctx context.Context, cert Certificate, at time.Time, terms RenewalTerms) (forced bool, err error)
+	// RenewalGranted reports whether an administrator allowed the
+	// device's next renewal outside its product's window.
+	RenewalGranted(ctx context.Context, id identity.ID) (bool, error)
 }
 
 // AuditLog records an event that is no part of a recorded change; a

@@ -103,6 +103,9 @@ type Product struct {
 	CertValidity  time.Duration
 	CloudEndpoint string // e.g. mqtts://broker.example.com:8883
 	CreatedAt     time.Time
+	// RenewalWindow is how long before its certificate expires a device
+	// may renew (renewal.go); zero allows a renewal at any time.
+	RenewalWindow time.Duration
 }
 
 // Batch is one imported manifest.
@@ -369,6 +372,8 @@ type Store interface {
 	Challenges
 	Certificates
 	Lifecycle
+	Renewals
+	Monitoring
 	Tokens
 	Audit
 	Jobs

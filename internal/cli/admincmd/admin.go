@@ -49,7 +49,8 @@ An error the server answers with is one line: title, detail and code.`,
 	pf.StringVar(&f.caFile, "ca-file", "", "PEM trust bundle `FILE` for the platform's certificate, such as ca/tls-root.pem in serve's data directory (default: the system's roots)")
 	cmdline.BindEnv(pf, cmdline.EnvPrefix, "server", "token-file", "ca-file")
 	cmd.AddCommand(newAdminStationCmd(s, f), newAdminProductCmd(s, f), newAdminManifestCmd(s, f),
-		newAdminDeviceCmd(s, f), newAdminAuditCmd(s, f), newAdminTokenCmd(s, f))
+		newAdminDeviceCmd(s, f), newAdminAuditCmd(s, f), newAdminTokenCmd(s, f),
+		newAdminEventsCmd(s, f))
 	return cmd
 }
 

@@ -24,7 +24,7 @@ func parseIdentityArg(arg string) (identity.ID, error) {
 }
 func newAdminDeviceCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "device", Short: "List and show registered devices; suspend, resume, revoke, decommission, reprovision them"}
-	cmd.AddCommand(newAdminDeviceListCmd(s, f), newAdminDeviceGetCmd(s, f))
+	cmd.AddCommand(newAdminDeviceListCmd(s, f), newAdminDeviceGetCmd(s, f), newAdminDeviceForceRenewalCmd(s, f))
 	for _, t := range transitionCmds {
 		cmd.AddCommand(newAdminDeviceTransitionCmd(s, f, t))
 	}

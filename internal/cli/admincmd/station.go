@@ -71,7 +71,7 @@ func newAdminProductCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "product", Short: "Create and list products (certificate validity, cloud endpoint)"}
 	var req httpapi.ProductRequest
 	add := &cobra.Command{
-		Use:   "add --id ID --name NAME --cert-validity 8760h --cloud-endpoint URL",
+		Use:   "add --id ID --name NAME --cert-validity 8760h --cloud-endpoint URL [--renewal-window 720h]",
 		Short: "Create a product",
 		Long: `Create a product: the certificate validity of its devices and the cloud
 endpoint they are told to connect to once onboarded.
@@ -79,7 +79,13 @@ endpoint they are told to connect to once onboarded.
 --cloud-endpoint is the URL of your broker (or cloud service), as devices
 will dial it, for example mqtts://mqtt.example.com:8883: it goes into every
 onboarded device's credentials, and "hallmark device connect" connects to
-it. It must name a host the devices can resolve and reach.`,
+it. It must name a host the devices can resolve and reach.
+
+--renewal-window is how long before its certificate expires a device may
+renew, for example 2880h (the last third of a 8760h validity); a renewal
+before is refused (renewal-not-due) unless an administrator forces one
+(hallmark admin device force-renewal). Without it, devices may renew at any
+time.`,
 		Args: cobra.NoArgs,
 		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, _ []string) error {
 			if req.ID == "" || req.Name == "" || req.CertValidity == "" || req.CloudEndpoint == "" {
@@ -90,12 +96,16 @@ it. It must name a host the devices can resolve and reach.`,
 				return err
 			}
 			fmt.Fprintf(s.Out, "created product %s %q: certificates valid %s, endpoint %s\n", cmdline.Safe(p.ID), p.Name, cmdline.Safe(p.CertValidity), cmdline.Safe(p.CloudEndpoint))
+			if p.RenewalWindow != "" && p.RenewalWindow != "0s" {
+				fmt.Fprintf(s.Out, "devices may renew in the last %s of a certificate's validity\n", cmdline.Safe(p.RenewalWindow))
+			}
 			return nil
 		}),
 	}
 	add.Flags().StringVar(&req.ID, "id", "", "product `ID`: a-z, 0-9 and '-' (required)")
 	add.Flags().StringVar(&req.Name, "name", "", "display `NAME` (required)")
 	add.Flags().StringVar(&req.CertValidity, "cert-validity", "", "device certificate validity, a `DURATION` such as 8760h (required)")
+	add.Flags().StringVar(&req.RenewalWindow, "renewal-window", "", "renewal allowed only this `DURATION` before a certificate expires, such as 720h (default: any time)")
 	add.Flags().StringVar(&req.CloudEndpoint, "cloud-endpoint", "", "`URL` of your broker that devices are told to connect to: mqtts://, https:// or wss:// (required)")
 	var asJSON bool
 	list := &cobra.Command{
@@ -109,9 +119,9 @@ it. It must name a host the devices can resolve and reach.`,
 			}
 			var rows [][]string
 			for _, p := range products {
-				rows = append(rows, []string{p.ID, p.CertValidity, p.CloudEndpoint, p.Name})
+				rows = append(rows, []string{p.ID, p.CertValidity, p.RenewalWindow, p.CloudEndpoint, p.Name})
 			}
-			return s.Table("ID\tCERT VALIDITY\tCLOUD ENDPOINT\tNAME", rows)
+			return s.Table("ID\tCERT VALIDITY\tRENEWAL WINDOW\tCLOUD ENDPOINT\tNAME", rows)
 		}),
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -17,18 +18,31 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/connector"
 	"github.com/hallmark-iot/hallmark/internal/connector/mosquitto"
 	"github.com/hallmark-iot/hallmark/internal/connector/mosquitto/broker"
+	"github.com/hallmark-iot/hallmark/internal/connector/mosquitto/crlsync"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
+// demoSyncInterval is how often the demo's CRL synchroniser polls the
+// platform: it bounds the time from a transition to the broker's refusal.
+const demoSyncInterval = 100 * time.Millisecond
+
 // demoCloud is the demo's customer cloud: a Mosquitto the demo starts,
-// trusting the platform's CA, and the connector that manages it.
+// trusting the platform's CA and refusing what its CRL lists, the
+// connector that manages it, and the CRL synchroniser that keeps the
+// broker's CRL file current from the platform's revocation listener.
 type demoCloud struct {
 	broker    *broker.Broker
 	connector *mosquitto.Connector
 	roots     *x509.CertPool
+	// revocationListen is the platform's revocation listener address;
+	// crlURL and ocspURL are what it serves, issuing the CA that signs.
+	revocationListen, crlURL, ocspURL string
+	issuing                           *x509.Certificate
+	stopSync                          context.CancelFunc
+	syncDone                          chan struct{}
 }
 
 // startDemoCloud starts a broker for the platform whose data directory
@@ -39,36 +53,83 @@ func startDemoCloud(ctx context.Context, s *cmdline.Streams, dir, dataDir string
 		fmt.Fprintf(s.Out, "\nCloud registration: skipped: %v.\n", err)
 		return nil, nil
 	}
-	p, err := app.Start(ctx, app.Config{DataDir: dataDir, Listen: "127.0.0.1:0", ServerName: "localhost"})
+	listen, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
+	// The first start makes the CA and its first CRL, which the broker
+	// needs before it starts.
+	p, err := app.Start(ctx, app.Config{DataDir: dataDir, Listen: "127.0.0.1:0", ServerName: "localhost",
+		RevocationListen: listen, RevocationBaseURL: "http://" + listen})
+	if err != nil {
+		return nil, err
+	}
+	c := &demoCloud{revocationListen: listen, crlURL: p.CA.CRLURL(), ocspURL: p.CA.OCSPURL(), issuing: p.CA.IssuingCertificate()}
+	crlDER, crlErr := demoGet(ctx, c.crlURL, nil)
 	serverCert, err := p.CA.IssueServer(ctx, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, 24*time.Hour)
 	trust, rootPEM := p.CA.DeviceTrustPEM(), p.CA.RootPEM()
 	p.Close()
-	if err != nil {
+	if err = errors.Join(err, crlErr); err != nil {
 		return nil, err
 	}
 	brokerDir := filepath.Join(dir, "mosquitto")
 	if err := os.Mkdir(brokerDir, 0o700); err != nil {
 		return nil, err
 	}
-	b, err := broker.Start(ctx, broker.Options{Dir: brokerDir, CAPEM: trust, ServerCert: serverCert})
+	b, err := broker.Start(ctx, broker.Options{Dir: brokerDir, CAPEM: trust, ServerCert: serverCert,
+		CRLPEM: pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crlDER})})
 	if err != nil {
 		return nil, err
 	}
-	roots, err := pki.ParseTrustBundle(rootPEM)
-	if err != nil {
+	c.broker = b
+	if c.roots, err = pki.ParseTrustBundle(rootPEM); err != nil {
 		b.Stop()
 		return nil, err
 	}
-	conn, err := mosquitto.New(mosquitto.Config{BrokerURL: b.AdminURL(), TLS: pki.ClientTLSConfig(roots, nil),
-		AdminUser: b.AdminUser, AdminPassword: b.AdminPassword})
-	if err != nil {
+	if c.connector, err = mosquitto.New(mosquitto.Config{BrokerURL: b.AdminURL(), TLS: pki.ClientTLSConfig(c.roots, nil),
+		AdminUser: b.AdminUser, AdminPassword: b.AdminPassword}); err != nil {
 		b.Stop()
 		return nil, err
 	}
-	return &demoCloud{broker: b, connector: conn, roots: roots}, nil
+	if err := c.startSync(); err != nil {
+		b.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// startSync runs a CRL synchroniser until stop: while the platform is
+// down its fetches fail and are tried again.
+func (c *demoCloud) startSync() error {
+	syncer, err := crlsync.New(crlsync.Config{URL: c.crlURL, Issuers: []*x509.Certificate{c.issuing},
+		File: c.broker.CRLFile(), Reloader: c.broker, Interval: demoSyncInterval})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.stopSync, c.syncDone = cancel, make(chan struct{})
+	go func() { defer close(c.syncDone); _ = syncer.Run(ctx) }()
+	return nil
+}
+
+// revocation is the platform's revocation listener and base URL, none
+// without a cloud.
+func (c *demoCloud) revocation() (listen, baseURL string) {
+	if c == nil {
+		return "", ""
+	}
+	return c.revocationListen, "http://" + c.revocationListen
+}
+
+// freeAddr is a free loopback address: the revocation base URL goes into
+// certificates, so its port must be known before the platform starts.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 func (c *demoCloud) connectors() []connector.Connector {
@@ -87,6 +148,8 @@ func (c *demoCloud) endpoint() string {
 
 func (c *demoCloud) stop() {
 	if c != nil {
+		c.stopSync()
+		<-c.syncDone
 		c.broker.Stop()
 	}
 }

@@ -47,7 +47,11 @@ challenge and receives a certificate chain, which is verified.
 When Mosquitto is installed, a broker trusting the platform's CA is started
 on a free port first; the platform registers every device with it in the
 background, and each device publishes to its own topic with its new
-certificate and is refused another device's topic.`,
+certificate and is refused another device's topic. Then one device is
+suspended, resumed and revoked through the admin API: the broker drops its
+open connection and refuses its next TLS handshake (its CRL file, kept
+current from the platform's revocation listener), lets it in again once
+resumed, and the platform's CRL and OCSP responder say why.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := runDemo(s, ber); err != nil {

@@ -37,8 +37,10 @@ func demoPlatform(ctx context.Context, s *cmdline.Streams, dir string, batch *de
 		return fmt.Errorf("cloud: %w", err)
 	}
 	defer cloud.stop()
+	revocationListen, revocationBase := cloud.revocation()
 	p, err := app.Start(ctx, app.Config{DataDir: dataDir, Listen: "127.0.0.1:0", ServerName: "localhost",
-		Connectors: cloud.connectors(), Worker: connector.WorkerConfig{Poll: 20 * time.Millisecond}})
+		Connectors: cloud.connectors(), Worker: connector.WorkerConfig{Poll: 20 * time.Millisecond},
+		RevocationListen: revocationListen, RevocationBaseURL: revocationBase})
 	if err != nil {
 		return err
 	}
@@ -86,7 +88,10 @@ func demoPlatform(ctx context.Context, s *cmdline.Streams, dir string, batch *de
 	if cloud == nil {
 		return nil
 	}
-	return cloud.publishAll(ctx, s, admin, onboarded)
+	if err := cloud.publishAll(ctx, s, admin, onboarded); err != nil {
+		return err
+	}
+	return cloud.demoLifecycle(ctx, s, admin, onboarded[0])
 }
 
 func demoImport(ctx context.Context, admin *httpapi.Client, batch *demoBatch, endpoint string) error {

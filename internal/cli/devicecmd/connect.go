@@ -27,7 +27,9 @@ cloud endpoint (or --endpoint) over mutual TLS with the certificate the
 platform issued, and publish one message with QoS 1 to the device's own
 topic (PREFIX<identity>/status by default) over MQTT 5. A broker refusing
 the publish (another device's topic, a device not registered yet) makes the
-command fail with "not authorised by the broker".
+command fail with "not authorised by the broker"; a broker refusing the
+certificate at the TLS handshake (its CRL lists a suspended, revoked or
+decommissioned device) with "the broker refused the device's certificate".
 
 The broker is verified against the trust bundle the platform gave the
 device, or --broker-ca-file when the broker has a certificate of its own.`,
@@ -97,6 +99,10 @@ func brokerRoots(s *cmdline.Streams, trustBundle, brokerCA string) (*x509.CertPo
 // typed it, often a placeholder, and a bare DNS or dial error does not say
 // where it came from or how to fix it.
 func publishError(err error, endpoint string, fromCredentials bool) error {
+	if errors.Is(err, mosquitto.ErrCertificateRefused) {
+		return fmt.Errorf("connect: %w: the broker's CRL lists it if the device is suspended, revoked or decommissioned "+
+			"(hallmark admin device get shows its state)", err)
+	}
 	var dialErr *net.OpError
 	if !errors.As(err, &dialErr) || dialErr.Op != "dial" {
 		return fmt.Errorf("connect: %w", err)

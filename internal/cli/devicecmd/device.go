@@ -1,7 +1,8 @@
 // Package devicecmd owns "hallmark device": the simulated microcontroller
 // as its state file (new, program, boot, enrol, inject, ief-payload) and
 // the device's side of the platform: onboarding and credentials over TLS
-// (onboard.go) and publishing to the cloud broker (connect.go).
+// (onboard.go), renewing on its own (run.go) and publishing to the cloud
+// broker (connect.go).
 package devicecmd
 
 import (
@@ -32,7 +33,8 @@ helper data) and, for keygen and inject chips, the protected key store.`,
 	}
 	cmd.AddCommand(newDeviceNewCmd(s), newDeviceProgramCmd(s), newDeviceBootCmd(s),
 		newDeviceEnrolCmd(s), newDeviceInjectCmd(s), newDeviceIEFCmd(s), newDeviceOnboardCmd(s),
-		newDeviceCredentialsCmd(s), newDeviceConnectCmd(s))
+		newDeviceCredentialsCmd(s), newDeviceConnectCmd(s),
+		newDeviceStatusCmd(s), newDeviceRunCmd(s))
 	return cmd
 }
 

@@ -16,6 +16,8 @@ import (
 // connectorFlags configure the cloud connectors of `hallmark serve`.
 type connectorFlags struct {
 	mqttAdminURL, mqttAdminUser, mqttPasswordFile, mqttCAFile, mqttTopicPrefix string
+	mqttMode                                                                   string
+	mqttRekickAfter                                                            time.Duration
 	webhookURL, webhookSecretFile                                              string
 	workers                                                                    int
 	lease, backoffMax                                                          time.Duration
@@ -29,6 +31,12 @@ func (c *connectorFlags) register(f *pflag.FlagSet) {
 		"`FILE` holding the admin password (or set HALLMARK_MQTT_ADMIN_PASSWORD)")
 	f.StringVar(&c.mqttCAFile, "mqtt-ca-file", "", "PEM `FILE` of roots that verify the broker (default: the system's)")
 	f.StringVar(&c.mqttTopicPrefix, "mqtt-topic-prefix", "devices/", "root of each device's topic tree: PREFIX<identity>/#")
+	f.StringVar(&c.mqttMode, "mqtt-mode", string(mosquitto.ModeDynsec),
+		"`MODE` of the Mosquitto connector: dynsec (a client and role per device) or pattern (no per-device broker state: "+
+			"one pattern ACL and the CRL; --mqtt-admin-url, optional, only disconnects deregistered devices)")
+	f.DurationVar(&c.mqttRekickAfter, "mqtt-rekick-after", time.Minute,
+		"pattern mode: disconnect a deregistered device again this long after the first time, once the broker's CRL lists it "+
+			"(above the crl-sync interval; 0: once)")
 	f.StringVar(&c.webhookURL, "webhook-url", "", "POST signed device events to this `URL` (https, or http on loopback)")
 	f.StringVar(&c.webhookSecretFile, "webhook-secret-file", "",
 		"`FILE` holding the webhook signing secret, at least 16 bytes (or set HALLMARK_WEBHOOK_SECRET)")
@@ -48,10 +56,17 @@ func (c *connectorFlags) worker() (connector.WorkerConfig, error) {
 // build makes the configured connectors; none is configured by default.
 func (c *connectorFlags) build(s *cmdline.Streams) ([]connector.Connector, error) {
 	var out []connector.Connector
-	if c.mqttAdminURL != "" {
-		pass, err := c.password(s, c.mqttPasswordFile, "HALLMARK_MQTT_ADMIN_PASSWORD", "--mqtt-admin-password-file")
-		if err != nil {
-			return nil, err
+	mode := mosquitto.Mode(c.mqttMode)
+	if mode != mosquitto.ModeDynsec && mode != mosquitto.ModePattern {
+		return nil, cmdline.Usagef("--mqtt-mode %q: want dynsec or pattern", c.mqttMode)
+	}
+	if c.mqttAdminURL != "" || mode == mosquitto.ModePattern {
+		var pass []byte
+		var err error
+		if c.mqttAdminURL != "" {
+			if pass, err = c.password(s, c.mqttPasswordFile, "HALLMARK_MQTT_ADMIN_PASSWORD", "--mqtt-admin-password-file"); err != nil {
+				return nil, err
+			}
 		}
 		// The broker is not the platform: TLS 1.2 stays allowed, as
 		// brokers that speak no 1.3 are common (so not
@@ -62,8 +77,8 @@ func (c *connectorFlags) build(s *cmdline.Streams) ([]connector.Connector, error
 				return nil, cmdline.Usage(err)
 			}
 		}
-		m, err := mosquitto.New(mosquitto.Config{BrokerURL: c.mqttAdminURL, TLS: tlsCfg, AdminUser: c.mqttAdminUser,
-			AdminPassword: string(pass), TopicPrefix: c.mqttTopicPrefix})
+		m, err := mosquitto.New(mosquitto.Config{Mode: mode, BrokerURL: c.mqttAdminURL, TLS: tlsCfg, AdminUser: c.mqttAdminUser,
+			AdminPassword: string(pass), TopicPrefix: c.mqttTopicPrefix, RekickAfter: c.mqttRekickAfter})
 		if err != nil {
 			return nil, cmdline.Usage(err)
 		}

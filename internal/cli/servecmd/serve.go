@@ -116,6 +116,7 @@ type serveFlags struct {
 	issuance                                                                                issuanceFlags
 	transport                                                                               transportFlags
 	revocation                                                                              revocationFlags
+	monitoring                                                                              monitoringFlags
 }
 
 func (sf *serveFlags) register(f *pflag.FlagSet) {
@@ -136,6 +137,7 @@ func (sf *serveFlags) register(f *pflag.FlagSet) {
 	sf.issuance.register(f)
 	sf.transport.register(f)
 	sf.revocation.register(f)
+	sf.monitoring.register(f)
 	f.StringVar(&sf.pprofListen, "pprof-listen", "", "serve Go's profiler (net/http/pprof) on this loopback `ADDRESS`, e.g. 127.0.0.1:6060")
 }
 
@@ -163,7 +165,7 @@ func (sf *serveFlags) config(s *cmdline.Streams) (app.Config, error) {
 	}
 	cfg := app.Config{DataDir: sf.dataDir, Database: sf.database, Listen: sf.listen, ServerName: sf.serverName, CASuite: suite.ID(),
 		CAKeyURI: sf.caKeyURI, MaxManifestBytes: sf.maxManifest, Log: log, RatePerIdentity: sf.ratePerIdentity, RatePerAddress: sf.ratePerAddress}
-	for _, apply := range []func(*app.Config) error{sf.defences.apply, sf.issuance.apply, sf.transport.apply, sf.revocation.apply} {
+	for _, apply := range []func(*app.Config) error{sf.defences.apply, sf.issuance.apply, sf.transport.apply, sf.revocation.apply, sf.monitoring.apply} {
 		if err := apply(&cfg); err != nil {
 			return app.Config{}, err
 		}

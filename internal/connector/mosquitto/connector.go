@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
@@ -17,9 +18,28 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/identity"
 )
 
+// Mode is how the connector gives devices access to the broker.
+type Mode string
+
+const (
+	// ModeDynsec registers each device with the dynamic-security plugin:
+	// a client and a role per device. For fleets of thousands: every
+	// change rewrites the plugin's whole file (docs/connectors.md).
+	ModeDynsec Mode = "dynsec"
+	// ModePattern keeps no per-device state in the broker: one pattern
+	// ACL and the broker's CRL. Register checks the certificate only;
+	// Deregister disconnects the device, if BrokerURL names a
+	// dynamic-security admin listener to do it through.
+	ModePattern Mode = "pattern"
+)
+
 // Config configures a Connector.
 type Config struct {
-	// BrokerURL is the admin listener, mqtts://host:port.
+	// Mode is ModeDynsec (the default) or ModePattern.
+	Mode Mode
+	// BrokerURL is the admin listener, mqtts://host:port. Required in
+	// ModeDynsec; in ModePattern it is used to disconnect deregistered
+	// devices, and without it they are not disconnected.
 	BrokerURL string
 	// TLS holds the roots that verify the broker and, if the broker
 	// authenticates the admin by certificate, the admin's certificate.
@@ -28,6 +48,12 @@ type Config struct {
 	AdminUser, AdminPassword string
 	// TopicPrefix is the root of every device's topic tree ("devices/").
 	TopicPrefix string
+	// RekickAfter (ModePattern) disconnects a deregistered device a
+	// second time this long after the first: a device that reconnected
+	// before the broker's CRL listed it keeps a working connection in
+	// pattern mode, and the second kick ends it once the CRL is there.
+	// Set it above the CRL synchroniser's interval; 0 kicks once.
+	RekickAfter time.Duration
 }
 
 // Connector registers devices with Mosquitto's dynamic-security plugin.
@@ -39,14 +65,27 @@ type Connector struct {
 	mu        sync.Mutex
 	client    *paho.Client
 	responses chan []byte
+	rekicks   *rekickQueue // nil unless ModePattern with RekickAfter
 }
 
 var _ connector.Connector = (*Connector)(nil)
 
 // New checks cfg; it does not connect.
 func New(cfg Config) (*Connector, error) {
-	if err := validURL(cfg.BrokerURL); err != nil {
-		return nil, fmt.Errorf("mosquitto connector: %w", err)
+	switch cfg.Mode {
+	case "":
+		cfg.Mode = ModeDynsec
+	case ModeDynsec, ModePattern:
+	default:
+		return nil, fmt.Errorf("mosquitto connector: mode %q: want %s or %s", cfg.Mode, ModeDynsec, ModePattern)
+	}
+	if cfg.Mode == ModeDynsec || cfg.BrokerURL != "" {
+		if err := validURL(cfg.BrokerURL); err != nil {
+			return nil, fmt.Errorf("mosquitto connector: %w", err)
+		}
+	}
+	if cfg.RekickAfter < 0 {
+		return nil, errors.New("mosquitto connector: negative rekick delay")
 	}
 	if cfg.TLS == nil {
 		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -54,14 +93,22 @@ func New(cfg Config) (*Connector, error) {
 	if cfg.TopicPrefix == "" {
 		cfg.TopicPrefix = "devices/"
 	}
-	return &Connector{cfg: cfg}, nil
+	c := &Connector{cfg: cfg}
+	if cfg.Mode == ModePattern && cfg.BrokerURL != "" && cfg.RekickAfter > 0 {
+		c.rekicks = newRekickQueue(cfg.RekickAfter, c.kick)
+	}
+	return c, nil
 }
 
 // Name is "mosquitto".
 func (c *Connector) Name() string { return "mosquitto" }
 
-// Close closes the connection, if any.
+// Close stops the second kicks not yet made and closes the connection,
+// if any.
 func (c *Connector) Close() error {
+	if c.rekicks != nil {
+		c.rekicks.close()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dropLocked()
@@ -82,6 +129,9 @@ const maxResponse = 1 << 20
 // its whole JSON file after every changing command, so a new device costs
 // two rewrites instead of six (docs/connectors.md has the figures).
 func (c *Connector) Register(ctx context.Context, d connector.Device) error {
+	if c.cfg.Mode == ModePattern {
+		return c.registerPattern(d)
+	}
 	id := d.Identity.String()
 	role := RolePrefix + id
 	topic := deviceTopic(c.cfg.TopicPrefix, id)
@@ -134,9 +184,20 @@ func hasRole(resp *response, role string) bool {
 	return false
 }
 
-// Deregister deletes the device's client, which disconnects it, and its
-// role; what does not exist counts as deleted.
+// Deregister deletes the device's client, which disconnects it (Mosquitto
+// 2.0 kicks a deleted client's connections), and its role; what does not
+// exist counts as deleted. In ModePattern it disconnects the device only
+// (kick).
+//
+// Deleting the client does not stop the device connecting again: the
+// device listener authenticates by certificate (use_identity_as_username),
+// which bypasses the plugin's client check, so a new connection is
+// accepted and only its publishes and subscriptions are refused. The
+// handshake is refused once the broker's CRL lists the certificate.
 func (c *Connector) Deregister(ctx context.Context, identityID identity.ID) error {
+	if c.cfg.Mode == ModePattern {
+		return c.deregisterPattern(ctx, identityID)
+	}
 	id := identityID.String()
 	cmds := []command{
 		{"command": "deleteClient", "username": id},

@@ -1,12 +1,19 @@
-// Package mosquitto owns Hallmark's connector for a Mosquitto broker: it
-// registers each device with the broker's dynamic-security plugin by
-// sending commands to $CONTROL/dynamic-security/v1 over MQTT 5, and the
-// device side's publish with its certificate over mutual TLS.
+// Package mosquitto owns Hallmark's connector for a Mosquitto broker, in
+// one of two modes, and the device side's connection with its certificate
+// over mutual TLS.
 //
-// Per device it creates a role hallmark-device-<identity> whose ACLs allow
-// only devices/<identity>/# (TopicPrefix) and a client whose user name is
-// the identity, because the broker's device listener takes the client
-// certificate's common name — the identity hex — as the user name.
+// In dynamic-security mode (ModeDynsec) it registers each device with the
+// broker's dynamic-security plugin by sending commands to
+// $CONTROL/dynamic-security/v1 over MQTT 5: per device a role
+// hallmark-device-<identity> whose ACLs allow only devices/<identity>/#
+// (TopicPrefix) and a client whose user name is the identity, because
+// the broker's device listener takes the client certificate's common name
+// — the identity hex — as the user name.
+//
+// In pattern mode (ModePattern) the broker holds no per-device state: one
+// pattern ACL confines every device to devices/%u/#, the broker's CRL
+// file refuses revoked devices (package crlsync keeps it current), and
+// deregistering only disconnects the device.
 package mosquitto
 
 import (
@@ -27,8 +34,14 @@ const (
 	RolePrefix = "hallmark-device-"
 )
 
-// ErrNotAuthorized is the broker refusing a publish or a connection.
-var ErrNotAuthorized = errors.New("not authorised by the broker")
+var (
+	// ErrNotAuthorized is the broker refusing a publish or a connection.
+	ErrNotAuthorized = errors.New("not authorised by the broker")
+	// ErrCertificateRefused is the broker refusing the device's
+	// certificate at the TLS handshake: listed on its CRL (the device is
+	// suspended, revoked or decommissioned), or not from a CA it trusts.
+	ErrCertificateRefused = errors.New("the broker refused the device's certificate")
+)
 
 // dial opens a TLS connection to an mqtts://host:port URL.
 func dial(ctx context.Context, brokerURL string, cfg *tls.Config) (net.Conn, error) {

@@ -30,6 +30,13 @@ type env struct {
 	roots  *x509.CertPool
 	broker *mosquittotest.Broker
 	conn   *mosquitto.Connector
+	server tls.Certificate
+}
+
+func (e *env) serverCert(testing.TB) tls.Certificate { return e.server }
+
+func (e *env) adminTLS() *tls.Config {
+	return &tls.Config{RootCAs: e.roots, MinVersion: tls.VersionTLS13}
 }
 
 func newEnv(t testing.TB) *env {
@@ -61,7 +68,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &env{ca: ca, roots: roots, broker: broker, conn: conn}
+	return &env{ca: ca, roots: roots, broker: broker, conn: conn, server: server}
 }
 
 type device struct {

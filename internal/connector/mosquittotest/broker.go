@@ -18,6 +18,9 @@ type Options struct {
 	CAPEM []byte
 	// ServerCert is the broker's TLS certificate with its chain.
 	ServerCert tls.Certificate
+	// CRLPEM and Pattern: see broker.Options.
+	CRLPEM  []byte
+	Pattern bool
 }
 
 // Broker is a running Mosquitto owned by a test.
@@ -30,7 +33,7 @@ type Broker struct {
 func Start(t testing.TB, opts Options) *Broker {
 	t.Helper()
 	b, err := broker.Start(t.Context(), broker.Options{Dir: t.TempDir(), CAPEM: opts.CAPEM,
-		ServerCert: opts.ServerCert, Log: testLog{t}})
+		ServerCert: opts.ServerCert, CRLPEM: opts.CRLPEM, Pattern: opts.Pattern, Log: testLog{t}})
 	if err != nil {
 		t.Fatalf("mosquittotest: %v", err)
 	}

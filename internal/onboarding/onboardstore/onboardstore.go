@@ -31,7 +31,8 @@ type Store interface {
 	GetCertificate(ctx context.Context, serial [16]byte) (store.Certificate, error)
 	ListCertificates(ctx context.Context, id identity.ID) ([]store.Certificate, error)
 	CompleteOnboarding(ctx context.Context, challengeID [16]byte, cert store.Certificate, at time.Time, audit store.AuditEvent, jobs ...store.Job) error
-	RecordRenewal(ctx context.Context, cert store.Certificate, at time.Time, limit store.IssuanceLimit, jobs ...store.Job) error
+	RenewCertificate(ctx context.Context, cert store.Certificate, at time.Time, terms store.RenewalTerms, jobs ...store.Job) (bool, error)
+	GetRenewalGrant(ctx context.Context, id identity.ID) (store.RenewalGrant, error)
 	audit.Appender
 }
 
@@ -102,7 +103,7 @@ func (s *State) Product(ctx context.Context, id string) (onboarding.Product, err
 	if err != nil {
 		return onboarding.Product{}, translate(err)
 	}
-	return onboarding.Product{ID: p.ID, CertValidity: p.CertValidity, CloudEndpoint: p.CloudEndpoint}, nil
+	return onboarding.Product{ID: p.ID, CertValidity: p.CertValidity, CloudEndpoint: p.CloudEndpoint, RenewalWindow: p.RenewalWindow}, nil
 }
 
 // Certificate implements onboarding.Certificates.
@@ -129,12 +130,6 @@ func (s *State) Certificates(ctx context.Context, id identity.ID) ([]onboarding.
 func (s *State) CompleteOnboarding(ctx context.Context, challengeID [onboarding.ChallengeIDSize]byte, cert onboarding.Certificate,
 	at time.Time, ev onboarding.Event) error {
 	return translate(s.st.CompleteOnboarding(ctx, challengeID, toStore(cert), at, audit.Build(event(ev), at),
-		s.outbox.Onboarded(cert.Identity)...))
-}
-
-// RecordRenewal implements onboarding.Certificates.
-func (s *State) RecordRenewal(ctx context.Context, cert onboarding.Certificate, at time.Time, limit onboarding.RenewalLimit) error {
-	return translate(s.st.RecordRenewal(ctx, toStore(cert), at, store.IssuanceLimit{Max: limit.Max, Window: limit.Window},
 		s.outbox.Onboarded(cert.Identity)...))
 }
 
@@ -204,12 +199,15 @@ func (e *stateError) Unwrap() []error { return []error{e.kind, e.cause} }
 // translate turns the store's errors into onboarding's.
 func translate(err error) error {
 	var lim *store.IssuanceLimitError
+	var notDue *store.RenewalNotDueError
 	var refused *store.StateError
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &lim):
 		return &stateError{&onboarding.IssuanceLimitError{RetryAt: lim.RetryAt}, err}
+	case errors.As(err, &notDue):
+		return &stateError{&onboarding.RenewalNotDueError{DueAt: notDue.DueAt}, err}
 	case errors.As(err, &refused):
 		return &stateError{standingError(refused.State), err}
 	}

@@ -168,13 +168,13 @@ func TestErrorsTranslated(t *testing.T) {
 	check("a key of another device's", s.CompleteOnboarding(ctx, challenge(t, s, b, t0.Add(time.Minute)), cert(b, 2, 1), t0, ev),
 		onboarding.ErrKeyInUse, store.ErrKeyInUse)
 
-	err = s.RecordRenewal(ctx, cert(a, 3, 1), t0, onboarding.RenewalLimit{Max: 1, Window: time.Hour})
+	_, err = s.RecordRenewal(ctx, cert(a, 3, 1), t0, onboarding.RenewalTerms{Limit: onboarding.RenewalLimit{Max: 1, Window: time.Hour}})
 	check("a renewal over the limit", err, onboarding.ErrIssuanceLimit, store.ErrIssuanceLimit)
 	var lim *onboarding.IssuanceLimitError
 	if !errors.As(err, &lim) || !lim.RetryAt.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("renewal over the limit: %v, want an *IssuanceLimitError retrying at %v", err, t0.Add(time.Hour))
 	}
-	if err := s.RecordRenewal(ctx, cert(a, 3, 1), t0, onboarding.RenewalLimit{Max: 2, Window: time.Hour}); err != nil {
+	if _, err := s.RecordRenewal(ctx, cert(a, 3, 1), t0, onboarding.RenewalTerms{Limit: onboarding.RenewalLimit{Max: 2, Window: time.Hour}}); err != nil {
 		t.Fatalf("a renewal under the limit: %v", err)
 	}
 	if certs, err := s.Certificates(ctx, a); err != nil || len(certs) != 2 || certs[1].SupersededAt.IsZero() || !certs[0].SupersededAt.IsZero() {
@@ -196,7 +196,8 @@ func TestErrorsTranslated(t *testing.T) {
 		if dev, err := s.Device(ctx, a); err != nil || dev.Standing != c.standing {
 			t.Fatalf("after %s the device reads %+v, %v", c.t, dev, err)
 		}
-		check("a renewal after "+string(c.t), s.RecordRenewal(ctx, cert(a, 4, 1), t0, onboarding.RenewalLimit{}), c.want, store.ErrConflict)
+		_, err := s.RecordRenewal(ctx, cert(a, 4, 1), t0, onboarding.RenewalTerms{})
+		check("a renewal after "+string(c.t), err, c.want, store.ErrConflict)
 	}
 }
 

@@ -66,12 +66,12 @@ func scanStation(row pgx.Row) (store.Station, error) {
 	return st, fixed(st.ID[:], id, "station ID")
 }
 
-const productColumns = `id, name, cert_validity, cloud_endpoint, created_at`
+const productColumns = `id, name, cert_validity, cloud_endpoint, created_at, renewal_window`
 
 // CreateProduct adds a product; a taken ID is store.ErrExists.
 func (s *Store) CreateProduct(ctx context.Context, p store.Product) error {
-	const q = `INSERT INTO products (` + productColumns + `) VALUES ($1, $2, $3, $4, $5)`
-	_, err := s.pool.Exec(ctx, q, p.ID, p.Name, int64(p.CertValidity), p.CloudEndpoint, p.CreatedAt)
+	const q = `INSERT INTO products (` + productColumns + `) VALUES ($1, $2, $3, $4, $5, $6)`
+	_, err := s.pool.Exec(ctx, q, p.ID, p.Name, int64(p.CertValidity), p.CloudEndpoint, p.CreatedAt, int64(p.RenewalWindow))
 	if isKeyTaken(err) {
 		return fmt.Errorf("postgres: create product %q: %w", p.ID, store.ErrExists)
 	}
@@ -106,11 +106,12 @@ func (s *Store) ListProducts(ctx context.Context) ([]store.Product, error) {
 
 func scanProduct(row pgx.Row) (store.Product, error) {
 	var p store.Product
-	var validity int64
-	if err := row.Scan(&p.ID, &p.Name, &validity, &p.CloudEndpoint, &p.CreatedAt); err != nil {
+	var validity, window int64
+	if err := row.Scan(&p.ID, &p.Name, &validity, &p.CloudEndpoint, &p.CreatedAt, &window); err != nil {
 		return store.Product{}, err
 	}
 	p.CertValidity = time.Duration(validity)
+	p.RenewalWindow = time.Duration(window)
 	p.CreatedAt = p.CreatedAt.UTC()
 	return p, nil
 }

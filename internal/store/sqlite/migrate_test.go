@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
 	"strings"
@@ -12,12 +13,31 @@ import (
 	"testing/fstest"
 )
 
-// withInit returns a file system holding the real migrations (0001 to
-// 0005) and the given extra files.
+// embedded lists the real migrations' names (0001_init, ...), in order:
+// the tests below stay right as migrations are added.
+func embedded(t *testing.T) []string {
+	t.Helper()
+	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, strings.TrimSuffix(e.Name(), ".sql"))
+	}
+	return names
+}
+
+// after is the number of the k-th migration after the real ones.
+func after(t *testing.T, k int) string { return fmt.Sprintf("%04d", len(embedded(t))+k) }
+
+// withInit returns a file system holding the real migrations and the
+// given extra files.
 func withInit(t *testing.T, extra map[string]string) fstest.MapFS {
 	t.Helper()
 	fsys := fstest.MapFS{}
-	for _, name := range []string{"0001_init.sql", "0002_jobs.sql", "0003_challenges_in_memory.sql", "0004_certificate_keys.sql", "0005_lifecycle.sql"} {
+	for _, m := range embedded(t) {
+		name := m + ".sql"
 		body, err := fs.ReadFile(migrationFiles, "migrations/"+name)
 		if err != nil {
 			t.Fatal(err)
@@ -37,10 +57,10 @@ func TestLoadMigrations(t *testing.T) {
 		want    int
 		wantErr string
 	}{
-		{"embedded", nil, 5, ""},
-		{"another", map[string]string{"0006_more.sql": "SELECT 1;"}, 6, ""},
-		{"gap", map[string]string{"0007_skip.sql": "SELECT 1;"}, 0, "want number 0006"},
-		{"bad name", map[string]string{"0006-more.sql": "SELECT 1;"}, 0, "not NNNN_name.sql"},
+		{"embedded", nil, len(embedded(t)), ""},
+		{"another", map[string]string{after(t, 1) + "_more.sql": "SELECT 1;"}, len(embedded(t)) + 1, ""},
+		{"gap", map[string]string{after(t, 2) + "_skip.sql": "SELECT 1;"}, 0, "want number " + after(t, 1)},
+		{"bad name", map[string]string{after(t, 1) + "-more.sql": "SELECT 1;"}, 0, "not NNNN_name.sql"},
 		{"stray file", map[string]string{"README": "x"}, 0, "not NNNN_name.sql"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -104,9 +124,9 @@ func TestMigrateUpgradesInOrder(t *testing.T) {
 	s.Close()
 	db := rawDB(t, path)
 	ms, err := loadMigrations(withInit(t, map[string]string{
-		"0006_device_label.sql": "ALTER TABLE devices ADD COLUMN label TEXT NOT NULL DEFAULT '';",
-		// Needs 0006's column: fails unless applied after it.
-		"0007_label_index.sql": "CREATE INDEX devices_by_label ON devices (label);",
+		after(t, 1) + "_device_label.sql": "ALTER TABLE devices ADD COLUMN label TEXT NOT NULL DEFAULT '';",
+		// Needs the column above: fails unless applied after it.
+		after(t, 2) + "_label_index.sql": "CREATE INDEX devices_by_label ON devices (label);",
 	}), "m")
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +137,7 @@ func TestMigrateUpgradesInOrder(t *testing.T) {
 		}
 	}
 	got := strings.Join(schemaVersions(t, db), " ")
-	if got != "0001_init 0002_jobs 0003_challenges_in_memory 0004_certificate_keys 0005_lifecycle 0006_device_label 0007_label_index" {
+	if want := strings.Join(append(embedded(t), after(t, 1)+"_device_label", after(t, 2)+"_label_index"), " "); got != want {
 		t.Errorf("schema_migrations = %s", got)
 	}
 }
@@ -131,20 +151,20 @@ func TestFailingMigrationChangesNothing(t *testing.T) {
 	s.Close()
 	db := rawDB(t, path)
 	ms, err := loadMigrations(withInit(t, map[string]string{
-		"0006_broken.sql": "CREATE TABLE half_done (a INTEGER); INSERT INTO no_such_table VALUES (1);",
+		after(t, 1) + "_broken.sql": "CREATE TABLE half_done (a INTEGER); INSERT INTO no_such_table VALUES (1);",
 	}), "m")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := migrate(t.Context(), db, ms); err == nil || !strings.Contains(err.Error(), "0006_broken") {
+	if err := migrate(t.Context(), db, ms); err == nil || !strings.Contains(err.Error(), after(t, 1)+"_broken") {
 		t.Fatalf("migrate with a broken migration: %v, want an error naming it", err)
 	}
 	var n int
 	if err := db.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = 'half_done'`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("broken migration left its table behind (%d, %v)", n, err)
 	}
-	if got := schemaVersions(t, db); len(got) != 5 {
-		t.Errorf("schema_migrations = %v, want only 0001 to 0005", got)
+	if got := schemaVersions(t, db); len(got) != len(embedded(t)) {
+		t.Errorf("schema_migrations = %v, want only the real ones", got)
 	}
 }
 
@@ -155,7 +175,8 @@ func TestOpenRefusesUnknownSchema(t *testing.T) {
 		wantErr error
 		wantMsg string
 	}{
-		{"newer", `INSERT INTO schema_migrations VALUES (6, 'from_the_future', 0)`, ErrSchemaTooNew, "knows up to 5"},
+		{"newer", fmt.Sprintf(`INSERT INTO schema_migrations VALUES (%d, 'from_the_future', 0)`, len(embedded(t))+1), ErrSchemaTooNew,
+			fmt.Sprintf("knows up to %d", len(embedded(t)))},
 		{"other history", `UPDATE schema_migrations SET name = 'other' WHERE version = 1`, nil, `"other" in the database`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -195,7 +216,7 @@ func TestConcurrentOpen(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	if got := schemaVersions(t, rawDB(t, path)); strings.Join(got, " ") != "0001_init 0002_jobs 0003_challenges_in_memory 0004_certificate_keys 0005_lifecycle" {
+	if got := schemaVersions(t, rawDB(t, path)); strings.Join(got, " ") != strings.Join(embedded(t), " ") {
 		t.Errorf("schema_migrations = %v, want each migration once", got)
 	}
 }

@@ -66,12 +66,12 @@ func scanStation(row scanner) (store.Station, error) {
 	return st, fixed(st.ID[:], id, "station ID")
 }
 
-const productColumns = `id, name, cert_validity, cloud_endpoint, created_at`
+const productColumns = `id, name, cert_validity, cloud_endpoint, created_at, renewal_window`
 
 // CreateProduct adds a product; a taken ID is store.ErrExists.
 func (s *Store) CreateProduct(ctx context.Context, p store.Product) error {
-	const q = `INSERT INTO products (` + productColumns + `) VALUES (?, ?, ?, ?, ?)`
-	_, err := s.writer.ExecContext(ctx, q, p.ID, p.Name, int64(p.CertValidity), p.CloudEndpoint, micros(p.CreatedAt))
+	const q = `INSERT INTO products (` + productColumns + `) VALUES (?, ?, ?, ?, ?, ?)`
+	_, err := s.writer.ExecContext(ctx, q, p.ID, p.Name, int64(p.CertValidity), p.CloudEndpoint, micros(p.CreatedAt), int64(p.RenewalWindow))
 	if isKeyTaken(err) {
 		return fmt.Errorf("sqlite: create product %q: %w", p.ID, store.ErrExists)
 	}
@@ -106,11 +106,12 @@ func (s *Store) ListProducts(ctx context.Context) ([]store.Product, error) {
 
 func scanProduct(row scanner) (store.Product, error) {
 	var p store.Product
-	var validity, created int64
-	if err := row.Scan(&p.ID, &p.Name, &validity, &p.CloudEndpoint, &created); err != nil {
+	var validity, created, window int64
+	if err := row.Scan(&p.ID, &p.Name, &validity, &p.CloudEndpoint, &created, &window); err != nil {
 		return store.Product{}, err
 	}
 	p.CertValidity = time.Duration(validity)
+	p.RenewalWindow = time.Duration(window)
 	p.CreatedAt = fromMicros(created)
 	return p, nil
 }

@@ -59,6 +59,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OperationalKeyRace", testOperationalKeyRace},
 		{"RenewalLimit", testRenewalLimit},
 		{"RenewalLimitRace", testRenewalLimitRace},
+		{"RenewalWindowProduct", testRenewalWindowProduct},
+		{"RenewalWindow", testRenewalWindow},
+		{"RenewalGrant", testRenewalGrant},
+		{"RenewalGrantRace", testRenewalGrantRace},
+		{"RevokeSuperseded", testRevokeSuperseded},
+		{"RevokeSupersededConcurrently", testRevokeSupersededConcurrently},
 		{"Audit", testAudit},
 		{"AuditTimeAndLimits", testAuditTimeAndLimits},
 		{"TimePrecision", testTimePrecision},
@@ -68,6 +74,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LatestJobs", testLatestJobs},
 		{"ClaimJobs", testClaimJobs},
 		{"ClaimJobsConcurrently", testClaimConcurrently},
+		{"StatusReports", testStatusReports}, {"DeviceEvents", testDeviceEvents}, {"ExpirySweep", testExpirySweep}, {"SilenceSweep", testSilenceSweep}, {"CountMonitoring", testCountMonitoring},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.test(t, newFixture(t, open))

@@ -3,8 +3,10 @@
 // client certificates from Hallmark's CA and takes the certificate's
 // common name (the device identity) as the user name, an admin listener
 // where Hallmark logs in as the dynamic-security admin, and the
-// dynamic-security plugin whose JSON file survives Stop and Start. The
-// demo and the tests use it; production brokers are the customer's own
+// dynamic-security plugin whose JSON file survives Stop and Start;
+// optionally a crlfile (Reload makes the broker read it again) and the
+// large-fleet pattern mode (an acl_file with one pattern; the plugin then
+// holds only the admin). The demo and the tests use it; production brokers are the customer's own
 // (docs/connectors.md shows the same configuration).
 package broker
 
@@ -78,7 +80,7 @@ func ACL(prefix string) string {
 	if !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
-	return "pattern readwrite " + prefix + "%u/#\n"
+	return "user " + adminUser + "\ntopic readwrite $CONTROL/dynamic-security/#\n\npattern readwrite " + prefix + "%u/#\n"
 }
 
 // Broker is a Mosquitto process.
@@ -116,9 +118,7 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 	pass := make([]byte, 16)
 	rand.Read(pass)
 	b := &Broker{dir: opts.Dir, log: opts.Log, pattern: opts.Pattern}
-	if !opts.Pattern {
-		b.AdminUser, b.AdminPassword = adminUser, hex.EncodeToString(pass)
-	}
+	b.AdminUser, b.AdminPassword = adminUser, hex.EncodeToString(pass)
 	if b.log == nil {
 		b.log = io.Discard
 	}
@@ -126,10 +126,8 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 	if b.devPort, err = freePort(); err != nil {
 		return nil, err
 	}
-	if !opts.Pattern {
-		if b.admPort, err = freePort(); err != nil {
-			return nil, err
-		}
+	if b.admPort, err = freePort(); err != nil {
+		return nil, err
 	}
 	if err := b.writeFiles(ctx, opts); err != nil {
 		return nil, fmt.Errorf("mosquitto: %w", err)
@@ -146,9 +144,6 @@ func (b *Broker) DeviceURL() string { return "mqtts://127.0.0.1:" + strconv.Itoa
 // AdminURL is the listener the dynamic-security admin logs in on, ""
 // in pattern mode, which has none.
 func (b *Broker) AdminURL() string {
-	if b.pattern {
-		return ""
-	}
 	return "mqtts://127.0.0.1:" + strconv.Itoa(b.admPort)
 }
 
@@ -213,19 +208,16 @@ pid_file %s
 `, b.PIDFile())
 	if opts.Pattern {
 		conf += fmt.Sprintf("acl_file %s\n", p("acl"))
-	} else {
-		if err := b.initDynsec(ctx); err != nil {
-			return err
-		}
-		conf += fmt.Sprintf("plugin %s\nplugin_opt_config_file %s\n", Plugin, b.DynsecFile())
 	}
+	if err := b.initDynsec(ctx); err != nil {
+		return err
+	}
+	conf += fmt.Sprintf("plugin %s\nplugin_opt_config_file %s\n", Plugin, b.DynsecFile())
 	conf += fmt.Sprintf("\nlistener %d 127.0.0.1\n%srequire_certificate true\nuse_identity_as_username true\n", b.devPort, tlsFiles)
 	if len(opts.CRLPEM) > 0 {
 		conf += fmt.Sprintf("crlfile %s\n", b.CRLFile())
 	}
-	if !opts.Pattern {
-		conf += fmt.Sprintf("\nlistener %d 127.0.0.1\n%srequire_certificate false\n", b.admPort, tlsFiles)
-	}
+	conf += fmt.Sprintf("\nlistener %d 127.0.0.1\n%srequire_certificate false\n", b.admPort, tlsFiles)
 	if os.Geteuid() == 0 {
 		// As root Mosquitto would drop to the mosquitto user, who cannot
 		// read a private temporary directory.
@@ -260,11 +252,7 @@ func (b *Broker) Start(ctx context.Context) error {
 	b.cmd, b.exited = cmd, make(chan struct{})
 	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(b.exited)
 	deadline := time.Now().Add(10 * time.Second)
-	ports := []int{b.devPort}
-	if !b.pattern {
-		ports = append(ports, b.admPort)
-	}
-	for _, port := range ports {
+	for _, port := range []int{b.devPort, b.admPort} {
 		for {
 			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
 			if err == nil {

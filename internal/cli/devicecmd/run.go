@@ -1,0 +1,116 @@
+package devicecmd
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
+	"github.com/hallmark-iot/hallmark/internal/httpapi"
+	"github.com/hallmark-iot/hallmark/internal/onboarding"
+	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
+)
+
+// "hallmark device run": the device's own renewal loop (docs/lifecycle.md,
+// "Renewal and supersession"). The platform says in every credentials
+// answer when the device should renew (renew_after, the start of its
+// product's renewal window); the device checks, renews once that time has
+// come and keeps the new certificate, then waits for the next check.
+
+// DefaultRunInterval is how often `device run` checks by default.
+const DefaultRunInterval = time.Hour
+
+func newDeviceRunCmd(s *cmdline.Streams) *cobra.Command {
+	var statePath string
+	var interval time.Duration
+	var once bool
+	var pf cmdline.PlatformFlags
+	cmd := &cobra.Command{
+		Use:   "run --state STATE --server URL --ca-file ROOT.pem [--interval 1h] [--once]",
+		Short: "Keep the device's certificate renewed: renew on its own once the platform says it is due",
+		Long: `Run the device's renewal loop: fetch the credentials over mutual TLS, and once
+the time the platform gives in them (renew_after: the start of the product's
+renewal window) has come, renew with a new request bound to the connection and
+store the new certificate; then wait until the next check, at most --interval
+and no later than the renewal is due. --once checks (and renews if due) once
+and exits. A refusal stops the loop with an error, except renewal-not-due
+(the device's clock ahead of the platform's), which waits as the platform
+says.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if interval <= 0 {
+				return cmdline.Usagef("--interval must be positive")
+			}
+			for {
+				next, err := renewIfDue(cmd.Context(), s, statePath, pf)
+				if err != nil || once {
+					return err
+				}
+				wait := nextCheck(next, time.Now(), interval)
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-time.After(wait):
+				}
+			}
+		},
+	}
+	bindState(cmd, &statePath)
+	pf.Bind(cmd)
+	cmd.Flags().DurationVar(&interval, "interval", DefaultRunInterval, "longest wait between two checks")
+	cmd.Flags().BoolVar(&once, "once", false, "check once, renew if due, and exit")
+	return cmd
+}
+
+// nextCheck is how long to wait before checking again: until due, but
+// at most interval, and at least a second.
+func nextCheck(due, now time.Time, interval time.Duration) time.Duration {
+	return max(min(due.Sub(now), interval), time.Second)
+}
+
+// renewIfDue runs one check with the device's current certificate and
+// returns when the next renewal is due.
+func renewIfDue(ctx context.Context, s *cmdline.Streams, statePath string, pf cmdline.PlatformFlags) (time.Time, error) {
+	dev, held, cert, err := onboardedDevice(statePath, "run")
+	if err != nil {
+		return time.Time{}, err
+	}
+	httpc, err := pf.HTTPClient(s, cert)
+	if err != nil {
+		return time.Time{}, err
+	}
+	client, err := httpapi.NewOnboardingClient(pf.Server, httpc, onboardpki.CSRs{})
+	if err != nil {
+		return time.Time{}, err
+	}
+	id, err := dev.Identity()
+	if err != nil {
+		return time.Time{}, err
+	}
+	creds, renewed, err := client.RenewIfDue(ctx, id, cert.PrivateKey.(crypto.Signer), time.Now())
+	if wait, ok := onboarding.RetryAfter(err); ok && errors.Is(err, onboarding.ErrRenewalNotDue) {
+		fmt.Fprintf(s.Out, "renewal refused as not due yet (clocks apart?); retrying in %s\n", wait)
+		return time.Now().Add(wait), nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	due, err := onboarding.RenewalDue(creds)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if !renewed {
+		_, err = fmt.Fprintf(s.Out, "certificate valid until %s; renewal due at %s\n",
+			creds.NotAfter.UTC().Format(time.RFC3339), due.UTC().Format(time.RFC3339))
+		return due, err
+	}
+	if err := keepCredentials(s, dev, statePath, creds, held.OperationalAlg); err != nil {
+		return time.Time{}, err
+	}
+	_, err = fmt.Fprintf(s.Out, "renewed; next renewal due at %s\n", due.UTC().Format(time.RFC3339))
+	return due, err
+}

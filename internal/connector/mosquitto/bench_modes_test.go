@@ -1,0 +1,161 @@
+package mosquitto_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hallmark-iot/hallmark/internal/connector"
+	"github.com/hallmark-iot/hallmark/internal/connector/mosquitto"
+	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/pki"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
+	"github.com/hallmark-iot/hallmark/internal/store"
+	"github.com/hallmark-iot/hallmark/internal/store/sqlite"
+)
+
+// BenchmarkPatternJobPath measures pattern-mode registrations through the
+// whole job path, as `hallmark serve` runs it: b.N devices onboarded in a
+// real SQLite registry (in memory) with one register job each, then four
+// workers claim the jobs, read each device, its product and certificate,
+// call Register (which parses the certificate and checks its name) and
+// complete the job. The broker is not involved: that is the point.
+//
+//	go test -run XXX -bench PatternJobPath -benchtime 100000x ./internal/connector/mosquitto/
+func BenchmarkPatternJobPath(b *testing.B) {
+	e := newEnv(b)
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, sqlite.Memory)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	stationKey := sha256.Sum256([]byte("station"))
+	station := store.Station{ID: identity.FromSPKI(stationKey[:]), Name: "s", Algorithm: sigalg.Ed25519, PublicKey: stationKey[:], CreatedAt: now}
+	product := store.Product{ID: "sensor", Name: "Sensor", CertValidity: time.Hour, CloudEndpoint: "mqtts://broker.test:8883", CreatedAt: now}
+	if err := s.CreateStation(ctx, station); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.CreateProduct(ctx, product); err != nil {
+		b.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	devices := make([]store.Device, b.N)
+	for i := range devices {
+		spki := sha256.Sum256(fmt.Appendf(nil, "device %d", i))
+		devices[i] = store.Device{Identity: identity.FromSPKI(spki[:]), Algorithm: sigalg.ECDSAP256, PublicKey: spki[:], RootOfTrust: "keygen", Injection: "none"}
+	}
+	if _, err := s.ImportBatch(ctx, store.Batch{ID: "b1", StationID: station.ID, ProductID: product.ID, ImportedAt: now}, devices); err != nil {
+		b.Fatal(err)
+	}
+	// Real certificates naming each identity; one key signs for all, which
+	// changes nothing for Register.
+	for _, d := range devices {
+		iss, err := e.ca.IssueDevice(ctx, pki.DeviceRequest{Identity: d.Identity, PublicKey: &key.PublicKey, Validity: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cert := store.Certificate{Identity: d.Identity, Serial: iss.Serial, NotBefore: iss.NotBefore, NotAfter: iss.NotAfter, DER: iss.DER}
+		if err := s.RecordOnboarding(ctx, cert, now, store.Job{Kind: store.JobRegister, Connector: "mosquitto"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	conn, err := mosquitto.New(mosquitto.Config{Mode: mosquitto.ModePattern})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for n := range 4 {
+		w, err := connector.NewWorker(s, map[string]connector.Connector{"mosquitto": conn}, connector.WorkerConfig{ID: fmt.Sprint("w", n), Batch: 16})
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Go(func() {
+			for {
+				ran, err := w.RunOnce(ctx)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if ran == 0 {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "registrations/s")
+}
+
+// BenchmarkDynsecRegisterAt measures dynamic-security registrations (one
+// connector, one batch at a time) against a broker that already holds
+// `fill` devices: the devices are written into the plugin's file while
+// the broker is stopped, as if registered before, so that the rate at
+// 10,000 devices is measured without registering 10,000 first.
+//
+//	go test -run XXX -bench DynsecRegisterAt -benchtime 50x ./internal/connector/mosquitto/
+func BenchmarkDynsecRegisterAt(b *testing.B) {
+	for _, fill := range []int{100, 2000, 10000} {
+		b.Run(fmt.Sprint(fill), func(b *testing.B) {
+			e := newEnv(b)
+			e.broker.Stop()
+			prefill(b, e.broker.DynsecFile(), fill)
+			e.broker.Restart()
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := range b.N {
+				id := identity.FromSPKI(fmt.Appendf(nil, "bench device %d", i))
+				if err := e.conn.Register(ctx, connector.Device{Identity: id}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "registrations/s")
+		})
+	}
+}
+
+// prefill adds n devices, each a client and a role as Register makes
+// them, to a dynamic-security file.
+func prefill(b *testing.B, path string, n int) {
+	b.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var state map[string]any
+	if err := json.Unmarshal(data, &state); err != nil {
+		b.Fatal(err)
+	}
+	clients, _ := state["clients"].([]any)
+	roles, _ := state["roles"].([]any)
+	for i := range n {
+		id := identity.FromSPKI(fmt.Appendf(nil, "prefilled device %d", i)).String()
+		role := mosquitto.RolePrefix + id
+		var acls []any
+		for _, t := range []string{"publishClientSend", "publishClientReceive", "subscribePattern", "unsubscribePattern"} {
+			acls = append(acls, map[string]any{"acltype": t, "topic": "devices/" + id + "/#", "allow": true, "priority": 0})
+		}
+		roles = append(roles, map[string]any{"rolename": role, "acls": acls})
+		clients = append(clients, map[string]any{"username": id, "roles": []any{map[string]any{"rolename": role}}})
+	}
+	state["clients"], state["roles"] = clients, roles
+	if data, err = json.Marshal(state); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		b.Fatal(err)
+	}
+}
