@@ -610,19 +610,27 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 // minute past its expiry, so a late answer is told "expired", not
 // "unknown".
 func (p *Platform) janitor(ctx context.Context) {
-	t := time.NewTicker(janitorEvery)
+	every(ctx, janitorEvery, func() {
+		n, err := p.Store.DeleteExpiredChallenges(ctx, p.cfg.Now().Add(-time.Minute))
+		if err != nil && ctx.Err() == nil {
+			p.cfg.Log.Warn("delete expired challenges", "err", err)
+		} else if n > 0 {
+			p.cfg.Log.Debug("deleted expired challenges", "count", n)
+		}
+	})
+}
+
+// every runs fn each interval until ctx ends: the platform's periodic
+// sweeps, each safe to run in every replica at once.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		n, err := p.Store.DeleteExpiredChallenges(ctx, p.cfg.Now().Add(-time.Minute))
-		if err != nil && ctx.Err() == nil {
-			p.cfg.Log.Warn("delete expired challenges", "err", err)
-		} else if n > 0 {
-			p.cfg.Log.Debug("deleted expired challenges", "count", n)
+			fn()
 		}
 	}
 }

@@ -30,22 +30,15 @@ const (
 // supersededSweep revokes superseded certificates past their grace every
 // interval until ctx ends.
 func (p *Platform) supersededSweep(ctx context.Context) {
-	every := p.cfg.SupersededSweep
-	if every <= 0 {
-		every = DefaultSupersededSweep
+	interval := p.cfg.SupersededSweep
+	if interval <= 0 {
+		interval = DefaultSupersededSweep
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, interval, func() {
 		if _, err := p.RevokeSuperseded(ctx); err != nil && ctx.Err() == nil {
 			p.cfg.Log.Warn("revoke superseded certificates", "err", err)
 		}
-	}
+	})
 }
 
 // RevokeSuperseded revokes, batch by batch, every certificate superseded

@@ -1,11 +1,7 @@
 package app
 
 import (
-	"bytes"
 	"context"
-	"crypto"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -86,24 +82,7 @@ func TestSupersededRevokedInCRLAndOCSP(t *testing.T) {
 // client and verifier: revoked, reason superseded.
 func checkSupersededOCSP(t *testing.T, p *Platform, serial [16]byte) {
 	t.Helper()
-	nonce := []byte("superseded-nonce-0123")
-	req, err := pki.CreateOCSPRequest(p.CA.IssuingCertificate(), [][pki.SerialSize]byte{serial}, crypto.SHA256, nonce)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.Post(p.RevocationURL()+pki.OCSPPath, "application/ocsp-request", bytes.NewReader(req))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST %s: %s %v", pki.OCSPPath, resp.Status, err)
-	}
-	got, err := pki.VerifyOCSPResponse(body, p.CA.IssuingCertificate().Raw, time.Now(), nonce)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := askOCSP(t, p, serial, []byte("superseded-nonce-0123"))
 	if len(got.Responses) != 1 || got.Responses[0].Status != pki.OCSPRevoked || got.Responses[0].Reason != pki.ReasonSuperseded {
 		t.Fatalf("OCSP for the superseded certificate: %+v, want revoked, superseded", got.Responses)
 	}
