@@ -232,7 +232,14 @@ func (p *Publisher) nextNumber(now time.Time) int64 {
 // collect reads every revoked certificate, page by page until an empty
 // one (a source may cap pages below what is asked), keeping those
 // revoked by now (a revocation dated later is not in force yet, and
-// CreateCRL refuses it), and returns them with their digest.
+// CreateCRL refuses it) whose certificate has not been expired for a
+// whole CRL validity, and returns them with their digest.
+//
+// RFC 5280 5.1.2.6 lets an entry go once it has appeared on one regularly
+// scheduled CRL issued after the certificate expired; CRLs are issued at
+// least every half validity, so keeping an entry for one validity past
+// expiry puts it on at least one. Without this every renewal (its
+// superseded certificate revoked) would grow the CRL for good.
 func (p *Publisher) collect(ctx context.Context, now time.Time) ([]pki.CRLEntry, [32]byte, error) {
 	var entries []pki.CRLEntry
 	h := sha256.New()
@@ -243,7 +250,7 @@ func (p *Publisher) collect(ctx context.Context, now time.Time) ([]pki.CRLEntry,
 			return nil, [32]byte{}, fmt.Errorf("list revoked certificates: %w", err)
 		}
 		for _, rc := range page {
-			if rc.RevokedAt.After(now) {
+			if rc.RevokedAt.After(now) || (!rc.NotAfter.IsZero() && !now.Before(rc.NotAfter.Add(p.cfg.Validity))) {
 				continue
 			}
 			entries = append(entries, pki.CRLEntry{Serial: rc.Serial, RevokedAt: rc.RevokedAt, Reason: rc.Reason})

@@ -218,6 +218,34 @@ func TestPublisherPagesAndFiltersFuture(t *testing.T) {
 	}
 }
 
+// TestPublisherDropsLongExpired: an entry stays while its certificate is
+// valid and for one CRL validity after it expired (so that at least one
+// CRL issued after the expiry lists it, RFC 5280 5.1.2.6), and then
+// leaves the CRL; an entry without an expiry stays.
+func TestPublisherDropsLongExpired(t *testing.T) {
+	f := newFixture(t, sigalg.ECDSAP256)
+	revoked := testNow.Add(-time.Hour)
+	f.src.add(1, revoked, pki.ReasonSuperseded)
+	f.src.add(2, revoked, pki.ReasonKeyCompromise)
+	f.src.add(3, revoked, pki.ReasonKeyCompromise)
+	f.src.mu.Lock()
+	f.src.list[0].NotAfter = testNow.Add(-DefaultValidity - time.Second) // expired over a validity ago
+	f.src.list[1].NotAfter = testNow.Add(-time.Minute)                   // expired, still within
+	f.src.mu.Unlock()
+	_, parsed := f.refresh(t)
+	var got []byte
+	for _, e := range parsed.Entries {
+		got = append(got, e.Serial[15])
+	}
+	if !bytes.Equal(got, []byte{2, 3}) {
+		t.Fatalf("CRL lists serials ending %v, want [2 3]: the long-expired one left, the others kept", got)
+	}
+	f.clock.Set(testNow.Add(DefaultValidity))
+	if _, parsed = f.refresh(t); len(parsed.Entries) != 1 || parsed.Entries[0].Serial[15] != 3 {
+		t.Fatalf("a validity later: %+v, want only the entry without an expiry", parsed.Entries)
+	}
+}
+
 // TestPublisherKeepsServingOnFailure: a failing source leaves the last
 // CRL in place and says why.
 func TestPublisherKeepsServingOnFailure(t *testing.T) {

@@ -204,6 +204,9 @@ type RevokedCertificate struct {
 	Serial    [16]byte
 	RevokedAt time.Time
 	Reason    int // RFC 5280 CRLReason
+	// NotAfter is the certificate's expiry: a CRL may leave out an entry
+	// once it has appeared on one CRL issued after it (RFC 5280 5.1.2.6).
+	NotAfter time.Time
 }
 
 // PlanTransition checks req against the device as it is (read under its

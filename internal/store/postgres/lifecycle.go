@@ -82,15 +82,15 @@ func writeTransition(ctx context.Context, tx pgx.Tx, d store.Device, req store.T
 // ListRevokedCertificates returns one page of revoked certificates by
 // serial, from the partial index certificates_revoked (migration 0006).
 func (s *Store) ListRevokedCertificates(ctx context.Context, after [16]byte, limit int) ([]store.RevokedCertificate, error) {
-	const q = `SELECT serial, revoked_at, revocation_reason FROM certificates
+	const q = `SELECT serial, revoked_at, revocation_reason, not_after FROM certificates
 		WHERE revoked_at IS NOT NULL AND serial > $1 ORDER BY serial LIMIT $2`
 	list, err := queryAll(ctx, s.pool, q, []any{after[:], store.RevokedPageLimit(limit)}, func(row pgx.Row) (store.RevokedCertificate, error) {
 		var rc store.RevokedCertificate
 		var serial []byte
-		if err := row.Scan(&serial, &rc.RevokedAt, &rc.Reason); err != nil {
+		if err := row.Scan(&serial, &rc.RevokedAt, &rc.Reason, &rc.NotAfter); err != nil {
 			return rc, err
 		}
-		rc.RevokedAt = rc.RevokedAt.UTC()
+		rc.RevokedAt, rc.NotAfter = rc.RevokedAt.UTC(), rc.NotAfter.UTC()
 		return rc, fixed(rc.Serial[:], serial, "serial")
 	})
 	if err != nil {

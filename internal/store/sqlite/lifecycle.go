@@ -80,16 +80,16 @@ func writeTransition(ctx context.Context, tx *sql.Tx, d store.Device, req store.
 // ListRevokedCertificates returns one page of revoked certificates by
 // serial, from the partial index certificates_revoked (migration 0005).
 func (s *Store) ListRevokedCertificates(ctx context.Context, after [16]byte, limit int) ([]store.RevokedCertificate, error) {
-	const q = `SELECT serial, revoked_at, revocation_reason FROM certificates INDEXED BY certificates_revoked
+	const q = `SELECT serial, revoked_at, revocation_reason, not_after FROM certificates INDEXED BY certificates_revoked
 		WHERE revoked_at IS NOT NULL AND serial > ? ORDER BY serial LIMIT ?`
 	list, err := queryAll(ctx, s.reader, q, []any{after[:], store.RevokedPageLimit(limit)}, func(row scanner) (store.RevokedCertificate, error) {
 		var rc store.RevokedCertificate
 		var serial []byte
-		var revoked int64
-		if err := row.Scan(&serial, &revoked, &rc.Reason); err != nil {
+		var revoked, notAfter int64
+		if err := row.Scan(&serial, &revoked, &rc.Reason, &notAfter); err != nil {
 			return rc, err
 		}
-		rc.RevokedAt = fromMicros(revoked)
+		rc.RevokedAt, rc.NotAfter = fromMicros(revoked), fromMicros(notAfter)
 		return rc, fixed(rc.Serial[:], serial, "serial")
 	})
 	if err != nil {

@@ -242,7 +242,7 @@ func testListRevokedCertificates(t *testing.T, f *fixture) {
 		d := f.deviceIn(t, fmt.Sprintf("crl-%d", i), c.state)
 		for _, cert := range d.certs {
 			if c.reason >= 0 {
-				want = append(want, store.RevokedCertificate{Serial: cert.Serial, RevokedAt: at(4 * time.Hour).UTC(), Reason: c.reason})
+				want = append(want, store.RevokedCertificate{Serial: cert.Serial, RevokedAt: at(4 * time.Hour).UTC(), Reason: c.reason, NotAfter: cert.NotAfter.UTC()})
 			}
 		}
 	}
