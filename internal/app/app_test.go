@@ -196,6 +196,7 @@ func onboardAt(t *testing.T, url string, rootPEM []byte, d *device.Device, id id
 }
 
 func TestPlatformEndToEnd(t *testing.T) {
+	t.Parallel()
 	for _, caSuite := range []sigalg.ID{sigalg.ECDSAP256, sigalg.MLDSA65} {
 		t.Run("ca-"+string(caSuite), func(t *testing.T) {
 			ctx := context.Background()
@@ -247,6 +248,7 @@ func TestPlatformEndToEnd(t *testing.T) {
 }
 
 func TestPlatformRefusals(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	p := start(t, t.TempDir(), sigalg.ECDSAP256)
 	f := newFleet(t, sigalg.Ed25519, sigalg.ECDSAP256)
@@ -309,6 +311,7 @@ func TestPlatformRefusals(t *testing.T) {
 // TestRestartKeepsEverything stops the platform and starts it again on the
 // same data directory.
 func TestRestartKeepsEverything(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := start(t, dir, sigalg.MLDSA65)
 	f := newFleet(t, sigalg.MLDSA44)
@@ -394,6 +397,7 @@ func mustKey(t *testing.T) crypto.Signer {
 // TestStartWithUnreachableDatabase: a PostgreSQL that cannot be reached is
 // one clear error, without the URL's password, and nothing half-started.
 func TestStartWithUnreachableDatabase(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -128,6 +128,7 @@ func rawAdminRequest(t *testing.T, p *Platform, method, target, token string) in
 // line and terminal escapes is refused, and the audit log read back holds
 // no control character and none of the forged text.
 func TestAttackAdminAuditInjection(t *testing.T) {
+	t.Parallel()
 	p := startAdminAttack(t, t.TempDir(), nil)
 	token := adminClient(t, p).Token
 	forged := "abc%0a2026-12-02T10:00:00Z%20token:admin%20device.revoke%20ok%0d%1b[2J%1b]0;pwned%07%e2%80%ae%e2%80%a8%c2%9b31m"
@@ -169,6 +170,7 @@ func TestAttackAdminAuditInjection(t *testing.T) {
 // administrator at another address works throughout, and the log holds a
 // handful of events that account for every attempt.
 func TestAttackAdminWrongTokensThrottled(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := startAdminAttack(t, dir, nil)
 	ctx := context.Background()
@@ -275,6 +277,7 @@ func refusedCounter(t *testing.T, p *Platform, admin *httpapi.Client, iface stri
 // issue sent 20,000; this test sends 4,000 to stay quick under -race, and
 // passes with 20,000 as well.)
 func TestAttackRefusedProofsBounded(t *testing.T) {
+	t.Parallel()
 	p := startAdminAttack(t, t.TempDir(), nil)
 	ctx := context.Background()
 	f := newFleet(t, sigalg.Ed25519)
@@ -342,6 +345,7 @@ func TestAttackRefusedProofsBounded(t *testing.T) {
 // what it can mint expires with it; a narrow tokens:write token cannot
 // revoke the bootstrap admin token.
 func TestAttackTokensOutliveMakers(t *testing.T) {
+	t.Parallel()
 	clock := &testClock{}
 	p := startAdminAttack(t, t.TempDir(), func(c *Config) { c.Now = clock.now })
 	ctx := context.Background()

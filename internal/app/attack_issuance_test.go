@@ -127,6 +127,7 @@ func issuanceCerts(t *testing.T, p *Platform, id identity.ID) []httpapi.Certific
 // nothing, under the default policy and under a required binding; and B
 // cannot lift a request of its own from an earlier exchange either.
 func TestAttackIssuanceForeignCSR(t *testing.T) {
+	t.Parallel()
 	for _, required := range []bool{false, true} {
 		t.Run(map[bool]string{false: "binding-optional", true: "binding-required"}[required], func(t *testing.T) {
 			f := newFleet(t, sigalg.Ed25519, sigalg.ECDSAP256)
@@ -165,6 +166,7 @@ func TestAttackIssuanceForeignCSR(t *testing.T) {
 // onboarding and on renewal; the first device keeps its key across its own
 // renewal.
 func TestAttackIssuanceSharedOperationalKey(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFleet(t, sigalg.ECDSAP256, sigalg.MLDSA65)
 	p := startIssuance(t, f, onboarding.IssuancePolicy{}, nil)
@@ -200,6 +202,7 @@ func TestAttackIssuanceSharedOperationalKey(t *testing.T) {
 // superseded. Renewing on with the newest certificate is over the limit
 // and told when to retry, and the device keeps one current certificate.
 func TestAttackIssuanceRenewalBurst(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFleet(t, sigalg.ECDSAP256)
 	p := startIssuance(t, f, onboarding.IssuancePolicy{RenewLimit: 3, RenewWindow: time.Hour}, nil)
@@ -267,6 +270,7 @@ func TestAttackIssuanceRenewalBurst(t *testing.T) {
 // and is refused after it; the one replaced before it has no grace left
 // once a later renewal replaces its successor.
 func TestAttackIssuanceGraceAfterRenewal(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	clock := &testClock{}
 	f := newFleet(t, sigalg.Ed25519)
@@ -308,6 +312,7 @@ func TestAttackIssuanceGraceAfterRenewal(t *testing.T) {
 // challenge and proof) replaces the earlier certificate, which keeps its
 // grace and then stops working; the new one works.
 func TestAttackIssuanceReonboardingSupersedes(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	clock := &testClock{}
 	f := newFleet(t, sigalg.ECDSAP256)
@@ -337,6 +342,7 @@ func TestAttackIssuanceReonboardingSupersedes(t *testing.T) {
 // request is good on the TLS connection it was made for only; one made
 // beforehand, or captured and sent on another connection, is refused.
 func TestAttackIssuanceRenewalReplay(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFleet(t, sigalg.ECDSAP256)
 	p := startIssuance(t, f, onboarding.IssuancePolicy{}, nil)

@@ -62,6 +62,7 @@ func weakKeyProblem(t *testing.T, err error, code string) *httpapi.Problem {
 // anyone can sign for, wherever a key enters: a device of a manifest, a
 // device registered before the key policy, a station, an operational key.
 func TestAttackDegenerateKeys(t *testing.T) {
+	t.Parallel()
 	p := start(t, t.TempDir(), sigalg.ECDSAP256)
 	f := newFleet(t, sigalg.ECDSAP256, sigalg.Ed25519, sigalg.MLDSA44)
 	f.register(t, adminClient(t, p))

@@ -65,6 +65,7 @@ func lockoutClaim(ctx context.Context, c *http.Client, url string, id identity.I
 // device's identity from other addresses, as fast as the limits let them
 // and faster, must not keep the device from onboarding from its own.
 func TestAttackClaimedIdentityDoesNotLockDeviceOut(t *testing.T) {
+	t.Parallel()
 	p := start(t, t.TempDir(), sigalg.ECDSAP256) // default rate limits
 	f := newFleet(t, sigalg.Ed25519)
 	f.register(t, adminClient(t, p))

@@ -207,6 +207,7 @@ func (e *cloudEnv) checkPublishing(t *testing.T, ids []identity.ID, certs []*tls
 // again and sees every device registered once and publishing; then revokes
 // one and sees it deregistered and refused.
 func TestBrokerDownDuringOnboarding(t *testing.T) {
+	t.Parallel()
 	e := newCloudEnv(t)
 	p := e.start(t, e.mqttConnector(t))
 	f := newFleet(t, sigalg.ECDSAP256, sigalg.Ed25519, sigalg.MLDSA65, sigalg.MLDSA44)
@@ -310,6 +311,7 @@ func (r *webhookReceiver) setFailing(fail bool) {
 // services back and starts the platform again: every job completes, each
 // device is registered once with the broker and its event applied once.
 func TestServerKilledWithJobsPending(t *testing.T) {
+	t.Parallel()
 	e := newCloudEnv(t)
 	receiver := newWebhookReceiver(t)
 	rootFile := filepath.Join(t.TempDir(), "root.pem")

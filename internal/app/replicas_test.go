@@ -40,6 +40,7 @@ func (r *roundRobin) RoundTrip(req *http.Request) (*http.Response, error) {
 // and checks: no error, one certificate per device and no serial twice,
 // every registration job done once, every webhook event delivered once.
 func TestThreeReplicas(t *testing.T) {
+	t.Parallel()
 	database := pgtest.NewDatabase(t)
 	dir := t.TempDir()
 	receiver := newWebhookReceiver(t)
