@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
@@ -127,14 +126,10 @@ func eventFilter(q url.Values) (store.EventFilter, error) {
 		}
 		f.Identity = id
 	}
-	if after := q.Get("after"); after != "" {
-		n, err := strconv.ParseInt(after, 10, 64)
-		if err != nil || n < 0 || strconv.FormatInt(n, 10) != after {
-			return f, fieldError("after", "must be a sequence number")
-		}
-		f.AfterSeq = n
-	}
 	var err error
+	if f.AfterSeq, err = afterSeq(q.Get("after")); err != nil {
+		return f, err
+	}
 	f.Limit, err = pageLimit(q.Get("limit"))
 	return f, err
 }

@@ -55,16 +55,25 @@ func auditFilter(q url.Values) (store.AuditFilter, error) {
 			return f, fieldError(name, "longer than %d bytes", maxAuditField)
 		}
 	}
-	if after := q.Get("after"); after != "" {
-		n, err := strconv.ParseInt(after, 10, 64)
-		if err != nil || n < 0 || strconv.FormatInt(n, 10) != after {
-			return f, fieldError("after", "must be a sequence number")
-		}
-		f.AfterSeq = n
-	}
 	var err error
+	if f.AfterSeq, err = afterSeq(q.Get("after")); err != nil {
+		return f, err
+	}
 	f.Limit, err = pageLimit(q.Get("limit"))
 	return f, err
+}
+
+// afterSeq reads the after parameter of a log read by sequence number
+// (the audit log, the device events): empty is from the start.
+func afterSeq(v string) (int64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != v {
+		return 0, fieldError("after", "must be a sequence number")
+	}
+	return n, nil
 }
 
 func (s *Server) listAudit(r *http.Request, c *adminCall) (int, any, error) {
