@@ -51,7 +51,7 @@ const (
 // readmePorts are the fixed ports of the README's commands. The test
 // replaces each with a free port, so that it does not collide with a
 // platform or broker the developer is running.
-var readmePorts = []string{"8443", "8444", "8445", "8446", "8883", "8884"}
+var readmePorts = []string{"8443", "8444", "8445", "8446", "8447", "8883", "8884"}
 
 // readmeBlock is one ```sh block of the README.
 type readmeBlock struct {

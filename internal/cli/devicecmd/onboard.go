@@ -23,7 +23,7 @@ import (
 )
 
 func newDeviceOnboardCmd(s *cmdline.Streams) *cobra.Command {
-	var statePath, opAlg string
+	var statePath, opAlg, chainOut string
 	var pf cmdline.PlatformFlags
 	cmd := &cobra.Command{
 		Use:   "onboard --state STATE --server URL --ca-file ROOT.pem [--op-alg SUITE]",
@@ -63,13 +63,18 @@ enrolment key, which never meets TLS, may be ML-DSA.`,
 			if err != nil {
 				return err
 			}
-			return keepCredentials(s, dev, statePath, got.Credentials, alg)
+			return keepCredentialsTo(s, dev, statePath, chainOut, got.Credentials, alg)
 		},
 	}
 	bindState(cmd, &statePath)
+	bindChainOut(cmd, &chainOut)
 	pf.Bind(cmd)
 	cmd.Flags().StringVar(&opAlg, "op-alg", string(sigalg.ECDSAP256), "operational key `SUITE`, the device's TLS client key: "+tlsSuiteNames())
 	return cmd
+}
+
+func bindChainOut(cmd *cobra.Command, path *string) {
+	cmd.Flags().StringVar(path, "chain-out", "", "also write the certificate chain to `FILE` (PEM, leaf first; - for stdout)")
 }
 
 // tlsClientSuites are the operational suites a device can use: every use
@@ -101,10 +106,23 @@ func operationalSuite(opAlg string) (sigalg.ID, error) {
 }
 
 func keepCredentials(s *cmdline.Streams, dev *device.Device, statePath string, creds *onboarding.Credentials, alg sigalg.ID) error {
+	return keepCredentialsTo(s, dev, statePath, "", creds, alg)
+}
+
+// keepCredentialsTo stores the credentials in the device state and, with a
+// chainOut path, writes the certificate chain there too (PEM, leaf first)
+// for tools that read certificates, such as openssl verify. The state is
+// saved first: a chain file that cannot be written loses nothing.
+func keepCredentialsTo(s *cmdline.Streams, dev *device.Device, statePath, chainOut string, creds *onboarding.Credentials, alg sigalg.ID) error {
 	dev.SetCredentials(device.Credentials{CertificateChain: creds.CertificateChain, TrustBundle: creds.TrustBundle,
 		CloudEndpoint: creds.CloudEndpoint, OperationalAlg: alg})
 	if err := dev.Save(statePath); err != nil {
 		return err
+	}
+	if chainOut != "" {
+		if err := s.WriteOutput(chainOut, []byte(strings.Join(creds.CertificateChain, "")), 0o644, true); err != nil {
+			return fmt.Errorf("write the certificate chain: %w", err)
+		}
 	}
 	_, err := fmt.Fprintf(s.Out, "onboarded %s\ncertificate valid until %s\ncloud endpoint %s\n",
 		creds.Identity, creds.NotAfter.Format(time.RFC3339), cmdline.Safe(creds.CloudEndpoint))
@@ -112,7 +130,7 @@ func keepCredentials(s *cmdline.Streams, dev *device.Device, statePath string, c
 }
 
 func newDeviceCredentialsCmd(s *cmdline.Streams) *cobra.Command {
-	var statePath string
+	var statePath, chainOut string
 	var renew bool
 	var pf cmdline.PlatformFlags
 	cmd := &cobra.Command{
@@ -145,10 +163,11 @@ func newDeviceCredentialsCmd(s *cmdline.Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return keepCredentials(s, dev, statePath, creds, held.OperationalAlg)
+			return keepCredentialsTo(s, dev, statePath, chainOut, creds, held.OperationalAlg)
 		},
 	}
 	bindState(cmd, &statePath)
+	bindChainOut(cmd, &chainOut)
 	pf.Bind(cmd)
 	cmd.Flags().BoolVar(&renew, "renew", false, "ask for a new certificate")
 	return cmd
