@@ -12,6 +12,13 @@
 //     when the bootloader offers an encrypted programming channel, or in the
 //     clear when it does not.
 //
+// Firmware lives in two slots (A/B): an update is checked with the ROM's
+// rules, written into the inactive slot, booted once on trial and
+// confirmed by the new firmware, or rolled back (update.go). Root-key slots
+// in OTP can be retired by a vendor-signed image (rom.go), and the
+// enrolment key can be replaced for a migration to another suite
+// (migrate.go).
+//
 // A device's state persists as JSON holding only what the silicon holds, so
 // a device made today can boot and onboard later.
 package device
@@ -22,6 +29,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/hallmark-iot/hallmark/internal/firmware"
 	"github.com/hallmark-iot/hallmark/internal/puf"
 	"github.com/hallmark-iot/hallmark/internal/sealing"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
@@ -70,8 +78,8 @@ type Config struct {
 	// Algorithm is the suite of the enrolment key.
 	Algorithm sigalg.ID
 	// RootKeyHashes are the SHA-256 digests of the vendor root public keys
-	// (DER SPKI) burned into OTP; the ROM boots only images signed by every
-	// one of them.
+	// (DER SPKI) burned into OTP, one per root-key slot; the ROM boots only
+	// images signed by every one of them that is not retired.
 	RootKeyHashes [][32]byte
 	// EncryptedChannel gives an inject-class chip a per-chip transport key,
 	// so the station can seal the injected key to it.
@@ -110,4 +118,4 @@ func (c *Config) check() error {
 }
 
 // MaxRootKeys is the number of root-key slots in OTP.
-const MaxRootKeys = 4
+const MaxRootKeys = firmware.MaxRootSlots

@@ -2,9 +2,11 @@ package device
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/hallmark-iot/hallmark/internal/firmware"
 	"github.com/hallmark-iot/hallmark/internal/sealing"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
@@ -25,6 +27,22 @@ func FuzzUnmarshal(f *testing.F) {
 		f.Add(data)
 	}
 	f.Add([]byte(`{"format":"hallmark-device/v1"}`))
+	// Version 1 states as the single-image release wrote them, and a
+	// version 2 state with both slots, an update and a pending migration.
+	for _, name := range []string{"v1-puf.json", "v1-keygen.json"} {
+		data, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	d := newDevice(f, Config{Class: ClassKeygen, Algorithm: sigalg.Ed25519, RootKeyHashes: [][32]byte{v.hash}})
+	bootIEF(f, d, v)
+	d.Enrol([]byte("n"))
+	d.InstallUpdate(image(f, firmware.TypeApplication, 1, []byte("app"), nil, v.key))
+	d.BeginMigration(sigalg.MLDSA44)
+	data, _ := json.Marshal(d.st)
+	f.Add(data)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, err := Unmarshal(data, nil)
 		if err != nil {

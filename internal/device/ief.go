@@ -37,7 +37,7 @@ func (d *Device) Enrol(nonce []byte) (*Enrolment, error) {
 	if d.running == nil {
 		return nil, fmt.Errorf("enrol: %w", ErrNotRunning)
 	}
-	if d.running.imageType != firmware.TypeIEF || !bytes.Equal(d.running.payload, iefProgram) {
+	if d.running.header.Type != firmware.TypeIEF || !bytes.Equal(d.running.payload, iefProgram) {
 		return nil, fmt.Errorf("enrol: %w", ErrNotIEF)
 	}
 	if len(nonce) == 0 || len(nonce) > identity.MaxNonce {

@@ -18,55 +18,99 @@ const (
 
 // runningImage is the firmware the ROM verified and started.
 type runningImage struct {
-	imageType firmware.ImageType
-	payload   []byte
+	header  firmware.Header
+	payload []byte
+	slot    string
+	// trial is set while the image is an update the firmware has not yet
+	// confirmed.
+	trial bool
 }
 
-// Program writes an image into flash over the programming interface. The
-// programmer checks nothing: the ROM verifies at every boot. Programming
-// stops any running firmware, as a reset would.
+// Program writes an image into the active slot over the programming
+// interface. The programmer checks nothing: the ROM verifies at every
+// boot. Programming stops any running firmware, as a reset would, and
+// cancels an update in the other slot, since a factory programmer resets
+// the boot control with the flash it writes.
 func (d *Device) Program(image []byte) error {
 	if len(image) == 0 || len(image) > firmware.MaxImageSize {
 		return fmt.Errorf("program: image of %d bytes (limit %d)", len(image), firmware.MaxImageSize)
 	}
-	d.st.Flash.Image = bytes.Clone(image)
+	*d.slot(d.activeSlot()) = bytes.Clone(image)
+	d.st.Flash.Update = nil
 	d.running = nil
 	return nil
 }
 
-// Boot is the ROM: it verifies the image in flash against the root-key
-// hashes and the anti-rollback counter in OTP, decrypts it with the
-// device-class key when it is encrypted, and starts it. Booting an image
-// with a higher security counter burns the counter up to it, so older
-// images never run again. A refusal wraps the firmware package's reason.
+// Boot is the ROM. An update installed in the inactive slot is tried once:
+// verified and started on trial; if the ROM refuses it, or the simulated
+// firmware crashes before it can confirm (see NoBootMarker), or the
+// previous trial was never confirmed, the ROM records the rollback in
+// LastUpdate and boots the active slot instead. The active slot's image
+// is verified against the root-key hashes, revocation bits and
+// anti-rollback counter in OTP, decrypted with the device-class key when
+// it is encrypted, and started; its security counter and retirements are
+// burned into OTP, since the active slot holds confirmed firmware. A
+// refusal wraps the firmware package's reason.
 func (d *Device) Boot() error {
 	d.running = nil
-	if d.st.Flash.Image == nil {
+	if u := d.st.Flash.Update; u != nil {
+		switch u.State {
+		case updateTrial:
+			d.rollBack(u, ReasonNotConfirmed, "the update ran on trial and was not confirmed before the next reset")
+		case updateInstalled:
+			if d.tryUpdate(u) {
+				return nil
+			}
+		}
+	}
+	active := d.activeSlot()
+	data := *d.slot(active)
+	if data == nil {
 		return fmt.Errorf("boot: %w", ErrNoImage)
 	}
-	img, err := firmware.Parse(d.st.Flash.Image)
+	verified, err := d.verify(data)
 	if err != nil {
 		return fmt.Errorf("boot: ROM refused the image: %w", err)
+	}
+	if crashes(verified.Payload) {
+		return fmt.Errorf("boot: slot %s: %w", active, ErrNoBoot)
+	}
+	d.burn(verified.Header)
+	d.running = &runningImage{header: verified.Header, payload: verified.Payload, slot: active}
+	return nil
+}
+
+// verify makes the ROM's decision about an image under the policy in OTP.
+func (d *Device) verify(data []byte) (*firmware.Verified, error) {
+	img, err := firmware.Parse(data)
+	if err != nil {
+		return nil, err
 	}
 	var classKey *sealing.PrivateKey
 	if img.Encrypted() {
 		if classKey, err = d.classKey(); err != nil {
-			return fmt.Errorf("boot: %w", err)
+			return nil, err
 		}
 	}
-	policy := firmware.Policy{MinSecurityCounter: d.st.OTP.SecurityCounter, ClassKey: classKey}
+	return firmware.Verify(img, d.policy(classKey))
+}
+
+func (d *Device) policy(classKey *sealing.PrivateKey) firmware.Policy {
+	p := firmware.Policy{MinSecurityCounter: d.st.OTP.SecurityCounter, Retired: d.st.OTP.RetiredRoots, ClassKey: classKey}
 	for _, h := range d.st.OTP.RootKeyHashes {
-		policy.RootKeyHashes = append(policy.RootKeyHashes, [32]byte(h))
+		p.RootKeyHashes = append(p.RootKeyHashes, [32]byte(h))
 	}
-	verified, err := firmware.Verify(img, policy)
-	if err != nil {
-		return fmt.Errorf("boot: ROM refused the image: %w", err)
+	return p
+}
+
+// burn raises the OTP counter to the confirmed image's and burns the
+// revocation bits it asks for. Verify has checked that a live slot
+// remains.
+func (d *Device) burn(h firmware.Header) {
+	if h.SecurityCounter > d.st.OTP.SecurityCounter {
+		d.st.OTP.SecurityCounter = h.SecurityCounter
 	}
-	if c := verified.Header.SecurityCounter; c > d.st.OTP.SecurityCounter {
-		d.st.OTP.SecurityCounter = c
-	}
-	d.running = &runningImage{imageType: verified.Header.Type, payload: verified.Payload}
-	return nil
+	d.st.OTP.RetiredRoots |= h.RetireSlots
 }
 
 // TransportKey is the public half of the chip's encrypted programming

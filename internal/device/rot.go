@@ -42,6 +42,7 @@ func New(cfg Config) (*Device, error) {
 		return nil, err
 	}
 	d := &Device{rand: cfg.Rand, st: state{Format: stateFormat, Class: cfg.Class, Algorithm: cfg.Algorithm}}
+	d.st.Flash.Active = slotA
 	chipID := make([]byte, 16)
 	if _, err := io.ReadFull(cfg.Rand, chipID); err != nil {
 		return nil, fmt.Errorf("new device: %w", err)
@@ -210,6 +211,34 @@ func (d *Device) classKey() (*sealing.PrivateKey, error) {
 	return sealing.ParsePrivateKey(raw)
 }
 
+// pufEnrolmentContext is the HKDF info of a puf chip's enrolment key of
+// generation gen. Generation 0 is the context of the first release,
+// unchanged, so chips made before migrations existed keep their identity;
+// later generations name the number and the suite, so every (generation,
+// suite) gets an independent key from the one PUF seed.
+func pufEnrolmentContext(gen uint32, suite sigalg.ID) string {
+	if gen == 0 {
+		return pufEnrolmentInfo
+	}
+	return fmt.Sprintf("%s generation %d %s", pufEnrolmentInfo, gen, suite)
+}
+
+// derivePUFKey derives the enrolment key of generation gen from a fresh
+// SRAM reading.
+func (d *Device) derivePUFKey(gen uint32, suite sigalg.Suite) (crypto.Signer, error) {
+	seed, err := d.reconstructPUF()
+	if err != nil {
+		return nil, err
+	}
+	defer clear(seed[:])
+	keySeed, err := hkdf.Key(sha256.New, seed[:], nil, pufEnrolmentContext(gen, suite.ID()), sigalg.SeedSize)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(keySeed)
+	return suite.DeriveKey(keySeed)
+}
+
 // enrolmentKey returns the key that proves the device's identity. A puf
 // chip derives it now from a fresh SRAM reading; a keygen chip generates it
 // in its key store the first time it is asked; an inject chip must have
@@ -221,17 +250,7 @@ func (d *Device) enrolmentKey() (crypto.Signer, error) {
 	}
 	switch d.st.Class {
 	case ClassPUF:
-		seed, err := d.reconstructPUF()
-		if err != nil {
-			return nil, err
-		}
-		defer clear(seed[:])
-		keySeed, err := hkdf.Key(sha256.New, seed[:], nil, pufEnrolmentInfo, sigalg.SeedSize)
-		if err != nil {
-			return nil, err
-		}
-		defer clear(keySeed)
-		return suite.DeriveKey(keySeed)
+		return d.derivePUFKey(d.st.OTP.PUFGeneration, suite)
 	case ClassKeygen:
 		if d.st.KeyStore.EnrolmentKey == nil {
 			key, err := suite.GenerateKey(d.rand)

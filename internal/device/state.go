@@ -10,17 +10,25 @@ import (
 	"os"
 
 	"github.com/hallmark-iot/hallmark/internal/atomicfile"
+	"github.com/hallmark-iot/hallmark/internal/firmware"
 	"github.com/hallmark-iot/hallmark/internal/puf"
 	"github.com/hallmark-iot/hallmark/internal/sealing"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
-// stateFormat versions the persisted state.
-const stateFormat = "hallmark-device/v1"
+// stateFormat versions the persisted state. Version 2 has two firmware
+// slots, the boot control of an update, root-key revocation bits, the PUF
+// derivation generation and a pending key migration; a version 1 file (one
+// image) loads as slot A active and is saved as version 2.
+const (
+	stateFormat   = "hallmark-device/v2"
+	stateFormatV1 = "hallmark-device/v1"
+)
 
-// MaxStateSize bounds a state file: the largest holds an image of
-// firmware.MaxPayload plus keys, all base64-encoded.
-const MaxStateSize = 32 << 20
+// MaxStateSize bounds a state file: the largest holds two images of
+// firmware.MaxImageSize, one per slot, plus keys, all base64-encoded
+// (2 × 4/3 × 16.07 MiB ≈ 43 MiB).
+const MaxStateSize = 48 << 20
 
 // state is what the silicon holds, and nothing more. Sections are named for
 // the part of the chip that holds them, so a reader can check that the state
@@ -39,15 +47,37 @@ type state struct {
 	Loader    *loaderPart `json:"bootloader,omitempty"`
 }
 
-// otpState is the one-time-programmable fuse bank.
+// otpState is the one-time-programmable fuse bank. Every field only ever
+// grows: the ROM burns bits, it never clears them.
 type otpState struct {
-	RootKeyHashes   []hexBytes `json:"root_key_hashes"`
-	SecurityCounter uint32     `json:"security_counter"`
+	RootKeyHashes []hexBytes `json:"root_key_hashes"`
+	// RetiredRoots are the revocation bits of the root-key slots.
+	RetiredRoots    firmware.SlotMask `json:"retired_root_slots,omitempty"`
+	SecurityCounter uint32            `json:"security_counter"`
+	// PUFGeneration is the derivation generation of a puf chip's enrolment
+	// key. It is public; it sits in OTP rather than flash so that nobody
+	// with a programmer can wind it back and bring a retired key back.
+	PUFGeneration uint32 `json:"puf_generation,omitempty"`
 }
 
 // flashState is non-volatile memory that anyone with a programmer can read.
 type flashState struct {
+	// Image is the one image of a version 1 state; Unmarshal moves it to
+	// slot A.
 	Image []byte `json:"image,omitempty"`
+	// SlotA and SlotB are the two firmware slots; Active names the one the
+	// ROM boots ("a" or "b").
+	SlotA  []byte `json:"slot_a,omitempty"`
+	SlotB  []byte `json:"slot_b,omitempty"`
+	Active string `json:"active_slot,omitempty"`
+	// Update is the boot control of an update in the inactive slot.
+	Update *bootControl `json:"update,omitempty"`
+	// LastUpdate is the outcome of the latest update, for the agent to
+	// report.
+	LastUpdate *UpdateStatus `json:"last_update,omitempty"`
+	// Migration is a pending re-keying; the pending key itself is in the
+	// protected key store, or for a puf chip derived, never stored.
+	Migration *pendingMigration `json:"pending_migration,omitempty"`
 	// PUFHelper is the fuzzy extractor's public helper data.
 	PUFHelper []byte `json:"puf_helper,omitempty"`
 	// ClassKeyVault is the device-class key sealed under a key derived from
@@ -72,10 +102,11 @@ type sramState struct {
 // keyStore is the protected on-chip key store of keygen and inject chips:
 // firmware can ask it to sign, and nothing can read it out.
 type keyStore struct {
-	EnrolmentKey   []byte `json:"enrolment_key,omitempty"`   // PKCS #8
-	OperationalKey []byte `json:"operational_key,omitempty"` // PKCS #8
-	Injection      string `json:"injection,omitempty"`       // how an injected key arrived
-	ClassKey       []byte `json:"class_key,omitempty"`       // sealing private key
+	EnrolmentKey   []byte `json:"enrolment_key,omitempty"`         // PKCS #8
+	PendingKey     []byte `json:"pending_enrolment_key,omitempty"` // PKCS #8, during a migration
+	OperationalKey []byte `json:"operational_key,omitempty"`       // PKCS #8
+	Injection      string `json:"injection,omitempty"`             // how an injected key arrived
+	ClassKey       []byte `json:"class_key,omitempty"`             // sealing private key
 }
 
 // loaderPart is the ROM bootloader's private storage: the per-chip
@@ -156,8 +187,17 @@ func Unmarshal(data []byte, rng io.Reader) (*Device, error) {
 
 func (d *Device) checkState() error {
 	st := &d.st
-	if st.Format != stateFormat {
-		return fmt.Errorf("format %q, want %q", st.Format, stateFormat)
+	switch st.Format {
+	case stateFormatV1:
+		if err := st.upgradeV1(); err != nil {
+			return err
+		}
+	case stateFormat:
+		if st.Flash.Image != nil {
+			return fmt.Errorf("a %s state keeps its images in slots", stateFormat)
+		}
+	default:
+		return fmt.Errorf("format %q, want %q or %q", st.Format, stateFormat, stateFormatV1)
 	}
 	if _, err := ParseClass(string(st.Class)); err != nil {
 		return err
@@ -172,6 +212,9 @@ func (d *Device) checkState() error {
 		if len(h) != 32 {
 			return fmt.Errorf("root key hash of %d bytes", len(h))
 		}
+	}
+	if err := st.checkRetired(); err != nil {
+		return err
 	}
 	isPUF := st.Class == ClassPUF
 	if isPUF != (st.SRAM != nil) || isPUF == (st.KeyStore != nil) {
@@ -195,6 +238,34 @@ func (d *Device) checkState() error {
 		if _, err := sealing.ParsePrivateKey(st.Loader.TransportKey); err != nil {
 			return fmt.Errorf("transport key: %w", err)
 		}
+	}
+	if err := st.checkSlots(); err != nil {
+		return err
+	}
+	return st.checkMigration()
+}
+
+// upgradeV1 reads a version 1 state: its one image becomes slot A, the
+// active slot, and nothing of version 2 may be present yet.
+func (st *state) upgradeV1() error {
+	f := &st.Flash
+	if f.SlotA != nil || f.SlotB != nil || f.Active != "" || f.Update != nil || f.LastUpdate != nil ||
+		f.Migration != nil || st.OTP.RetiredRoots != 0 || st.OTP.PUFGeneration != 0 ||
+		(st.KeyStore != nil && st.KeyStore.PendingKey != nil) {
+		return fmt.Errorf("a %s state with fields of %s", stateFormatV1, stateFormat)
+	}
+	f.SlotA, f.Image, f.Active = f.Image, nil, slotA
+	st.Format = stateFormat
+	return nil
+}
+
+func (st *state) checkRetired() error {
+	n := len(st.OTP.RootKeyHashes)
+	if st.OTP.RetiredRoots>>n != 0 {
+		return fmt.Errorf("revocation bits %s beyond the %d root-key slots", st.OTP.RetiredRoots, n)
+	}
+	if st.OTP.RetiredRoots == firmware.SlotMask(1<<n-1) {
+		return fmt.Errorf("every root-key slot is retired")
 	}
 	return nil
 }

@@ -3,7 +3,9 @@
 // payload and a block of signatures. The signatures cover the header,
 // which binds the payload by its SHA-256, so one image can carry a
 // classical and a post-quantum signature at once and a device requires
-// every root key it trusts to have signed (a hybrid AND policy).
+// every root key it trusts to have signed (a hybrid AND policy). A
+// vendor-signed image can ask a device to retire one of its root-key
+// slots, after which that root is neither required nor enough.
 //
 // A payload may be encrypted to a device-class key (package sealing)
 // before it is signed, so that a programming house handles only
@@ -26,8 +28,16 @@ import (
 const (
 	// Magic starts every image.
 	Magic = "HMFW"
-	// FormatVersion is the only layout this package reads and writes.
+	// FormatVersion is the original layout, which New still writes for an
+	// image that retires no root-key slot, so that such images stay
+	// byte-identical to those of earlier releases.
 	FormatVersion = 1
+	// FormatVersionRetire adds the root-key slot retirement field; New
+	// writes it only for an image that retires a slot.
+	FormatVersionRetire = 2
+	// MaxRootSlots is the number of root-key slots a device's OTP has,
+	// and so the width of the retirement field.
+	MaxRootSlots = 4
 	// MaxPayloadSize bounds the firmware itself (the plaintext); an
 	// encrypted payload is sealing.Overhead bytes longer.
 	MaxPayloadSize = 16 << 20
@@ -85,6 +95,16 @@ var (
 	ErrAlreadySigned = errors.New("image is already signed")
 	// ErrAlreadyEncrypted reports an attempt to encrypt an image twice.
 	ErrAlreadyEncrypted = errors.New("image is already encrypted")
+	// ErrRetiredRoot reports an image that lacks a signature by a live
+	// root key but carries one by a root the device has retired: the
+	// vendor moved on from that key, and it alone no longer suffices.
+	ErrRetiredRoot = errors.New("signed under a retired root key")
+	// ErrRetireUnknownSlot reports an image asking to retire a root-key
+	// slot the device does not have.
+	ErrRetireUnknownSlot = errors.New("image retires a root-key slot the device does not have")
+	// ErrRetireLastRoot reports an image asking to retire every live
+	// root-key slot, which would leave a device that boots nothing.
+	ErrRetireLastRoot = errors.New("image would retire the last live root key")
 )
 
 // ImageType says what an image is for; a device decides which types it boots.
@@ -154,4 +174,41 @@ type Metadata struct {
 	// SecurityCounter is the anti-rollback counter: a device refuses an
 	// image whose counter is below the one burned into its OTP.
 	SecurityCounter uint32
+	// RetireSlots lists the root-key slots a device burns the revocation
+	// bit of once it has confirmed this image (format version 2). Every
+	// live root signs the image, so the vendor's own keys authorise the
+	// retirement, never whoever can write flash.
+	RetireSlots SlotMask
+}
+
+// SlotMask is a set of root-key slots, bit i for slot i (0 to
+// MaxRootSlots-1), as in OTP.
+type SlotMask uint8
+
+// Has reports whether slot i is in the set.
+func (m SlotMask) Has(i int) bool { return i >= 0 && i < 8 && m&(1<<i) != 0 }
+
+// Slots returns the slots in the set in increasing order.
+func (m SlotMask) Slots() []int {
+	var out []int
+	for i := range 8 {
+		if m.Has(i) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func (m SlotMask) String() string {
+	if m == 0 {
+		return "none"
+	}
+	out := ""
+	for _, i := range m.Slots() {
+		if out != "" {
+			out += ","
+		}
+		out += strconv.Itoa(i)
+	}
+	return out
 }

@@ -18,12 +18,19 @@ import (
 func FuzzParse(f *testing.F) {
 	ed, mldsa := signer(f, sigalg.Ed25519, 1), signer(f, sigalg.MLDSA44, 1)
 	class := classKey(f, sealing.X25519)
-	policy := Policy{RootKeyHashes: [][32]byte{rootHash(f, ed)}, ClassKey: class}
+	policy := Policy{RootKeyHashes: [][32]byte{rootHash(f, ed), rootHash(f, mldsa)}, Retired: 2, ClassKey: class}
 	f.Add(marshal(f, build(f, testMeta, nil, ed)))
 	f.Add(marshal(f, build(f, testMeta, nil, ed, mldsa)))
 	f.Add(marshal(f, build(f, testMeta, class.Public(), ed)))
 	f.Add(marshal(f, build(f, testMeta, nil)))
 	f.Add(marshal(f, build(f, Metadata{Type: TypeIEF}, classKey(f, sealing.MLKEM768).Public())))
+	// Format version 2: a retirement, plain and encrypted, and a policy
+	// that lets the retirement through only with the hybrid signature.
+	retire := testMeta
+	retire.RetireSlots = 2
+	f.Add(marshal(f, build(f, retire, nil, ed, mldsa)))
+	f.Add(marshal(f, build(f, retire, class.Public(), ed, mldsa)))
+	f.Add(marshal(f, build(f, Metadata{Type: TypeApplication, RetireSlots: 15}, nil, mldsa)))
 	f.Add([]byte(Magic))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		img, err := Parse(data)
@@ -38,7 +45,7 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("parse then marshal is not the identity (%v)", err)
 		}
 		v, err := Verify(img, policy)
-		if err == nil && (v.Header.Metadata != testMeta || !bytes.Equal(v.Payload, testCode)) {
+		if err == nil && (v.Header.Metadata != testMeta && v.Header.Metadata != retire || !bytes.Equal(v.Payload, testCode)) {
 			t.Fatalf("Verify accepted changed content: %+v", v.Header)
 		}
 	})

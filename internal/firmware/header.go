@@ -13,6 +13,9 @@ import (
 // payload as stored: the ciphertext when the image is encrypted.
 type Header struct {
 	Metadata
+	// Format is the header's format version: FormatVersion, or
+	// FormatVersionRetire when the image retires a root-key slot.
+	Format        uint8
 	PayloadSize   uint32
 	PayloadDigest [sha256.Size]byte
 	// Encryption is nil when the payload is stored in the clear.
@@ -41,6 +44,11 @@ const (
 	offCounter     = 16
 	offPayloadSize = 20
 	fixedSize      = 24
+	// Format version 2 adds the retirement mask right after the fixed
+	// part, before the encryption section.
+	offRetire   = 24
+	retireSize  = 2
+	fixedSizeV2 = fixedSize + retireSize
 	// The encryption section: KEM ID, recipient fingerprint, length of
 	// the encapsulated key, then the key.
 	encryptionFixedSize = 2 + sha256.Size + 2
@@ -50,9 +58,27 @@ const (
 	knownFlags           = flagEncrypted
 )
 
+// format is the version h encodes as: version 2 whenever it retires a
+// slot, so no retirement can be dropped by writing it as version 1.
+func (h *Header) format() byte {
+	if h.Format == FormatVersionRetire || h.RetireSlots != 0 {
+		return FormatVersionRetire
+	}
+	return FormatVersion
+}
+
+// fixed is the size of the part of the header before the encryption
+// section.
+func (h *Header) fixed() int {
+	if h.format() == FormatVersionRetire {
+		return fixedSizeV2
+	}
+	return fixedSize
+}
+
 // size is the encoded size of h.
 func (h *Header) size() int {
-	n := fixedSize + digestSize
+	n := h.fixed() + digestSize
 	if h.Encryption != nil {
 		n += encryptionFixedSize + len(h.Encryption.Encapsulation)
 	}
@@ -63,9 +89,9 @@ func (h *Header) size() int {
 // before it can be the AEAD's additional data: the digest is of the
 // ciphertext, which exists only after sealing.
 func (h *Header) marshal() []byte {
-	b := make([]byte, fixedSize, h.size())
+	b := make([]byte, h.fixed(), h.size())
 	copy(b, Magic)
-	b[offVersion] = FormatVersion
+	b[offVersion] = h.format()
 	b[offType] = byte(h.Type)
 	binary.BigEndian.PutUint16(b[offHeaderSize:], uint16(h.size()))
 	var flags uint16
@@ -78,6 +104,9 @@ func (h *Header) marshal() []byte {
 	binary.BigEndian.PutUint16(b[offPatch:], h.Version.Patch)
 	binary.BigEndian.PutUint32(b[offCounter:], h.SecurityCounter)
 	binary.BigEndian.PutUint32(b[offPayloadSize:], h.PayloadSize)
+	if h.format() == FormatVersionRetire {
+		binary.BigEndian.PutUint16(b[offRetire:], uint16(h.RetireSlots))
+	}
 	if e := h.Encryption; e != nil {
 		b = binary.BigEndian.AppendUint16(b, e.KEM.ID())
 		b = append(b, e.Recipient[:]...)
@@ -116,15 +145,28 @@ func parseHeader(data []byte) (Header, int, error) {
 	if string(data[:len(Magic)]) != Magic {
 		return h, 0, fmt.Errorf("no %q magic: not a Hallmark firmware image", Magic)
 	}
-	if v := data[offVersion]; v != FormatVersion {
-		return h, 0, fmt.Errorf("format version %d is not supported (want %d)", v, FormatVersion)
+	fixed := fixedSize
+	switch h.Format = data[offVersion]; h.Format {
+	case FormatVersion:
+	case FormatVersionRetire:
+		fixed = fixedSizeV2
+		if len(data) < fixed+digestSize {
+			return h, 0, fmt.Errorf("%d bytes is too short for a version 2 header", len(data))
+		}
+		mask := binary.BigEndian.Uint16(data[offRetire:])
+		if mask >= 1<<MaxRootSlots {
+			return h, 0, fmt.Errorf("retirement mask 0x%04x names slots beyond the %d a device has", mask, MaxRootSlots)
+		}
+		h.RetireSlots = SlotMask(mask)
+	default:
+		return h, 0, fmt.Errorf("format version %d is not supported (want %d or %d)", h.Format, FormatVersion, FormatVersionRetire)
 	}
 	h.Type = ImageType(data[offType])
 	if !h.Type.known() {
 		return h, 0, fmt.Errorf("unknown image type %d", data[offType])
 	}
 	size := int(binary.BigEndian.Uint16(data[offHeaderSize:]))
-	if size > MaxHeaderSize || size > len(data) || size < fixedSize+digestSize {
+	if size > MaxHeaderSize || size > len(data) || size < fixed+digestSize {
 		return h, 0, fmt.Errorf("header size %d out of range", size)
 	}
 	flags := binary.BigEndian.Uint16(data[offFlags:])
@@ -138,7 +180,7 @@ func parseHeader(data []byte) (Header, int, error) {
 	}
 	h.SecurityCounter = binary.BigEndian.Uint32(data[offCounter:])
 	h.PayloadSize = binary.BigEndian.Uint32(data[offPayloadSize:])
-	body := data[fixedSize : size-digestSize]
+	body := data[fixed : size-digestSize]
 	if flags&flagEncrypted != 0 {
 		e, err := parseEncryption(body)
 		if err != nil {
@@ -146,7 +188,7 @@ func parseHeader(data []byte) (Header, int, error) {
 		}
 		h.Encryption = e
 	} else if len(body) != 0 {
-		return h, 0, fmt.Errorf("header size %d, want %d for a plain image", size, fixedSize+digestSize)
+		return h, 0, fmt.Errorf("header size %d, want %d for a plain image", size, fixed+digestSize)
 	}
 	copy(h.PayloadDigest[:], data[size-digestSize:size])
 	if err := h.checkPayloadSize(); err != nil {

@@ -50,7 +50,11 @@ func New(meta Metadata, payload []byte) (*Image, error) {
 	if len(payload) == 0 || len(payload) > MaxPayloadSize {
 		return nil, fmt.Errorf("new image: payload of %d bytes, want 1 to %d", len(payload), MaxPayloadSize)
 	}
+	if meta.RetireSlots >= 1<<MaxRootSlots {
+		return nil, fmt.Errorf("new image: retirement of slots %s; a device has slots 0 to %d", meta.RetireSlots, MaxRootSlots-1)
+	}
 	h := Header{Metadata: meta, PayloadSize: uint32(len(payload)), PayloadDigest: sha256.Sum256(payload)}
+	h.Format = h.format()
 	return &Image{header: h, payload: bytes.Clone(payload)}, nil
 }
 

@@ -12,9 +12,13 @@ import (
 // and the device-class key it holds.
 type Policy struct {
 	// RootKeyHashes are the SHA-256 digests of the DER SubjectPublicKeyInfo
-	// of the vendor's root keys. Every one must have signed the image:
-	// with an ECDSA and an ML-DSA root, an image needs both signatures.
+	// of the vendor's root keys, one per OTP slot in slot order. Every one
+	// that is not retired must have signed the image: with an ECDSA and an
+	// ML-DSA root, an image needs both signatures.
 	RootKeyHashes [][sha256.Size]byte
+	// Retired are the slots whose OTP revocation bit is burned: their
+	// roots are neither required nor sufficient.
+	Retired SlotMask
 	// MinSecurityCounter is the anti-rollback counter: images with a lower
 	// security counter are refused.
 	MinSecurityCounter uint32
@@ -28,8 +32,8 @@ type Verified struct {
 	Header Header
 	// Payload is the firmware in the clear.
 	Payload []byte
-	// Roots are the root keys whose signatures were verified, in policy
-	// order.
+	// Roots are the live root keys whose signatures were verified, in
+	// slot order.
 	Roots []identity.ID
 }
 
@@ -44,24 +48,30 @@ func VerifyBytes(data []byte, policy Policy) (*Verified, error) {
 
 // Verify makes the boot ROM's decision about an image, in the ROM's order:
 // the image is well formed (ErrMalformed), signed (ErrUnsigned) by every
-// root key of the policy (ErrUntrustedKey) with signatures that verify
-// (ErrBadSignature), not older than the device allows (ErrRollback), and
-// only then, if encrypted, decrypted with the class key
-// (ErrEncryptedNoKey, ErrDecrypt), so a forged image never reaches the
-// decryption key. A misconfigured policy without root keys is
-// ErrNoRootKey.
+// live root key of the policy (ErrUntrustedKey, or ErrRetiredRoot when
+// only a retired root signed) with signatures that verify
+// (ErrBadSignature), retiring only slots the device has and never the
+// last live one (ErrRetireUnknownSlot, ErrRetireLastRoot), not older than
+// the device allows (ErrRollback), and only then, if encrypted, decrypted
+// with the class key (ErrEncryptedNoKey, ErrDecrypt), so a forged image
+// never reaches the decryption key. A misconfigured policy without a live
+// root key is ErrNoRootKey.
 func Verify(img *Image, policy Policy) (*Verified, error) {
 	if img == nil || !payloadMatches(&img.header, img.payload) {
 		return nil, fmt.Errorf("%w: payload does not match the SHA-256 in the header", ErrMalformed)
 	}
-	if len(policy.RootKeyHashes) == 0 {
+	live, retired := policy.split()
+	if len(live) == 0 {
 		return nil, ErrNoRootKey
 	}
 	if len(img.sigs) == 0 {
 		return nil, ErrUnsigned
 	}
-	roots, err := img.checkSignatures(policy.RootKeyHashes)
+	roots, err := img.checkSignatures(live, retired)
 	if err != nil {
+		return nil, err
+	}
+	if err := policy.checkRetirement(img.header.RetireSlots); err != nil {
 		return nil, err
 	}
 	if c := img.header.SecurityCounter; c < policy.MinSecurityCounter {
@@ -74,10 +84,44 @@ func Verify(img *Image, policy Policy) (*Verified, error) {
 	return &Verified{Header: img.header.clone(), Payload: payload, Roots: roots}, nil
 }
 
-// checkSignatures first finds a signature by every root, which is cheap,
-// then verifies those signatures. Signatures by other keys are ignored: a
-// device trusts only its roots.
-func (img *Image) checkSignatures(rootHashes [][sha256.Size]byte) ([]identity.ID, error) {
+// split separates the live roots from the retired ones.
+func (p *Policy) split() (live, retired [][sha256.Size]byte) {
+	for i, h := range p.RootKeyHashes {
+		if p.Retired.Has(i) {
+			retired = append(retired, h)
+		} else {
+			live = append(live, h)
+		}
+	}
+	return live, retired
+}
+
+// checkRetirement refuses a retirement the device could not carry out or
+// should not: a slot it lacks, or every slot still live.
+func (p *Policy) checkRetirement(retire SlotMask) error {
+	if retire == 0 {
+		return nil
+	}
+	for _, i := range retire.Slots() {
+		if i >= len(p.RootKeyHashes) {
+			return fmt.Errorf("retirement of slot %d on a device with %d root-key slots (%w)", i, len(p.RootKeyHashes), ErrRetireUnknownSlot)
+		}
+	}
+	after := p.Retired | retire
+	for i := range p.RootKeyHashes {
+		if !after.Has(i) {
+			return nil
+		}
+	}
+	return fmt.Errorf("retirement of slots %s leaves no live root key (%w)", retire, ErrRetireLastRoot)
+}
+
+// checkSignatures first finds a signature by every live root, which is
+// cheap, then verifies those signatures. Signatures by other keys are
+// ignored: a device trusts only its roots. A missing live signature is
+// ErrRetiredRoot rather than ErrUntrustedKey when a retired root signed,
+// so that a device reports "the vendor's old key" and not "a stranger's".
+func (img *Image) checkSignatures(rootHashes, retired [][sha256.Size]byte) ([]identity.ID, error) {
 	matched := make([]*signature, len(rootHashes))
 	roots := make([]identity.ID, len(rootHashes))
 	for i, h := range rootHashes {
@@ -86,6 +130,9 @@ func (img *Image) checkSignatures(rootHashes [][sha256.Size]byte) ([]identity.ID
 			if img.sigs[j].Signer().Equal(roots[i]) {
 				matched[i] = &img.sigs[j]
 			}
+		}
+		if matched[i] == nil && img.signedByAny(retired) {
+			return nil, fmt.Errorf("no signature by live root key %s; the image is signed by %s, under a retired root (%w)", roots[i], img.signerList(), ErrRetiredRoot)
 		}
 		if matched[i] == nil {
 			return nil, fmt.Errorf("no signature by root key %s; the image is signed by %s (%w)", roots[i], img.signerList(), ErrUntrustedKey)
@@ -102,6 +149,17 @@ func (img *Image) checkSignatures(rootHashes [][sha256.Size]byte) ([]identity.ID
 		}
 	}
 	return roots, nil
+}
+
+func (img *Image) signedByAny(hashes [][sha256.Size]byte) bool {
+	for _, h := range hashes {
+		for j := range img.sigs {
+			if img.sigs[j].Signer().Equal(identity.ID(h)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (img *Image) signerList() string {

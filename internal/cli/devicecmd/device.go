@@ -34,7 +34,7 @@ helper data) and, for keygen and inject chips, the protected key store.`,
 	cmd.AddCommand(newDeviceNewCmd(s), newDeviceProgramCmd(s), newDeviceBootCmd(s),
 		newDeviceEnrolCmd(s), newDeviceInjectCmd(s), newDeviceIEFCmd(s), newDeviceOnboardCmd(s),
 		newDeviceCredentialsCmd(s), newDeviceConnectCmd(s),
-		newDeviceStatusCmd(s), newDeviceRunCmd(s))
+		newDeviceStatusCmd(s), newDeviceRunCmd(s), newDeviceUpdateCmd(s))
 	return cmd
 }
 

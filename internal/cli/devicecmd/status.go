@@ -1,10 +1,7 @@
 package devicecmd
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -59,26 +56,17 @@ func newDeviceStatusCmd(s *cmdline.Streams) *cobra.Command {
 }
 
 // runningVersion is the version in the header of the image in the chip's
-// flash, which the ROM has just verified and started. Flash is readable by
-// anyone with a programmer, so reading it from the state file reveals
-// nothing the chip keeps secret; internal/device has no accessor for it.
+// active slot, which the ROM has just verified and started. Flash is
+// readable by anyone with a programmer, so this reveals nothing the chip
+// keeps secret.
 func runningVersion(statePath string) (firmware.Version, error) {
-	f, err := os.Open(statePath)
+	dev, err := device.Load(statePath, nil)
 	if err != nil {
-		return firmware.Version{}, err
+		return firmware.Version{}, fmt.Errorf("status: %w", err)
 	}
-	defer f.Close()
-	var st struct {
-		Flash struct {
-			Image []byte `json:"image"`
-		} `json:"flash"`
-	}
-	if err := json.NewDecoder(io.LimitReader(f, device.MaxStateSize)).Decode(&st); err != nil {
-		return firmware.Version{}, fmt.Errorf("status: read %s: %w", statePath, err)
-	}
-	img, err := firmware.Parse(st.Flash.Image)
+	h, err := dev.ActiveHeader()
 	if err != nil {
 		return firmware.Version{}, fmt.Errorf("status: the image in flash: %w", err)
 	}
-	return img.Header().Version, nil
+	return h.Version, nil
 }

@@ -268,3 +268,44 @@ func TestClassKeyPublic(t *testing.T) {
 		t.Fatalf("fingerprints %q and %q", a, b)
 	}
 }
+
+// A vendor retiring its classical root: the image that retires slot 0 is
+// signed under both roots and says so; a device that has burned slot 0
+// boots an image signed under the ML-DSA root alone, and refuses one
+// signed under the retired root alone.
+func TestFirmwareRetireSlot(t *testing.T) {
+	k := newFWKit(t)
+	retiring, pqOnly, classicalOnly := k.path("retire.hmfw"), k.path("pq.hmfw"), k.path("classical.hmfw")
+	clitest.MustRun(t, nil, "firmware", "sign", "--in", k.payloadFile, "--type", "app", "--version", "2.0.0", "--counter", "7",
+		"--retire-slot", "0", "--key", k.ecdsa, "--key", k.mldsa, "-o", retiring)
+	var report firmwarecmd.ImageReport
+	if err := json.Unmarshal([]byte(clitest.MustRun(t, nil, "firmware", "inspect", "--image", retiring, "--json")), &report); err != nil {
+		t.Fatal(err)
+	}
+	if report.Format != 2 || len(report.RetireSlots) != 1 || report.RetireSlots[0] != 0 {
+		t.Fatalf("inspect of a retiring image: format %d, retire %v", report.Format, report.RetireSlots)
+	}
+	if text := clitest.MustRun(t, nil, "firmware", "inspect", "--image", retiring); !strings.Contains(text, "retires root slots:  0") {
+		t.Fatalf("inspect text lacks the retirement:\n%s", text)
+	}
+	clitest.MustRun(t, nil, append([]string{"firmware", "verify", "--image", retiring}, k.hybridRoots()...)...)
+
+	clitest.MustRun(t, nil, "firmware", "sign", "--in", k.payloadFile, "--type", "app", "--version", "2.0.1", "--counter", "7",
+		"--key", k.mldsa, "-o", pqOnly)
+	clitest.MustRun(t, nil, "firmware", "sign", "--in", k.payloadFile, "--type", "app", "--version", "2.0.1", "--counter", "7",
+		"--key", k.ecdsa, "-o", classicalOnly)
+	retired := append([]string{"--retired-slot", "0"}, k.hybridRoots()...)
+	clitest.MustRun(t, nil, append([]string{"firmware", "verify", "--image", pqOnly}, retired...)...)
+	if code, _, stderr := clitest.Run(t, nil, append([]string{"firmware", "verify", "--image", classicalOnly}, retired...)...); code == 0 ||
+		!strings.Contains(stderr, "retired") {
+		t.Fatalf("an image signed under the retired root alone: exit %d, %q", code, stderr)
+	}
+	// Without the retirement the ML-DSA-only image lacks the ECDSA root.
+	if code, _, _ := clitest.Run(t, nil, append([]string{"firmware", "verify", "--image", pqOnly}, k.hybridRoots()...)...); code == 0 {
+		t.Fatal("an image missing a live root's signature verified")
+	}
+	if code, _, stderr := clitest.Run(t, nil, "firmware", "sign", "--in", k.payloadFile, "--type", "app", "--retire-slot", "4",
+		"--key", k.ecdsa, "-o", k.path("bad.hmfw")); code != 2 || !strings.Contains(stderr, "slots 0 to 3") {
+		t.Fatalf("--retire-slot 4: exit %d, %q", code, stderr)
+	}
+}

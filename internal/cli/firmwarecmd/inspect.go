@@ -52,6 +52,7 @@ type imageReport struct {
 	Type            string            `json:"type"`
 	Version         string            `json:"version"`
 	SecurityCounter uint32            `json:"security_counter"`
+	RetireSlots     []int             `json:"retire_slots"`
 	PayloadSize     uint32            `json:"payload_size"`
 	PayloadSHA256   string            `json:"payload_sha256"`
 	Encryption      *encryptionReport `json:"encryption,omitempty"`
@@ -71,8 +72,8 @@ type signatureReport struct {
 func describeImage(img *firmware.Image) imageReport {
 	h := img.Header()
 	r := imageReport{
-		Format: firmware.FormatVersion, Type: h.Type.String(), Version: h.Version.String(),
-		SecurityCounter: h.SecurityCounter, PayloadSize: h.PayloadSize,
+		Format: int(h.Format), Type: h.Type.String(), Version: h.Version.String(),
+		SecurityCounter: h.SecurityCounter, RetireSlots: h.RetireSlots.Slots(), PayloadSize: h.PayloadSize,
 		PayloadSHA256: hex.EncodeToString(h.PayloadDigest[:]), Signatures: []signatureReport{},
 	}
 	if e := h.Encryption; e != nil {
@@ -89,6 +90,13 @@ func (r imageReport) print(w io.Writer) error {
 	fmt.Fprintf(tw, "type:\t%s\n", r.Type)
 	fmt.Fprintf(tw, "version:\t%s\n", r.Version)
 	fmt.Fprintf(tw, "security counter:\t%d\n", r.SecurityCounter)
+	if len(r.RetireSlots) > 0 {
+		var mask firmware.SlotMask
+		for _, slot := range r.RetireSlots {
+			mask |= 1 << slot
+		}
+		fmt.Fprintf(tw, "retires root slots:\t%s\n", mask)
+	}
 	fmt.Fprintf(tw, "payload:\t%d bytes, sha256 %s\n", r.PayloadSize, r.PayloadSHA256)
 	if e := r.Encryption; e != nil {
 		fmt.Fprintf(tw, "encrypted:\t%s, to class key %s\n", e.KEM, e.Recipient)

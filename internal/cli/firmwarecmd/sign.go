@@ -15,6 +15,7 @@ import (
 type imageSource struct {
 	in, image, typ, version string
 	counter                 uint32
+	retire                  []uint
 }
 
 func (src *imageSource) bind(cmd *cobra.Command) {
@@ -23,6 +24,7 @@ func (src *imageSource) bind(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&src.typ, "type", "t", "", "new image's type: ief or app")
 	cmd.Flags().StringVar(&src.version, "version", "0.0.0", "new image's version, MAJOR.MINOR.PATCH")
 	cmd.Flags().Uint32Var(&src.counter, "counter", 0, "new image's security counter (anti-rollback)")
+	cmd.Flags().UintSliceVar(&src.retire, "retire-slot", nil, "root-key `SLOT` (0-3) a device retires once it confirmed the new image (repeatable; docs/firmware.md)")
 }
 
 // load builds a new image from the payload or reads the existing one.
@@ -31,7 +33,7 @@ func (src *imageSource) load(cmd *cobra.Command, s *cmdline.Streams) (*firmware.
 		return nil, cmdline.Usagef("give either --in PAYLOAD (a new image) or --image FILE (an existing one)")
 	}
 	if src.image != "" {
-		for _, name := range []string{"type", "version", "counter"} {
+		for _, name := range []string{"type", "version", "counter", "retire-slot"} {
 			if cmd.Flags().Changed(name) {
 				return nil, cmdline.Usagef("--%s describes a new image; it cannot change an existing --image", name)
 			}
@@ -48,6 +50,18 @@ func (src *imageSource) load(cmd *cobra.Command, s *cmdline.Streams) (*firmware.
 	}
 	return firmware.New(meta, payload)
 }
+// slotMask reads root-key slot numbers given with flag.
+func slotMask(slots []uint, flag string) (firmware.SlotMask, error) {
+	var m firmware.SlotMask
+	for _, slot := range slots {
+		if slot >= firmware.MaxRootSlots {
+			return 0, cmdline.Usagef("%s %d: a device has root-key slots 0 to %d", flag, slot, firmware.MaxRootSlots-1)
+		}
+		m |= 1 << slot
+	}
+	return m, nil
+}
+
 func (src *imageSource) metadata() (firmware.Metadata, error) {
 	if src.typ == "" {
 		return firmware.Metadata{}, cmdline.Usagef("--type is required for a new image (ief or app)")
@@ -60,7 +74,11 @@ func (src *imageSource) metadata() (firmware.Metadata, error) {
 	if err != nil {
 		return firmware.Metadata{}, cmdline.Usage(err)
 	}
-	return firmware.Metadata{Type: typ, Version: version, SecurityCounter: src.counter}, nil
+	retire, err := slotMask(src.retire, "--retire-slot")
+	if err != nil {
+		return firmware.Metadata{}, err
+	}
+	return firmware.Metadata{Type: typ, Version: version, SecurityCounter: src.counter, RetireSlots: retire}, nil
 }
 func newFirmwareEncryptCmd(s *cmdline.Streams) *cobra.Command {
 	var src imageSource

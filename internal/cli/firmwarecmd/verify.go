@@ -20,7 +20,8 @@ func newFirmwareVerifyCmd(s *cmdline.Streams) *cobra.Command {
 		Short: "Make the boot ROM's checks: root signatures, anti-rollback, decryption",
 		Long: `Verify an image as a device's boot ROM does, in its order: the image is well
 formed; every root key (--root public key file, or --root-id as the 64-hex
-SHA-256 of its DER SubjectPublicKeyInfo, as OTP stores it) has signed it; its
+SHA-256 of its DER SubjectPublicKeyInfo, as OTP stores it) that is not
+retired (--retired-slot) has signed it; its
 security counter is not below --min-counter (the device's OTP counter); an
 encrypted payload opens with --class-key. Prints a summary, or fails with one
 line naming the reason. --payload-out writes the plaintext payload (mode 0600
@@ -32,6 +33,7 @@ when it was encrypted) only when every check passed.`,
 	cmd.Flags().StringArrayVar(&v.roots, "root", nil, "root public key `FILE` the device trusts (repeatable; all must have signed)")
 	cmd.Flags().StringArrayVar(&v.rootIDs, "root-id", nil, "root key as the `HEX` SHA-256 of its SPKI (repeatable)")
 	cmd.Flags().Uint32Var(&v.minCounter, "min-counter", 0, "the device's anti-rollback counter")
+	cmd.Flags().UintSliceVar(&v.retired, "retired-slot", nil, "root-key `SLOT` whose revocation bit the device has burned, counting --root and --root-id in order from 0 (repeatable)")
 	cmd.Flags().StringVar(&v.classKey, "class-key", "", "device-class private key `FILE`, for encrypted images")
 	cmd.Flags().StringVar(&v.payloadOut, "payload-out", "", "write the verified plaintext payload to `FILE`")
 	cmd.Flags().BoolVar(&v.force, "force", false, "replace an existing payload file")
@@ -41,6 +43,7 @@ when it was encrypted) only when every check passed.`,
 type verifyFlags struct {
 	image, classKey, payloadOut string
 	roots, rootIDs              []string
+	retired                     []uint
 	minCounter                  uint32
 	force                       bool
 }
@@ -54,6 +57,9 @@ func (v *verifyFlags) run(s *cmdline.Streams) error {
 	}
 	policy := firmware.Policy{MinSecurityCounter: v.minCounter}
 	var err error
+	if policy.Retired, err = slotMask(v.retired, "--retired-slot"); err != nil {
+		return err
+	}
 	if policy.RootKeyHashes, err = s.RootHashes(v.roots, v.rootIDs); err != nil {
 		return err
 	}
