@@ -14,6 +14,7 @@ import (
 
 	"github.com/hallmark-iot/hallmark/internal/audit"
 	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/monitoring"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
@@ -28,6 +29,7 @@ type RegistryStore interface {
 	CreateProduct(ctx context.Context, p store.Product) error
 	GetProduct(ctx context.Context, id string) (store.Product, error)
 	ListProducts(ctx context.Context) ([]store.Product, error)
+	UpdateProduct(ctx context.Context, id string, u store.ProductUpdate) (store.Product, error)
 }
 
 // Registry owns the provisioning stations whose manifests the platform
@@ -154,6 +156,14 @@ type ProductRequest struct {
 	// may renew, a Go duration from zero to CertValidity; empty or zero
 	// allows a renewal at any time (renewal.go).
 	RenewalWindow string
+	// HeartbeatInterval is how long an onboarded device may be silent
+	// before a device.silent event, a Go duration from MinHeartbeat to
+	// MaxHeartbeat; empty or zero is the platform's --heartbeat-interval.
+	HeartbeatInterval string
+	// MinFirmwareVersion is the lowest firmware version the product's
+	// devices should report (a firmware.outdated event below it); it
+	// must be comparable (monitoring.ParseVersion). Empty: none.
+	MinFirmwareVersion string
 }
 
 // Certificate validity bounds: an hour is the shortest a device can
@@ -173,8 +183,13 @@ func (req ProductRequest) Validate() error {
 	if err != nil {
 		return err
 	}
-	_, err = parseRenewalWindow(req.RenewalWindow, validity)
-	return err
+	if _, err = parseRenewalWindow(req.RenewalWindow, validity); err != nil {
+		return err
+	}
+	if _, err := parseHeartbeat(req.HeartbeatInterval); err != nil {
+		return err
+	}
+	return checkMinFirmware(req.MinFirmwareVersion)
 }
 
 func (req ProductRequest) validate() (time.Duration, error) {
@@ -234,8 +249,15 @@ func (r *Registry) CreateProduct(ctx context.Context, caller Caller, req Product
 	if err != nil {
 		return store.Product{}, err
 	}
+	heartbeat, err := parseHeartbeat(req.HeartbeatInterval)
+	if err != nil {
+		return store.Product{}, err
+	}
+	if err := checkMinFirmware(req.MinFirmwareVersion); err != nil {
+		return store.Product{}, err
+	}
 	p := store.Product{ID: req.ID, Name: req.Name, CertValidity: validity, CloudEndpoint: req.CloudEndpoint, CreatedAt: r.now().UTC(),
-		RenewalWindow: window}
+		RenewalWindow: window, HeartbeatInterval: heartbeat, MinFirmwareVersion: req.MinFirmwareVersion}
 	c.subject = "product:" + p.ID
 	if err := r.store.CreateProduct(ctx, p); err != nil {
 		if errors.Is(err, store.ErrExists) {
@@ -262,6 +284,101 @@ func (r *Registry) GetProduct(ctx context.Context, caller Caller, id string) (_ 
 		return store.Product{}, Errorf(CodeNotFound, "no product %q", id)
 	}
 	p, err := r.store.GetProduct(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Product{}, Errorf(CodeNotFound, "no product %q", id)
+	}
+	return p, err
+}
+
+// ActionProductUpdate is the audit action of a product's policy change.
+const ActionProductUpdate = "product.update"
+
+// Heartbeat interval bounds: a device reports at most about once a minute
+// (the status route's rate), and a year of silence is no heartbeat.
+const (
+	MinHeartbeat = time.Minute
+	MaxHeartbeat = 8760 * time.Hour
+)
+
+func parseHeartbeat(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fieldError("heartbeat_interval", "%q is not a Go duration such as \"1h\"", truncate(v, 40))
+	}
+	if d != 0 && (d < MinHeartbeat || d > MaxHeartbeat) {
+		return 0, fieldError("heartbeat_interval", "must be 0 (the platform's default) or from 1m to 8760h")
+	}
+	return d, nil
+}
+
+func checkMinFirmware(v string) error {
+	if v == "" {
+		return nil
+	}
+	if err := monitoring.CheckVersion(v); err != nil {
+		return fieldError("min_firmware_version", "%q is not a comparable version such as 1.4.0 or 2.0.0-rc.1 (dotted numbers, then an optional -pre-release)", truncate(v, 40))
+	}
+	return nil
+}
+
+// ProductUpdateRequest changes a product's policy; nil fields stay as
+// they are. Raising MinFirmwareVersion after a release is the usual use.
+type ProductUpdateRequest struct {
+	RenewalWindow      *string
+	HeartbeatInterval  *string
+	MinFirmwareVersion *string
+}
+
+// UpdateProduct changes product id's renewal window, heartbeat interval or
+// minimum firmware version; the audit event's detail says which, and to
+// what.
+func (r *Registry) UpdateProduct(ctx context.Context, caller Caller, id string, req ProductUpdateRequest) (_ store.Product, err error) {
+	c := caller.begin(ActionProductUpdate)
+	defer func() { err = r.finish(ctx, c, err) }()
+	c.subject = "product:" + id
+	if !audit.ProductIDPattern.MatchString(id) {
+		return store.Product{}, Errorf(CodeNotFound, "no product %q", id)
+	}
+	if req.RenewalWindow == nil && req.HeartbeatInterval == nil && req.MinFirmwareVersion == nil {
+		return store.Product{}, fieldError("renewal_window", "nothing to change: give renewal_window, heartbeat_interval or min_firmware_version")
+	}
+	current, err := r.store.GetProduct(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Product{}, Errorf(CodeNotFound, "no product %q", id)
+	}
+	if err != nil {
+		return store.Product{}, err
+	}
+	var u store.ProductUpdate
+	var changed []string
+	if req.RenewalWindow != nil {
+		w, err := parseRenewalWindow(*req.RenewalWindow, current.CertValidity)
+		if err != nil {
+			return store.Product{}, err
+		}
+		u.RenewalWindow = &w
+		changed = append(changed, "renewal_window="+w.String())
+	}
+	if req.HeartbeatInterval != nil {
+		h, err := parseHeartbeat(*req.HeartbeatInterval)
+		if err != nil {
+			return store.Product{}, err
+		}
+		u.HeartbeatInterval = &h
+		changed = append(changed, "heartbeat_interval="+h.String())
+	}
+	if req.MinFirmwareVersion != nil {
+		if err := checkMinFirmware(*req.MinFirmwareVersion); err != nil {
+			return store.Product{}, err
+		}
+		u.MinFirmwareVersion = req.MinFirmwareVersion
+		changed = append(changed, "min_firmware_version="+*req.MinFirmwareVersion)
+	}
+	c.detail = strings.Join(changed, " ")
+	p, err := r.store.UpdateProduct(ctx, id, u)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Product{}, Errorf(CodeNotFound, "no product %q", id)
 	}

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/keys"
 	"github.com/hallmark-iot/hallmark/internal/monitoring"
+	"github.com/hallmark-iot/hallmark/internal/monitoring/relay"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
 	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardstore"
@@ -78,6 +80,7 @@ type Platform struct {
 	workersDone chan struct{}
 	revocation  *revocationServer // nil unless RevocationListen
 	monitor     *monitoring.Service
+	relay       atomic.Pointer[relay.Relay] // nil without an event sink (relay.go)
 }
 
 // Start opens everything and serves HTTPS in the background.
@@ -134,6 +137,10 @@ func (p *Platform) startBackground() error {
 	if err != nil {
 		return err
 	}
+	rel, err := p.newRelay() // nil without an event sink
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.stopWorkers = cancel
 	p.workersDone = make(chan struct{})
@@ -145,6 +152,10 @@ func (p *Platform) startBackground() error {
 	wg.Go(func() { _ = p.monitor.Run(ctx) })
 	for _, w := range workers {
 		wg.Go(func() { _ = w.Run(ctx) })
+	}
+	if rel != nil {
+		p.relay.Store(rel)
+		wg.Go(func() { _ = rel.Run(ctx) })
 	}
 	go func() { wg.Wait(); close(p.workersDone) }()
 	if len(workers) > 0 {
@@ -409,7 +420,7 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 		return nil, err
 	}
 	adminSvc := admin.New(p.Store, admin.Config{Log: p.cfg.Log, Now: p.cfg.Now,
-		Outbox: connector.Outbox{Connectors: names}, CertificatesChanged: p.NotifyRevocation})
+		Outbox: connector.Outbox{Connectors: names}, CertificatesChanged: p.certificatesChanged})
 	api, err := httpapi.New(httpapi.Config{Admin: adminSvc, Audit: p.Store, Ready: p.Store.Ping,
 		Log: p.cfg.Log, Metrics: reg, MaxManifestBytes: p.cfg.MaxManifestBytes, Now: p.cfg.Now,
 		Refusals: p.refusals, AuthLimit: p.cfg.AdminAuthLimit})
@@ -426,7 +437,7 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 	svc, err := onboarding.NewService(onboarding.Config{State: state, Issuer: onboardpki.NewIssuer(p.CA, p.cfg.Now),
 		ServerName: p.cfg.ServerName, Log: p.cfg.Log, Metrics: m, Now: p.cfg.Now,
 		PerIdentity: p.cfg.RatePerIdentity, PerAddress: p.cfg.RatePerAddress,
-		Refusals: onboardstore.Refusals{Aggregator: p.refusals}, Issuance: p.cfg.Issuance})
+		Refusals: monitorFeed{p: p, next: onboardstore.Refusals{Aggregator: p.refusals}}, Watch: monitorFeed{p: p}, Issuance: p.cfg.Issuance})
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/monitoring"
+	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
@@ -22,9 +23,12 @@ type MonitoringConfig struct {
 	// for each (default 30 and 7 days).
 	ExpiryThresholds []time.Duration
 	// Heartbeat is how long an onboarded device that has reported may be
-	// silent before a device.silent event; zero: never. It is platform
-	// wide for now (a product's own interval is to come).
+	// silent before a device.silent event, for products without their own
+	// heartbeat interval; zero: never for those.
 	Heartbeat time.Duration
+	// Clone configures the possible-clone signals (thresholds, the rate
+	// limit of their events, the queue of onboarding outcomes).
+	Clone monitoring.CloneConfig
 	// SweepEvery is how often the sweeps run (default 5 minutes).
 	SweepEvery time.Duration
 	// MetricsEvery is how long the metrics' counts are reused before the
@@ -38,7 +42,7 @@ type MonitoringConfig struct {
 func (p *Platform) startMonitoring(api *httpapi.Server, devices monitoring.Authenticator, verify httpapi.DeviceVerifier, reg prometheus.Registerer) error {
 	mc := p.cfg.Monitoring
 	svc, err := monitoring.New(monitoring.Config{Store: p.Store, Devices: devices, ExpiryThresholds: mc.ExpiryThresholds,
-		Heartbeat: mc.Heartbeat, SweepEvery: mc.SweepEvery, Log: p.cfg.Log, Now: p.cfg.Now})
+		Heartbeat: mc.Heartbeat, SweepEvery: mc.SweepEvery, Clone: mc.Clone, Log: p.cfg.Log, Now: p.cfg.Now})
 	if err != nil {
 		return err
 	}
@@ -49,7 +53,7 @@ func (p *Platform) startMonitoring(api *httpapi.Server, devices monitoring.Authe
 	if every <= 0 {
 		every = 30 * time.Second
 	}
-	col := newMonitoringCollector(p.Store, svc.ExpiryThresholds(), svc.Heartbeat(), every, p.cfg.Now, p.cfg.Log)
+	col := newMonitoringCollector(p.Store, svc, svc.ExpiryThresholds(), every, p.cfg.Now, p.cfg.Log)
 	if err := reg.Register(col); err != nil {
 		return err
 	}
@@ -59,34 +63,43 @@ func (p *Platform) startMonitoring(api *httpapi.Server, devices monitoring.Authe
 
 // countStore is what the metrics read.
 type countStore interface {
-	CountMonitoring(ctx context.Context, now time.Time, expiring []time.Duration, since time.Time) (store.MonitoringCounts, error)
+	CountMonitoring(ctx context.Context, now time.Time, expiring []time.Duration, silentSince map[string]time.Time) (store.MonitoringCounts, error)
+}
+
+// watchCounts is what the metrics ask of the monitoring service: the
+// rule by which a device is silent, and the outcomes it dropped.
+type watchCounts interface {
+	SilenceCutoffs(ctx context.Context, now time.Time) (map[string]time.Time, error)
+	Dropped() int64
 }
 
 // monitoringCollector exports the fleet's counts, read from the store at
 // most once per interval whatever the number of scrapes.
 type monitoringCollector struct {
-	store     countStore
-	expiring  []time.Duration
-	heartbeat time.Duration
-	every     time.Duration
-	now       func() time.Time
-	log       *slog.Logger
+	store    countStore
+	watch    watchCounts
+	expiring []time.Duration
+	every    time.Duration
+	now      func() time.Time
+	log      *slog.Logger
 
-	devices, expiringDesc, silent, events *prometheus.Desc
+	devices, expiringDesc, silent, events, dropped *prometheus.Desc
 
 	mu     sync.Mutex
 	counts store.MonitoringCounts
 	readAt time.Time
 }
 
-func newMonitoringCollector(st countStore, expiring []time.Duration, heartbeat, every time.Duration, now func() time.Time, log *slog.Logger) *monitoringCollector {
-	return &monitoringCollector{store: st, expiring: expiring, heartbeat: heartbeat, every: every, now: now, log: log,
+func newMonitoringCollector(st countStore, watch watchCounts, expiring []time.Duration, every time.Duration, now func() time.Time, log *slog.Logger) *monitoringCollector {
+	return &monitoringCollector{store: st, watch: watch, expiring: expiring, every: every, now: now, log: log,
 		devices: prometheus.NewDesc("hallmark_devices", "Devices by product and lifecycle state.", []string{"product", "state"}, nil),
 		expiringDesc: prometheus.NewDesc("hallmark_certificates_expiring",
 			"Current, good device certificates expiring within the threshold (e.g. 7d, 30d).", []string{"within"}, nil),
 		silent: prometheus.NewDesc("hallmark_devices_silent",
-			"Onboarded devices whose last status report is older than the heartbeat interval.", nil, nil),
+			"Onboarded devices whose last status report is older than their product's heartbeat interval (or the platform's).", nil, nil),
 		events: prometheus.NewDesc("hallmark_device_events_total", "Device events in the event log, by kind.", []string{"kind"}, nil),
+		dropped: prometheus.NewDesc("hallmark_monitoring_dropped_total",
+			"Onboarding outcomes (refused proofs, onboardings) monitoring dropped because its queue was full.", nil, nil),
 	}
 }
 
@@ -95,6 +108,7 @@ func (c *monitoringCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.expiringDesc
 	ch <- c.silent
 	ch <- c.events
+	ch <- c.dropped
 }
 
 func (c *monitoringCollector) Collect(ch chan<- prometheus.Metric) {
@@ -107,9 +121,8 @@ func (c *monitoringCollector) Collect(ch chan<- prometheus.Metric) {
 	for within, n := range counts.Expiring {
 		ch <- prometheus.MustNewConstMetric(c.expiringDesc, prometheus.GaugeValue, float64(n), thresholdLabel(within))
 	}
-	if c.heartbeat > 0 {
-		ch <- prometheus.MustNewConstMetric(c.silent, prometheus.GaugeValue, float64(counts.Silent))
-	}
+	ch <- prometheus.MustNewConstMetric(c.silent, prometheus.GaugeValue, float64(counts.Silent))
+	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(c.watch.Dropped()))
 	for kind, n := range counts.Events {
 		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(n), string(kind))
 	}
@@ -127,14 +140,43 @@ func (c *monitoringCollector) read() store.MonitoringCounts {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	since := now.Add(-c.heartbeat)
-	counts, err := c.store.CountMonitoring(ctx, now, c.expiring, since)
+	cutoffs, err := c.watch.SilenceCutoffs(ctx, now)
+	var counts store.MonitoringCounts
+	if err == nil {
+		counts, err = c.store.CountMonitoring(ctx, now, c.expiring, cutoffs)
+	}
 	if err != nil {
 		c.log.Warn("monitoring metrics", "err", err)
 		return c.counts
 	}
 	c.counts, c.readAt = counts, now
 	return counts
+}
+
+// monitorFeed hands onboarding's outcomes to monitoring: every
+// successful onboarding (onboarding.Watch), and every refused proof of
+// possession, teed from the refusals the audit aggregator records
+// (onboarding.Refusals). Both only queue (monitoring.Service), for every
+// identity alike, so the refusal of an unknown identity takes what a
+// registered one's does. p.monitor is set before the platform serves.
+type monitorFeed struct {
+	p    *Platform
+	next onboarding.Refusals
+}
+
+func (f monitorFeed) Onboarded(_ context.Context, o onboarding.Onboarding) {
+	if m := f.p.monitor; m != nil {
+		m.Onboarded(o.Identity, o.Source, o.At, o.Again)
+	}
+}
+
+func (f monitorFeed) Refuse(ctx context.Context, r onboarding.Refusal) {
+	if f.next != nil {
+		f.next.Refuse(ctx, r)
+	}
+	if m := f.p.monitor; m != nil && r.Action == "device.onboard" && r.Reason == onboarding.ErrorCode(onboarding.ErrProofRejected) {
+		m.ProofRefused(r.Identity, r.Source, f.p.cfg.Now())
+	}
 }
 
 // thresholdLabel writes a threshold in days when it is whole days.

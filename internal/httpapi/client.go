@@ -191,6 +191,12 @@ func (c *Client) GetProduct(ctx context.Context, id string) (Product, error) {
 	return out, c.do(ctx, "GET", "/v1/admin/products/"+url.PathEscape(id), nil, nil, "", &out)
 }
 
+// UpdateProduct changes a product's policy (members left nil stay).
+func (c *Client) UpdateProduct(ctx context.Context, id string, req ProductUpdateRequest) (Product, error) {
+	var out Product
+	return out, c.doJSON(ctx, "PATCH", "/v1/admin/products/"+url.PathEscape(id), req, &out)
+}
+
 // ImportManifest uploads a manifest, streaming it from r.
 func (c *Client) ImportManifest(ctx context.Context, product string, r io.Reader) (ImportResult, error) {
 	var out ImportResult

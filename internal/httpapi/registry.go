@@ -44,6 +44,14 @@ func (s *Server) registryRoutes() []Route {
 			Responses: []Response{{Status: 200, Description: "The product.", Body: Product{}}},
 			Problems:  []string{"not-found"},
 		}},
+		{Method: "PATCH", Path: "/v1/admin/products/{id}", Handler: s.admin(admin.ActionProductUpdate, ScopeProductsWrite, s.updateProduct), Doc: RouteDoc{
+			OperationID: "updateProduct", Summary: "Change a product's renewal window, heartbeat interval or minimum firmware version.", Tag: "products",
+			Description: "Members left out stay as they are. A new minimum firmware version reaches status reports within 30 seconds " +
+				"(each replica reads products again at most that often); devices below it are reported by their next report.",
+			Auth: AuthBearer, Scope: ScopeProductsWrite, PathParams: productParam, Request: ProductUpdateRequest{},
+			Responses: []Response{{Status: 200, Description: "The product as changed.", Body: Product{}}},
+			Problems:  []string{"not-found"},
+		}},
 	}
 }
 
@@ -112,9 +120,26 @@ func (s *Server) getProduct(r *http.Request, c *adminCall) (int, any, error) {
 	return http.StatusOK, productView(p), nil
 }
 
+// validate leaves the values to the use case, which knows the product's
+// validity a renewal window must fit in.
+func (req *ProductUpdateRequest) validate() error { return nil }
+
+func (s *Server) updateProduct(r *http.Request, c *adminCall) (int, any, error) {
+	var req ProductUpdateRequest
+	if err := decodeJSON(r, MaxJSONBody, &req); err != nil {
+		return 0, nil, err
+	}
+	p, err := s.svc.Registry.UpdateProduct(r.Context(), c.use(), r.PathValue("id"), admin.ProductUpdateRequest(req))
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, productView(p), nil
+}
+
 func productView(p store.Product) Product {
 	return Product{ID: p.ID, Name: p.Name, CertValidity: formatDuration(p.CertValidity), CloudEndpoint: p.CloudEndpoint, CreatedAt: p.CreatedAt.UTC(),
-		RenewalWindow: formatDuration(p.RenewalWindow)}
+		RenewalWindow: formatDuration(p.RenewalWindow), HeartbeatInterval: formatDuration(p.HeartbeatInterval),
+		MinFirmwareVersion: p.MinFirmwareVersion}
 }
 
 // formatDuration writes "8760h" rather than time.Duration's "8760h0m0s".

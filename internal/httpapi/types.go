@@ -33,11 +33,21 @@ type StationList struct {
 
 // ProductRequest creates a product.
 type ProductRequest struct {
-	ID            string `json:"id" doc:"Slug: 1 to 63 characters of a-z, 0-9, '-', starting with a letter or digit." pattern:"^[a-z0-9][a-z0-9-]{0,62}$"`
-	Name          string `json:"name" doc:"Display name, 1 to 128 printable characters."`
-	CertValidity  string `json:"cert_validity" doc:"Validity of the device certificates issued for the product, a Go duration such as \"8760h\"; 1h to 87600h (10 years)."`
-	CloudEndpoint string `json:"cloud_endpoint" doc:"Where onboarded devices connect: an absolute URL with scheme mqtts, https or wss, a host, no user information or fragment."`
-	RenewalWindow string `json:"renewal_window,omitempty" doc:"How long before its certificate expires a device may renew, a Go duration from 0 to cert_validity such as \"720h\"; a renewal before is refused with renewal-not-due unless an administrator forces it. Empty or 0: renewal at any time (the default)."`
+	ID                 string `json:"id" doc:"Slug: 1 to 63 characters of a-z, 0-9, '-', starting with a letter or digit." pattern:"^[a-z0-9][a-z0-9-]{0,62}$"`
+	Name               string `json:"name" doc:"Display name, 1 to 128 printable characters."`
+	CertValidity       string `json:"cert_validity" doc:"Validity of the device certificates issued for the product, a Go duration such as \"8760h\"; 1h to 87600h (10 years)."`
+	CloudEndpoint      string `json:"cloud_endpoint" doc:"Where onboarded devices connect: an absolute URL with scheme mqtts, https or wss, a host, no user information or fragment."`
+	RenewalWindow      string `json:"renewal_window,omitempty" doc:"How long before its certificate expires a device may renew, a Go duration from 0 to cert_validity such as \"720h\"; a renewal before is refused with renewal-not-due unless an administrator forces it. Empty or 0: renewal at any time (the default)."`
+	HeartbeatInterval  string `json:"heartbeat_interval,omitempty" doc:"How long an onboarded device that reported may be silent before a device.silent event, a Go duration from 1m to 8760h such as \"1h\". Empty or 0: the platform's --heartbeat-interval."`
+	MinFirmwareVersion string `json:"min_firmware_version,omitempty" doc:"The lowest firmware version the product's devices should run: a status report below it (or not comparable with it) adds one firmware.outdated event per version reported. Dotted numbers with an optional pre-release, e.g. 1.4.0 or 2.0.0-rc.1; anything else is refused. Empty: none."`
+}
+
+// ProductUpdateRequest changes a product's policy; members left out stay
+// as they are.
+type ProductUpdateRequest struct {
+	RenewalWindow      *string `json:"renewal_window,omitempty" doc:"As in ProductRequest; \"0\" allows renewal at any time."`
+	HeartbeatInterval  *string `json:"heartbeat_interval,omitempty" doc:"As in ProductRequest; \"0\" returns to the platform's default."`
+	MinFirmwareVersion *string `json:"min_firmware_version,omitempty" doc:"As in ProductRequest; \"\" removes the minimum. Raising it after a release reports devices still below it."`
 }
 
 // Product decides a device's certificate profile and cloud endpoint.
@@ -48,6 +58,9 @@ type Product struct {
 	CloudEndpoint string    `json:"cloud_endpoint"`
 	CreatedAt     time.Time `json:"created_at"`
 	RenewalWindow string    `json:"renewal_window" doc:"Go duration; 0s: renewal at any time."`
+	// HeartbeatInterval is the product's own; 0s means the platform's.
+	HeartbeatInterval  string `json:"heartbeat_interval" doc:"Go duration; 0s: the platform's --heartbeat-interval."`
+	MinFirmwareVersion string `json:"min_firmware_version" doc:"Empty: no minimum."`
 }
 
 // ProductList lists products.

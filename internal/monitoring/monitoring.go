@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
@@ -90,10 +91,15 @@ type Authenticator interface {
 
 // Store is what monitoring asks of the registry.
 type Store interface {
-	RecordStatus(ctx context.Context, s store.DeviceStatus) error
+	RecordStatus(ctx context.Context, s store.DeviceStatus) (store.StatusRecorded, error)
 	ListEvents(ctx context.Context, f store.EventFilter) ([]store.DeviceEvent, error)
 	NoteExpiringCertificates(ctx context.Context, now time.Time, within time.Duration, limit int) (int, error)
-	NoteSilentDevices(ctx context.Context, now, since time.Time, limit int) (int, error)
+	NoteSilentDevices(ctx context.Context, now time.Time, product string, since time.Time, limit int) (int, error)
+	ListProducts(ctx context.Context) ([]store.Product, error)
+	NoteFirmwareOutdated(ctx context.Context, id identity.ID, version, minimum string, at time.Time, detail string) (bool, error)
+	NoteCloneSuspected(ctx context.Context, id identity.ID, at time.Time, every time.Duration, detail string) (bool, error)
+	NoteOnboardingSource(ctx context.Context, id identity.ID, source string, at time.Time) (string, error)
+	NoteFailedProof(ctx context.Context, id identity.ID, at time.Time, window time.Duration, keep int) (int, error)
 }
 
 // Defaults.
@@ -117,17 +123,25 @@ type Config struct {
 	// certificate for each (default DefaultExpiryThresholds).
 	ExpiryThresholds []time.Duration
 	// Heartbeat is how long an onboarded device that has reported may be
-	// silent before a device.silent event; zero turns the check off.
+	// silent before a device.silent event, for a product without its own
+	// interval; zero turns the check off for those products.
 	Heartbeat time.Duration
 	// SweepEvery is how often Run sweeps (default DefaultSweepEvery).
 	SweepEvery time.Duration
-	Log        *slog.Logger
-	Now        func() time.Time
+	// Clone configures the possible-clone signals (watch.go).
+	Clone CloneConfig
+	Log   *slog.Logger
+	Now   func() time.Time
 }
 
 // Service is the monitoring use case.
 type Service struct {
-	cfg Config
+	cfg      Config
+	products productCache
+	// feed carries onboarding's outcomes to Run, off the request path
+	// (watch.go).
+	feed    chan feedItem
+	dropped atomic.Int64
 }
 
 // New checks cfg and returns the service.
@@ -155,7 +169,10 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg}, nil
+	if err := cfg.Clone.defaults(); err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, feed: make(chan feedItem, cfg.Clone.QueueSize)}, nil
 }
 
 // ExpiryThresholds returns the configured thresholds.
@@ -178,11 +195,17 @@ func (s *Service) ReportStatus(ctx context.Context, leaf *x509.Certificate, r St
 		return Receipt{}, err
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
-	err = s.cfg.Store.RecordStatus(ctx, store.DeviceStatus{Identity: id, ReceivedAt: now, FirmwareVersion: r.FirmwareVersion,
+	st := store.DeviceStatus{Identity: id, ReceivedAt: now, FirmwareVersion: r.FirmwareVersion,
 		SecurityCounter: r.SecurityCounter, BootResult: r.BootResult, EnrolmentAlgorithm: r.EnrolmentAlgorithm,
-		OperationalAlgorithm: r.OperationalAlgorithm, Uptime: time.Duration(r.UptimeSeconds) * time.Second, RemoteAddr: addr})
+		OperationalAlgorithm: r.OperationalAlgorithm, Uptime: time.Duration(r.UptimeSeconds) * time.Second, RemoteAddr: addr}
+	rec, err := s.cfg.Store.RecordStatus(ctx, st)
 	if err != nil {
 		return Receipt{}, fmt.Errorf("record status: %w", err)
+	}
+	// The report is kept; what it shows is the platform's to act on, not
+	// the device's to be refused for, so a failure here is logged only.
+	if err := s.examine(ctx, st, rec); err != nil {
+		s.cfg.Log.Warn("examine status report", "identity", id.String(), "err", err)
 	}
 	return Receipt{Identity: id, ReceivedAt: now}, nil
 }

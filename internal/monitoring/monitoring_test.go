@@ -41,9 +41,29 @@ type fakeStore struct {
 	expiringBatches int
 }
 
-func (f *fakeStore) RecordStatus(_ context.Context, s store.DeviceStatus) error {
+func (f *fakeStore) RecordStatus(_ context.Context, s store.DeviceStatus) (store.StatusRecorded, error) {
 	f.statuses = append(f.statuses, s)
-	return nil
+	return store.StatusRecorded{ProductID: "p"}, nil
+}
+
+func (f *fakeStore) ListProducts(context.Context) ([]store.Product, error) {
+	return []store.Product{{ID: "p"}, {ID: "q", HeartbeatInterval: 5 * time.Hour}}, nil
+}
+
+func (f *fakeStore) NoteFirmwareOutdated(context.Context, identity.ID, string, string, time.Time, string) (bool, error) {
+	return false, nil
+}
+
+func (f *fakeStore) NoteCloneSuspected(context.Context, identity.ID, time.Time, time.Duration, string) (bool, error) {
+	return false, nil
+}
+
+func (f *fakeStore) NoteOnboardingSource(context.Context, identity.ID, string, time.Time) (string, error) {
+	return "", nil
+}
+
+func (f *fakeStore) NoteFailedProof(context.Context, identity.ID, time.Time, time.Duration, int) (int, error) {
+	return 0, nil
 }
 
 func (f *fakeStore) ListEvents(context.Context, store.EventFilter) ([]store.DeviceEvent, error) {
@@ -57,7 +77,10 @@ func (f *fakeStore) NoteExpiringCertificates(_ context.Context, _ time.Time, wit
 	return n, nil
 }
 
-func (f *fakeStore) NoteSilentDevices(_ context.Context, _, since time.Time, limit int) (int, error) {
+func (f *fakeStore) NoteSilentDevices(_ context.Context, _ time.Time, product string, since time.Time, limit int) (int, error) {
+	if product != "p" {
+		return 0, nil
+	}
 	f.silentSince = append(f.silentSince, since)
 	n := min(f.silent, limit)
 	f.silent -= n

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -14,10 +15,11 @@ type SweepResult struct {
 }
 
 // Sweep adds the events that time alone causes: certificate.expiring for
-// each threshold, device.silent past the heartbeat. Each is one indexed
-// range read per batch of sweepBatch (store.Monitoring), so a sweep of a
-// million devices reads only the certificates inside the widest
-// threshold and the devices past their heartbeat.
+// each threshold, device.silent past each product's heartbeat. Each is
+// one indexed range read per batch of sweepBatch (per product for the
+// silence: store.Monitoring), so a sweep of a million devices reads only
+// the certificates inside the widest threshold and the devices past
+// their heartbeat.
 func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
 	var res SweepResult
 	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
@@ -30,16 +32,45 @@ func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
 			return res, fmt.Errorf("expiry sweep (within %v): %w", within, err)
 		}
 	}
-	if s.cfg.Heartbeat > 0 {
+	cutoffs, err := s.SilenceCutoffs(ctx, now)
+	if err != nil {
+		return res, fmt.Errorf("silence sweep: %w", err)
+	}
+	for product, since := range cutoffs {
 		n, err := drain(func() (int, error) {
-			return s.cfg.Store.NoteSilentDevices(ctx, now, now.Add(-s.cfg.Heartbeat), sweepBatch)
+			return s.cfg.Store.NoteSilentDevices(ctx, now, product, since, sweepBatch)
 		})
 		res.Silent += n
 		if err != nil {
-			return res, fmt.Errorf("silence sweep: %w", err)
+			return res, fmt.Errorf("silence sweep of %q: %w", product, err)
 		}
 	}
 	return res, nil
+}
+
+// SilenceCutoffs maps each product whose devices may fall silent to the
+// time their last report must be before: now less the product's heartbeat
+// interval, or the platform's when it has none. A product with neither
+// is left out. The sweep and the metrics count by it.
+func (s *Service) SilenceCutoffs(ctx context.Context, now time.Time) (map[string]time.Time, error) {
+	list, err := s.cfg.Store.ListProducts(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read products: %w", err)
+	}
+	s.products.mu.Lock()
+	s.products.set(list, s.cfg.Now())
+	s.products.mu.Unlock()
+	out := map[string]time.Time{}
+	for _, p := range list {
+		interval := p.HeartbeatInterval
+		if interval == 0 {
+			interval = s.cfg.Heartbeat
+		}
+		if interval > 0 {
+			out[p.ID] = now.Add(-interval)
+		}
+	}
+	return out, nil
 }
 
 // drain repeats one batch until it comes back short.
@@ -58,7 +89,13 @@ func drain(batch func() (int, error)) (int, error) {
 // failed sweep is logged and tried again at the next tick: the events it
 // missed are found then, since a sweep looks at the state, not at what
 // changed.
+//
+// Run also handles the onboarding outcomes queued by Onboarded and
+// ProofRefused, in a goroutine of its own, until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { s.runFeed(ctx) })
 	t := time.NewTicker(s.cfg.SweepEvery)
 	defer t.Stop()
 	for {

@@ -26,6 +26,25 @@ type Refusals interface {
 	Refuse(ctx context.Context, r Refusal)
 }
 
+// Onboarding is one successful onboarding, as Watch is told of it.
+type Onboarding struct {
+	Identity identity.ID // proven
+	Source   string      // the client address
+	At       time.Time
+	// Again: the device was onboarded already (its credentials lost or
+	// taken), as opposed to registered or reprovisioned.
+	Again bool
+}
+
+// Watch is told of successful onboardings, where monitoring looks for
+// signs of a clone (an identity onboarded again from elsewhere). It is
+// called on the request path and must return at once. Refused attempts
+// reach it, if at all, through Refusals, which is told of every identity
+// alike.
+type Watch interface {
+	Onboarded(ctx context.Context, o Onboarding)
+}
+
 // refuse records a refused attempt at action. An internal error is no
 // attempt of the client's and stays one audit event of its own. Without
 // Refusals, a refused proof is one event too, except a rate-limited one,

@@ -97,6 +97,9 @@ type Config struct {
 	// of one audit event each; nil writes one event per refused proof
 	// except a rate-limited one.
 	Refusals Refusals
+	// Watch is told of every successful onboarding (outcome.go); nil
+	// tells no one.
+	Watch Watch
 }
 
 // Default limits.
@@ -120,19 +123,31 @@ type Service struct {
 	// shadows holds a registered identity of each suite, whose row an
 	// unknown identity's lookup reads too (lookUp).
 	shadows sync.Map // sigalg.ID -> identity.ID
-	// products caches products, which never change once created: every
-	// onboarding reads its device's.
-	products sync.Map // string -> Product
+	// products caches products for productTTL: every onboarding reads
+	// its device's, and an administrator may change a product's renewal
+	// window.
+	products sync.Map // string -> cachedProduct
+}
+
+// productTTL bounds how long a changed product's old policy is applied.
+const productTTL = 30 * time.Second
+
+type cachedProduct struct {
+	p  Product
+	at time.Time
 }
 
 // product returns a product, from the cache when it can.
 func (s *Service) product(ctx context.Context, id string) (Product, error) {
-	if p, ok := s.products.Load(id); ok {
-		return p.(Product), nil
+	now := s.cfg.Now()
+	if c, ok := s.products.Load(id); ok {
+		if age := now.Sub(c.(cachedProduct).at); age >= 0 && age < productTTL {
+			return c.(cachedProduct).p, nil
+		}
 	}
 	p, err := s.cfg.State.Product(ctx, id)
 	if err == nil {
-		s.products.Store(id, p)
+		s.products.Store(id, cachedProduct{p: p, at: now})
 	}
 	return p, err
 }
@@ -221,7 +236,7 @@ func (s *Service) Prove(ctx context.Context, req ProofRequest, addr string) (*Cr
 // success costs one commit. Of concurrent answers to one challenge only
 // that transaction's winner is recorded and answered; a loser's certificate
 // is dropped unseen. A refused answer still uses the challenge up.
-func (s *Service) prove(ctx context.Context, req ProofRequest, addr string) (*Credentials, error) {
+func (s *Service) prove(ctx context.Context, req ProofRequest, addr string) (_ *Credentials, err error) {
 	now := s.cfg.Now()
 	if !s.allow(req.Identity, addr, now) {
 		return nil, ErrRateLimited
@@ -247,6 +262,12 @@ func (s *Service) prove(ctx context.Context, req ProofRequest, addr string) (*Cr
 		return nil, err
 	}
 	ev := Event{Identity: dev.Identity, Action: "device.onboard", Outcome: "ok", Detail: "ok", Source: addr}
+	defer func() {
+		if err == nil && s.cfg.Watch != nil {
+			s.cfg.Watch.Onboarded(ctx, Onboarding{Identity: dev.Identity, Source: addr, At: ev.Time,
+				Again: dev.Standing == StandingOnboarded})
+		}
+	}()
 	return s.issueWith(ctx, dev, opKey, func(cert Certificate, at time.Time) error {
 		ev.Time = at
 		err := s.cfg.State.CompleteOnboarding(ctx, challengeID, cert, at, ev)

@@ -10,7 +10,6 @@
 package revocation
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -28,10 +27,11 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
-// RevokedSource lists revoked certificates, by serial, a page after the
-// given serial at a time: store.Lifecycle's method.
+// RevokedSource lists revoked certificates by expiry then serial, a page
+// after the given cursor at a time, from a cut-off given as the first
+// cursor: store.Lifecycle's method.
 type RevokedSource interface {
-	ListRevokedCertificates(ctx context.Context, after [16]byte, limit int) ([]store.RevokedCertificate, error)
+	ListRevokedCertificates(ctx context.Context, after store.RevokedCursor, limit int) ([]store.RevokedCertificate, error)
 }
 
 // CRLSigner is the CA whose CRL a Publisher keeps: *pki.CA.
@@ -229,7 +229,7 @@ func (p *Publisher) nextNumber(now time.Time) int64 {
 	return max(now.UnixMilli(), p.lastNumber+1)
 }
 
-// collect reads every revoked certificate, page by page until an empty
+// collect reads the revoked certificates, page by page until an empty
 // one (a source may cap pages below what is asked), keeping those
 // revoked by now (a revocation dated later is not in force yet, and
 // CreateCRL refuses it) whose certificate has not been expired for a
@@ -239,18 +239,22 @@ func (p *Publisher) nextNumber(now time.Time) int64 {
 // scheduled CRL issued after the certificate expired; CRLs are issued at
 // least every half validity, so keeping an entry for one validity past
 // expiry puts it on at least one. Without this every renewal (its
-// superseded certificate revoked) would grow the CRL for good.
+// superseded certificate revoked) would grow the CRL for good. The
+// cut-off is the first cursor, so the store's index skips the
+// long-expired entries rather than the read scanning them; the check
+// below only guards against a source that lists more.
 func (p *Publisher) collect(ctx context.Context, now time.Time) ([]pki.CRLEntry, [32]byte, error) {
 	var entries []pki.CRLEntry
 	h := sha256.New()
-	var after [16]byte
+	cutoff := now.Add(-p.cfg.Validity)
+	after := store.RevokedCursor{NotAfter: cutoff}
 	for {
 		page, err := p.cfg.Source.ListRevokedCertificates(ctx, after, pageSize)
 		if err != nil {
 			return nil, [32]byte{}, fmt.Errorf("list revoked certificates: %w", err)
 		}
 		for _, rc := range page {
-			if rc.RevokedAt.After(now) || (!rc.NotAfter.IsZero() && !now.Before(rc.NotAfter.Add(p.cfg.Validity))) {
+			if rc.RevokedAt.After(now) || !rc.NotAfter.After(cutoff) {
 				continue
 			}
 			entries = append(entries, pki.CRLEntry{Serial: rc.Serial, RevokedAt: rc.RevokedAt, Reason: rc.Reason})
@@ -263,8 +267,8 @@ func (p *Publisher) collect(ctx context.Context, now time.Time) ([]pki.CRLEntry,
 		if len(page) == 0 {
 			break
 		}
-		next := page[len(page)-1].Serial
-		if bytes.Compare(next[:], after[:]) <= 0 {
+		next := page[len(page)-1].Cursor()
+		if !after.Before(next) {
 			return nil, [32]byte{}, errors.New("list revoked certificates: the source went back in its pages")
 		}
 		after = next

@@ -20,7 +20,7 @@ func BenchmarkRefresh100k(b *testing.B) {
 		var s [16]byte
 		s[0] = 0x40
 		binary.BigEndian.PutUint64(s[8:], uint64(i+1))
-		src.list = append(src.list, store.RevokedCertificate{Serial: s, RevokedAt: testNow.Add(-time.Hour), Reason: pki.ReasonKeyCompromise})
+		src.list = append(src.list, store.RevokedCertificate{Serial: s, RevokedAt: testNow.Add(-time.Hour), Reason: pki.ReasonKeyCompromise, NotAfter: testNow.AddDate(100, 0, 0)})
 	}
 	for _, suite := range []sigalg.ID{sigalg.ECDSAP256, sigalg.MLDSA65} {
 		b.Run(string(suite), func(b *testing.B) {

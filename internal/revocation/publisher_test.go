@@ -27,32 +27,45 @@ type clock struct {
 func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
 func (c *clock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 
-// memSource is an in-memory RevokedSource that pages by serial, at most
-// pageCap a page, as the store does.
+// memSource is an in-memory RevokedSource that pages as the store does:
+// by expiry then serial, after a cursor, at most pageCap a page.
 type memSource struct {
 	mu      sync.Mutex
 	list    []store.RevokedCertificate
 	pageCap int
 	calls   int // reads of the first page: one per refresh
-	err     error
+	// firsts are the cursors of the first pages read: the cut-offs.
+	firsts []store.RevokedCursor
+	err    error
 	// gate, if not nil, is received from before each first page (after
 	// the call is counted).
 	gate chan struct{}
 }
 
+// add lists a certificate whose expiry is a year after its revocation.
 func (s *memSource) add(serial byte, at time.Time, reason int) {
+	s.addExpiring(serial, at, reason, at.AddDate(1, 0, 0))
+}
+
+func (s *memSource) addExpiring(serial byte, at time.Time, reason int, notAfter time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var sn [16]byte
 	sn[0], sn[15] = 0x40, serial
-	s.list = append(s.list, store.RevokedCertificate{Serial: sn, RevokedAt: at, Reason: reason})
-	slices.SortFunc(s.list, func(a, b store.RevokedCertificate) int { return bytes.Compare(a.Serial[:], b.Serial[:]) })
+	s.list = append(s.list, store.RevokedCertificate{Serial: sn, RevokedAt: at, Reason: reason, NotAfter: notAfter})
+	slices.SortFunc(s.list, func(a, b store.RevokedCertificate) int {
+		if a.Cursor().Before(b.Cursor()) {
+			return -1
+		}
+		return 1
+	})
 }
 
-func (s *memSource) ListRevokedCertificates(ctx context.Context, after [16]byte, limit int) ([]store.RevokedCertificate, error) {
-	if after == ([16]byte{}) {
+func (s *memSource) ListRevokedCertificates(ctx context.Context, after store.RevokedCursor, limit int) ([]store.RevokedCertificate, error) {
+	if after.Serial == ([16]byte{}) {
 		s.mu.Lock()
 		s.calls++
+		s.firsts = append(s.firsts, after)
 		s.mu.Unlock()
 		if s.gate != nil {
 			<-s.gate
@@ -66,12 +79,12 @@ func (s *memSource) ListRevokedCertificates(ctx context.Context, after [16]byte,
 	if s.pageCap > 0 {
 		limit = min(limit, s.pageCap)
 	}
-	i, _ := slices.BinarySearchFunc(s.list, after, func(rc store.RevokedCertificate, after [16]byte) int {
-		return bytes.Compare(rc.Serial[:], after[:])
+	i, _ := slices.BinarySearchFunc(s.list, after, func(rc store.RevokedCertificate, after store.RevokedCursor) int {
+		if rc.Cursor().Before(after) || rc.Cursor() == after {
+			return -1
+		}
+		return 1
 	})
-	for i < len(s.list) && s.list[i].Serial == after {
-		i++
-	}
 	return slices.Clone(s.list[i:min(len(s.list), i+limit)]), nil
 }
 
@@ -221,17 +234,14 @@ func TestPublisherPagesAndFiltersFuture(t *testing.T) {
 // TestPublisherDropsLongExpired: an entry stays while its certificate is
 // valid and for one CRL validity after it expired (so that at least one
 // CRL issued after the expiry lists it, RFC 5280 5.1.2.6), and then
-// leaves the CRL; an entry without an expiry stays.
+// leaves the CRL; the publisher asks the source for no more than that,
+// so the store reads no long-expired entry.
 func TestPublisherDropsLongExpired(t *testing.T) {
 	f := newFixture(t, sigalg.ECDSAP256)
 	revoked := testNow.Add(-time.Hour)
-	f.src.add(1, revoked, pki.ReasonSuperseded)
-	f.src.add(2, revoked, pki.ReasonKeyCompromise)
+	f.src.addExpiring(1, revoked, pki.ReasonSuperseded, testNow.Add(-DefaultValidity-time.Second)) // expired over a validity ago
+	f.src.addExpiring(2, revoked, pki.ReasonKeyCompromise, testNow.Add(-time.Minute))              // expired, still within
 	f.src.add(3, revoked, pki.ReasonKeyCompromise)
-	f.src.mu.Lock()
-	f.src.list[0].NotAfter = testNow.Add(-DefaultValidity - time.Second) // expired over a validity ago
-	f.src.list[1].NotAfter = testNow.Add(-time.Minute)                   // expired, still within
-	f.src.mu.Unlock()
 	_, parsed := f.refresh(t)
 	var got []byte
 	for _, e := range parsed.Entries {
@@ -242,7 +252,14 @@ func TestPublisherDropsLongExpired(t *testing.T) {
 	}
 	f.clock.Set(testNow.Add(DefaultValidity))
 	if _, parsed = f.refresh(t); len(parsed.Entries) != 1 || parsed.Entries[0].Serial[15] != 3 {
-		t.Fatalf("a validity later: %+v, want only the entry without an expiry", parsed.Entries)
+		t.Fatalf("a validity later: %+v, want only the entry still valid", parsed.Entries)
+	}
+	f.src.mu.Lock()
+	firsts := slices.Clone(f.src.firsts)
+	f.src.mu.Unlock()
+	want := []store.RevokedCursor{{NotAfter: testNow.Add(-DefaultValidity)}, {NotAfter: testNow}}
+	if !slices.Equal(firsts, want) {
+		t.Fatalf("the publisher read from %v, want the cut-offs %v (now − validity)", firsts, want)
 	}
 }
 

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -176,11 +177,35 @@ type Lifecycle interface {
 	// so the device onboards afresh. Every change sets StateChangedAt and
 	// StateReason.
 	TransitionDevice(ctx context.Context, id identity.ID, req TransitionRequest) (TransitionResult, error)
-	// ListRevokedCertificates returns certificates revoked or on hold, by
-	// serial (bytes), after the given serial (keyset pagination), at most
-	// limit: zero or less is DefaultPageSize, more than
-	// MaxRevokedPageSize is MaxRevokedPageSize.
-	ListRevokedCertificates(ctx context.Context, after [16]byte, limit int) ([]RevokedCertificate, error)
+	// ListRevokedCertificates returns certificates revoked or on hold in
+	// the order of their expiry, then serial (bytes), those after the
+	// cursor (keyset pagination), at most limit: zero or less is
+	// DefaultPageSize, more than MaxRevokedPageSize is MaxRevokedPageSize.
+	// The first page's cursor is the cut-off: RevokedCursor{NotAfter: t}
+	// lists the certificates that expire at or after t (no serial is
+	// zero), and an index on (not_after, serial) of revoked certificates
+	// lets the read skip those expired before it, however many.
+	ListRevokedCertificates(ctx context.Context, after RevokedCursor, limit int) ([]RevokedCertificate, error)
+}
+
+// RevokedCursor is a position in ListRevokedCertificates' order: by
+// certificate expiry, then serial.
+type RevokedCursor struct {
+	NotAfter time.Time
+	Serial   [16]byte
+}
+
+// Cursor is the position just after rc, for the next page.
+func (rc RevokedCertificate) Cursor() RevokedCursor {
+	return RevokedCursor{NotAfter: rc.NotAfter, Serial: rc.Serial}
+}
+
+// Before reports whether c comes before d in ListRevokedCertificates' order.
+func (c RevokedCursor) Before(d RevokedCursor) bool {
+	if !c.NotAfter.Equal(d.NotAfter) {
+		return c.NotAfter.Before(d.NotAfter)
+	}
+	return bytes.Compare(c.Serial[:], d.Serial[:]) < 0
 }
 
 // MaxRevokedPageSize caps ListRevokedCertificates: a CRL of 100,000

@@ -49,11 +49,18 @@ const (
 	// EventDeviceSilent: an onboarded device has not reported since a
 	// heartbeat interval; once per silence (a report ends it).
 	EventDeviceSilent EventKind = "device.silent"
+	// EventCloneSuspected: signs that two devices share the device's
+	// identity (Detail says which); at most one per device per interval.
+	EventCloneSuspected EventKind = "device.clone_suspected"
+	// EventFirmwareOutdated: the device reports a firmware version below
+	// its product's minimum, or one that cannot be compared with it;
+	// once per version reported and minimum.
+	EventFirmwareOutdated EventKind = "firmware.outdated"
 )
 
 // EventKinds lists every event kind.
 var EventKinds = []EventKind{EventOnboarded, EventRenewed, EventSuspended, EventResumed, EventRevoked,
-	EventDecommissioned, EventReprovisioned, EventCertificateExpiring, EventDeviceSilent}
+	EventDecommissioned, EventReprovisioned, EventCertificateExpiring, EventDeviceSilent, EventCloneSuspected, EventFirmwareOutdated}
 
 // Valid reports whether k is a known kind.
 func (k EventKind) Valid() bool {
@@ -97,7 +104,7 @@ type MonitoringCounts struct {
 	// within each duration asked for.
 	Expiring map[time.Duration]int
 	// Silent counts onboarded devices whose last report is before the
-	// time asked for.
+	// time asked for their product.
 	Silent int
 	// Events counts the event log by kind.
 	Events map[EventKind]int
@@ -106,9 +113,10 @@ type MonitoringCounts struct {
 // Monitoring keeps device status reports and the device event log.
 type Monitoring interface {
 	// RecordStatus keeps s as its device's latest report and last-seen
-	// time, replacing the one before, and ends a silence. An unknown
-	// device is ErrNotFound and nothing is kept.
-	RecordStatus(ctx context.Context, s DeviceStatus) error
+	// time, replacing the one before, and ends a silence; it returns
+	// what it replaced, read in the same transaction. An unknown device
+	// is ErrNotFound and nothing is kept.
+	RecordStatus(ctx context.Context, s DeviceStatus) (StatusRecorded, error)
 	// GetStatus returns a device's latest report; ErrNotFound if it never
 	// reported.
 	GetStatus(ctx context.Context, id identity.ID) (DeviceStatus, error)
@@ -125,12 +133,14 @@ type Monitoring interface {
 	// ones included. It returns how many it appended.
 	NoteExpiringCertificates(ctx context.Context, now time.Time, within time.Duration, limit int) (int, error)
 	// NoteSilentDevices appends one device.silent event (at now) for up
-	// to limit onboarded devices whose last report is before since and
-	// that were not noted silent since that report. It returns how many.
-	NoteSilentDevices(ctx context.Context, now, since time.Time, limit int) (int, error)
+	// to limit onboarded devices of product whose last report is before
+	// since and that were not noted silent since that report. It returns
+	// how many; each call is one range of an index.
+	NoteSilentDevices(ctx context.Context, now time.Time, product string, since time.Time, limit int) (int, error)
 	// CountMonitoring reads the metrics' counts: certificates expiring
-	// after now within each of expiring, devices silent since since.
-	CountMonitoring(ctx context.Context, now time.Time, expiring []time.Duration, since time.Time) (MonitoringCounts, error)
+	// after now within each of expiring, and onboarded devices of each
+	// product in silentSince whose last report is before its time.
+	CountMonitoring(ctx context.Context, now time.Time, expiring []time.Duration, silentSince map[string]time.Time) (MonitoringCounts, error)
 }
 
 // ExpiringDetail is the Detail of a certificate.expiring event for a

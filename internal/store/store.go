@@ -106,6 +106,10 @@ type Product struct {
 	// RenewalWindow is how long before its certificate expires a device
 	// may renew (renewal.go); zero allows a renewal at any time.
 	RenewalWindow time.Duration
+	// HeartbeatInterval: an onboarded device silent longer is reported
+	// (watch.go); zero is the platform's default.
+	HeartbeatInterval  time.Duration
+	MinFirmwareVersion string // "" for none; else comparable (monitoring.ParseVersion)
 }
 
 // Batch is one imported manifest.
@@ -246,6 +250,8 @@ type Products interface {
 	GetProduct(ctx context.Context, id string) (Product, error)
 	// ListProducts returns every product by ID.
 	ListProducts(ctx context.Context) ([]Product, error)
+	// UpdateProduct changes a product's policy and returns it (watch.go).
+	UpdateProduct(ctx context.Context, id string, u ProductUpdate) (Product, error)
 }
 
 // Devices holds batches and devices.
@@ -374,6 +380,8 @@ type Store interface {
 	Lifecycle
 	Renewals
 	Monitoring
+	Watch
+	EventCursors
 	Tokens
 	Audit
 	Jobs

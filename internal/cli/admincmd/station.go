@@ -67,6 +67,7 @@ key is sent. The station's identity is the SHA-256 of the key.`,
 	cmd.AddCommand(add, list)
 	return cmd
 }
+
 func newAdminProductCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "product", Short: "Create and list products (certificate validity, cloud endpoint)"}
 	var req httpapi.ProductRequest
@@ -106,6 +107,8 @@ time.`,
 	add.Flags().StringVar(&req.Name, "name", "", "display `NAME` (required)")
 	add.Flags().StringVar(&req.CertValidity, "cert-validity", "", "device certificate validity, a `DURATION` such as 8760h (required)")
 	add.Flags().StringVar(&req.RenewalWindow, "renewal-window", "", "renewal allowed only this `DURATION` before a certificate expires, such as 720h (default: any time)")
+	add.Flags().StringVar(&req.HeartbeatInterval, "heartbeat-interval", "", "report a device silent after this `DURATION` without a status report, such as 1h (default: the server's --heartbeat-interval)")
+	add.Flags().StringVar(&req.MinFirmwareVersion, "min-firmware", "", "report devices whose firmware is below this `VERSION`, such as 1.4.0 (default: none)")
 	add.Flags().StringVar(&req.CloudEndpoint, "cloud-endpoint", "", "`URL` of your broker that devices are told to connect to: mqtts://, https:// or wss:// (required)")
 	var asJSON bool
 	list := &cobra.Command{
@@ -119,12 +122,66 @@ time.`,
 			}
 			var rows [][]string
 			for _, p := range products {
-				rows = append(rows, []string{p.ID, p.CertValidity, p.RenewalWindow, p.CloudEndpoint, p.Name})
+				rows = append(rows, []string{p.ID, p.CertValidity, p.RenewalWindow, p.HeartbeatInterval, orDash(p.MinFirmwareVersion), p.CloudEndpoint, p.Name})
 			}
-			return s.Table("ID\tCERT VALIDITY\tRENEWAL WINDOW\tCLOUD ENDPOINT\tNAME", rows)
+			return s.Table("ID\tCERT VALIDITY\tRENEWAL WINDOW\tHEARTBEAT\tMIN FIRMWARE\tCLOUD ENDPOINT\tNAME", rows)
 		}),
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(add, list)
+	cmd.AddCommand(add, list, newAdminProductUpdateCmd(s, f))
 	return cmd
+}
+
+func newAdminProductUpdateCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
+	var window, heartbeat, minFirmware string
+	cmd := &cobra.Command{
+		Use:   "update ID [--renewal-window D] [--heartbeat-interval D] [--min-firmware V]",
+		Short: "Change a product's renewal window, heartbeat interval or minimum firmware version",
+		Long: `Change a product's policy; flags not given stay as they are.
+
+--min-firmware raises (or lowers) the firmware version devices should run:
+each device below it is reported (a firmware.outdated event) by its next
+status report. Give "" to remove the minimum. --heartbeat-interval 0 and
+--renewal-window 0 return to the defaults (the server's interval; renewal
+at any time).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var req httpapi.ProductUpdateRequest
+			for name, field := range map[string]**string{"renewal-window": &req.RenewalWindow,
+				"heartbeat-interval": &req.HeartbeatInterval, "min-firmware": &req.MinFirmwareVersion} {
+				if cmd.Flags().Changed(name) {
+					v := cmd.Flags().Lookup(name).Value.String()
+					*field = &v
+				}
+			}
+			if req.RenewalWindow == nil && req.HeartbeatInterval == nil && req.MinFirmwareVersion == nil {
+				return cmdline.Usagef("give at least one of --renewal-window, --heartbeat-interval, --min-firmware")
+			}
+			return adminRun(s, f, func(ctx context.Context, c *httpapi.Client, args []string) error {
+				p, err := c.UpdateProduct(ctx, args[0], req)
+				if err != nil {
+					return err
+				}
+				minimum := p.MinFirmwareVersion
+				if minimum == "" {
+					minimum = "none"
+				}
+				fmt.Fprintf(s.Out, "updated product %s: renewal window %s, heartbeat interval %s, minimum firmware %s\n",
+					cmdline.Safe(p.ID), cmdline.Safe(p.RenewalWindow), cmdline.Safe(p.HeartbeatInterval), cmdline.Safe(minimum))
+				return nil
+			})(cmd, args)
+		},
+	}
+	cmd.Flags().StringVar(&window, "renewal-window", "", "renewal allowed only this `DURATION` before a certificate expires (0: any time)")
+	cmd.Flags().StringVar(&heartbeat, "heartbeat-interval", "", "report a device silent after this `DURATION` (0: the server's default)")
+	cmd.Flags().StringVar(&minFirmware, "min-firmware", "", "report devices whose firmware is below this `VERSION` (\"\": none)")
+	return cmd
+}
+
+// orDash shows an empty value as "-".
+func orDash(v string) string {
+	if v == "" {
+		return "-"
+	}
+	return v
 }

@@ -50,6 +50,7 @@ func (src *imageSource) load(cmd *cobra.Command, s *cmdline.Streams) (*firmware.
 	}
 	return firmware.New(meta, payload)
 }
+
 // slotMask reads root-key slot numbers given with flag.
 func slotMask(slots []uint, flag string) (firmware.SlotMask, error) {
 	var m firmware.SlotMask

@@ -7,10 +7,12 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/hallmark-iot/hallmark/internal/app"
 	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
 	"github.com/hallmark-iot/hallmark/internal/connector"
 	"github.com/hallmark-iot/hallmark/internal/connector/mosquitto"
 	"github.com/hallmark-iot/hallmark/internal/connector/webhook"
+	"github.com/hallmark-iot/hallmark/internal/monitoring/relay"
 )
 
 // connectorFlags configure the cloud connectors of `hallmark serve`.
@@ -19,6 +21,7 @@ type connectorFlags struct {
 	mqttMode                                                                   string
 	mqttRekickAfter                                                            time.Duration
 	webhookURL, webhookSecretFile                                              string
+	eventsFrom                                                                 string
 	workers                                                                    int
 	lease, backoffMax                                                          time.Duration
 }
@@ -40,6 +43,8 @@ func (c *connectorFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&c.webhookURL, "webhook-url", "", "POST signed device events to this `URL` (https, or http on loopback)")
 	f.StringVar(&c.webhookSecretFile, "webhook-secret-file", "",
 		"`FILE` holding the webhook signing secret, at least 16 bytes (or set HALLMARK_WEBHOOK_SECRET)")
+	f.StringVar(&c.eventsFrom, "webhook-events-from", string(relay.StartEnd),
+		"where the webhook's device events start the first time it is configured: end (what happens from then on) or beginning (the whole event log)")
 	f.IntVar(&c.workers, "workers", 4, "connector job workers")
 	f.DurationVar(&c.lease, "job-lease", time.Minute, "how long a worker holds a job: a killed replica's jobs run again after it")
 	f.DurationVar(&c.backoffMax, "job-backoff-max", 5*time.Minute, "longest wait between a failing job's attempts (exponential backoff from 1s with full jitter)")
@@ -51,6 +56,15 @@ func (c *connectorFlags) worker() (connector.WorkerConfig, error) {
 		return connector.WorkerConfig{}, cmdline.Usagef("--job-lease must be at least 2s and --job-backoff-max at least 1s")
 	}
 	return connector.WorkerConfig{Lease: c.lease, BackoffCap: c.backoffMax}, nil
+}
+
+// events is the event relay configuration the flags give.
+func (c *connectorFlags) events() (app.EventsConfig, error) {
+	start, err := relay.ParseStart(c.eventsFrom)
+	if err != nil {
+		return app.EventsConfig{}, cmdline.Usagef("--webhook-events-from %q: want end or beginning", c.eventsFrom)
+	}
+	return app.EventsConfig{Start: start}, nil
 }
 
 // build makes the configured connectors; none is configured by default.

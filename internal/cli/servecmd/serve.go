@@ -182,6 +182,9 @@ func (sf *serveFlags) config(s *cmdline.Streams) (app.Config, error) {
 	if cfg.Worker, err = sf.connectors.worker(); err != nil {
 		return app.Config{}, err
 	}
+	if cfg.Events, err = sf.connectors.events(); err != nil {
+		return app.Config{}, err
+	}
 	return cfg, nil
 }
 

@@ -1,7 +1,8 @@
 // Package webhook owns the webhook connector: it tells a customer's HTTP
-// endpoint about registered and deregistered devices with a JSON event,
-// signed with HMAC-SHA256 the way Standard Webhooks (and Stripe) sign
-// theirs, and gives receivers Verify to check such events.
+// endpoint about registered and deregistered devices, and every entry of
+// the device event log (Publish), with a JSON event signed with
+// HMAC-SHA256 the way Standard Webhooks (and Stripe) sign theirs, and
+// gives receivers Verify to check such events.
 //
 // Delivery is at least once: a worker killed between the POST and
 // recording its success sends the event again, with the same Webhook-Id,
@@ -173,6 +174,12 @@ func (c *Connector) send(ctx context.Context, ev Event) error {
 	if err != nil {
 		return fmt.Errorf("webhook %s: encode event: %w", c.name, err)
 	}
+	return c.post(ctx, ev.Type, ev.ID, now, body)
+}
+
+// post sends one signed body: every request of the connector, a
+// registration's or a device event's (Publish), goes through it.
+func (c *Connector) post(ctx context.Context, typ, id string, now time.Time, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
@@ -182,9 +189,9 @@ func (c *Connector) send(ctx context.Context, ev Event) error {
 	ts := now.Unix()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "hallmark-webhook/1")
-	req.Header.Set(HeaderID, ev.ID)
+	req.Header.Set(HeaderID, id)
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, Sign(c.secret, ev.ID, ts, body))
+	req.Header.Set(HeaderSignature, Sign(c.secret, id, ts, body))
 	resp, err := c.client.Do(req)
 	if err != nil {
 		// Network errors and timeouts are retryable. The URL is left out:
@@ -193,12 +200,12 @@ func (c *Connector) send(ctx context.Context, ev Event) error {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("webhook %s: %s %s: post: %w", c.name, ev.Type, ev.ID, err)
+		return fmt.Errorf("webhook %s: %s %s: post: %w", c.name, typ, id, err)
 	}
 	// Drain a little so the connection can be reused; never more.
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
-	return classify(resp.StatusCode, fmt.Sprintf("webhook %s: %s %s", c.name, ev.Type, ev.ID))
+	return classify(resp.StatusCode, fmt.Sprintf("webhook %s: %s %s", c.name, typ, id))
 }
 
 // classify maps a response status: 2xx succeeded; 408, 429 and 5xx are

@@ -80,11 +80,12 @@ func writeTransition(ctx context.Context, tx pgx.Tx, d store.Device, req store.T
 }
 
 // ListRevokedCertificates returns one page of revoked certificates by
-// serial, from the partial index certificates_revoked (migration 0006).
-func (s *Store) ListRevokedCertificates(ctx context.Context, after [16]byte, limit int) ([]store.RevokedCertificate, error) {
+// expiry and serial, from the partial index certificates_revoked_by_expiry
+// (migration 0011): the row-value bound is one range scan of it.
+func (s *Store) ListRevokedCertificates(ctx context.Context, after store.RevokedCursor, limit int) ([]store.RevokedCertificate, error) {
 	const q = `SELECT serial, revoked_at, revocation_reason, not_after FROM certificates
-		WHERE revoked_at IS NOT NULL AND serial > $1 ORDER BY serial LIMIT $2`
-	list, err := queryAll(ctx, s.pool, q, []any{after[:], store.RevokedPageLimit(limit)}, func(row pgx.Row) (store.RevokedCertificate, error) {
+		WHERE revoked_at IS NOT NULL AND (not_after, serial) > ($1, $2) ORDER BY not_after, serial LIMIT $3`
+	list, err := queryAll(ctx, s.pool, q, []any{after.NotAfter, after.Serial[:], store.RevokedPageLimit(limit)}, func(row pgx.Row) (store.RevokedCertificate, error) {
 		var rc store.RevokedCertificate
 		var serial []byte
 		if err := row.Scan(&serial, &rc.RevokedAt, &rc.Reason, &rc.NotAfter); err != nil {

@@ -21,24 +21,57 @@ import (
 const statusColumns = `identity, received_at, firmware_version, security_counter, boot_result,
 	enrolment_algorithm, operational_algorithm, uptime_seconds, remote_addr`
 
-// RecordStatus upserts the device's report in one statement.
-func (s *Store) RecordStatus(ctx context.Context, st store.DeviceStatus) error {
-	const upsert = `INSERT INTO device_status (` + statusColumns + `, silent_noted_at)
-		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, NULL WHERE EXISTS (SELECT 1 FROM devices WHERE identity = $1)
+// RecordStatus reads the report it replaces and upserts the new one in
+// one transaction. It locks the device's row (FOR NO KEY UPDATE, which
+// foreign key checks do not wait for), so that two reports of one
+// identity at once are recorded one after the other, each seeing the
+// other's as the one before: that is how two devices sharing an identity
+// show (monitoring's clone signals).
+func (s *Store) RecordStatus(ctx context.Context, st store.DeviceStatus) (store.StatusRecorded, error) {
+	const prev = `SELECT d.product_id, st.received_at, st.firmware_version, st.security_counter, st.boot_result,
+			st.enrolment_algorithm, st.operational_algorithm, st.uptime_seconds, st.remote_addr, st.firmware_noted_minimum
+		FROM devices AS d LEFT JOIN device_status AS st ON st.identity = d.identity WHERE d.identity = $1
+		FOR NO KEY UPDATE OF d`
+	const upsert = `INSERT INTO device_status (` + statusColumns + `, silent_noted_at, product_id, firmware_noted_minimum)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, NULL)
 		ON CONFLICT (identity) DO UPDATE SET received_at = excluded.received_at,
+			firmware_noted_minimum = CASE WHEN device_status.firmware_version = excluded.firmware_version
+				THEN device_status.firmware_noted_minimum END,
 			firmware_version = excluded.firmware_version, security_counter = excluded.security_counter,
 			boot_result = excluded.boot_result, enrolment_algorithm = excluded.enrolment_algorithm,
 			operational_algorithm = excluded.operational_algorithm, uptime_seconds = excluded.uptime_seconds,
-			remote_addr = excluded.remote_addr, silent_noted_at = NULL`
-	tag, err := s.pool.Exec(ctx, upsert, st.Identity[:], st.ReceivedAt, st.FirmwareVersion, int64(st.SecurityCounter),
-		st.BootResult, string(st.EnrolmentAlgorithm), string(st.OperationalAlgorithm), int64(st.Uptime/time.Second), st.RemoteAddr)
-	if err == nil && tag.RowsAffected() == 0 {
-		err = store.ErrNotFound
-	}
+			remote_addr = excluded.remote_addr, silent_noted_at = NULL, product_id = excluded.product_id`
+	var rec store.StatusRecorded
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		rec = store.StatusRecorded{}
+		var received *time.Time
+		var counter, uptime *int64
+		var version, boot, enrol, op, addr, noted *string
+		err := tx.QueryRow(ctx, prev, st.Identity[:]).Scan(&rec.ProductID, &received, &version, &counter, &boot,
+			&enrol, &op, &uptime, &addr, &noted)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if received != nil {
+			rec.Previous = store.DeviceStatus{Identity: st.Identity, ReceivedAt: received.UTC(), FirmwareVersion: *version,
+				SecurityCounter: uint32(*counter), BootResult: *boot, EnrolmentAlgorithm: sigalg.ID(*enrol),
+				OperationalAlgorithm: sigalg.ID(*op), Uptime: time.Duration(*uptime) * time.Second, RemoteAddr: *addr}
+			if *version == st.FirmwareVersion && noted != nil {
+				rec.FirmwareNoted = *noted
+			}
+		}
+		_, err = tx.Exec(ctx, upsert, st.Identity[:], st.ReceivedAt, st.FirmwareVersion, int64(st.SecurityCounter),
+			st.BootResult, string(st.EnrolmentAlgorithm), string(st.OperationalAlgorithm), int64(st.Uptime/time.Second),
+			st.RemoteAddr, rec.ProductID)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("postgres: record status of %s: %w", st.Identity, err)
+		return store.StatusRecorded{}, fmt.Errorf("postgres: record status of %s: %w", st.Identity, err)
 	}
-	return nil
+	return rec, nil
 }
 
 // GetStatus reads a device's latest report.
@@ -125,12 +158,13 @@ func (s *Store) NoteExpiringCertificates(ctx context.Context, now time.Time, wit
 	return int(tag.RowsAffected()), nil
 }
 
-// NoteSilentDevices marks and reports silent devices in one statement;
+// NoteSilentDevices marks and reports silent devices of product in one
+// statement, from one range of the index device_status_unnoted;
 // SKIP LOCKED keeps concurrent sweeps from marking one device twice.
-func (s *Store) NoteSilentDevices(ctx context.Context, now, since time.Time, limit int) (int, error) {
+func (s *Store) NoteSilentDevices(ctx context.Context, now time.Time, product string, since time.Time, limit int) (int, error) {
 	const q = `WITH due AS (
 			SELECT st.identity FROM device_status AS st JOIN devices AS d ON d.identity = st.identity
-			WHERE st.silent_noted_at IS NULL AND st.received_at < $2 AND d.state = 'onboarded'
+			WHERE st.silent_noted_at IS NULL AND st.product_id = $5 AND st.received_at < $2 AND d.state = 'onboarded'
 			ORDER BY st.received_at LIMIT $3 FOR UPDATE OF st SKIP LOCKED),
 		marked AS (
 			UPDATE device_status AS st SET silent_noted_at = $1 FROM due
@@ -139,7 +173,7 @@ func (s *Store) NoteSilentDevices(ctx context.Context, now, since time.Time, lim
 		INSERT INTO device_events (time, kind, identity, serial, detail)
 			SELECT $1, $4, identity, NULL, 'last seen ' || to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
 			FROM marked`
-	tag, err := s.pool.Exec(ctx, q, now, since, store.RevokedPageLimit(limit), string(store.EventDeviceSilent))
+	tag, err := s.pool.Exec(ctx, q, now, since, store.RevokedPageLimit(limit), string(store.EventDeviceSilent), product)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: note silent devices: %w", err)
 	}
@@ -147,7 +181,7 @@ func (s *Store) NoteSilentDevices(ctx context.Context, now, since time.Time, lim
 }
 
 // CountMonitoring runs the metrics' grouped counts, each from an index.
-func (s *Store) CountMonitoring(ctx context.Context, now time.Time, expiring []time.Duration, since time.Time) (store.MonitoringCounts, error) {
+func (s *Store) CountMonitoring(ctx context.Context, now time.Time, expiring []time.Duration, silentSince map[string]time.Time) (store.MonitoringCounts, error) {
 	c := store.MonitoringCounts{Devices: map[string]map[store.DeviceState]int{}, Expiring: map[time.Duration]int{},
 		Events: map[store.EventKind]int{}}
 	err := eachRow(ctx, s.pool, `SELECT product_id, state, count(*) FROM devices GROUP BY product_id, state`, nil,
@@ -173,9 +207,14 @@ func (s *Store) CountMonitoring(ctx context.Context, now time.Time, expiring []t
 			now, now.Add(within)).Scan(&n)
 		c.Expiring[within] = n
 	}
-	if err == nil {
+	for product, since := range silentSince {
+		if err != nil {
+			break
+		}
+		var n int
 		err = s.pool.QueryRow(ctx, `SELECT count(*) FROM device_status AS st JOIN devices AS d ON d.identity = st.identity
-			WHERE st.received_at < $1 AND d.state = 'onboarded'`, since).Scan(&c.Silent)
+			WHERE st.product_id = $1 AND st.received_at < $2 AND d.state = 'onboarded'`, product, since).Scan(&n)
+		c.Silent += n
 	}
 	if err == nil {
 		err = eachRow(ctx, s.pool, `SELECT kind, count(*) FROM device_events GROUP BY kind`, nil, func(row pgx.Row) error {

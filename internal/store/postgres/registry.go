@@ -66,12 +66,13 @@ func scanStation(row pgx.Row) (store.Station, error) {
 	return st, fixed(st.ID[:], id, "station ID")
 }
 
-const productColumns = `id, name, cert_validity, cloud_endpoint, created_at, renewal_window`
+const productColumns = `id, name, cert_validity, cloud_endpoint, created_at, renewal_window, heartbeat_interval, min_firmware_version`
 
 // CreateProduct adds a product; a taken ID is store.ErrExists.
 func (s *Store) CreateProduct(ctx context.Context, p store.Product) error {
-	const q = `INSERT INTO products (` + productColumns + `) VALUES ($1, $2, $3, $4, $5, $6)`
-	_, err := s.pool.Exec(ctx, q, p.ID, p.Name, int64(p.CertValidity), p.CloudEndpoint, p.CreatedAt, int64(p.RenewalWindow))
+	const q = `INSERT INTO products (` + productColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+	_, err := s.pool.Exec(ctx, q, p.ID, p.Name, int64(p.CertValidity), p.CloudEndpoint, p.CreatedAt, int64(p.RenewalWindow),
+		int64(p.HeartbeatInterval), p.MinFirmwareVersion)
 	if isKeyTaken(err) {
 		return fmt.Errorf("postgres: create product %q: %w", p.ID, store.ErrExists)
 	}
@@ -104,12 +105,38 @@ func (s *Store) ListProducts(ctx context.Context) ([]store.Product, error) {
 	return list, nil
 }
 
+// UpdateProduct changes the fields u sets, in one statement.
+func (s *Store) UpdateProduct(ctx context.Context, id string, u store.ProductUpdate) (store.Product, error) {
+	const q = `UPDATE products SET renewal_window = coalesce($1, renewal_window),
+		heartbeat_interval = coalesce($2, heartbeat_interval), min_firmware_version = coalesce($3, min_firmware_version)
+		WHERE id = $4 RETURNING ` + productColumns
+	p, err := scanProduct(s.pool.QueryRow(ctx, q, optDuration(u.RenewalWindow), optDuration(u.HeartbeatInterval),
+		u.MinFirmwareVersion, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Product{}, fmt.Errorf("postgres: product %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Product{}, fmt.Errorf("postgres: update product %q: %w", id, err)
+	}
+	return p, nil
+}
+
+// optDuration is d in nanoseconds, or NULL.
+func optDuration(d *time.Duration) *int64 {
+	if d == nil {
+		return nil
+	}
+	n := int64(*d)
+	return &n
+}
+
 func scanProduct(row pgx.Row) (store.Product, error) {
 	var p store.Product
-	var validity, window int64
-	if err := row.Scan(&p.ID, &p.Name, &validity, &p.CloudEndpoint, &p.CreatedAt, &window); err != nil {
+	var validity, window, heartbeat int64
+	if err := row.Scan(&p.ID, &p.Name, &validity, &p.CloudEndpoint, &p.CreatedAt, &window, &heartbeat, &p.MinFirmwareVersion); err != nil {
 		return store.Product{}, err
 	}
+	p.HeartbeatInterval = time.Duration(heartbeat)
 	p.CertValidity = time.Duration(validity)
 	p.RenewalWindow = time.Duration(window)
 	p.CreatedAt = p.CreatedAt.UTC()

@@ -78,11 +78,12 @@ func writeTransition(ctx context.Context, tx *sql.Tx, d store.Device, req store.
 }
 
 // ListRevokedCertificates returns one page of revoked certificates by
-// serial, from the partial index certificates_revoked (migration 0005).
-func (s *Store) ListRevokedCertificates(ctx context.Context, after [16]byte, limit int) ([]store.RevokedCertificate, error) {
-	const q = `SELECT serial, revoked_at, revocation_reason, not_after FROM certificates INDEXED BY certificates_revoked
-		WHERE revoked_at IS NOT NULL AND serial > ? ORDER BY serial LIMIT ?`
-	list, err := queryAll(ctx, s.reader, q, []any{after[:], store.RevokedPageLimit(limit)}, func(row scanner) (store.RevokedCertificate, error) {
+// expiry and serial, from the partial index certificates_revoked_by_expiry
+// (migration 0010): the row-value bound is one range scan of it.
+func (s *Store) ListRevokedCertificates(ctx context.Context, after store.RevokedCursor, limit int) ([]store.RevokedCertificate, error) {
+	const q = `SELECT serial, revoked_at, revocation_reason, not_after FROM certificates INDEXED BY certificates_revoked_by_expiry
+		WHERE revoked_at IS NOT NULL AND (not_after, serial) > (?, ?) ORDER BY not_after, serial LIMIT ?`
+	list, err := queryAll(ctx, s.reader, q, []any{micros(after.NotAfter), after.Serial[:], store.RevokedPageLimit(limit)}, func(row scanner) (store.RevokedCertificate, error) {
 		var rc store.RevokedCertificate
 		var serial []byte
 		var revoked, notAfter int64

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
 // TestLifecycleMigrationKeepsData: migration 0005 rebuilds the devices
@@ -51,7 +52,7 @@ func TestLifecycleMigrationKeepsData(t *testing.T) {
 		d.StateChangedAt.UnixMicro() != 7 || d.OnboardedAt.UnixMicro() != 5 {
 		t.Fatalf("device after the migration: %+v, %v", d, err)
 	}
-	revoked, err := s.ListRevokedCertificates(t.Context(), [16]byte{}, 0)
+	revoked, err := s.ListRevokedCertificates(t.Context(), store.RevokedCursor{}, 0)
 	if err != nil || len(revoked) != 1 || revoked[0].Reason != 0 || revoked[0].RevokedAt.UnixMicro() != 7 {
 		t.Fatalf("revoked certificates after the migration: %+v, %v; want the one, reason unspecified", revoked, err)
 	}
@@ -69,15 +70,18 @@ func TestLifecycleMigrationKeepsData(t *testing.T) {
 	}
 }
 
-// TestRevokedCertificatesQueryPlan: a CRL page reads the partial index of
-// revoked certificates, not the whole table.
+// TestRevokedCertificatesQueryPlan: a CRL page is one range scan of the
+// partial index of revoked certificates by expiry (migration 0010), bound
+// by the cursor: neither the whole table nor the entries expired before
+// the cut-off are read.
 func TestRevokedCertificatesQueryPlan(t *testing.T) {
 	s := openFile(t)
 	defer s.Close()
-	const q = `SELECT serial, revoked_at, revocation_reason FROM certificates
-		WHERE revoked_at IS NOT NULL AND serial > ? ORDER BY serial LIMIT ?`
-	plan := queryPlan(t, s, q, []any{make([]byte, 16), 10})
-	if !strings.Contains(plan, "certificates_revoked") {
-		t.Errorf("plan: %s; want the partial index certificates_revoked", plan)
+	const q = `SELECT serial, revoked_at, revocation_reason, not_after FROM certificates
+		WHERE revoked_at IS NOT NULL AND (not_after, serial) > (?, ?) ORDER BY not_after, serial LIMIT ?`
+	plan := queryPlan(t, s, q, []any{int64(0), make([]byte, 16), 10})
+	if !strings.Contains(plan, "SEARCH") || !strings.Contains(plan, "certificates_revoked_by_expiry (") ||
+		strings.Contains(plan, "TEMP B-TREE") {
+		t.Errorf("plan: %s; want a range search of certificates_revoked_by_expiry, in index order", plan)
 	}
 }

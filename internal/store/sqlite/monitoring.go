@@ -19,32 +19,55 @@ import (
 const statusColumns = `identity, received_at, firmware_version, security_counter, boot_result,
 	enrolment_algorithm, operational_algorithm, uptime_seconds, remote_addr`
 
-// RecordStatus upserts the device's report; a write shared with others
-// (group commit), since devices report often.
-func (s *Store) RecordStatus(ctx context.Context, st store.DeviceStatus) error {
-	const upsert = `INSERT INTO device_status (` + statusColumns + `, silent_noted_at)
-		SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL WHERE EXISTS (SELECT 1 FROM devices WHERE identity = ?)
+// RecordStatus reads the report it replaces and upserts the new one in
+// one write shared with others (group commit), since devices report
+// often. The product is copied from the device into the status row for
+// the silence sweep's index; a note of outdated firmware stays only while
+// the device reports the version it was about.
+func (s *Store) RecordStatus(ctx context.Context, st store.DeviceStatus) (store.StatusRecorded, error) {
+	const prev = `SELECT d.product_id, st.received_at, st.firmware_version, st.security_counter, st.boot_result,
+			st.enrolment_algorithm, st.operational_algorithm, st.uptime_seconds, st.remote_addr, st.firmware_noted_minimum
+		FROM devices AS d LEFT JOIN device_status AS st ON st.identity = d.identity WHERE d.identity = ?`
+	const upsert = `INSERT INTO device_status (` + statusColumns + `, silent_noted_at, product_id, firmware_noted_minimum)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, NULL)
 		ON CONFLICT (identity) DO UPDATE SET received_at = excluded.received_at,
+			firmware_noted_minimum = CASE WHEN device_status.firmware_version = excluded.firmware_version
+				THEN device_status.firmware_noted_minimum END,
 			firmware_version = excluded.firmware_version, security_counter = excluded.security_counter,
 			boot_result = excluded.boot_result, enrolment_algorithm = excluded.enrolment_algorithm,
 			operational_algorithm = excluded.operational_algorithm, uptime_seconds = excluded.uptime_seconds,
-			remote_addr = excluded.remote_addr, silent_noted_at = NULL`
+			remote_addr = excluded.remote_addr, silent_noted_at = NULL, product_id = excluded.product_id`
+	var rec store.StatusRecorded
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, upsert, st.Identity[:], micros(st.ReceivedAt), st.FirmwareVersion,
-			int64(st.SecurityCounter), st.BootResult, string(st.EnrolmentAlgorithm), string(st.OperationalAlgorithm),
-			int64(st.Uptime/time.Second), st.RemoteAddr, st.Identity[:])
+		rec = store.StatusRecorded{}
+		var received, counter, uptime sql.NullInt64
+		var version, boot, enrol, op, addr, noted sql.NullString
+		err := tx.QueryRowContext(ctx, prev, st.Identity[:]).Scan(&rec.ProductID, &received, &version, &counter, &boot,
+			&enrol, &op, &uptime, &addr, &noted)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotFound
+		}
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err == nil && n == 0 {
-			return store.ErrNotFound
+		if received.Valid {
+			rec.Previous = store.DeviceStatus{Identity: st.Identity, ReceivedAt: fromMicros(received.Int64),
+				FirmwareVersion: version.String, SecurityCounter: uint32(counter.Int64), BootResult: boot.String,
+				EnrolmentAlgorithm: sigalg.ID(enrol.String), OperationalAlgorithm: sigalg.ID(op.String),
+				Uptime: time.Duration(uptime.Int64) * time.Second, RemoteAddr: addr.String}
+			if version.String == st.FirmwareVersion {
+				rec.FirmwareNoted = noted.String
+			}
 		}
+		_, err = tx.ExecContext(ctx, upsert, st.Identity[:], micros(st.ReceivedAt), st.FirmwareVersion,
+			int64(st.SecurityCounter), st.BootResult, string(st.EnrolmentAlgorithm), string(st.OperationalAlgorithm),
+			int64(st.Uptime/time.Second), st.RemoteAddr, rec.ProductID)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("sqlite: record status of %s: %w", st.Identity, err)
+		return store.StatusRecorded{}, fmt.Errorf("sqlite: record status of %s: %w", st.Identity, err)
 	}
-	return nil
+	return rec, nil
 }
 
 // GetStatus reads a device's latest report.
@@ -153,19 +176,22 @@ func (s *Store) NoteExpiringCertificates(ctx context.Context, now time.Time, wit
 	return n, nil
 }
 
-// NoteSilentDevices marks and reports onboarded devices silent since
-// since, from the partial index device_status_unnoted.
-func (s *Store) NoteSilentDevices(ctx context.Context, now, since time.Time, limit int) (int, error) {
-	const mark = `UPDATE device_status SET silent_noted_at = ?
+// markSilent marks up to a batch of one product's onboarded devices
+// silent, from one range of the partial index device_status_unnoted.
+const markSilent = `UPDATE device_status SET silent_noted_at = ?
 		WHERE identity IN (SELECT st.identity FROM device_status AS st INDEXED BY device_status_unnoted
 			JOIN devices AS d ON d.identity = st.identity
-			WHERE st.silent_noted_at IS NULL AND st.received_at < ? AND d.state = 'onboarded'
+			WHERE st.silent_noted_at IS NULL AND st.product_id = ? AND st.received_at < ? AND d.state = 'onboarded'
 			ORDER BY st.received_at LIMIT ?)
 		RETURNING identity, received_at`
+
+// NoteSilentDevices marks and reports onboarded devices of product silent
+// since since, from one range of the partial index device_status_unnoted.
+func (s *Store) NoteSilentDevices(ctx context.Context, now time.Time, product string, since time.Time, limit int) (int, error) {
 	const event = `INSERT INTO device_events (time, kind, identity, serial, detail) VALUES (?, ?, ?, NULL, ?)`
 	n := 0
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, mark, micros(now), micros(since), sweepLimit(limit))
+		rows, err := tx.QueryContext(ctx, markSilent, micros(now), product, micros(since), sweepLimit(limit))
 		if err != nil {
 			return err
 		}
@@ -205,7 +231,7 @@ func (s *Store) NoteSilentDevices(ctx context.Context, now, since time.Time, lim
 func sweepLimit(n int) int { return store.RevokedPageLimit(n) }
 
 // CountMonitoring runs the metrics' grouped counts, each from an index.
-func (s *Store) CountMonitoring(ctx context.Context, now time.Time, expiring []time.Duration, since time.Time) (store.MonitoringCounts, error) {
+func (s *Store) CountMonitoring(ctx context.Context, now time.Time, expiring []time.Duration, silentSince map[string]time.Time) (store.MonitoringCounts, error) {
 	c := store.MonitoringCounts{Devices: map[string]map[store.DeviceState]int{}, Expiring: map[time.Duration]int{},
 		Events: map[store.EventKind]int{}}
 	err := eachRow(ctx, s.reader, `SELECT product_id, state, count(*) FROM devices INDEXED BY devices_by_product_state
@@ -231,10 +257,15 @@ func (s *Store) CountMonitoring(ctx context.Context, now time.Time, expiring []t
 			micros(now), micros(now.Add(within))).Scan(&n)
 		c.Expiring[within] = n
 	}
-	if err == nil {
-		err = s.reader.QueryRowContext(ctx, `SELECT count(*) FROM device_status AS st INDEXED BY device_status_by_received
-			JOIN devices AS d ON d.identity = st.identity WHERE st.received_at < ? AND d.state = 'onboarded'`,
-			micros(since)).Scan(&c.Silent)
+	for product, since := range silentSince {
+		if err != nil {
+			break
+		}
+		var n int
+		err = s.reader.QueryRowContext(ctx, `SELECT count(*) FROM device_status AS st INDEXED BY device_status_by_product
+			JOIN devices AS d ON d.identity = st.identity WHERE st.product_id = ? AND st.received_at < ? AND d.state = 'onboarded'`,
+			product, micros(since)).Scan(&n)
+		c.Silent += n
 	}
 	if err == nil {
 		err = eachRow(ctx, s.reader, `SELECT kind, count(*) FROM device_events GROUP BY kind`, nil, func(row scanner) error {

@@ -66,12 +66,13 @@ func scanStation(row scanner) (store.Station, error) {
 	return st, fixed(st.ID[:], id, "station ID")
 }
 
-const productColumns = `id, name, cert_validity, cloud_endpoint, created_at, renewal_window`
+const productColumns = `id, name, cert_validity, cloud_endpoint, created_at, renewal_window, heartbeat_interval, min_firmware_version`
 
 // CreateProduct adds a product; a taken ID is store.ErrExists.
 func (s *Store) CreateProduct(ctx context.Context, p store.Product) error {
-	const q = `INSERT INTO products (` + productColumns + `) VALUES (?, ?, ?, ?, ?, ?)`
-	_, err := s.writer.ExecContext(ctx, q, p.ID, p.Name, int64(p.CertValidity), p.CloudEndpoint, micros(p.CreatedAt), int64(p.RenewalWindow))
+	const q = `INSERT INTO products (` + productColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	_, err := s.writer.ExecContext(ctx, q, p.ID, p.Name, int64(p.CertValidity), p.CloudEndpoint, micros(p.CreatedAt), int64(p.RenewalWindow),
+		int64(p.HeartbeatInterval), p.MinFirmwareVersion)
 	if isKeyTaken(err) {
 		return fmt.Errorf("sqlite: create product %q: %w", p.ID, store.ErrExists)
 	}
@@ -104,12 +105,37 @@ func (s *Store) ListProducts(ctx context.Context) ([]store.Product, error) {
 	return list, nil
 }
 
+// UpdateProduct changes the fields u sets, in one statement.
+func (s *Store) UpdateProduct(ctx context.Context, id string, u store.ProductUpdate) (store.Product, error) {
+	const q = `UPDATE products SET renewal_window = coalesce(?, renewal_window),
+		heartbeat_interval = coalesce(?, heartbeat_interval), min_firmware_version = coalesce(?, min_firmware_version)
+		WHERE id = ? RETURNING ` + productColumns
+	p, err := scanProduct(s.writer.QueryRowContext(ctx, q, optDuration(u.RenewalWindow), optDuration(u.HeartbeatInterval),
+		u.MinFirmwareVersion, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Product{}, fmt.Errorf("sqlite: product %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Product{}, fmt.Errorf("sqlite: update product %q: %w", id, err)
+	}
+	return p, nil
+}
+
+// optDuration is d in nanoseconds, or NULL.
+func optDuration(d *time.Duration) any {
+	if d == nil {
+		return nil
+	}
+	return int64(*d)
+}
+
 func scanProduct(row scanner) (store.Product, error) {
 	var p store.Product
-	var validity, created, window int64
-	if err := row.Scan(&p.ID, &p.Name, &validity, &p.CloudEndpoint, &created, &window); err != nil {
+	var validity, created, window, heartbeat int64
+	if err := row.Scan(&p.ID, &p.Name, &validity, &p.CloudEndpoint, &created, &window, &heartbeat, &p.MinFirmwareVersion); err != nil {
 		return store.Product{}, err
 	}
+	p.HeartbeatInterval = time.Duration(heartbeat)
 	p.CertValidity = time.Duration(validity)
 	p.RenewalWindow = time.Duration(window)
 	p.CreatedAt = fromMicros(created)

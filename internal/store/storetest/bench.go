@@ -20,6 +20,7 @@ func Benchmark(b *testing.B, open func(b *testing.B) store.Store) {
 	b.Run("GetDevice", func(b *testing.B) { benchGetDevice(b, newFixture(b, open), false) })
 	b.Run("GetDeviceParallel", func(b *testing.B) { benchGetDevice(b, newFixture(b, open), true) })
 	b.Run("ListDevicesPage100", func(b *testing.B) { benchListDevices(b, newFixture(b, open)) })
+	b.Run("RecordStatusParallel", func(b *testing.B) { benchRecordStatus(b, newFixture(b, open)) })
 }
 
 // benchImport imports 100,000 devices in one call into a fresh store per

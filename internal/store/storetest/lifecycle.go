@@ -228,7 +228,8 @@ func testLifecycleCertificates(t *testing.T, f *fixture) {
 }
 
 // testListRevokedCertificates checks the CRL's read: revoked and held
-// certificates only, by serial bytes, one page after another.
+// certificates only, by expiry then serial bytes, one page after another,
+// from a cut-off that leaves out those expired before it.
 func testListRevokedCertificates(t *testing.T, f *fixture) {
 	var want []store.RevokedCertificate
 	for i, c := range []struct {
@@ -250,31 +251,65 @@ func testListRevokedCertificates(t *testing.T, f *fixture) {
 	resumed := f.deviceIn(t, "crl-resumed", store.StateSuspended)
 	_, err := f.s.TransitionDevice(f.ctx, resumed.id, store.TransitionRequest{Transition: store.TransitionResume, At: at(5 * time.Hour)})
 	must(t, err)
-	slices.SortFunc(want, func(a, b store.RevokedCertificate) int { return bytes.Compare(a.Serial[:], b.Serial[:]) })
+	// Each device has two certificates, issued an hour apart: two
+	// expiries, each shared by several serials.
+	slices.SortFunc(want, func(a, b store.RevokedCertificate) int {
+		if c := a.NotAfter.Compare(b.NotAfter); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.Serial[:], b.Serial[:])
+	})
 
-	all, err := f.s.ListRevokedCertificates(f.ctx, [16]byte{}, 0)
+	all, err := f.s.ListRevokedCertificates(f.ctx, store.RevokedCursor{}, 0)
 	must(t, err)
 	equal(t, "ListRevokedCertificates", all, want)
-	var paged []store.RevokedCertificate
-	after := [16]byte{}
-	for range len(want) + 1 {
-		page, err := f.s.ListRevokedCertificates(f.ctx, after, 3)
-		must(t, err)
-		if len(page) > 3 {
-			t.Fatalf("page of %d, limit 3", len(page))
-		}
-		if len(page) == 0 {
-			break
-		}
-		paged = append(paged, page...)
-		after = page[len(page)-1].Serial
-	}
-	equal(t, "ListRevokedCertificates by pages of 3", paged, want)
-	last, err := f.s.ListRevokedCertificates(f.ctx, want[len(want)-1].Serial, store.MaxRevokedPageSize+1)
+	equal(t, "ListRevokedCertificates by pages of 3", revokedPages(t, f, store.RevokedCursor{}, 3), want)
+	last, err := f.s.ListRevokedCertificates(f.ctx, want[len(want)-1].Cursor(), store.MaxRevokedPageSize+1)
 	must(t, err)
 	if len(last) != 0 {
-		t.Fatalf("after the last serial: %d entries, want none", len(last))
+		t.Fatalf("after the last entry: %d entries, want none", len(last))
 	}
+
+	// A cut-off between the two expiries, and one exactly at the later:
+	// only the certificates issued later, still by pages.
+	later := want[len(want)/2:]
+	if !later[0].NotAfter.After(want[0].NotAfter) || !later[0].NotAfter.Equal(later[len(later)-1].NotAfter) {
+		t.Fatalf("fixture: want two expiries, half the entries each: %+v", want)
+	}
+	for _, cut := range []time.Time{want[0].NotAfter.Add(time.Microsecond), later[0].NotAfter} {
+		equal(t, fmt.Sprintf("ListRevokedCertificates from %v by pages of 2", cut), revokedPages(t, f, store.RevokedCursor{NotAfter: cut}, 2), later)
+	}
+	beyond, err := f.s.ListRevokedCertificates(f.ctx, store.RevokedCursor{NotAfter: later[0].NotAfter.Add(time.Microsecond)}, 0)
+	must(t, err)
+	if len(beyond) != 0 {
+		t.Fatalf("from after every expiry: %d entries, want none", len(beyond))
+	}
+}
+
+// revokedPages reads ListRevokedCertificates from cursor to the end, limit
+// a page, checking each page's size and order.
+func revokedPages(t *testing.T, f *fixture, cursor store.RevokedCursor, limit int) []store.RevokedCertificate {
+	t.Helper()
+	var all []store.RevokedCertificate
+	for range 1000 {
+		page, err := f.s.ListRevokedCertificates(f.ctx, cursor, limit)
+		must(t, err)
+		if len(page) > limit {
+			t.Fatalf("page of %d, limit %d", len(page), limit)
+		}
+		if len(page) == 0 {
+			return all
+		}
+		for _, rc := range page {
+			if !cursor.Before(rc.Cursor()) {
+				t.Fatalf("entry %x (expires %v) not after the cursor %x (%v)", rc.Serial[:4], rc.NotAfter, cursor.Serial[:4], cursor.NotAfter)
+			}
+			cursor = rc.Cursor()
+		}
+		all = append(all, page...)
+	}
+	t.Fatal("ListRevokedCertificates does not end")
+	return nil
 }
 
 // testTransitionRace races a suspension against a revocation, and a

@@ -22,18 +22,19 @@ func testStatusReports(t *testing.T, f *fixture) {
 	wantErr(t, "GetStatus before any report", err, store.ErrNotFound)
 	unknown := report
 	unknown.Identity = identity.FromSPKI([]byte("never imported"))
-	wantErr(t, "RecordStatus of an unknown device", f.s.RecordStatus(f.ctx, unknown), store.ErrNotFound)
+	_, err = f.s.RecordStatus(f.ctx, unknown)
+	wantErr(t, "RecordStatus of an unknown device", err, store.ErrNotFound)
 	_, err = f.s.GetStatus(f.ctx, unknown.Identity)
 	wantErr(t, "GetStatus of the refused report", err, store.ErrNotFound)
 
-	must(t, f.s.RecordStatus(f.ctx, report))
+	f.record(t, report)
 	got, err := f.s.GetStatus(f.ctx, d.id)
 	must(t, err)
 	equal(t, "first report", got, report)
 
 	later := report
 	later.ReceivedAt, later.FirmwareVersion, later.SecurityCounter, later.BootResult = at(6*time.Hour), "1.3.0", 4294967295, "fallback"
-	must(t, f.s.RecordStatus(f.ctx, later))
+	f.record(t, later)
 	got, err = f.s.GetStatus(f.ctx, d.id)
 	must(t, err)
 	equal(t, "a later report replaces the first", got, later)
@@ -209,15 +210,15 @@ func testSilenceSweep(t *testing.T, f *fixture) {
 	b := f.deviceIn(t, "silent-b", store.StateOnboarded)
 	gone := f.deviceIn(t, "silent-gone", store.StateOnboarded)
 	for _, id := range []identity.ID{a.id, b.id, gone.id} {
-		must(t, f.s.RecordStatus(f.ctx, store.DeviceStatus{Identity: id, ReceivedAt: at(5 * time.Hour), FirmwareVersion: "1",
-			BootResult: "ok", EnrolmentAlgorithm: sigalg.ECDSAP256, OperationalAlgorithm: sigalg.ECDSAP256}))
+		f.record(t, store.DeviceStatus{Identity: id, ReceivedAt: at(5 * time.Hour), FirmwareVersion: "1",
+			BootResult: "ok", EnrolmentAlgorithm: sigalg.ECDSAP256, OperationalAlgorithm: sigalg.ECDSAP256})
 	}
 	// A device revoked is expected to go quiet: not reported.
 	_, err := f.s.TransitionDevice(f.ctx, gone.id, store.TransitionRequest{Transition: store.TransitionRevoke, Reason: "r", At: at(5 * time.Hour)})
 	must(t, err)
 	note := func(now time.Time, want int) {
 		t.Helper()
-		n, err := f.s.NoteSilentDevices(f.ctx, now, now.Add(-time.Hour), 0)
+		n, err := f.s.NoteSilentDevices(f.ctx, now, f.product.ID, now.Add(-time.Hour), 0)
 		must(t, err)
 		if n != want {
 			t.Errorf("NoteSilentDevices at %v = %d, want %d", now.Sub(base), n, want)
@@ -226,8 +227,8 @@ func testSilenceSweep(t *testing.T, f *fixture) {
 	note(at(5*time.Hour+30*time.Minute), 0) // not an hour yet
 	note(at(7*time.Hour), 2)
 	note(at(8*time.Hour), 0) // once per silence
-	must(t, f.s.RecordStatus(f.ctx, store.DeviceStatus{Identity: a.id, ReceivedAt: at(9 * time.Hour), FirmwareVersion: "1",
-		BootResult: "ok", EnrolmentAlgorithm: sigalg.ECDSAP256, OperationalAlgorithm: sigalg.ECDSAP256}))
+	f.record(t, store.DeviceStatus{Identity: a.id, ReceivedAt: at(9 * time.Hour), FirmwareVersion: "1",
+		BootResult: "ok", EnrolmentAlgorithm: sigalg.ECDSAP256, OperationalAlgorithm: sigalg.ECDSAP256})
 	note(at(9*time.Hour+30*time.Minute), 0)
 	note(at(11*time.Hour), 1) // a's new silence
 	events, err := f.s.ListEvents(f.ctx, store.EventFilter{Kind: store.EventDeviceSilent})
@@ -245,9 +246,9 @@ func testCountMonitoring(t *testing.T, f *fixture) {
 	f.deviceIn(t, "count-suspended", store.StateSuspended)
 	soon := f.deviceIn(t, "count-soon", store.StateRegistered)
 	must(t, f.s.RecordOnboarding(f.ctx, expiringCert(soon.id, 1, 5*day), at(0)))
-	must(t, f.s.RecordStatus(f.ctx, store.DeviceStatus{Identity: on.id, ReceivedAt: at(5 * time.Hour), FirmwareVersion: "1",
-		BootResult: "ok", EnrolmentAlgorithm: sigalg.ECDSAP256, OperationalAlgorithm: sigalg.ECDSAP256}))
-	c, err := f.s.CountMonitoring(f.ctx, at(0), []time.Duration{7 * day, 30 * day}, at(6*time.Hour))
+	f.record(t, store.DeviceStatus{Identity: on.id, ReceivedAt: at(5 * time.Hour), FirmwareVersion: "1",
+		BootResult: "ok", EnrolmentAlgorithm: sigalg.ECDSAP256, OperationalAlgorithm: sigalg.ECDSAP256})
+	c, err := f.s.CountMonitoring(f.ctx, at(0), []time.Duration{7 * day, 30 * day}, map[string]time.Time{f.product.ID: at(6 * time.Hour), "other": at(9 * time.Hour)})
 	must(t, err)
 	wantDevices := map[store.DeviceState]int{store.StateRegistered: 1, store.StateOnboarded: 2, store.StateSuspended: 1}
 	equal(t, "devices by state", c.Devices[f.product.ID], wantDevices)

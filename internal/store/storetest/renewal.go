@@ -192,7 +192,7 @@ func testRevokeSuperseded(t *testing.T, f *fixture) {
 	must(t, err)
 	equal(t, "revocation time", got.RevokedAt, at(9*time.Hour).UTC())
 
-	page, err := f.s.ListRevokedCertificates(f.ctx, [16]byte{}, 0)
+	page, err := f.s.ListRevokedCertificates(f.ctx, store.RevokedCursor{}, 0)
 	must(t, err)
 	listed := 0
 	for _, rc := range page {

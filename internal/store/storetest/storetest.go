@@ -75,6 +75,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ClaimJobs", testClaimJobs},
 		{"ClaimJobsConcurrently", testClaimConcurrently},
 		{"StatusReports", testStatusReports}, {"DeviceEvents", testDeviceEvents}, {"ExpirySweep", testExpirySweep}, {"SilenceSweep", testSilenceSweep}, {"CountMonitoring", testCountMonitoring},
+		{"ProductPolicy", testProductPolicy}, {"StatusRecorded", testStatusRecorded}, {"FirmwareOutdated", testFirmwareOutdated}, {"CloneNotices", testCloneNotices}, {"OnboardingSource", testOnboardingSource}, {"FailedProofs", testFailedProofs}, {"SilencePerProduct", testSilencePerProduct},
+		{"EventCursors", testEventCursors}, {"EventCursorsConcurrently", testEventCursorsConcurrently}, {"EventCursorLease", testEventCursorLease}, {"EventCursorLeaseConcurrently", testEventCursorLeaseConcurrently},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.test(t, newFixture(t, open))
