@@ -320,6 +320,12 @@ func (c *Connector) connectLocked(ctx context.Context) (*paho.Client, error) {
 	responses := make(chan []byte, 16)
 	client := paho.NewClient(paho.ClientConfig{
 		Conn: conn, PingHandler: noPinger{},
+		// The caller's deadline bounds every wait (the worker's job
+		// timeout), not the library's default of 10 s per packet: a
+		// broker whose dynamic-security file holds 100,000 devices takes
+		// longer than that to acknowledge one change, and a benchmark or
+		// an operator with a longer deadline must be able to wait for it.
+		PacketTimeout: time.Hour,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 			func(p paho.PublishReceived) (bool, error) {
 				// Answers to Hallmark's small batches are small; a larger
