@@ -164,6 +164,11 @@ type ProductRequest struct {
 	// devices should report (a firmware.outdated event below it); it
 	// must be comparable (monitoring.ParseVersion). Empty: none.
 	MinFirmwareVersion string
+	// FirmwareRoots, FirmwareRetiredSlots and FirmwareClassKey are the
+	// product's firmware policy (firmware.go); empty: none.
+	FirmwareRoots        []string
+	FirmwareRetiredSlots []int
+	FirmwareClassKey     string
 }
 
 // Certificate validity bounds: an hour is the shortest a device can
@@ -189,7 +194,11 @@ func (req ProductRequest) Validate() error {
 	if _, err := parseHeartbeat(req.HeartbeatInterval); err != nil {
 		return err
 	}
-	return checkMinFirmware(req.MinFirmwareVersion)
+	if err := checkMinFirmware(req.MinFirmwareVersion); err != nil {
+		return err
+	}
+	_, err = req.firmwarePolicy()
+	return err
 }
 
 func (req ProductRequest) validate() (time.Duration, error) {
@@ -256,8 +265,12 @@ func (r *Registry) CreateProduct(ctx context.Context, caller Caller, req Product
 	if err := checkMinFirmware(req.MinFirmwareVersion); err != nil {
 		return store.Product{}, err
 	}
+	fw, err := req.firmwarePolicy()
+	if err != nil {
+		return store.Product{}, err
+	}
 	p := store.Product{ID: req.ID, Name: req.Name, CertValidity: validity, CloudEndpoint: req.CloudEndpoint, CreatedAt: r.now().UTC(),
-		RenewalWindow: window, HeartbeatInterval: heartbeat, MinFirmwareVersion: req.MinFirmwareVersion}
+		RenewalWindow: window, HeartbeatInterval: heartbeat, MinFirmwareVersion: req.MinFirmwareVersion, Firmware: fw}
 	c.subject = "product:" + p.ID
 	if err := r.store.CreateProduct(ctx, p); err != nil {
 		if errors.Is(err, store.ErrExists) {
@@ -330,6 +343,16 @@ type ProductUpdateRequest struct {
 	RenewalWindow      *string
 	HeartbeatInterval  *string
 	MinFirmwareVersion *string
+	// FirmwareRoots, FirmwareRetiredSlots and FirmwareClassKey replace
+	// those of the product's firmware policy ("" clears the class key).
+	FirmwareRoots        *[]string
+	FirmwareRetiredSlots *[]int
+	FirmwareClassKey     *string
+}
+
+func (req ProductUpdateRequest) empty() bool {
+	return req.RenewalWindow == nil && req.HeartbeatInterval == nil && req.MinFirmwareVersion == nil &&
+		req.FirmwareRoots == nil && req.FirmwareRetiredSlots == nil && req.FirmwareClassKey == nil
 }
 
 // UpdateProduct changes product id's renewal window, heartbeat interval or
@@ -342,8 +365,8 @@ func (r *Registry) UpdateProduct(ctx context.Context, caller Caller, id string, 
 	if !audit.ProductIDPattern.MatchString(id) {
 		return store.Product{}, Errorf(CodeNotFound, "no product %q", id)
 	}
-	if req.RenewalWindow == nil && req.HeartbeatInterval == nil && req.MinFirmwareVersion == nil {
-		return store.Product{}, fieldError("renewal_window", "nothing to change: give renewal_window, heartbeat_interval or min_firmware_version")
+	if req.empty() {
+		return store.Product{}, fieldError("renewal_window", "nothing to change: give renewal_window, heartbeat_interval, min_firmware_version or a firmware policy member")
 	}
 	current, err := r.store.GetProduct(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -377,6 +400,11 @@ func (r *Registry) UpdateProduct(ctx context.Context, caller Caller, id string, 
 		u.MinFirmwareVersion = req.MinFirmwareVersion
 		changed = append(changed, "min_firmware_version="+*req.MinFirmwareVersion)
 	}
+	fw, err := req.updateFirmware(current.Firmware, &u)
+	if err != nil {
+		return store.Product{}, err
+	}
+	changed = append(changed, fw...)
 	c.detail = strings.Join(changed, " ")
 	p, err := r.store.UpdateProduct(ctx, id, u)
 	if errors.Is(err, store.ErrNotFound) {

@@ -35,10 +35,19 @@ const (
 	ScopeAdmin         = "admin"
 )
 
+// Update campaign scopes (internal/campaign): write creates, pauses,
+// resumes and cancels; read lists and follows them.
+const ScopeCampaignsWrite, ScopeCampaignsRead = "campaigns:write", "campaigns:read"
+
+// Firmware repository scopes (internal/firmwarerepo): write uploads
+// images; read lists and describes them.
+const ScopeFirmwareWrite, ScopeFirmwareRead = "firmware:write", "firmware:read"
+
 // Scopes lists every scope a token may hold.
 func Scopes() []string {
 	return []string{ScopeStationsWrite, ScopeProductsWrite, ScopeManifestsImport, ScopeDevicesRead,
-		ScopeDevicesSuspend, ScopeDevicesRevoke, ScopeAuditRead, ScopeTokensWrite, ScopeAdmin}
+		ScopeDevicesSuspend, ScopeDevicesRevoke, ScopeAuditRead, ScopeTokensWrite, ScopeAdmin,
+		ScopeCampaignsWrite, ScopeCampaignsRead, ScopeFirmwareWrite, ScopeFirmwareRead}
 }
 
 // Token lifetimes: a default that forces rotation, and bounds.

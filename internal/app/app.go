@@ -29,6 +29,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/admin"
 	"github.com/hallmark-iot/hallmark/internal/atomicfile"
 	"github.com/hallmark-iot/hallmark/internal/audit"
+	"github.com/hallmark-iot/hallmark/internal/campaign"
 	"github.com/hallmark-iot/hallmark/internal/connector"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/keys"
@@ -81,6 +82,7 @@ type Platform struct {
 	revocation  *revocationServer // nil unless RevocationListen
 	monitor     *monitoring.Service
 	relay       atomic.Pointer[relay.Relay] // nil without an event sink (relay.go)
+	campaigns   *campaign.Service           // campaign.go; the migration service's Authorizer and Completion
 }
 
 // Start opens everything and serves HTTPS in the background.
@@ -449,6 +451,15 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 		return nil, err
 	}
 	if err := p.startMonitoring(api, svc, verify, reg); err != nil {
+		return nil, err
+	}
+	if err := p.startFirmware(api, svc, verify); err != nil {
+		return nil, err
+	}
+	if err := p.startCampaigns(api, svc, verify, reg); err != nil {
+		return nil, err
+	}
+	if err := p.startMigration(api, svc, verify, names); err != nil {
 		return nil, err
 	}
 	created, err := adminSvc.Tokens.EnsureBootstrapToken(ctx, p.AdminTokenPath())

@@ -93,6 +93,8 @@ type Config struct {
 	Now func() time.Time
 	// Monitoring configures status reports, the event sweeps and their metrics.
 	Monitoring MonitoringConfig
+	// Migration configures post-quantum migration (migration.go).
+	Migration MigrationConfig
 	// Events configures the relay of the event log to event sinks (relay.go).
 	Events EventsConfig
 }

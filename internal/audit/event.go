@@ -20,6 +20,8 @@ var (
 	ProductIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	// BatchPattern is the manifest format's batch name.
 	BatchPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	// campaignIDPattern is an update campaign's ID (internal/campaign).
+	campaignIDPattern = regexp.MustCompile(`^cmp_[0-9a-f]{16}$`)
 	// routePattern is a route's path, as in the HTTP route table.
 	routePattern = regexp.MustCompile(`^(/[a-z0-9._-]+|/\{[a-z_]+\})+$`)
 )
@@ -56,6 +58,8 @@ func Subject(subject string) string {
 		ok = BatchPattern.MatchString(value)
 	case "address":
 		ok = value == "other" || Source(value) == value
+	case "campaign":
+		ok = campaignIDPattern.MatchString(value)
 	default:
 		return Invalid
 	}

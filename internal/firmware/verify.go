@@ -57,6 +57,29 @@ func VerifyBytes(data []byte, policy Policy) (*Verified, error) {
 // never reaches the decryption key. A misconfigured policy without a live
 // root key is ErrNoRootKey.
 func Verify(img *Image, policy Policy) (*Verified, error) {
+	roots, err := checkEnvelope(img, policy)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := img.Decrypt(policy.ClassKey)
+	if err != nil {
+		return nil, err
+	}
+	return &Verified{Header: img.header.clone(), Payload: payload, Roots: roots}, nil
+}
+
+// VerifyEnvelope makes every check of Verify but the decryption, with the
+// same errors, and returns the live roots that signed. It is for a
+// verifier that holds no class key, such as the platform's firmware
+// repository, which must refuse what a device would refuse without being
+// able to open an encrypted payload; policy.ClassKey is ignored. Which
+// class key an encrypted image is sealed to is the caller's to check
+// (Header.Encryption.Recipient): only a device can prove it opens.
+func VerifyEnvelope(img *Image, policy Policy) ([]identity.ID, error) {
+	return checkEnvelope(img, policy)
+}
+
+func checkEnvelope(img *Image, policy Policy) ([]identity.ID, error) {
 	if img == nil || !payloadMatches(&img.header, img.payload) {
 		return nil, fmt.Errorf("%w: payload does not match the SHA-256 in the header", ErrMalformed)
 	}
@@ -77,11 +100,7 @@ func Verify(img *Image, policy Policy) (*Verified, error) {
 	if c := img.header.SecurityCounter; c < policy.MinSecurityCounter {
 		return nil, fmt.Errorf("security counter %d is below the device's %d (%w)", c, policy.MinSecurityCounter, ErrRollback)
 	}
-	payload, err := img.Decrypt(policy.ClassKey)
-	if err != nil {
-		return nil, err
-	}
-	return &Verified{Header: img.header.clone(), Payload: payload, Roots: roots}, nil
+	return roots, nil
 }
 
 // split separates the live roots from the retired ones.

@@ -187,7 +187,7 @@ func OnboardingCode(err error) string {
 	switch code := onboarding.ErrorCode(err); code {
 	case "malformed":
 		return "malformed-request"
-	case "revoked", "suspended", "decommissioned":
+	case "revoked", "suspended", "decommissioned", "migrated":
 		return "device-" + code
 	case "internal":
 		return ""

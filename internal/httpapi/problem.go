@@ -132,10 +132,25 @@ var problemCodes = []ProblemCode{
 	{"device-revoked", 403, "Device revoked", "Onboarding and device routes: the device is revoked, or the client certificate is."},
 	{"device-suspended", 403, "Device suspended", "Onboarding and device routes: the device is suspended (quarantined) until an administrator resumes it."},
 	{"device-decommissioned", 403, "Device decommissioned", "Onboarding and device routes: the device is decommissioned; an administrator may reprovision it, after which it must onboard afresh."},
+	{"device-migrated", 403, "Device migrated", "Onboarding, device routes, renewal and migration: this identity was superseded by a post-quantum migration (docs/migration.md); the device goes by its successor's identity and credentials now. Terminal: it cannot be reprovisioned."},
+	{"migration-not-open", 403, "No migration open", "Migration: no migration campaign allows this device a migration now."},
+	{"migration-not-allowed", 403, "Migration not allowed", "Migration: the proof moves the enrolment key to another suite than the one the migration allows, or it is a downgrade; nothing changed."},
+	{"continuity-rejected", 401, "Continuity proof rejected", "Migration: the continuity proof does not verify against the challenge and the device on record (a replayed or relabelled proof, another device's key, a bad signature). The challenge is used up; request a new one."},
+	{"identity-taken", 409, "Identity taken", "Migration: the new enrolment identity is registered already (as any device), or this device has a successor already; nothing changed."},
 	{"bad-csr", 422, "Certificate request refused", "Onboarding and renewal: the PKCS #10 request's signature or key is not acceptable, its subject does not name the device's identity as its common name, it is bound to another exchange (or carries no binding where the platform requires one), or its key is certified for another device."},
 	{"renewal-too-soon", 429, "Renewal too soon", "Renewal: the device was issued the most certificates the platform allows within its window (by default 3 per hour, counting its onboarding); retry after the number of seconds in the Retry-After header."},
 	{"renewal-not-due", 409, "Renewal not due", "Renewal: the device's current certificate is not yet within its product's renewal window (the credentials' renew_after says when it is); retry after the number of seconds in the Retry-After header, or have an administrator force one renewal (POST /v1/admin/devices/{identity}/force-renewal)."},
 	{"certificate-superseded", 401, "Certificate superseded", "Device routes: the client certificate was replaced by a newer one (a renewal or a new onboarding) and its grace period (by default 10 minutes) has passed; use the newest certificate, or onboard again."},
+	// The firmware repository's refusals of an upload (docs/ota.md); nothing is stored for any.
+	{"firmware-malformed", 422, "Firmware image malformed", "Firmware upload: the body is not a Hallmark firmware image (bad magic, layout or limits, truncated, trailing data, a payload that does not match its hash, a weak signer key)."},
+	{"firmware-untrusted", 422, "Firmware not signed by the product's roots", "Firmware upload: the image is unsigned or signed by none of the live root keys of the product's firmware policy."},
+	{"firmware-hybrid-incomplete", 422, "Firmware lacks a root's signature", "Firmware upload: the image is signed by some of the product's live root keys but not by all; a device requires every live root (a hybrid classical and post-quantum policy needs both signatures)."},
+	{"firmware-retired-root", 422, "Firmware signed under a retired root", "Firmware upload: the image is signed under a root-key slot the product has retired and not by the live roots."},
+	{"firmware-bad-signature", 422, "Firmware signature invalid", "Firmware upload: a live root's signature does not verify: the image was changed after signing."},
+	{"firmware-bad-retirement", 422, "Firmware retirement refused", "Firmware upload: the image retires a root-key slot the product's devices do not have, or their last live one."},
+	{"firmware-wrong-recipient", 422, "Firmware encrypted to another key", "Firmware upload: the payload is encrypted to a key other than the product's device-class key, or the product has no class key."},
+	{"firmware-wrong-type", 422, "Firmware of the wrong type", "Firmware upload: the image is not an application image; initial enrolment firmware (ief) runs in the factory only."},
+	{"firmware-no-policy", 422, "Product has no firmware policy", "Firmware upload: the product has no firmware root keys, so no image can be checked; set them first (PATCH /v1/admin/products/{id}, firmware_roots)."},
 }
 
 // ProblemCodes lists every problem code the API uses, for documentation.

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/hex"
 	"encoding/pem"
 	"net/http"
 	"strings"
@@ -45,7 +46,7 @@ func (s *Server) registryRoutes() []Route {
 			Problems:  []string{"not-found"},
 		}},
 		{Method: "PATCH", Path: "/v1/admin/products/{id}", Handler: s.admin(admin.ActionProductUpdate, ScopeProductsWrite, s.updateProduct), Doc: RouteDoc{
-			OperationID: "updateProduct", Summary: "Change a product's renewal window, heartbeat interval or minimum firmware version.", Tag: "products",
+			OperationID: "updateProduct", Summary: "Change a product's renewal window, heartbeat interval, minimum firmware version or firmware policy.", Tag: "products",
 			Description: "Members left out stay as they are. A new minimum firmware version reaches status reports within 30 seconds " +
 				"(each replica reads products again at most that often); devices below it are reported by their next report.",
 			Auth: AuthBearer, Scope: ScopeProductsWrite, PathParams: productParam, Request: ProductUpdateRequest{},
@@ -139,7 +140,15 @@ func (s *Server) updateProduct(r *http.Request, c *adminCall) (int, any, error) 
 func productView(p store.Product) Product {
 	return Product{ID: p.ID, Name: p.Name, CertValidity: formatDuration(p.CertValidity), CloudEndpoint: p.CloudEndpoint, CreatedAt: p.CreatedAt.UTC(),
 		RenewalWindow: formatDuration(p.RenewalWindow), HeartbeatInterval: formatDuration(p.HeartbeatInterval),
-		MinFirmwareVersion: p.MinFirmwareVersion}
+		MinFirmwareVersion: p.MinFirmwareVersion, FirmwareRoots: admin.FormatRoots(p.Firmware.Roots),
+		FirmwareRetiredSlots: admin.RetiredSlots(p.Firmware.Retired), FirmwareClassKey: classKeyHex(p.Firmware.ClassKey)}
+}
+
+func classKeyHex(k [32]byte) string {
+	if k == ([32]byte{}) {
+		return ""
+	}
+	return hex.EncodeToString(k[:])
 }
 
 // formatDuration writes "8760h" rather than time.Duration's "8760h0m0s".

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -62,7 +63,7 @@ func TestProducts(t *testing.T) {
 	e.call(t, "POST", "/v1/admin/products", e.admin, good).wantProblem(t, 409, "conflict")
 	var got Product
 	e.call(t, "GET", "/v1/admin/products/sensor-v2", e.admin, nil).decode(t, 200, &got)
-	if got != p {
+	if !reflect.DeepEqual(got, p) {
 		t.Fatalf("get %+v, created %+v", got, p)
 	}
 	e.call(t, "GET", "/v1/admin/products/nope", e.admin, nil).wantProblem(t, 404, "not-found")

@@ -33,21 +33,27 @@ type StationList struct {
 
 // ProductRequest creates a product.
 type ProductRequest struct {
-	ID                 string `json:"id" doc:"Slug: 1 to 63 characters of a-z, 0-9, '-', starting with a letter or digit." pattern:"^[a-z0-9][a-z0-9-]{0,62}$"`
-	Name               string `json:"name" doc:"Display name, 1 to 128 printable characters."`
-	CertValidity       string `json:"cert_validity" doc:"Validity of the device certificates issued for the product, a Go duration such as \"8760h\"; 1h to 87600h (10 years)."`
-	CloudEndpoint      string `json:"cloud_endpoint" doc:"Where onboarded devices connect: an absolute URL with scheme mqtts, https or wss, a host, no user information or fragment."`
-	RenewalWindow      string `json:"renewal_window,omitempty" doc:"How long before its certificate expires a device may renew, a Go duration from 0 to cert_validity such as \"720h\"; a renewal before is refused with renewal-not-due unless an administrator forces it. Empty or 0: renewal at any time (the default)."`
-	HeartbeatInterval  string `json:"heartbeat_interval,omitempty" doc:"How long an onboarded device that reported may be silent before a device.silent event, a Go duration from 1m to 8760h such as \"1h\". Empty or 0: the platform's --heartbeat-interval."`
-	MinFirmwareVersion string `json:"min_firmware_version,omitempty" doc:"The lowest firmware version the product's devices should run: a status report below it (or not comparable with it) adds one firmware.outdated event per version reported. Dotted numbers with an optional pre-release, e.g. 1.4.0 or 2.0.0-rc.1; anything else is refused. Empty: none."`
+	ID                   string   `json:"id" doc:"Slug: 1 to 63 characters of a-z, 0-9, '-', starting with a letter or digit." pattern:"^[a-z0-9][a-z0-9-]{0,62}$"`
+	Name                 string   `json:"name" doc:"Display name, 1 to 128 printable characters."`
+	CertValidity         string   `json:"cert_validity" doc:"Validity of the device certificates issued for the product, a Go duration such as \"8760h\"; 1h to 87600h (10 years)."`
+	CloudEndpoint        string   `json:"cloud_endpoint" doc:"Where onboarded devices connect: an absolute URL with scheme mqtts, https or wss, a host, no user information or fragment."`
+	RenewalWindow        string   `json:"renewal_window,omitempty" doc:"How long before its certificate expires a device may renew, a Go duration from 0 to cert_validity such as \"720h\"; a renewal before is refused with renewal-not-due unless an administrator forces it. Empty or 0: renewal at any time (the default)."`
+	HeartbeatInterval    string   `json:"heartbeat_interval,omitempty" doc:"How long an onboarded device that reported may be silent before a device.silent event, a Go duration from 1m to 8760h such as \"1h\". Empty or 0: the platform's --heartbeat-interval."`
+	MinFirmwareVersion   string   `json:"min_firmware_version,omitempty" doc:"The lowest firmware version the product's devices should run: a status report below it (or not comparable with it) adds one firmware.outdated event per version reported. Dotted numbers with an optional pre-release, e.g. 1.4.0 or 2.0.0-rc.1; anything else is refused. Empty: none."`
+	FirmwareRoots        []string `json:"firmware_roots,omitempty" doc:"The SHA-256 (hex) of each vendor firmware root key's DER SubjectPublicKeyInfo, in the order of the devices' OTP root-key slots (at most 4): every live one must have signed an uploaded image. Empty: no image is accepted."`
+	FirmwareRetiredSlots []int    `json:"firmware_retired_slots,omitempty" doc:"The root-key slots retired so far (0 to 3): their roots are neither required nor enough. At least one root stays live."`
+	FirmwareClassKey     string   `json:"firmware_class_key,omitempty" doc:"The SHA-256 (hex) of the device-class public key (hallmark's sealing encoding) encrypted images must be sealed to. Empty: none, and encrypted images are refused."`
 }
 
 // ProductUpdateRequest changes a product's policy; members left out stay
 // as they are.
 type ProductUpdateRequest struct {
-	RenewalWindow      *string `json:"renewal_window,omitempty" doc:"As in ProductRequest; \"0\" allows renewal at any time."`
-	HeartbeatInterval  *string `json:"heartbeat_interval,omitempty" doc:"As in ProductRequest; \"0\" returns to the platform's default."`
-	MinFirmwareVersion *string `json:"min_firmware_version,omitempty" doc:"As in ProductRequest; \"\" removes the minimum. Raising it after a release reports devices still below it."`
+	RenewalWindow        *string   `json:"renewal_window,omitempty" doc:"As in ProductRequest; \"0\" allows renewal at any time."`
+	HeartbeatInterval    *string   `json:"heartbeat_interval,omitempty" doc:"As in ProductRequest; \"0\" returns to the platform's default."`
+	MinFirmwareVersion   *string   `json:"min_firmware_version,omitempty" doc:"As in ProductRequest; \"\" removes the minimum. Raising it after a release reports devices still below it."`
+	FirmwareRoots        *[]string `json:"firmware_roots,omitempty" doc:"As in ProductRequest; replaces the list."`
+	FirmwareRetiredSlots *[]int    `json:"firmware_retired_slots,omitempty" doc:"As in ProductRequest; replaces the set."`
+	FirmwareClassKey     *string   `json:"firmware_class_key,omitempty" doc:"As in ProductRequest; \"\" removes the class key."`
 }
 
 // Product decides a device's certificate profile and cloud endpoint.
@@ -61,6 +67,10 @@ type Product struct {
 	// HeartbeatInterval is the product's own; 0s means the platform's.
 	HeartbeatInterval  string `json:"heartbeat_interval" doc:"Go duration; 0s: the platform's --heartbeat-interval."`
 	MinFirmwareVersion string `json:"min_firmware_version" doc:"Empty: no minimum."`
+	// The firmware policy (ProductRequest); empty members: none.
+	FirmwareRoots        []string `json:"firmware_roots"`
+	FirmwareRetiredSlots []int    `json:"firmware_retired_slots"`
+	FirmwareClassKey     string   `json:"firmware_class_key,omitempty"`
 }
 
 // ProductList lists products.
@@ -173,7 +183,7 @@ type AuditList struct {
 // TokenRequest creates an admin token.
 type TokenRequest struct {
 	Name   string   `json:"name" doc:"What the token is for, 1 to 128 printable characters."`
-	Scopes []string `json:"scopes" doc:"At least one scope, each one the caller holds itself." enum:"stations:write,products:write,manifests:import,devices:read,devices:suspend,devices:revoke,audit:read,tokens:write,admin"`
+	Scopes []string `json:"scopes" doc:"At least one scope, each one the caller holds itself." enum:"stations:write,products:write,manifests:import,devices:read,devices:suspend,devices:revoke,audit:read,tokens:write,admin,campaigns:write,campaigns:read,firmware:write,firmware:read"`
 	TTL    string   `json:"ttl,omitempty" doc:"Lifetime, a Go duration from 1m to 8760h; default 2160h (90 days). The new token may not expire after the token creating it (token-outlives-creator)."`
 }
 

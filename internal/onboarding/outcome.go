@@ -85,7 +85,7 @@ func ErrorCode(err error) string {
 		{ErrMalformed, "malformed"}, {ErrRateLimited, "rate-limited"}, {ErrChallengeUnknown, "challenge-unknown"},
 		{ErrChallengeUsed, "challenge-used"}, {ErrChallengeExpired, "challenge-expired"},
 		{ErrProofRejected, "proof-rejected"}, {ErrRevoked, "revoked"}, {ErrSuspended, "suspended"},
-		{ErrDecommissioned, "decommissioned"}, {ErrBadCSR, "bad-csr"},
+		{ErrDecommissioned, "decommissioned"}, {ErrMigrated, "migrated"}, {ErrBadCSR, "bad-csr"},
 		{ErrNotOnboarded, "not-onboarded"},
 		{ErrRenewalLimited, "renewal-too-soon"}, {ErrSuperseded, "certificate-superseded"},
 		{ErrRenewalNotDue, "renewal-not-due"},

@@ -32,8 +32,12 @@ var (
 	// device proved its identity.
 	ErrSuspended      = errors.New("device suspended")
 	ErrDecommissioned = errors.New("device decommissioned")
-	ErrBadCSR         = errors.New("certificate request refused")
-	ErrNotOnboarded   = errors.New("device certificate not recognised")
+	// ErrMigrated refuses an identity a post-quantum migration
+	// superseded: the device goes by its successor now, and this
+	// identity never onboards, renews or authenticates again.
+	ErrMigrated     = errors.New("device identity migrated to a successor")
+	ErrBadCSR       = errors.New("certificate request refused")
+	ErrNotOnboarded = errors.New("device certificate not recognised")
 )
 
 // Issuer is what the service needs of the CA

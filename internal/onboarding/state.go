@@ -66,6 +66,9 @@ const (
 	StandingSuspended
 	StandingRevoked
 	StandingDecommissioned
+	// StandingMigrated: the device moved to a new enrolment identity
+	// (docs/migration.md); this one is refused for good.
+	StandingMigrated
 )
 
 // refusal is the error a device of this standing is refused with, nil
@@ -78,6 +81,8 @@ func (s Standing) refusal() error {
 		return ErrRevoked
 	case StandingDecommissioned:
 		return ErrDecommissioned
+	case StandingMigrated:
+		return ErrMigrated
 	}
 	return nil
 }
@@ -86,7 +91,7 @@ func (s Standing) refusal() error {
 // standing (a State's answer when the device changed under a write),
 // nil otherwise.
 func standingRefusal(err error) error {
-	for _, sentinel := range []error{ErrSuspended, ErrRevoked, ErrDecommissioned} {
+	for _, sentinel := range []error{ErrSuspended, ErrRevoked, ErrDecommissioned, ErrMigrated} {
 		if errors.Is(err, sentinel) {
 			return sentinel
 		}

@@ -60,7 +60,7 @@ const (
 
 // EventKinds lists every event kind.
 var EventKinds = []EventKind{EventOnboarded, EventRenewed, EventSuspended, EventResumed, EventRevoked,
-	EventDecommissioned, EventReprovisioned, EventCertificateExpiring, EventDeviceSilent, EventCloneSuspected, EventFirmwareOutdated}
+	EventDecommissioned, EventReprovisioned, EventCertificateExpiring, EventDeviceSilent, EventCloneSuspected, EventFirmwareOutdated, EventMigrated}
 
 // Valid reports whether k is a known kind.
 func (k EventKind) Valid() bool {

@@ -85,7 +85,7 @@ const (
 )
 
 // DeviceStates lists every device state.
-var DeviceStates = []DeviceState{StateRegistered, StateOnboarded, StateSuspended, StateRevoked, StateDecommissioned}
+var DeviceStates = []DeviceState{StateRegistered, StateOnboarded, StateSuspended, StateRevoked, StateDecommissioned, StateMigrated}
 
 // Station is a provisioning station whose manifests the platform accepts.
 type Station struct {
@@ -110,6 +110,7 @@ type Product struct {
 	// (watch.go); zero is the platform's default.
 	HeartbeatInterval  time.Duration
 	MinFirmwareVersion string // "" for none; else comparable (monitoring.ParseVersion)
+	Firmware           FirmwarePolicy
 }
 
 // Batch is one imported manifest.
@@ -382,9 +383,12 @@ type Store interface {
 	Monitoring
 	Watch
 	EventCursors
+	Lineage
 	Tokens
 	Audit
 	Jobs
+	FirmwareImages
+	Campaigns
 	// Ping reports whether the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 	// Close releases the backend; calling it again does no harm.

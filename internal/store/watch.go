@@ -20,6 +20,11 @@ type ProductUpdate struct {
 	RenewalWindow      *time.Duration
 	HeartbeatInterval  *time.Duration
 	MinFirmwareVersion *string
+	// FirmwareRoots, FirmwareRetired and FirmwareClassKey replace those
+	// fields of the product's FirmwarePolicy.
+	FirmwareRoots    *[][32]byte
+	FirmwareRetired  *uint8
+	FirmwareClassKey *[32]byte
 }
 
 // StatusRecorded is what RecordStatus found before it kept a report.

@@ -71,6 +71,7 @@ key is sent. The station's identity is the SHA-256 of the key.`,
 func newAdminProductCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "product", Short: "Create and list products (certificate validity, cloud endpoint)"}
 	var req httpapi.ProductRequest
+	var addPolicy policyFlags
 	add := &cobra.Command{
 		Use:   "add --id ID --name NAME --cert-validity 8760h --cloud-endpoint URL [--renewal-window 720h]",
 		Short: "Create a product",
@@ -92,6 +93,11 @@ time.`,
 			if req.ID == "" || req.Name == "" || req.CertValidity == "" || req.CloudEndpoint == "" {
 				return cmdline.Usagef("--id, --name, --cert-validity and --cloud-endpoint are required")
 			}
+			roots, retired, class, err := addPolicy.resolve(s, func(string) bool { return true })
+			if err != nil {
+				return err
+			}
+			req.FirmwareRoots, req.FirmwareRetiredSlots, req.FirmwareClassKey = *roots, *retired, *class
 			p, err := c.CreateProduct(ctx, req)
 			if err != nil {
 				return err
@@ -109,6 +115,7 @@ time.`,
 	add.Flags().StringVar(&req.RenewalWindow, "renewal-window", "", "renewal allowed only this `DURATION` before a certificate expires, such as 720h (default: any time)")
 	add.Flags().StringVar(&req.HeartbeatInterval, "heartbeat-interval", "", "report a device silent after this `DURATION` without a status report, such as 1h (default: the server's --heartbeat-interval)")
 	add.Flags().StringVar(&req.MinFirmwareVersion, "min-firmware", "", "report devices whose firmware is below this `VERSION`, such as 1.4.0 (default: none)")
+	addPolicy.register(add.Flags())
 	add.Flags().StringVar(&req.CloudEndpoint, "cloud-endpoint", "", "`URL` of your broker that devices are told to connect to: mqtts://, https:// or wss:// (required)")
 	var asJSON bool
 	list := &cobra.Command{
@@ -134,16 +141,23 @@ time.`,
 
 func newAdminProductUpdateCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
 	var window, heartbeat, minFirmware string
+	var policy policyFlags
 	cmd := &cobra.Command{
-		Use:   "update ID [--renewal-window D] [--heartbeat-interval D] [--min-firmware V]",
-		Short: "Change a product's renewal window, heartbeat interval or minimum firmware version",
+		Use:   "update ID [--renewal-window D] [--heartbeat-interval D] [--min-firmware V] [--firmware-root FILE|HEX]... [--retired-slot N]... [--class-key CLASS.pub]",
+		Short: "Change a product's renewal window, heartbeat interval, minimum firmware version or firmware policy",
 		Long: `Change a product's policy; flags not given stay as they are.
 
 --min-firmware raises (or lowers) the firmware version devices should run:
 each device below it is reported (a firmware.outdated event) by its next
 status report. Give "" to remove the minimum. --heartbeat-interval 0 and
 --renewal-window 0 return to the defaults (the server's interval; renewal
-at any time).`,
+at any time).
+
+--firmware-root, --retired-slot and --class-key set what the firmware
+repository checks uploads against (hallmark admin firmware upload): the
+vendor root keys burned into the devices' OTP, in slot order (each flag
+replaces the whole list), the slots retired so far, and the device-class
+key encrypted images must be sealed to (--class-key "" removes it).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var req httpapi.ProductUpdateRequest
@@ -154,8 +168,13 @@ at any time).`,
 					*field = &v
 				}
 			}
-			if req.RenewalWindow == nil && req.HeartbeatInterval == nil && req.MinFirmwareVersion == nil {
-				return cmdline.Usagef("give at least one of --renewal-window, --heartbeat-interval, --min-firmware")
+			var err error
+			if req.FirmwareRoots, req.FirmwareRetiredSlots, req.FirmwareClassKey, err = policy.resolve(s, cmd.Flags().Changed); err != nil {
+				return err
+			}
+			if req.RenewalWindow == nil && req.HeartbeatInterval == nil && req.MinFirmwareVersion == nil &&
+				req.FirmwareRoots == nil && req.FirmwareRetiredSlots == nil && req.FirmwareClassKey == nil {
+				return cmdline.Usagef("give at least one of --renewal-window, --heartbeat-interval, --min-firmware, --firmware-root, --retired-slot, --class-key")
 			}
 			return adminRun(s, f, func(ctx context.Context, c *httpapi.Client, args []string) error {
 				p, err := c.UpdateProduct(ctx, args[0], req)
@@ -168,6 +187,9 @@ at any time).`,
 				}
 				fmt.Fprintf(s.Out, "updated product %s: renewal window %s, heartbeat interval %s, minimum firmware %s\n",
 					cmdline.Safe(p.ID), cmdline.Safe(p.RenewalWindow), cmdline.Safe(p.HeartbeatInterval), cmdline.Safe(minimum))
+				if req.FirmwareRoots != nil || req.FirmwareRetiredSlots != nil || req.FirmwareClassKey != nil {
+					printFirmwarePolicy(s, p)
+				}
 				return nil
 			})(cmd, args)
 		},
@@ -175,6 +197,7 @@ at any time).`,
 	cmd.Flags().StringVar(&window, "renewal-window", "", "renewal allowed only this `DURATION` before a certificate expires (0: any time)")
 	cmd.Flags().StringVar(&heartbeat, "heartbeat-interval", "", "report a device silent after this `DURATION` (0: the server's default)")
 	cmd.Flags().StringVar(&minFirmware, "min-firmware", "", "report devices whose firmware is below this `VERSION` (\"\": none)")
+	policy.register(cmd.Flags())
 	return cmd
 }
 

@@ -27,11 +27,11 @@ const DefaultRunInterval = time.Hour
 func newDeviceRunCmd(s *cmdline.Streams) *cobra.Command {
 	var statePath string
 	var interval time.Duration
-	var once bool
+	var once, noUpdate bool
 	var pf cmdline.PlatformFlags
 	cmd := &cobra.Command{
-		Use:   "run --state STATE --server URL --ca-file ROOT.pem [--interval 1h] [--once]",
-		Short: "Keep the device's certificate renewed: renew on its own once the platform says it is due",
+		Use:   "run --state STATE --server URL --ca-file ROOT.pem [--interval 1h] [--once] [--no-update]",
+		Short: "Keep the device's certificate renewed and its firmware updated, on its own",
 		Long: `Run the device's renewal loop: fetch the credentials over mutual TLS, and once
 the time the platform gives in them (renew_after: the start of the product's
 renewal window) has come, renew with a new request bound to the connection and
@@ -39,7 +39,12 @@ store the new certificate; then wait until the next check, at most --interval
 and no later than the renewal is due. --once checks (and renews if due) once
 and exits. A refusal stops the loop with an error, except renewal-not-due
 (the device's clock ahead of the platform's), which waits as the platform
-says.`,
+says.
+
+Each cycle also runs the update agent (see device update --server): it polls
+for an assignment and applies it; the next cycle comes no later than the
+platform's Retry-After asks. An update's failure is reported to the platform
+and printed, and does not stop the loop. --no-update turns the agent off.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if interval <= 0 {
@@ -47,10 +52,17 @@ says.`,
 			}
 			for {
 				next, err := renewIfDue(cmd.Context(), s, statePath, pf)
-				if err != nil || once {
+				if err != nil {
 					return err
 				}
-				wait := nextCheck(next, time.Now(), interval)
+				var retry time.Duration
+				if !noUpdate {
+					retry = updateCycle(cmd.Context(), s, statePath, pf)
+				}
+				if once {
+					return nil
+				}
+				wait := cycleWait(next, retry, time.Now(), interval)
 				select {
 				case <-cmd.Context().Done():
 					return nil
@@ -62,7 +74,8 @@ says.`,
 	bindState(cmd, &statePath)
 	pf.Bind(cmd)
 	cmd.Flags().DurationVar(&interval, "interval", DefaultRunInterval, "longest wait between two checks")
-	cmd.Flags().BoolVar(&once, "once", false, "check once, renew if due, and exit")
+	cmd.Flags().BoolVar(&once, "once", false, "check once, renew if due, poll for an update once, and exit")
+	cmd.Flags().BoolVar(&noUpdate, "no-update", false, "do not poll for firmware updates")
 	return cmd
 }
 
@@ -70,6 +83,32 @@ says.`,
 // at most interval, and at least a second.
 func nextCheck(due, now time.Time, interval time.Duration) time.Duration {
 	return max(min(due.Sub(now), interval), time.Second)
+}
+
+// cycleWait is the wait before the next cycle: the renewal's
+// (nextCheck), shortened to the update poll's (pollWait) when the
+// platform gave a Retry-After.
+func cycleWait(due time.Time, retryAfter time.Duration, now time.Time, interval time.Duration) time.Duration {
+	wait := nextCheck(due, now, interval)
+	if retryAfter > 0 {
+		wait = min(wait, pollWait(retryAfter, interval))
+	}
+	return wait
+}
+
+// updateCycle runs one step of the update agent and returns the
+// platform's Retry-After. Its errors are printed, not returned: a
+// platform that cannot be reached now, or a failed update (reported),
+// must not stop the renewals.
+func updateCycle(ctx context.Context, s *cmdline.Streams, statePath string, pf cmdline.PlatformFlags) time.Duration {
+	res, err := updateStep(ctx, s, statePath, pf)
+	if err == nil {
+		err = outcomeError(res.Outcome)
+	}
+	if err != nil {
+		fmt.Fprintf(s.Err, "update: %v\n", err)
+	}
+	return res.RetryAfter
 }
 
 // renewIfDue runs one check with the device's current certificate and

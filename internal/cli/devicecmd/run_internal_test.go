@@ -23,3 +23,24 @@ func TestNextCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestCycleWaitHonoursRetryAfter: device run polls again no later than
+// the platform's Retry-After, never sooner than a second, and waits for
+// the renewal or the interval when the platform gives none.
+func TestCycleWaitHonoursRetryAfter(t *testing.T) {
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		due   time.Duration
+		retry time.Duration
+		want  time.Duration
+	}{
+		{3 * time.Hour, 90 * time.Second, 90 * time.Second},
+		{3 * time.Hour, 0, time.Hour},
+		{10 * time.Minute, 2 * time.Hour, 10 * time.Minute},
+		{3 * time.Hour, time.Millisecond, time.Second},
+	} {
+		if got := cycleWait(now.Add(c.due), c.retry, now, time.Hour); got != c.want {
+			t.Errorf("cycleWait(due in %v, Retry-After %v) = %v, want %v", c.due, c.retry, got, c.want)
+		}
+	}
+}

@@ -155,6 +155,8 @@ func standing(s store.DeviceState) onboarding.Standing {
 		return onboarding.StandingSuspended
 	case store.StateDecommissioned:
 		return onboarding.StandingDecommissioned
+	case store.StateMigrated:
+		return onboarding.StandingMigrated
 	}
 	return onboarding.StandingRevoked
 }
@@ -167,6 +169,8 @@ func standingError(s store.DeviceState) error {
 		return onboarding.ErrSuspended
 	case onboarding.StandingDecommissioned:
 		return onboarding.ErrDecommissioned
+	case onboarding.StandingMigrated:
+		return onboarding.ErrMigrated
 	}
 	return onboarding.ErrRevoked
 }

@@ -66,13 +66,14 @@ func scanStation(row pgx.Row) (store.Station, error) {
 	return st, fixed(st.ID[:], id, "station ID")
 }
 
-const productColumns = `id, name, cert_validity, cloud_endpoint, created_at, renewal_window, heartbeat_interval, min_firmware_version`
+const productColumns = `id, name, cert_validity, cloud_endpoint, created_at, renewal_window, heartbeat_interval, min_firmware_version,
+	firmware_roots, firmware_retired, firmware_class_key`
 
 // CreateProduct adds a product; a taken ID is store.ErrExists.
 func (s *Store) CreateProduct(ctx context.Context, p store.Product) error {
-	const q = `INSERT INTO products (` + productColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+	const q = `INSERT INTO products (` + productColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
 	_, err := s.pool.Exec(ctx, q, p.ID, p.Name, int64(p.CertValidity), p.CloudEndpoint, p.CreatedAt, int64(p.RenewalWindow),
-		int64(p.HeartbeatInterval), p.MinFirmwareVersion)
+		int64(p.HeartbeatInterval), p.MinFirmwareVersion, joinHashes(p.Firmware.Roots), int16(p.Firmware.Retired), classKey(p.Firmware.ClassKey))
 	if isKeyTaken(err) {
 		return fmt.Errorf("postgres: create product %q: %w", p.ID, store.ErrExists)
 	}
@@ -108,10 +109,12 @@ func (s *Store) ListProducts(ctx context.Context) ([]store.Product, error) {
 // UpdateProduct changes the fields u sets, in one statement.
 func (s *Store) UpdateProduct(ctx context.Context, id string, u store.ProductUpdate) (store.Product, error) {
 	const q = `UPDATE products SET renewal_window = coalesce($1, renewal_window),
-		heartbeat_interval = coalesce($2, heartbeat_interval), min_firmware_version = coalesce($3, min_firmware_version)
-		WHERE id = $4 RETURNING ` + productColumns
+		heartbeat_interval = coalesce($2, heartbeat_interval), min_firmware_version = coalesce($3, min_firmware_version),
+		firmware_roots = coalesce($4, firmware_roots), firmware_retired = coalesce($5, firmware_retired),
+		firmware_class_key = CASE WHEN $6 THEN $7 ELSE firmware_class_key END
+		WHERE id = $8 RETURNING ` + productColumns
 	p, err := scanProduct(s.pool.QueryRow(ctx, q, optDuration(u.RenewalWindow), optDuration(u.HeartbeatInterval),
-		u.MinFirmwareVersion, id))
+		u.MinFirmwareVersion, optHashes(u.FirmwareRoots), optRetired(u.FirmwareRetired), u.FirmwareClassKey != nil, optClassKey(u.FirmwareClassKey), id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Product{}, fmt.Errorf("postgres: product %q: %w", id, store.ErrNotFound)
 	}
@@ -133,7 +136,13 @@ func optDuration(d *time.Duration) *int64 {
 func scanProduct(row pgx.Row) (store.Product, error) {
 	var p store.Product
 	var validity, window, heartbeat int64
-	if err := row.Scan(&p.ID, &p.Name, &validity, &p.CloudEndpoint, &p.CreatedAt, &window, &heartbeat, &p.MinFirmwareVersion); err != nil {
+	var retired int16
+	var roots, class []byte
+	if err := row.Scan(&p.ID, &p.Name, &validity, &p.CloudEndpoint, &p.CreatedAt, &window, &heartbeat, &p.MinFirmwareVersion,
+		&roots, &retired, &class); err != nil {
+		return store.Product{}, err
+	}
+	if err := scanFirmwarePolicy(&p.Firmware, roots, int64(retired), class); err != nil {
 		return store.Product{}, err
 	}
 	p.HeartbeatInterval = time.Duration(heartbeat)

@@ -66,13 +66,14 @@ func scanStation(row scanner) (store.Station, error) {
 	return st, fixed(st.ID[:], id, "station ID")
 }
 
-const productColumns = `id, name, cert_validity, cloud_endpoint, created_at, renewal_window, heartbeat_interval, min_firmware_version`
+const productColumns = `id, name, cert_validity, cloud_endpoint, created_at, renewal_window, heartbeat_interval, min_firmware_version,
+	firmware_roots, firmware_retired, firmware_class_key`
 
 // CreateProduct adds a product; a taken ID is store.ErrExists.
 func (s *Store) CreateProduct(ctx context.Context, p store.Product) error {
-	const q = `INSERT INTO products (` + productColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	const q = `INSERT INTO products (` + productColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	_, err := s.writer.ExecContext(ctx, q, p.ID, p.Name, int64(p.CertValidity), p.CloudEndpoint, micros(p.CreatedAt), int64(p.RenewalWindow),
-		int64(p.HeartbeatInterval), p.MinFirmwareVersion)
+		int64(p.HeartbeatInterval), p.MinFirmwareVersion, joinHashes(p.Firmware.Roots), int64(p.Firmware.Retired), classKey(p.Firmware.ClassKey))
 	if isKeyTaken(err) {
 		return fmt.Errorf("sqlite: create product %q: %w", p.ID, store.ErrExists)
 	}
@@ -108,10 +109,12 @@ func (s *Store) ListProducts(ctx context.Context) ([]store.Product, error) {
 // UpdateProduct changes the fields u sets, in one statement.
 func (s *Store) UpdateProduct(ctx context.Context, id string, u store.ProductUpdate) (store.Product, error) {
 	const q = `UPDATE products SET renewal_window = coalesce(?, renewal_window),
-		heartbeat_interval = coalesce(?, heartbeat_interval), min_firmware_version = coalesce(?, min_firmware_version)
+		heartbeat_interval = coalesce(?, heartbeat_interval), min_firmware_version = coalesce(?, min_firmware_version),
+		firmware_roots = coalesce(?, firmware_roots), firmware_retired = coalesce(?, firmware_retired),
+		firmware_class_key = CASE WHEN ? THEN ? ELSE firmware_class_key END
 		WHERE id = ? RETURNING ` + productColumns
 	p, err := scanProduct(s.writer.QueryRowContext(ctx, q, optDuration(u.RenewalWindow), optDuration(u.HeartbeatInterval),
-		u.MinFirmwareVersion, id))
+		u.MinFirmwareVersion, optHashes(u.FirmwareRoots), optRetired(u.FirmwareRetired), u.FirmwareClassKey != nil, optClassKey(u.FirmwareClassKey), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Product{}, fmt.Errorf("sqlite: product %q: %w", id, store.ErrNotFound)
 	}
@@ -131,8 +134,13 @@ func optDuration(d *time.Duration) any {
 
 func scanProduct(row scanner) (store.Product, error) {
 	var p store.Product
-	var validity, created, window, heartbeat int64
-	if err := row.Scan(&p.ID, &p.Name, &validity, &p.CloudEndpoint, &created, &window, &heartbeat, &p.MinFirmwareVersion); err != nil {
+	var validity, created, window, heartbeat, retired int64
+	var roots, class []byte
+	if err := row.Scan(&p.ID, &p.Name, &validity, &p.CloudEndpoint, &created, &window, &heartbeat, &p.MinFirmwareVersion,
+		&roots, &retired, &class); err != nil {
+		return store.Product{}, err
+	}
+	if err := scanFirmwarePolicy(&p.Firmware, roots, retired, class); err != nil {
 		return store.Product{}, err
 	}
 	p.HeartbeatInterval = time.Duration(heartbeat)

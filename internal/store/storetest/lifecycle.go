@@ -54,6 +54,9 @@ func (f *fixture) deviceIn(t *testing.T, seed string, state store.DeviceState) l
 		_, err := f.s.TransitionDevice(f.ctx, d.id, store.TransitionRequest{Transition: tr, Reason: "setup", At: at(4 * time.Hour)})
 		must(t, err)
 	}
+	if state == store.StateMigrated {
+		f.migrated(t, d, seed) // lineage.go
+	}
 	return d
 }
 

@@ -77,6 +77,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"StatusReports", testStatusReports}, {"DeviceEvents", testDeviceEvents}, {"ExpirySweep", testExpirySweep}, {"SilenceSweep", testSilenceSweep}, {"CountMonitoring", testCountMonitoring},
 		{"ProductPolicy", testProductPolicy}, {"StatusRecorded", testStatusRecorded}, {"FirmwareOutdated", testFirmwareOutdated}, {"CloneNotices", testCloneNotices}, {"OnboardingSource", testOnboardingSource}, {"FailedProofs", testFailedProofs}, {"SilencePerProduct", testSilencePerProduct},
 		{"EventCursors", testEventCursors}, {"EventCursorsConcurrently", testEventCursorsConcurrently}, {"EventCursorLease", testEventCursorLease}, {"EventCursorLeaseConcurrently", testEventCursorLeaseConcurrently},
+		{"MigrationChallenges", testMigrationChallenges}, {"CompleteMigration", testCompleteMigration}, {"MigrationRefusals", testMigrationRefusals},
+		{"FirmwarePolicy", testFirmwarePolicy}, {"FirmwareImages", testFirmwareImages}, {"ListFirmwareImages", testListFirmwareImages}, {"PutFirmwareConcurrently", testPutFirmwareConcurrently},
+		{"Campaigns", testCampaigns}, {"CampaignOffer", testCampaignOffer}, {"CampaignDecide", testCampaignDecide}, {"CampaignDecideConcurrently", testCampaignDecideConcurrently},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.test(t, newFixture(t, open))
