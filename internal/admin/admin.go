@@ -83,6 +83,9 @@ type Config struct {
 	// publishes revocation (the CRL, the OCSP responder's cache) need not
 	// wait for its next poll; nil tells nobody.
 	CertificatesChanged func()
+	// IssuingCAs checks that the platform has a CA of the name a product
+	// gives as its issuing CA; nil accepts any well-formed name.
+	IssuingCAs func(name string) error
 }
 
 // Service is every admin use case, for a front door that serves them all.
@@ -106,7 +109,7 @@ func New(st Store, cfg Config) *Service {
 	}
 	return &Service{
 		Tokens:    NewTokens(st, cfg.Recorder, cfg.Now),
-		Registry:  NewRegistry(st, cfg.Recorder, cfg.Now),
+		Registry:  NewRegistry(st, cfg.Recorder, cfg.Now).checkingCAs(cfg.IssuingCAs),
 		Manifests: NewManifests(st, cfg.Recorder, cfg.Now),
 		Devices:   NewDevices(st, cfg.Outbox, cfg.Recorder, cfg.Now).notifying(cfg.CertificatesChanged),
 		Audit:     NewAuditLog(st, cfg.Recorder),

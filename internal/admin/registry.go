@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -37,11 +38,20 @@ type RegistryStore interface {
 type Registry struct {
 	base
 	store RegistryStore
+	// issuingCA checks that the platform has the CA a product names
+	// (Config.IssuingCAs); nil accepts any well-formed name.
+	issuingCA func(name string) error
 }
 
 // NewRegistry returns the station and product use cases on st.
 func NewRegistry(st RegistryStore, rec *audit.Recorder, now func() time.Time) *Registry {
 	return &Registry{base: newBase(rec, now), store: st}
+}
+
+// checkingCAs makes r check issuing CA names with check.
+func (r *Registry) checkingCAs(check func(name string) error) *Registry {
+	r.issuingCA = check
+	return r
 }
 
 const maxName = 128
@@ -169,6 +179,10 @@ type ProductRequest struct {
 	FirmwareRoots        []string
 	FirmwareRetiredSlots []int
 	FirmwareClassKey     string
+	// IssuingCA names the CA that issues the product's device
+	// certificates (GET /v1/admin/cas): its name, which is its suite.
+	// Empty: the platform's first CA.
+	IssuingCA string
 }
 
 // Certificate validity bounds: an hour is the shortest a device can
@@ -197,8 +211,34 @@ func (req ProductRequest) Validate() error {
 	if err := checkMinFirmware(req.MinFirmwareVersion); err != nil {
 		return err
 	}
+	if err := checkIssuingCAName(req.IssuingCA); err != nil {
+		return err
+	}
 	_, err = req.firmwarePolicy()
 	return err
+}
+
+// issuingCAPattern is the form of a CA name (pki's: a suite name).
+var issuingCAPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+
+func checkIssuingCAName(v string) error {
+	if v != "" && !issuingCAPattern.MatchString(v) {
+		return fieldError("issuing_ca", "%q is not a CA name such as ml-dsa-65 (GET /v1/admin/cas lists them)", truncate(v, 40))
+	}
+	return nil
+}
+
+// checkIssuingCA refuses a CA name that is malformed or that the
+// platform does not have: a product must never name a CA that cannot
+// issue its devices' certificates.
+func (r *Registry) checkIssuingCA(v string) error {
+	if err := checkIssuingCAName(v); err != nil || v == "" || r.issuingCA == nil {
+		return err
+	}
+	if err := r.issuingCA(v); err != nil {
+		return fieldError("issuing_ca", "the platform has no CA %q (GET /v1/admin/cas lists them)", truncate(v, 40))
+	}
+	return nil
 }
 
 func (req ProductRequest) validate() (time.Duration, error) {
@@ -269,8 +309,11 @@ func (r *Registry) CreateProduct(ctx context.Context, caller Caller, req Product
 	if err != nil {
 		return store.Product{}, err
 	}
+	if err := r.checkIssuingCA(req.IssuingCA); err != nil {
+		return store.Product{}, err
+	}
 	p := store.Product{ID: req.ID, Name: req.Name, CertValidity: validity, CloudEndpoint: req.CloudEndpoint, CreatedAt: r.now().UTC(),
-		RenewalWindow: window, HeartbeatInterval: heartbeat, MinFirmwareVersion: req.MinFirmwareVersion, Firmware: fw}
+		RenewalWindow: window, HeartbeatInterval: heartbeat, MinFirmwareVersion: req.MinFirmwareVersion, Firmware: fw, IssuingCA: req.IssuingCA}
 	c.subject = "product:" + p.ID
 	if err := r.store.CreateProduct(ctx, p); err != nil {
 		if errors.Is(err, store.ErrExists) {
@@ -348,11 +391,15 @@ type ProductUpdateRequest struct {
 	FirmwareRoots        *[]string
 	FirmwareRetiredSlots *[]int
 	FirmwareClassKey     *string
+	// IssuingCA moves the product to another CA ("" to the first): its
+	// devices' certificates stay valid, and each renewal from then on is
+	// issued by the new CA (docs/pki.md, "Several CAs").
+	IssuingCA *string
 }
 
 func (req ProductUpdateRequest) empty() bool {
 	return req.RenewalWindow == nil && req.HeartbeatInterval == nil && req.MinFirmwareVersion == nil &&
-		req.FirmwareRoots == nil && req.FirmwareRetiredSlots == nil && req.FirmwareClassKey == nil
+		req.FirmwareRoots == nil && req.FirmwareRetiredSlots == nil && req.FirmwareClassKey == nil && req.IssuingCA == nil
 }
 
 // UpdateProduct changes product id's renewal window, heartbeat interval or
@@ -366,7 +413,7 @@ func (r *Registry) UpdateProduct(ctx context.Context, caller Caller, id string, 
 		return store.Product{}, Errorf(CodeNotFound, "no product %q", id)
 	}
 	if req.empty() {
-		return store.Product{}, fieldError("renewal_window", "nothing to change: give renewal_window, heartbeat_interval, min_firmware_version or a firmware policy member")
+		return store.Product{}, fieldError("renewal_window", "nothing to change: give renewal_window, heartbeat_interval, min_firmware_version, issuing_ca or a firmware policy member")
 	}
 	current, err := r.store.GetProduct(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -405,6 +452,13 @@ func (r *Registry) UpdateProduct(ctx context.Context, caller Caller, id string, 
 		return store.Product{}, err
 	}
 	changed = append(changed, fw...)
+	if req.IssuingCA != nil {
+		if err := r.checkIssuingCA(*req.IssuingCA); err != nil {
+			return store.Product{}, err
+		}
+		u.IssuingCA = req.IssuingCA
+		changed = append(changed, "issuing_ca="+*req.IssuingCA)
+	}
 	c.detail = strings.Join(changed, " ")
 	p, err := r.store.UpdateProduct(ctx, id, u)
 	if errors.Is(err, store.ErrNotFound) {

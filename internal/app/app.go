@@ -65,7 +65,8 @@ const (
 type Platform struct {
 	cfg      Config
 	Store    store.Store
-	CA       *pki.CA
+	CA       *pki.CA // the first of CAs: TLS, and products that name no CA
+	CAs      *pki.CASet
 	keys     keys.Manager
 	server   *http.Server
 	listener net.Listener
@@ -281,12 +282,7 @@ func (p *Platform) openCA(ctx context.Context) error {
 		return fmt.Errorf("CA key store: %w", err)
 	}
 	p.keys = km
-	p.CA, err = pki.Open(ctx, p.keys, filepath.Join(p.cfg.DataDir, CADir), pki.Config{Suite: p.cfg.CASuite, Now: p.cfg.Now,
-		RevocationBaseURL: p.cfg.RevocationBaseURL})
-	if err != nil {
-		return fmt.Errorf("CA: %w", err)
-	}
-	return nil
+	return p.openCAs(ctx, km) // cas.go
 }
 
 // caPassphrase returns the configured passphrase, or the development one
@@ -422,7 +418,7 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 		return nil, err
 	}
 	adminSvc := admin.New(p.Store, admin.Config{Log: p.cfg.Log, Now: p.cfg.Now,
-		Outbox: connector.Outbox{Connectors: names}, CertificatesChanged: p.certificatesChanged})
+		Outbox: connector.Outbox{Connectors: names}, CertificatesChanged: p.certificatesChanged, IssuingCAs: p.hasCA})
 	api, err := httpapi.New(httpapi.Config{Admin: adminSvc, Audit: p.Store, Ready: p.Store.Ping,
 		Log: p.cfg.Log, Metrics: reg, MaxManifestBytes: p.cfg.MaxManifestBytes, Now: p.cfg.Now,
 		Refusals: p.refusals, AuthLimit: p.cfg.AdminAuthLimit})
@@ -436,7 +432,7 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 	p.metrics = m
 	state := onboardstore.New(onboardstore.Config{Store: p.Store, Outbox: connector.Outbox{Connectors: names},
 		Log: p.cfg.Log, Now: p.cfg.Now})
-	svc, err := onboarding.NewService(onboarding.Config{State: state, Issuer: onboardpki.NewIssuer(p.CA, p.cfg.Now),
+	svc, err := onboarding.NewService(onboarding.Config{State: state, Issuer: onboardpki.NewIssuers(p.CAs, p.cfg.Now),
 		ServerName: p.cfg.ServerName, Log: p.cfg.Log, Metrics: m, Now: p.cfg.Now,
 		PerIdentity: p.cfg.RatePerIdentity, PerAddress: p.cfg.RatePerAddress,
 		Refusals: monitorFeed{p: p, next: onboardstore.Refusals{Aggregator: p.refusals}}, Watch: monitorFeed{p: p}, Issuance: p.cfg.Issuance})
@@ -444,10 +440,13 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 		return nil, err
 	}
 	verify := func(chain [][]byte, now time.Time) (*x509.Certificate, error) {
-		leaf, _, err := p.CA.VerifyDevice(chain, now)
+		leaf, _, err := p.CAs.VerifyDevice(chain, now) // the CA that issued it, by key identifier
 		return leaf, err
 	}
 	if err := api.HandleOnboarding(svc, verify); err != nil {
+		return nil, err
+	}
+	if err := api.HandleCAs(p.caList); err != nil {
 		return nil, err
 	}
 	if err := p.startMonitoring(api, svc, verify, reg); err != nil {

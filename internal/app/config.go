@@ -45,6 +45,11 @@ type Config struct {
 	// CASuite is the CA's suite on first start, one of CASuites()
 	// (ecdsa-p256 if empty); others are refused with ErrCASuite.
 	CASuite sigalg.ID
+	// CASuites are suites the platform must have a CA of beside the
+	// first (cas.go, docs/pki.md "Several CAs"): a missing one is created
+	// at start, with its keys in the same key manager. Each is one of
+	// CASuites(). CAs created earlier stay loaded whether named or not.
+	CASuites []sigalg.ID
 	// CAKeyURI names the key manager holding the CA's keys, as keys.Open
 	// takes it. Empty selects DefaultCAKeyURI, the software store in
 	// DataDir/keys ("soft:<DataDir>/keys"); "soft:/other/dir" moves it.
@@ -136,6 +141,9 @@ func (c *Config) defaults() error {
 			return err
 		}
 		c.CASuite = suite
+	}
+	if err := c.checkCASuites(); err != nil {
+		return err
 	}
 	if err := c.checkCAKeyURI(); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/connector"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/keys"
 	"github.com/hallmark-iot/hallmark/internal/migration"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
@@ -59,8 +60,12 @@ func (p *Platform) startMigration(api *httpapi.Server, devices *onboarding.Servi
 	if completion == nil && p.campaigns != nil {
 		completion = p.campaigns
 	}
-	svc, err := migration.New(migration.Config{Store: p.Store, Devices: devices, Issuer: onboardpki.NewIssuer(p.CA, p.cfg.Now),
-		Authorizer: auth, Completion: completion, Outbox: connector.Outbox{Connectors: connectors},
+	// An inject chip's new key comes from the platform's key manager (the
+	// CA's), which exports it only sealed to the chip; a manager without
+	// that capability leaves inject chips unmigratable.
+	gen, _ := p.keys.(keys.DeviceKeyGenerator)
+	svc, err := migration.New(migration.Config{Store: p.Store, Devices: devices, Issuer: onboardpki.NewIssuers(p.CAs, p.cfg.Now),
+		Authorizer: auth, Completion: completion, Outbox: connector.Outbox{Connectors: connectors}, KeyGenerator: gen,
 		ServerName: p.cfg.ServerName, CertificatesRevoked: p.NotifyRevocation, Log: p.cfg.Log, Now: p.cfg.Now})
 	if err != nil {
 		return err

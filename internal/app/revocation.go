@@ -25,16 +25,16 @@ const (
 	revocationShutdown = 5 * time.Second
 )
 
-// revocationServer publishes the issuing CA's CRL and answers OCSP
-// requests about its certificates, over plain HTTP.
+// revocationServer publishes each CA's CRL and answers OCSP requests
+// about its certificates, over plain HTTP.
 type revocationServer struct {
-	publisher *revocation.Publisher
-	ocsp      *revocation.OCSPResponder
-	server    *http.Server
-	listener  net.Listener
-	stop      context.CancelFunc
-	done      chan struct{}
-	stopOnce  sync.Once
+	publishers []*revocation.Publisher // one per CA, the first CA's first
+	ocsp       []*revocation.OCSPResponder
+	server     *http.Server
+	listener   net.Listener
+	stop       context.CancelFunc
+	done       chan struct{}
+	stopOnce   sync.Once
 }
 
 // checkRevocation checks RevocationListen and RevocationBaseURL together:
@@ -64,21 +64,42 @@ func (p *Platform) startRevocation(ctx context.Context) error {
 	if p.cfg.RevocationListen == "" {
 		return nil
 	}
-	pub, err := revocation.New(revocation.Config{CA: p.CA, Source: p.Store, Log: p.cfg.Log, Now: p.cfg.Now})
-	if err != nil {
-		return err
+	// One CRL and one OCSP responder per CA, at URLs of its own. With
+	// several CAs each CRL keeps to its CA's certificates (the registry
+	// lists them together); the first CA's responder keeps pki.OCSPPath,
+	// the URL its certificates have always carried.
+	cas := p.CAs.All()
+	var certs revocation.CertificateStatusSource
+	if len(cas) > 1 {
+		certs = p.Store
 	}
-	// A CRL before the first request, and a broken signer found at start.
-	if _, err := pub.Refresh(ctx); err != nil {
-		return fmt.Errorf("revocation: first CRL: %w", err)
+	rs := &revocationServer{done: make(chan struct{})}
+	routes := revocation.Routes{MoreOCSP: map[string]http.Handler{}}
+	for i, ca := range cas {
+		pub, err := revocation.New(revocation.Config{CA: ca, Source: p.Store, Certificates: certs, Log: p.cfg.Log, Now: p.cfg.Now})
+		if err != nil {
+			return err
+		}
+		// A CRL before the first request, and a broken signer found at start.
+		if _, err := pub.Refresh(ctx); err != nil {
+			return fmt.Errorf("revocation: first CRL of CA %s: %w", ca.Name(), err)
+		}
+		// The responder signs with a delegated certificate whose key lives
+		// beside the CA's, so the CA's key stays off the request path.
+		ocsp, err := revocation.NewOCSPResponder(ctx, revocation.OCSPConfig{CA: ca, Keys: p.keys, Certificates: p.Store, Logger: p.cfg.Log,
+			Now: p.cfg.Now, KeyName: ca.KeyName(pki.KeyOCSPResponder), Path: ca.OCSPPath()})
+		if err != nil {
+			return fmt.Errorf("revocation: OCSP responder of CA %s: %w", ca.Name(), err)
+		}
+		rs.publishers, rs.ocsp = append(rs.publishers, pub), append(rs.ocsp, ocsp)
+		routes.CRLs = append(routes.CRLs, pub)
+		if i == 0 {
+			routes.OCSP = ocsp
+		} else {
+			routes.MoreOCSP[ca.OCSPPath()] = ocsp
+		}
 	}
-	// The responder signs with a delegated certificate whose key lives
-	// beside the CA's, so the CA's key stays off the request path.
-	ocsp, err := revocation.NewOCSPResponder(ctx, revocation.OCSPConfig{CA: p.CA, Keys: p.keys, Certificates: p.Store, Logger: p.cfg.Log, Now: p.cfg.Now})
-	if err != nil {
-		return fmt.Errorf("revocation: OCSP responder: %w", err)
-	}
-	handler, err := revocation.NewMux(revocation.Routes{CRLs: []*revocation.Publisher{pub}, OCSP: ocsp})
+	handler, err := revocation.NewMux(routes)
 	if err != nil {
 		return err
 	}
@@ -87,18 +108,24 @@ func (p *Platform) startRevocation(ctx context.Context) error {
 		return fmt.Errorf("revocation listener: %w", err)
 	}
 	runCtx, stop := context.WithCancel(context.Background())
-	rs := &revocationServer{publisher: pub, ocsp: ocsp, listener: ln, stop: stop, done: make(chan struct{}),
-		server: &http.Server{Handler: handler, ReadHeaderTimeout: revocationHeaderTimeout, ReadTimeout: revocationHeaderTimeout,
-			WriteTimeout: revocationWriteTimeout, IdleTimeout: revocationIdleTimeout, MaxHeaderBytes: revocationMaxHeader}}
+	rs.listener, rs.stop = ln, stop
+	rs.server = &http.Server{Handler: handler, ReadHeaderTimeout: revocationHeaderTimeout, ReadTimeout: revocationHeaderTimeout,
+		WriteTimeout: revocationWriteTimeout, IdleTimeout: revocationIdleTimeout, MaxHeaderBytes: revocationMaxHeader}
 	p.revocation = rs
 	go func() {
 		defer close(rs.done)
 		served := make(chan struct{})
 		go func() { defer close(served); _ = rs.server.Serve(ln) }()
-		_ = pub.Run(runCtx)
+		var wg sync.WaitGroup
+		for _, pub := range rs.publishers {
+			wg.Go(func() { _ = pub.Run(runCtx) })
+		}
+		wg.Wait()
 		<-served
 	}()
-	p.cfg.Log.Info("serving revocation", "url", p.RevocationURL(), "crl", p.CA.CRLURL(), "ocsp", p.CA.OCSPURL())
+	for _, ca := range cas {
+		p.cfg.Log.Info("serving revocation", "url", p.RevocationURL(), "ca", ca.Name(), "crl", ca.CRLURL(), "ocsp", ca.OCSPURL())
+	}
 	return nil
 }
 
@@ -141,7 +168,11 @@ func (p *Platform) RevocationURL() string {
 // does nothing when revocation is not served.
 func (p *Platform) NotifyRevocation() {
 	if rs := p.revocation; rs != nil {
-		rs.publisher.Notify()
-		rs.ocsp.Purge()
+		for _, pub := range rs.publishers {
+			pub.Notify()
+		}
+		for _, o := range rs.ocsp {
+			o.Purge()
+		}
 	}
 }

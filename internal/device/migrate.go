@@ -207,6 +207,34 @@ func (d *Device) ProveContinuity(ch continuity.Challenge) (*continuity.Proof, er
 	return proof, nil
 }
 
+// ProvePending signs as Prove does, with the pending key instead of the
+// enrolment key. The update agent needs it when the platform committed a
+// migration whose answer never reached the device: the old identity is
+// refused from then on, and the device onboards its successor with the
+// pending key before committing it (docs/ota.md, "The update agent").
+func (d *Device) ProvePending(context string, nonce []byte) (identity.ID, []byte, error) {
+	if d.running == nil {
+		return identity.ID{}, nil, fmt.Errorf("prove: %w", ErrNotRunning)
+	}
+	m, err := d.PendingMigration()
+	if err != nil {
+		return identity.ID{}, nil, fmt.Errorf("prove: %w", err)
+	}
+	key, err := d.pendingKey()
+	if err != nil {
+		return identity.ID{}, nil, fmt.Errorf("prove: %w", err)
+	}
+	suite, err := m.Algorithm.Suite()
+	if err != nil {
+		return identity.ID{}, nil, fmt.Errorf("prove: %w", err)
+	}
+	sig, err := suite.Sign(key, identity.ProofMessage(context, nonce, m.Identity))
+	if err != nil {
+		return identity.ID{}, nil, fmt.Errorf("prove: %w", err)
+	}
+	return m.Identity, sig, nil
+}
+
 // CommitMigration makes the pending key the enrolment key. A keygen or
 // inject chip erases the old key from its key store. A puf chip burns the
 // new generation into OTP; its ROM derives only that generation from then

@@ -4,7 +4,10 @@
 // against a platform with the real onboarding client, the "crypto
 // ceiling" a measured onboarding rate is compared with, and the timing
 // probe that checks refusals do not tell registered identities from
-// unknown ones (ProbeTiming, with its rank test).
+// unknown ones (ProbeTiming, with its rank test), and the update and
+// migration load (Update: the real update agent on simulated chips made
+// from the seed's keys and the chains onboarding kept in a credentials
+// file).
 //
 // Device i's enrolment key is suite.DeriveKey(HKDF-SHA256(seed, info =
 // "hallmark fleet device" || 0x00 || uint64(i))) and its operational key

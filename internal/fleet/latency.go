@@ -69,13 +69,16 @@ func (h *histogram) quantile(q float64) time.Duration {
 	return h.max
 }
 
-// Latency summarises the latencies of successful onboardings.
+// Latency summarises the latencies of successful onboardings (or of one
+// step of an update).
 type Latency struct {
 	P50, P95, P99, Max, Mean time.Duration
+	// Count is the number of latencies recorded.
+	Count uint64
 }
 
 func (h *histogram) summary() Latency {
-	l := Latency{P50: h.quantile(0.50), P95: h.quantile(0.95), P99: h.quantile(0.99), Max: h.max}
+	l := Latency{P50: h.quantile(0.50), P95: h.quantile(0.95), P99: h.quantile(0.99), Max: h.max, Count: h.n}
 	if h.n > 0 {
 		l.Mean = h.sum / time.Duration(h.n)
 	}

@@ -44,6 +44,9 @@ type OnboardConfig struct {
 	Workers int
 	// Progress, if not nil, is advanced as onboardings finish.
 	Progress *Progress
+	// Credentials, if not nil, receives each onboarded device's chain,
+	// for fleet update to present later.
+	Credentials *CredentialWriter
 }
 
 // Progress counts finished onboardings while a run goes on.
@@ -178,6 +181,9 @@ func onboardOne(ctx context.Context, cfg *OnboardConfig, d *Onboardable) outcome
 	took := time.Since(t0)
 	if err == nil && cfg.Roots != nil {
 		err = got.Verify(rootsVerifier(cfg.Roots, time.Now()))
+	}
+	if err == nil && cfg.Credentials != nil {
+		err = cfg.Credentials.Add(d.Index, got.Chain)
 	}
 	return outcome{took, err}
 }

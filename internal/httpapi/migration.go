@@ -12,7 +12,7 @@ import (
 
 // Migrator is the post-quantum migration use case (migration.Service).
 type Migrator interface {
-	Challenge(ctx context.Context, leaf *x509.Certificate, addr string) (migration.ChallengeResponse, error)
+	Challenge(ctx context.Context, leaf *x509.Certificate, req *migration.ChallengeRequest, addr string) (migration.ChallengeResponse, error)
 	Migrate(ctx context.Context, leaf *x509.Certificate, req *migration.Request, addr string) (*migration.Response, error)
 }
 
@@ -41,10 +41,10 @@ func (h migrationHandlers) routes() []Route {
 	return []Route{
 		{Method: "POST", Path: migration.PathMigrateChallenge, Handler: http.HandlerFunc(h.challenge), Doc: RouteDoc{
 			OperationID: "migrateChallenge", Summary: "Ask for a single-use migration challenge and the suite to migrate to.", Tag: "device",
-			Description: "Only while a migration campaign allows the device one. The challenge expires after 2 minutes; the body, if any, is ignored.",
-			Auth:        AuthMutualTLS,
-			Responses:   []Response{{Status: 201, Description: "The challenge.", Body: migration.ChallengeResponse{}}},
-			Problems:    append([]string{"migration-not-open", "migration-not-allowed"}, deviceRefusals...),
+			Description: "Only while a migration campaign allows the device one. The challenge expires after 2 minutes. The body is empty or {} for a puf or keygen chip; an inject chip sends its transport key signed by its enrolment key and receives its new key sealed to it (docs/migration.md, \"Inject-class chips\").",
+			Auth:        AuthMutualTLS, Request: migration.ChallengeRequest{},
+			Responses: []Response{{Status: 201, Description: "The challenge.", Body: migration.ChallengeResponse{}}},
+			Problems:  append([]string{"malformed-request", "migration-not-open", "migration-not-allowed", "transport-key-rejected"}, deviceRefusals...),
 		}},
 		{Method: "POST", Path: migration.PathMigrate, Handler: http.HandlerFunc(h.migrate), Doc: RouteDoc{
 			OperationID: "migrate", Summary: "Answer a migration challenge with a continuity proof and a CSR; receive the new identity's credentials.", Tag: "device",
@@ -59,9 +59,13 @@ func (h migrationHandlers) routes() []Route {
 
 func (h migrationHandlers) challenge(w http.ResponseWriter, r *http.Request) {
 	leaf, err := h.device.clientCertificate(r)
+	var req *migration.ChallengeRequest
+	if err == nil {
+		req, err = migration.ReadChallengeRequest(r.Body)
+	}
 	if err == nil {
 		var resp migration.ChallengeResponse
-		if resp, err = h.m.Challenge(r.Context(), leaf, remoteAddr(r)); err == nil {
+		if resp, err = h.m.Challenge(r.Context(), leaf, req, remoteAddr(r)); err == nil {
 			h.s.writeJSON(w, http.StatusCreated, resp)
 			return
 		}
@@ -99,7 +103,7 @@ func migrationProblem(err error) error {
 		return NewProblem("body-too-large", "")
 	case "migration-not-open", "challenge-unknown", "challenge-used", "challenge-expired", "identity-taken":
 		return NewProblem(code, "")
-	case "continuity-rejected", "migration-not-allowed":
+	case "continuity-rejected", "migration-not-allowed", "transport-key-rejected":
 		return NewProblem(code, detailOf(err))
 	}
 	if errors.Is(err, onboarding.ErrBadCSR) {

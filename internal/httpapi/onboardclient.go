@@ -130,7 +130,7 @@ var onboardingErrors = map[string]error{
 	"device-revoked": onboarding.ErrRevoked, "device-suspended": onboarding.ErrSuspended,
 	"device-decommissioned": onboarding.ErrDecommissioned, "bad-csr": onboarding.ErrBadCSR, "not-onboarded": onboarding.ErrNotOnboarded,
 	"renewal-too-soon": onboarding.ErrRenewalLimited, "certificate-superseded": onboarding.ErrSuperseded,
-	"renewal-not-due": onboarding.ErrRenewalNotDue,
+	"renewal-not-due": onboarding.ErrRenewalNotDue, "device-migrated": onboarding.ErrMigrated,
 }
 
 // onboardingError is a problem of the onboarding routes that is also the

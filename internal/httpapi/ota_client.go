@@ -118,10 +118,13 @@ func (t *OTATransport) Report(ctx context.Context, r ota.Report) error {
 	return nil
 }
 
+// PlatformName implements ota.MigrationTransport: the server name.
+func (t *OTATransport) PlatformName() string { return t.ServerName }
+
 // MigrationChallenge implements ota.MigrationTransport.
-func (t *OTATransport) MigrationChallenge(ctx context.Context) (migration.ChallengeResponse, error) {
+func (t *OTATransport) MigrationChallenge(ctx context.Context, req migration.ChallengeRequest) (migration.ChallengeResponse, error) {
 	var ch migration.ChallengeResponse
-	resp, err := t.postJSON(ctx, migration.PathMigrateChallenge, struct{}{})
+	resp, err := t.postJSON(ctx, migration.PathMigrateChallenge, req)
 	if err != nil {
 		return ch, err
 	}
@@ -204,10 +207,16 @@ func (e *otaError) Error() string {
 }
 
 func (e *otaError) Unwrap() []error {
+	errs := []error{e.problem}
 	if e.refused {
-		return []error{ota.ErrRefused, e.problem}
+		errs = append(errs, ota.ErrRefused)
 	}
-	return []error{e.problem}
+	// The onboarding service's sentinel, so the agent can tell an
+	// identity that migrated (onboarding.ErrMigrated) from other refusals.
+	if kind := onboardingErrors[e.problem.Code]; kind != nil {
+		errs = append(errs, kind)
+	}
+	return errs
 }
 
 // decodeOTAAnswer reads a JSON success answer of at most maxOTAResponse bytes.

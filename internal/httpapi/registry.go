@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/hex"
 	"encoding/pem"
 	"net/http"
@@ -46,7 +47,7 @@ func (s *Server) registryRoutes() []Route {
 			Problems:  []string{"not-found"},
 		}},
 		{Method: "PATCH", Path: "/v1/admin/products/{id}", Handler: s.admin(admin.ActionProductUpdate, ScopeProductsWrite, s.updateProduct), Doc: RouteDoc{
-			OperationID: "updateProduct", Summary: "Change a product's renewal window, heartbeat interval, minimum firmware version or firmware policy.", Tag: "products",
+			OperationID: "updateProduct", Summary: "Change a product's renewal window, heartbeat interval, minimum firmware version, firmware policy or issuing CA.", Tag: "products",
 			Description: "Members left out stay as they are. A new minimum firmware version reaches status reports within 30 seconds " +
 				"(each replica reads products again at most that often); devices below it are reported by their next report.",
 			Auth: AuthBearer, Scope: ScopeProductsWrite, PathParams: productParam, Request: ProductUpdateRequest{},
@@ -141,7 +142,7 @@ func productView(p store.Product) Product {
 	return Product{ID: p.ID, Name: p.Name, CertValidity: formatDuration(p.CertValidity), CloudEndpoint: p.CloudEndpoint, CreatedAt: p.CreatedAt.UTC(),
 		RenewalWindow: formatDuration(p.RenewalWindow), HeartbeatInterval: formatDuration(p.HeartbeatInterval),
 		MinFirmwareVersion: p.MinFirmwareVersion, FirmwareRoots: admin.FormatRoots(p.Firmware.Roots),
-		FirmwareRetiredSlots: admin.RetiredSlots(p.Firmware.Retired), FirmwareClassKey: classKeyHex(p.Firmware.ClassKey)}
+		FirmwareRetiredSlots: admin.RetiredSlots(p.Firmware.Retired), FirmwareClassKey: classKeyHex(p.Firmware.ClassKey), IssuingCA: p.IssuingCA}
 }
 
 func classKeyHex(k [32]byte) string {
@@ -161,4 +162,28 @@ func formatDuration(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
+}
+
+// ActionCAList is the audit action of listing the platform's CAs.
+const ActionCAList = "ca.list"
+
+// HandleCAs serves GET /v1/admin/cas: list returns the platform's CAs,
+// which do not change while it runs.
+func (s *Server) HandleCAs(list func() []CA) error {
+	return s.Handle(Route{Method: "GET", Path: "/v1/admin/cas", Handler: s.admin(ActionCAList, ScopeProductsWrite,
+		func(*http.Request, *adminCall) (int, any, error) {
+			return http.StatusOK, CAList{CAs: append([]CA{}, list()...)}, nil
+		}), Doc: RouteDoc{
+		OperationID: "listCAs", Summary: "List the platform's CAs.", Tag: "products",
+		Description: "Each CA a product can name as its issuing_ca: the first CA (made on first start, --ca-suite) and one per " +
+			"further suite (--ca-suites). Its CRL and OCSP URLs are those its device certificates carry.",
+		Auth: AuthBearer, Scope: ScopeProductsWrite,
+		Responses: []Response{{Status: 200, Description: "Every CA, the first one first.", Body: CAList{}}},
+	}})
+}
+
+// ListCAs lists the platform's CAs.
+func (c *Client) ListCAs(ctx context.Context) ([]CA, error) {
+	var out CAList
+	return out.CAs, c.do(ctx, "GET", "/v1/admin/cas", nil, nil, "", &out)
 }

@@ -43,6 +43,7 @@ type ProductRequest struct {
 	FirmwareRoots        []string `json:"firmware_roots,omitempty" doc:"The SHA-256 (hex) of each vendor firmware root key's DER SubjectPublicKeyInfo, in the order of the devices' OTP root-key slots (at most 4): every live one must have signed an uploaded image. Empty: no image is accepted."`
 	FirmwareRetiredSlots []int    `json:"firmware_retired_slots,omitempty" doc:"The root-key slots retired so far (0 to 3): their roots are neither required nor enough. At least one root stays live."`
 	FirmwareClassKey     string   `json:"firmware_class_key,omitempty" doc:"The SHA-256 (hex) of the device-class public key (hallmark's sealing encoding) encrypted images must be sealed to. Empty: none, and encrypted images are refused."`
+	IssuingCA            string   `json:"issuing_ca,omitempty" doc:"The CA that issues the product's device certificates: a name from GET /v1/admin/cas (a CA is named after its suite, e.g. ml-dsa-65); one the platform lacks is refused. Empty: the platform's first CA."`
 }
 
 // ProductUpdateRequest changes a product's policy; members left out stay
@@ -54,6 +55,7 @@ type ProductUpdateRequest struct {
 	FirmwareRoots        *[]string `json:"firmware_roots,omitempty" doc:"As in ProductRequest; replaces the list."`
 	FirmwareRetiredSlots *[]int    `json:"firmware_retired_slots,omitempty" doc:"As in ProductRequest; replaces the set."`
 	FirmwareClassKey     *string   `json:"firmware_class_key,omitempty" doc:"As in ProductRequest; \"\" removes the class key."`
+	IssuingCA            *string   `json:"issuing_ca,omitempty" doc:"As in ProductRequest; \"\" returns to the first CA. Certificates issued before stay valid; each device's next renewal is issued by the new CA."`
 }
 
 // Product decides a device's certificate profile and cloud endpoint.
@@ -71,6 +73,7 @@ type Product struct {
 	FirmwareRoots        []string `json:"firmware_roots"`
 	FirmwareRetiredSlots []int    `json:"firmware_retired_slots"`
 	FirmwareClassKey     string   `json:"firmware_class_key,omitempty"`
+	IssuingCA            string   `json:"issuing_ca" doc:"The CA issuing the product's certificates; empty: the platform's first CA."`
 }
 
 // ProductList lists products.
@@ -220,4 +223,22 @@ func optionalTime(t time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
+}
+
+// CA is one of the platform's CAs (docs/pki.md, "Several CAs").
+type CA struct {
+	Name        string    `json:"name" doc:"What a product's issuing_ca names: the CA's suite."`
+	Suite       string    `json:"suite" doc:"Signature suite of its root, issuing CA and certificates."`
+	First       bool      `json:"first" doc:"The CA of products that name none, and of the platform's TLS certificate."`
+	Subject     string    `json:"subject" doc:"Common name of the issuing CA."`
+	RootSubject string    `json:"root_subject" doc:"Common name of the root."`
+	SKI         string    `json:"ski" doc:"Subject key identifier of the issuing CA, hex; device certificates carry it as their authority key identifier."`
+	NotAfter    time.Time `json:"not_after" doc:"End of the issuing CA's validity."`
+	CRLURL      string    `json:"crl_url,omitempty" doc:"Its CRL, as its device certificates carry it; absent when revocation is not published."`
+	OCSPURL     string    `json:"ocsp_url,omitempty" doc:"Its OCSP responder, as its device certificates carry it."`
+}
+
+// CAList lists the platform's CAs, the first one first.
+type CAList struct {
+	CAs []CA `json:"cas"`
 }

@@ -39,9 +39,13 @@ func (s *Service) issueWith(ctx context.Context, dev Device, opKey crypto.Public
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadCSR, err)
 	}
+	iss, err := IssuerFor(s.cfg.Issuer, product)
+	if err != nil {
+		return nil, fmt.Errorf("issuing CA of product %q: %w", product.ID, err)
+	}
 	var cert Certificate
 	for attempt := 0; ; attempt++ {
-		if cert, err = s.cfg.Issuer.Issue(ctx, dev.Identity, opKey, product.CertValidity); err != nil {
+		if cert, err = iss.Issue(ctx, dev.Identity, opKey, product.CertValidity); err != nil {
 			return nil, fmt.Errorf("issue certificate: %w", err)
 		}
 		cert.KeyHash = sha256.Sum256(spki)
@@ -67,8 +71,12 @@ func (s *Service) issueWith(ctx context.Context, dev Device, opKey crypto.Public
 	return s.credentials(cert, product), nil
 }
 
+// credentials carry the chain and trust bundle of the CA that signed
+// cert, which after a product moved to another CA is not the product's
+// until the device renews.
 func (s *Service) credentials(cert Certificate, product Product) *Credentials {
-	chain := append([]string{string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.DER}))}, s.cfg.Issuer.ChainPEM()...)
-	return &Credentials{Identity: cert.Identity, CertificateChain: chain, TrustBundle: s.cfg.Issuer.TrustBundlePEM(),
+	iss := issuerOf(s.cfg.Issuer, cert)
+	chain := append([]string{string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.DER}))}, iss.ChainPEM()...)
+	return &Credentials{Identity: cert.Identity, CertificateChain: chain, TrustBundle: iss.TrustBundlePEM(),
 		CloudEndpoint: product.CloudEndpoint, NotAfter: cert.NotAfter, RenewAfter: renewAfter(cert, product)}
 }

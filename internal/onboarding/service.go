@@ -56,6 +56,41 @@ type Issuer interface {
 	TrustBundlePEM() string
 }
 
+// IssuerSet is an Issuer over several CAs, each product issuing under
+// the one it names (docs/pki.md, "Several CAs"). Its own Issue, ChainPEM
+// and TrustBundlePEM are the first CA's. The service finds it by a type
+// assertion on Config.Issuer, so an Issuer of one CA needs nothing more.
+type IssuerSet interface {
+	Issuer
+	// ForProduct is the Issuer of p's new certificates; a product
+	// naming a CA the platform lacks is an error.
+	ForProduct(p Product) (Issuer, error)
+	// ForCertificate is the Issuer that signed cert, whose chain and
+	// trust bundle go with it; nil if none of the set did.
+	ForCertificate(cert Certificate) Issuer
+}
+
+// IssuerFor is the Issuer of p's new certificates: iss itself unless it
+// is an IssuerSet. Every front door that issues a device certificate (a
+// migration too) asks it, so that a product's CA is the same for all.
+func IssuerFor(iss Issuer, p Product) (Issuer, error) {
+	if set, ok := iss.(IssuerSet); ok {
+		return set.ForProduct(p)
+	}
+	return iss, nil
+}
+
+// issuerOf is the Issuer that signed cert: iss unless an IssuerSet knows
+// better.
+func issuerOf(iss Issuer, cert Certificate) Issuer {
+	if set, ok := iss.(IssuerSet); ok {
+		if signer := set.ForCertificate(cert); signer != nil {
+			return signer
+		}
+	}
+	return iss
+}
+
 // Metrics observes outcomes; nil records nothing.
 type Metrics interface {
 	Observe(step, outcome string, took time.Duration)

@@ -107,6 +107,9 @@ type Product struct {
 	// RenewalWindow is how long before its certificate expires a device
 	// may renew; zero allows a renewal at any time (renewal.go).
 	RenewalWindow time.Duration
+	// IssuingCA names the CA that issues the product's certificates, ""
+	// for the platform's first (IssuerSet).
+	IssuingCA string
 }
 
 // Challenge is one onboarding challenge: single use, short lived.

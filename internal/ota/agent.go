@@ -49,6 +49,11 @@ type Agent struct {
 	// CSRs makes the certificate request of a migration
 	// (onboardpki.CSRs).
 	CSRs onboarding.CSRMaker
+	// Onboarding, when set, onboards the new identity with the pending
+	// key: how a migration the platform committed, but whose answer the
+	// device never saved, is recovered (docs/ota.md). Its transport needs
+	// no client certificate.
+	Onboarding *onboarding.Client
 	// Reconnect, when set, returns a transport that presents the
 	// device's current credentials; the agent uses it after a migration,
 	// whose old certificate the platform no longer honours.

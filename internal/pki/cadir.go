@@ -29,22 +29,22 @@ func create(ctx context.Context, km keys.Manager, dir string, cfg Config) error 
 	suite := cfg.Suite
 	if suite == "" {
 		suite = sigalg.ECDSAP256
-		if pub, err := km.PublicKey(ctx, KeyRoot); err == nil {
+		if pub, err := km.PublicKey(ctx, cfg.keyName(KeyRoot)); err == nil {
 			if s, err := sigalg.SuiteOf(pub); err == nil {
 				suite = s.ID() // an interrupted first start chose it
 			}
 		}
 	}
-	rootKey, err := ensureKey(ctx, km, KeyRoot, suite)
+	rootKey, err := ensureKey(ctx, km, cfg.keyName(KeyRoot), suite)
 	if err != nil {
 		return err
 	}
-	issuingKey, err := ensureKey(ctx, km, KeyIssuing, suite)
+	issuingKey, err := ensureKey(ctx, km, cfg.keyName(KeyIssuing), suite)
 	if err != nil {
 		return err
 	}
 	now := cfg.Now()
-	rootDER, err := selfSignedCA(rand.Reader, rootKey, cfg.Name, "Root CA", 1, now, cfg.RootValidity)
+	rootDER, err := selfSignedCA(rand.Reader, rootKey, cfg.Name, cfg.role("Root CA"), 1, now, cfg.RootValidity)
 	if err != nil {
 		return fmt.Errorf("root certificate: %w", err)
 	}
@@ -52,14 +52,17 @@ func create(ctx context.Context, km keys.Manager, dir string, cfg Config) error 
 	if err != nil {
 		return fmt.Errorf("root certificate: %w", err)
 	}
-	issuingDER, err := issuingCA(rand.Reader, root, rootKey, issuingKey.Public(), cfg.Name, now, cfg.IssuingValidity)
+	issuingDER, err := issuingCA(rand.Reader, root, rootKey, issuingKey.Public(), cfg.Name, cfg.role("Issuing CA"), now, cfg.IssuingValidity)
 	if err != nil {
 		return fmt.Errorf("issuing CA certificate: %w", err)
 	}
 	// TLS clients trust tls-root.pem whatever the suite: the root itself
 	// when TLS can verify it, else a separate ECDSA root (decision 0004).
 	files := map[string][]byte{FileIssuing: issuingDER, FileTLSRoot: rootDER}
-	if !tlsCapable(suite) {
+	if cfg.member != "" {
+		// A further CA of a set serves no TLS: the first CA does.
+		delete(files, FileTLSRoot)
+	} else if !tlsCapable(suite) {
 		tlsKey, err := ensureKey(ctx, km, KeyTLSRoot, sigalg.ECDSAP256)
 		if err != nil {
 			return err
@@ -105,7 +108,7 @@ func ensureKey(ctx context.Context, km keys.Manager, name string, suite sigalg.I
 
 // load reads the CA's certificates and checks them against the keys.
 func load(ctx context.Context, km keys.Manager, dir string, cfg Config) (*CA, error) {
-	root, err := loadCA(ctx, km, dir, FileRoot, KeyRoot, nil)
+	root, err := loadCA(ctx, km, dir, FileRoot, cfg.keyName(KeyRoot), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -116,13 +119,16 @@ func load(ctx context.Context, km keys.Manager, dir string, cfg Config) (*CA, er
 	if cfg.Suite != "" && cfg.Suite != suite.ID() {
 		return nil, fmt.Errorf("%w: the CA is %s, the configuration asks for %s", ErrCAMismatch, suite.ID(), cfg.Suite)
 	}
-	issuing, err := loadCA(ctx, km, dir, FileIssuing, KeyIssuing, root)
+	issuing, err := loadCA(ctx, km, dir, FileIssuing, cfg.keyName(KeyIssuing), root)
 	if err != nil {
 		return nil, err
 	}
 	ca := &CA{cfg: cfg, suite: suite, root: root, issuing: issuing, random: rand.Reader, bundle: encodePEM(root.Raw)}
-	if ca.issuingSigner, err = km.Signer(ctx, KeyIssuing); err != nil {
-		return nil, fmt.Errorf("CA key %s: %w", KeyIssuing, err)
+	if ca.issuingSigner, err = km.Signer(ctx, cfg.keyName(KeyIssuing)); err != nil {
+		return nil, fmt.Errorf("CA key %s: %w", cfg.keyName(KeyIssuing), err)
+	}
+	if cfg.member != "" {
+		return ca, nil // device certificates only: no TLS issuer
 	}
 	ca.tlsIssuer, ca.tlsSigner = issuing, ca.issuingSigner
 	if tlsCapable(suite.ID()) {

@@ -106,6 +106,14 @@ type Config struct {
 	RevocationBaseURL string
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
+
+	// member names a further CA of a CASet ("" for a set's first CA and
+	// a CA opened alone): its keys are named member + "." + KeyRoot and
+	// so on, its subjects carry the name, it issues device certificates
+	// only (no TLS root, no server certificates: the first CA serves
+	// TLS) and its OCSP responder has a path of its own (OCSPPath + "/"
+	// + member). Only OpenSet sets it.
+	member string
 }
 
 const (
@@ -148,8 +156,34 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.member != "" && !caNamePattern.MatchString(c.member) {
+		return c, fmt.Errorf("CA name %q: want 1 to 32 characters of a-z, 0-9 and '-'", c.member)
+	}
 	return c, nil
 }
+
+// keyName is the key manager's name of this CA's key base (KeyRoot…).
+func (c Config) keyName(base string) string {
+	if c.member == "" {
+		return base
+	}
+	return c.member + "." + base
+}
+
+// role is the common name's role of one of the CA's certificates:
+// "Root CA", or "ml-dsa-65 Root CA" for a further CA of a set, so that
+// the CAs of one platform have subjects of their own.
+func (c Config) role(base string) string {
+	if c.member == "" {
+		return base
+	}
+	return c.member + " " + base
+}
+
+// KeyName is the name in the key manager of the CA's key named base for
+// a CA opened alone (KeyRoot, KeyIssuing, KeyOCSPResponder…): base itself
+// for a set's first CA, prefixed for the others.
+func (ca *CA) KeyName(base string) string { return ca.cfg.keyName(base) }
 
 // CA is the platform's certificate authority. It is safe for concurrent
 // use; the certificates it returns must not be modified.

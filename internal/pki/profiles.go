@@ -82,8 +82,8 @@ func selfSignedCA(r io.Reader, key crypto.Signer, org, role string, pathLen int,
 
 // issuingCA is the issuing CA certificate under root, pathLen 0: it
 // signs end-entity certificates only.
-func issuingCA(r io.Reader, root *parsedCert, rootKey crypto.Signer, pub crypto.PublicKey, org string, now time.Time, d time.Duration) ([]byte, error) {
-	name, err := caName(org, "Issuing CA")
+func issuingCA(r io.Reader, root *parsedCert, rootKey crypto.Signer, pub crypto.PublicKey, org, role string, now time.Time, d time.Duration) ([]byte, error) {
+	name, err := caName(org, role)
 	if err != nil {
 		return nil, err
 	}

@@ -48,9 +48,21 @@ func (ca *CA) revocationURLs() revocationURLs {
 	name := ca.CRLName()
 	return revocationURLs{
 		crl:       base + CRLPath + name + ".crl",
-		ocsp:      base + OCSPPath,
+		ocsp:      base + ca.OCSPPath(),
 		caIssuers: base + CAIssuersPath + name + ".crt",
 	}
+}
+
+// OCSPPath is the path of the CA's OCSP responder under the revocation
+// base URL: OCSPPath for a set's first CA (and a CA opened alone),
+// OCSPPath + "/" + its name for the others. A GET request's base64 (of a
+// DER SEQUENCE, so starting with "M") never begins with a CA name, which
+// is lower case.
+func (ca *CA) OCSPPath() string {
+	if ca.cfg.member == "" {
+		return OCSPPath
+	}
+	return OCSPPath + "/" + ca.cfg.member
 }
 
 // CRLURL is the URL of the issuing CA's CRL that device certificates

@@ -42,6 +42,9 @@ func (ca *CA) IssueServer(ctx context.Context, dnsNames []string, ips []net.IP, 
 	if err := ctx.Err(); err != nil {
 		return tls.Certificate{}, fmt.Errorf("issue server certificate: %w", err)
 	}
+	if ca.tlsSigner == nil {
+		return tls.Certificate{}, fmt.Errorf("issue server certificate: %w: CA %s issues device certificates only", ErrInvalidRequest, ca.cfg.member)
+	}
 	t, err := ca.serverTemplate(dnsNames, ips, validity)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("issue server certificate: %w", err)

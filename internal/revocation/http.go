@@ -31,6 +31,10 @@ type Routes struct {
 	// path uncleaned, so base64's "//" and "+" survive (read
 	// r.URL.EscapedPath()).
 	OCSP http.Handler
+	// MoreOCSP are the responders of further CAs (docs/pki.md, "Several
+	// CAs"), by path (pki.CA.OCSPPath: pki.OCSPPath + "/" + the CA's
+	// name), served like OCSP at their own paths, which take precedence.
+	MoreOCSP map[string]http.Handler
 }
 
 // NewMux is the revocation server's handler, for plain HTTP: GET or HEAD
@@ -49,17 +53,32 @@ func NewMux(r Routes) (http.Handler, error) {
 		mux.Handle("GET "+pki.CRLPath+p.Name()+".crl", crlHandler{p})
 		mux.Handle("GET "+pki.CAIssuersPath+p.Name()+".crt", caCertHandler{p})
 	}
-	return &revocationMux{mux: mux, ocsp: r.OCSP}, nil
+	for path, h := range r.MoreOCSP {
+		if h == nil || !strings.HasPrefix(path, pki.OCSPPath+"/") || strings.Contains(path[len(pki.OCSPPath)+1:], "/") {
+			return nil, fmt.Errorf("revocation: OCSP responder at %q: want %s/<CA name>", path, pki.OCSPPath)
+		}
+	}
+	return &revocationMux{mux: mux, ocsp: r.OCSP, more: r.MoreOCSP}, nil
 }
 
 type revocationMux struct {
 	mux  *http.ServeMux
 	ocsp http.Handler
+	more map[string]http.Handler
 }
 
 func (m *revocationMux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// OCSP first and by hand: ServeMux would clean the path and redirect
-	// a GET request whose base64 holds "//".
+	// a GET request whose base64 holds "//". A further CA's responder
+	// first: its path lies under the first CA's.
+	if len(m.more) > 0 && isOCSPPath(r.URL.Path) {
+		rest := strings.TrimPrefix(r.URL.Path, pki.OCSPPath+"/")
+		name, _, _ := strings.Cut(rest, "/")
+		if h := m.more[pki.OCSPPath+"/"+name]; h != nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+	}
 	if m.ocsp != nil && isOCSPPath(r.URL.Path) {
 		m.ocsp.ServeHTTP(w, r)
 		return

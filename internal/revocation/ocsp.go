@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,13 @@ type OCSPConfig struct {
 	// Now is the clock (time.Now if nil).
 	Now    func() time.Time
 	Logger *slog.Logger
+	// KeyName is the responder key's name in Keys (pki.KeyOCSPResponder
+	// if empty: CA.KeyName of it for a further CA of a set, so that each
+	// CA's responder has a key of its own).
+	KeyName string
+	// Path is where the responder is served (pki.OCSPPath if empty;
+	// CA.OCSPPath): a GET request is read from what follows it.
+	Path string
 }
 
 func (c OCSPConfig) withDefaults() (OCSPConfig, error) {
@@ -101,6 +109,15 @@ func (c OCSPConfig) withDefaults() (OCSPConfig, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.KeyName == "" {
+		c.KeyName = pki.KeyOCSPResponder
+	}
+	if c.Path == "" {
+		c.Path = pki.OCSPPath
+	}
+	if !strings.HasPrefix(c.Path, pki.OCSPPath) {
+		return c, fmt.Errorf("OCSP responder: path %q outside %s", c.Path, pki.OCSPPath)
+	}
 	return c, nil
 }
 
@@ -127,7 +144,7 @@ func NewOCSPResponder(ctx context.Context, cfg OCSPConfig) (*OCSPResponder, erro
 	}
 	r := &OCSPResponder{cfg: cfg, issuer: cfg.CA.IssuingCertificate()}
 	r.cache.entries = map[string]ocspCacheEntry{}
-	if r.key, err = responderKey(ctx, cfg.Keys, r.issuer); err != nil {
+	if r.key, err = responderKey(ctx, cfg.Keys, cfg.KeyName, r.issuer); err != nil {
 		return nil, err
 	}
 	if _, err := r.renew(ctx); err != nil {
@@ -138,16 +155,16 @@ func NewOCSPResponder(ctx context.Context, cfg OCSPConfig) (*OCSPResponder, erro
 
 // responderKey returns the responder's signer, creating the key with the
 // CA's suite on first use. An existing key is taken whatever its suite.
-func responderKey(ctx context.Context, km OCSPKeys, issuer *x509.Certificate) (crypto.Signer, error) {
+func responderKey(ctx context.Context, km OCSPKeys, name string, issuer *x509.Certificate) (crypto.Signer, error) {
 	suite, err := sigalg.SuiteOf(issuer.PublicKey)
 	if err != nil {
 		return nil, fmt.Errorf("OCSP responder: issuing CA key: %w", err)
 	}
-	_, err = km.CreateKey(ctx, keys.CreateKeyRequest{Name: pki.KeyOCSPResponder, Suite: suite.ID()})
+	_, err = km.CreateKey(ctx, keys.CreateKeyRequest{Name: name, Suite: suite.ID()})
 	if err != nil && !errors.Is(err, keys.ErrExists) {
 		return nil, fmt.Errorf("OCSP responder key: %w", err)
 	}
-	signer, err := km.Signer(ctx, pki.KeyOCSPResponder)
+	signer, err := km.Signer(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("OCSP responder key: %w", err)
 	}

@@ -24,11 +24,10 @@ const (
 // base64 of MaxOCSPRequestSize bytes, every character percent-encoded.
 const maxOCSPGetPath = (pki.MaxOCSPRequestSize + 2) / 3 * 4 * 3
 
-// ServeHTTP is the OCSP responder over HTTP (RFC 6960 appendix A), at
-// pki.OCSPPath: POST of a DER request (Content-Type
-// application/ocsp-request, at most pki.MaxOCSPRequestSize bytes) to
-// pki.OCSPPath or pki.OCSPPath + "/", or GET of pki.OCSPPath + "/" + the
-// URL-encoded base64 of the DER request. Every answer is an
+// ServeHTTP is the OCSP responder over HTTP (RFC 6960 appendix A) at its
+// path P (OCSPConfig.Path, pki.OCSPPath by default): POST of a DER request
+// (Content-Type application/ocsp-request, at most pki.MaxOCSPRequestSize
+// bytes) to P or P + "/", or GET of P + "/" + the URL-encoded base64 of the DER request. Every answer is an
 // application/ocsp-response; a GET answered from the cache carries a
 // max-age up to the end of its time there. The HTTP status follows the
 // OCSP one: 200 for successful and unauthorized (OpenSSL prints the OCSP
@@ -40,9 +39,9 @@ func (r *OCSPResponder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	var code int
 	switch req.Method {
 	case http.MethodPost:
-		der, code = readOCSPPost(w, req)
+		der, code = readOCSPPost(w, req, r.cfg.Path)
 	case http.MethodGet:
-		der, code = readOCSPGet(req)
+		der, code = readOCSPGet(req, r.cfg.Path)
 	default:
 		w.Header().Set("Allow", "GET, POST")
 		http.Error(w, "OCSP takes GET or POST", http.StatusMethodNotAllowed)
@@ -87,8 +86,8 @@ func ocspHTTPStatus(s pki.OCSPResponseStatus) int {
 	return http.StatusInternalServerError
 }
 
-func readOCSPPost(w http.ResponseWriter, req *http.Request) ([]byte, int) {
-	if p := req.URL.Path; p != pki.OCSPPath && p != pki.OCSPPath+"/" {
+func readOCSPPost(w http.ResponseWriter, req *http.Request, path string) ([]byte, int) {
+	if p := req.URL.Path; p != path && p != path+"/" {
 		return nil, http.StatusBadRequest
 	}
 	if mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err != nil || mt != ContentTypeOCSPRequest {
@@ -109,8 +108,8 @@ func readOCSPPost(w http.ResponseWriter, req *http.Request) ([]byte, int) {
 // whole path first would turn an encoded "/" of the base64 into a path
 // separator. Padding may be left out, and the URL-safe alphabet is taken
 // too, as some clients send it.
-func readOCSPGet(req *http.Request) ([]byte, int) {
-	encoded, ok := strings.CutPrefix(req.URL.EscapedPath(), pki.OCSPPath+"/")
+func readOCSPGet(req *http.Request, path string) ([]byte, int) {
+	encoded, ok := strings.CutPrefix(req.URL.EscapedPath(), path+"/")
 	if !ok || encoded == "" || len(encoded) > maxOCSPGetPath {
 		return nil, http.StatusBadRequest
 	}

@@ -67,6 +67,13 @@ type Config struct {
 	Validity, Poll, MaxAge time.Duration
 	Log                    *slog.Logger
 	Now                    func() time.Time
+	// Certificates, when set, keeps the CRL to the certificates this CA
+	// issued: the registry lists every CA's revocations together, so a
+	// platform with several CAs (docs/pki.md, "Several CAs") looks up
+	// each revoked serial once (GetCertificate, then remembered while it
+	// is listed) to tell whose it is. Nil lists every revoked serial,
+	// as a platform with one CA needs.
+	Certificates CertificateStatusSource
 }
 
 // CRL is a published CRL. Its fields must not be modified.
@@ -95,6 +102,9 @@ type Publisher struct {
 	// CRLs are published.
 	mu         sync.Mutex
 	lastNumber int64
+	// ours remembers, per revoked serial still listed, whether this CA
+	// issued it (Config.Certificates); guarded by mu.
+	ours map[[16]byte]bool
 }
 
 // New returns a Publisher of cfg.CA's CRL. It publishes nothing until
@@ -247,6 +257,7 @@ func (p *Publisher) collect(ctx context.Context, now time.Time) ([]pki.CRLEntry,
 	var entries []pki.CRLEntry
 	h := sha256.New()
 	cutoff := now.Add(-p.cfg.Validity)
+	ours := map[[16]byte]bool{}
 	after := store.RevokedCursor{NotAfter: cutoff}
 	for {
 		page, err := p.cfg.Source.ListRevokedCertificates(ctx, after, pageSize)
@@ -256,6 +267,15 @@ func (p *Publisher) collect(ctx context.Context, now time.Time) ([]pki.CRLEntry,
 		for _, rc := range page {
 			if rc.RevokedAt.After(now) || !rc.NotAfter.After(cutoff) {
 				continue
+			}
+			if p.cfg.Certificates != nil {
+				mine, err := p.issuedHere(ctx, rc.Serial)
+				if err != nil {
+					return nil, [32]byte{}, err
+				}
+				if ours[rc.Serial] = mine; !mine {
+					continue
+				}
 			}
 			entries = append(entries, pki.CRLEntry{Serial: rc.Serial, RevokedAt: rc.RevokedAt, Reason: rc.Reason})
 			var rec [16 + 8 + 8]byte
@@ -275,5 +295,22 @@ func (p *Publisher) collect(ctx context.Context, now time.Time) ([]pki.CRLEntry,
 	}
 	var sum [32]byte
 	h.Sum(sum[:0])
+	p.ours = ours // what is no longer listed is forgotten
 	return entries, sum, nil
+}
+
+// issuedHere reports whether this CA issued the certificate serial,
+// remembered from the last collect or looked up in the registry.
+func (p *Publisher) issuedHere(ctx context.Context, serial [16]byte) (bool, error) {
+	if mine, ok := p.ours[serial]; ok {
+		return mine, nil
+	}
+	c, err := p.cfg.Certificates.GetCertificate(ctx, serial)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("certificate %x: %w", serial, err)
+	}
+	return issuedBy(c.DER, p.cfg.CA.IssuingCertificate()), nil
 }

@@ -111,6 +111,9 @@ type Product struct {
 	HeartbeatInterval  time.Duration
 	MinFirmwareVersion string // "" for none; else comparable (monitoring.ParseVersion)
 	Firmware           FirmwarePolicy
+	// IssuingCA names the platform CA that issues the product's device
+	// certificates (docs/pki.md, "Several CAs"); "" is the first CA.
+	IssuingCA string
 }
 
 // Batch is one imported manifest.

@@ -25,6 +25,9 @@ type ProductUpdate struct {
 	FirmwareRoots    *[][32]byte
 	FirmwareRetired  *uint8
 	FirmwareClassKey *[32]byte
+	// IssuingCA moves the product to another CA ("" back to the first):
+	// certificates issued from then on, renewals included, come from it.
+	IssuingCA *string
 }
 
 // StatusRecorded is what RecordStatus found before it kept a report.

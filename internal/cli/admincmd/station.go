@@ -87,7 +87,11 @@ it. It must name a host the devices can resolve and reach.
 renew, for example 2880h (the last third of a 8760h validity); a renewal
 before is refused (renewal-not-due) unless an administrator forces one
 (hallmark admin device force-renewal). Without it, devices may renew at any
-time.`,
+time.
+
+--issuing-ca names the CA that issues the product's device certificates
+(hallmark admin ca list), for example ml-dsa-65; without it, the platform's
+first CA.`,
 		Args: cobra.NoArgs,
 		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, _ []string) error {
 			if req.ID == "" || req.Name == "" || req.CertValidity == "" || req.CloudEndpoint == "" {
@@ -115,6 +119,7 @@ time.`,
 	add.Flags().StringVar(&req.RenewalWindow, "renewal-window", "", "renewal allowed only this `DURATION` before a certificate expires, such as 720h (default: any time)")
 	add.Flags().StringVar(&req.HeartbeatInterval, "heartbeat-interval", "", "report a device silent after this `DURATION` without a status report, such as 1h (default: the server's --heartbeat-interval)")
 	add.Flags().StringVar(&req.MinFirmwareVersion, "min-firmware", "", "report devices whose firmware is below this `VERSION`, such as 1.4.0 (default: none)")
+	add.Flags().StringVar(&req.IssuingCA, "issuing-ca", "", "the `CA` issuing the product's certificates, such as ml-dsa-65 (hallmark admin ca list; default: the first CA)")
 	addPolicy.register(add.Flags())
 	add.Flags().StringVar(&req.CloudEndpoint, "cloud-endpoint", "", "`URL` of your broker that devices are told to connect to: mqtts://, https:// or wss:// (required)")
 	var asJSON bool
@@ -129,9 +134,9 @@ time.`,
 			}
 			var rows [][]string
 			for _, p := range products {
-				rows = append(rows, []string{p.ID, p.CertValidity, p.RenewalWindow, p.HeartbeatInterval, orDash(p.MinFirmwareVersion), p.CloudEndpoint, p.Name})
+				rows = append(rows, []string{p.ID, p.CertValidity, p.RenewalWindow, p.HeartbeatInterval, orDash(p.MinFirmwareVersion), orDash(p.IssuingCA), p.CloudEndpoint, p.Name})
 			}
-			return s.Table("ID\tCERT VALIDITY\tRENEWAL WINDOW\tHEARTBEAT\tMIN FIRMWARE\tCLOUD ENDPOINT\tNAME", rows)
+			return s.Table("ID\tCERT VALIDITY\tRENEWAL WINDOW\tHEARTBEAT\tMIN FIRMWARE\tISSUING CA\tCLOUD ENDPOINT\tNAME", rows)
 		}),
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -140,11 +145,11 @@ time.`,
 }
 
 func newAdminProductUpdateCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
-	var window, heartbeat, minFirmware string
+	var window, heartbeat, minFirmware, issuingCA string
 	var policy policyFlags
 	cmd := &cobra.Command{
-		Use:   "update ID [--renewal-window D] [--heartbeat-interval D] [--min-firmware V] [--firmware-root FILE|HEX]... [--retired-slot N]... [--class-key CLASS.pub]",
-		Short: "Change a product's renewal window, heartbeat interval, minimum firmware version or firmware policy",
+		Use:   "update ID [--renewal-window D] [--heartbeat-interval D] [--min-firmware V] [--issuing-ca CA] [--firmware-root FILE|HEX]... [--retired-slot N]... [--class-key CLASS.pub]",
+		Short: "Change a product's renewal window, heartbeat interval, minimum firmware version, issuing CA or firmware policy",
 		Long: `Change a product's policy; flags not given stay as they are.
 
 --min-firmware raises (or lowers) the firmware version devices should run:
@@ -157,12 +162,16 @@ at any time).
 repository checks uploads against (hallmark admin firmware upload): the
 vendor root keys burned into the devices' OTP, in slot order (each flag
 replaces the whole list), the slots retired so far, and the device-class
-key encrypted images must be sealed to (--class-key "" removes it).`,
+key encrypted images must be sealed to (--class-key "" removes it).
+
+--issuing-ca moves the product to another of the platform's CAs ("" back to
+the first): certificates issued so far stay valid, and each device's next
+renewal is issued by the new CA — how a fleet moves to an ML-DSA CA.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var req httpapi.ProductUpdateRequest
 			for name, field := range map[string]**string{"renewal-window": &req.RenewalWindow,
-				"heartbeat-interval": &req.HeartbeatInterval, "min-firmware": &req.MinFirmwareVersion} {
+				"heartbeat-interval": &req.HeartbeatInterval, "min-firmware": &req.MinFirmwareVersion, "issuing-ca": &req.IssuingCA} {
 				if cmd.Flags().Changed(name) {
 					v := cmd.Flags().Lookup(name).Value.String()
 					*field = &v
@@ -172,9 +181,9 @@ key encrypted images must be sealed to (--class-key "" removes it).`,
 			if req.FirmwareRoots, req.FirmwareRetiredSlots, req.FirmwareClassKey, err = policy.resolve(s, cmd.Flags().Changed); err != nil {
 				return err
 			}
-			if req.RenewalWindow == nil && req.HeartbeatInterval == nil && req.MinFirmwareVersion == nil &&
+			if req.RenewalWindow == nil && req.HeartbeatInterval == nil && req.MinFirmwareVersion == nil && req.IssuingCA == nil &&
 				req.FirmwareRoots == nil && req.FirmwareRetiredSlots == nil && req.FirmwareClassKey == nil {
-				return cmdline.Usagef("give at least one of --renewal-window, --heartbeat-interval, --min-firmware, --firmware-root, --retired-slot, --class-key")
+				return cmdline.Usagef("give at least one of --renewal-window, --heartbeat-interval, --min-firmware, --issuing-ca, --firmware-root, --retired-slot, --class-key")
 			}
 			return adminRun(s, f, func(ctx context.Context, c *httpapi.Client, args []string) error {
 				p, err := c.UpdateProduct(ctx, args[0], req)
@@ -190,6 +199,9 @@ key encrypted images must be sealed to (--class-key "" removes it).`,
 				if req.FirmwareRoots != nil || req.FirmwareRetiredSlots != nil || req.FirmwareClassKey != nil {
 					printFirmwarePolicy(s, p)
 				}
+				if req.IssuingCA != nil {
+					fmt.Fprintf(s.Out, "issuing CA %s: certificates issued from now on, renewals included, come from it\n", cmdline.Safe(orFirst(p.IssuingCA)))
+				}
 				return nil
 			})(cmd, args)
 		},
@@ -197,6 +209,7 @@ key encrypted images must be sealed to (--class-key "" removes it).`,
 	cmd.Flags().StringVar(&window, "renewal-window", "", "renewal allowed only this `DURATION` before a certificate expires (0: any time)")
 	cmd.Flags().StringVar(&heartbeat, "heartbeat-interval", "", "report a device silent after this `DURATION` (0: the server's default)")
 	cmd.Flags().StringVar(&minFirmware, "min-firmware", "", "report devices whose firmware is below this `VERSION` (\"\": none)")
+	cmd.Flags().StringVar(&issuingCA, "issuing-ca", "", "move the product to this `CA` (hallmark admin ca list; \"\": the first CA)")
 	policy.register(cmd.Flags())
 	return cmd
 }

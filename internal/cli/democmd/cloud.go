@@ -22,6 +22,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/pki"
+	"github.com/hallmark-iot/hallmark/internal/sigalg"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
@@ -158,6 +159,13 @@ func (c *demoCloud) stop() {
 type demoConnected struct {
 	id   identity.ID
 	cert tls.Certificate
+	// num is its number in the onboarding table; class its class label
+	// (inject-clear for an inject chip without a channel); alg its
+	// enrolment suite; path its state file.
+	num   int
+	class string
+	alg   sigalg.ID
+	path  string
 }
 
 // publishAll waits until the platform has registered every device with the

@@ -51,7 +51,18 @@ certificate and is refused another device's topic. Then one device is
 suspended, resumed and revoked through the admin API: the broker drops its
 open connection and refuses its next TLS handshake (its CRL file, kept
 current from the platform's revocation listener), lets it in again once
-resumed, and the platform's CRL and OCSP responder say why.`,
+resumed, and the platform's CRL and OCSP responder say why.
+
+It ends over the air, with no factory involved: the vendor's ECDSA P-256
+and ML-DSA-65 roots become the product's firmware policy; a migration
+campaign rolls out an image signed by both that retires the classical root
+slot, and the ECDSA P-256 device of each class that can take a key over the
+air (puf, keygen, inject with its encrypted channel) boots it, proves to a
+fresh challenge that its old and new keys are one device, and takes
+credentials for its ML-DSA-65 identity, each through its own update agent
+over mutual TLS. The operator then retires the slot in the policy: an image
+signed only under the classical root is refused by the repository and by
+the ROM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := runDemo(s, ber); err != nil {

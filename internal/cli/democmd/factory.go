@@ -25,7 +25,7 @@ import (
 // enrols one device of every class and suite, and the manifest is verified
 // against the station key.
 func demoFactory(ctx context.Context, s *cmdline.Streams, dir string) (*demoBatch, error) {
-	ief, roots, err := demoIEF()
+	ief, vendor, roots, err := demoIEF()
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +55,7 @@ func demoFactory(ctx context.Context, s *cmdline.Streams, dir string) (*demoBatc
 	if err := demoManifestTable(ctx, s, sum.Manifest, stationPub); err != nil {
 		return nil, err
 	}
-	return &demoBatch{dir: batch, manifest: sum.Manifest, stationPub: stationPub, ief: ief}, nil
+	return &demoBatch{dir: batch, manifest: sum.Manifest, stationPub: stationPub, ief: ief, vendor: vendor}, nil
 }
 
 // demoBatch is what the factory hands the platform part of the demo.
@@ -63,35 +63,40 @@ type demoBatch struct {
 	dir, manifest string
 	stationPub    crypto.PublicKey
 	ief           []byte
+	// vendor are the firmware vendor's root keys in OTP slot order: ECDSA
+	// P-256 in slot 0, ML-DSA-65 in slot 1. The over-the-air part signs
+	// its updates with them.
+	vendor []crypto.Signer
 }
 
 // demoIEF makes a vendor with two root keys and the IEF they both sign.
-func demoIEF() ([]byte, [][32]byte, error) {
+func demoIEF() ([]byte, []crypto.Signer, [][32]byte, error) {
 	img, err := firmware.New(firmware.Metadata{Type: firmware.TypeIEF, SecurityCounter: 1}, device.IEFPayload())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var roots [][32]byte
+	var vendor []crypto.Signer
 	for _, id := range []sigalg.ID{sigalg.ECDSAP256, sigalg.MLDSA65} {
 		suite, err := id.Suite()
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		key, err := suite.GenerateKey(rand.Reader)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if err := img.Sign(key); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		spki, err := sigalg.MarshalPublicKey(key.Public())
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		roots = append(roots, sha256.Sum256(spki))
+		roots, vendor = append(roots, sha256.Sum256(spki)), append(vendor, key)
 	}
 	ief, err := img.MarshalBinary()
-	return ief, roots, err
+	return ief, vendor, roots, err
 }
 
 func demoManifestTable(ctx context.Context, s *cmdline.Streams, path string, stationPub any) error {

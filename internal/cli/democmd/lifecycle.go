@@ -28,7 +28,7 @@ const demoLifecycleLimit = 30 * time.Second
 // dropped, its next handshake refused or accepted) and what the CRL and
 // an OCSP answer say about its certificate.
 func (c *demoCloud) demoLifecycle(ctx context.Context, s *cmdline.Streams, admin *httpapi.Client, d demoConnected) error {
-	fmt.Fprintf(s.Out, "\nLifecycle of device 1 (%s) at the broker, which reads the platform's CRL every %s:\n\n", d.id.Short(), demoSyncInterval)
+	fmt.Fprintf(s.Out, "\nLifecycle of device %d (%s) at the broker, which reads the platform's CRL every %s:\n\n", d.num, d.id.Short(), demoSyncInterval)
 	leaf, err := x509.ParseCertificate(d.cert.Certificate[0])
 	if err != nil {
 		return err

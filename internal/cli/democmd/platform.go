@@ -78,6 +78,7 @@ func demoPlatform(ctx context.Context, s *cmdline.Streams, dir string, batch *de
 		if err != nil {
 			return fmt.Errorf("onboard device %d: %w", i+1, err)
 		}
+		dev.num = i + 1
 		onboarded = append(onboarded, dev)
 		fmt.Fprintf(tw, "%d\t%s\n", i+1, row)
 	}
@@ -85,13 +86,27 @@ func demoPlatform(ctx context.Context, s *cmdline.Streams, dir string, batch *de
 	if _, err = fmt.Fprintf(s.Out, "\nEvery device proved its identity to a fresh challenge and holds a certificate chain that verifies to the platform's root.\n"); err != nil {
 		return err
 	}
-	if cloud == nil {
-		return nil
+	if cloud != nil {
+		if err := cloud.publishAll(ctx, s, admin, onboarded); err != nil {
+			return err
+		}
+		// The lifecycle takes a device the over-the-air part leaves alone.
+		if err := cloud.demoLifecycle(ctx, s, admin, lifecycleDevice(onboarded)); err != nil {
+			return err
+		}
 	}
-	if err := cloud.publishAll(ctx, s, admin, onboarded); err != nil {
-		return err
+	return demoOTA(ctx, s, p, admin, roots, batch, cloud, onboarded)
+}
+
+// lifecycleDevice is the first device not enrolled with ECDSA P-256: the
+// over-the-air part migrates ECDSA P-256 devices.
+func lifecycleDevice(devices []demoConnected) demoConnected {
+	for _, d := range devices {
+		if d.alg != sigalg.ECDSAP256 {
+			return d
+		}
 	}
-	return cloud.demoLifecycle(ctx, s, admin, onboarded[0])
+	return devices[0]
 }
 
 func demoImport(ctx context.Context, admin *httpapi.Client, batch *demoBatch, endpoint string) error {
@@ -140,6 +155,13 @@ func demoOnboard(ctx context.Context, client *onboarding.Client, admin *httpapi.
 	if err := got.Verify(caVerifier(ca)); err != nil {
 		return "", none, err
 	}
+	// The device keeps its credentials, as its firmware would: its update
+	// agent presents them later.
+	dev.SetCredentials(device.Credentials{CertificateChain: got.Credentials.CertificateChain, TrustBundle: got.Credentials.TrustBundle,
+		CloudEndpoint: got.Credentials.CloudEndpoint, OperationalAlg: sigalg.ECDSAP256})
+	if err := dev.Save(path); err != nil {
+		return "", none, err
+	}
 	registered, err := admin.GetDevice(ctx, got.Identity)
 	if err != nil {
 		return "", none, err
@@ -150,7 +172,7 @@ func demoOnboard(ctx context.Context, client *onboarding.Client, admin *httpapi.
 	}
 	cert := tls.Certificate{Certificate: got.Chain, PrivateKey: got.Operational}
 	return fmt.Sprintf("%s\t%s\t%s\t%s\tverified\t%s", class, dev.Algorithm(), got.Identity.Short(), registered.State,
-		took.Round(100*time.Microsecond)), demoConnected{id: got.Identity, cert: cert}, nil
+		took.Round(100*time.Microsecond)), demoConnected{id: got.Identity, cert: cert, class: class, alg: dev.Algorithm(), path: path}, nil
 }
 
 // caVerifier verifies an issued chain against the platform's CA and checks

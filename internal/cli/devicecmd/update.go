@@ -147,7 +147,17 @@ func updateStep(ctx context.Context, s *cmdline.Streams, statePath string, pf cm
 	if err != nil {
 		return ota.Result{}, err
 	}
-	agent := &ota.Agent{Device: dev, StatePath: statePath, Transport: tr, Migrator: tr, CSRs: onboardpki.CSRs{}, Out: s.Out,
+	// Onboarding, without a client certificate, recovers a migration
+	// the platform committed but this device did not save.
+	onboardHTTP, err := pf.HTTPClient(s, nil)
+	if err != nil {
+		return ota.Result{}, err
+	}
+	onboarder, err := httpapi.NewOnboardingClient(pf.Server, onboardHTTP, onboardpki.CSRs{})
+	if err != nil {
+		return ota.Result{}, err
+	}
+	agent := &ota.Agent{Device: dev, StatePath: statePath, Transport: tr, Migrator: tr, CSRs: onboardpki.CSRs{}, Onboarding: onboarder, Out: s.Out,
 		Reconnect: func(d *device.Device) (ota.Transport, error) {
 			held := d.Credentials()
 			key, err := d.OperationalKey(held.OperationalAlg)

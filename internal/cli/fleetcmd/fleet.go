@@ -1,7 +1,8 @@
 // Package fleetcmd owns "hallmark fleet": a simulated fleet determined by a
 // seed, its signed manifest (manifest.go), the onboarding load generator
-// (onboard.go), the crypto ceiling (ceiling.go) and the timing probe of
-// refused proofs (probe_timing.go).
+// (onboard.go), the crypto ceiling (ceiling.go), the timing probe of
+// refused proofs (probe_timing.go) and the update and migration load
+// (update.go).
 package fleetcmd
 
 import (
@@ -25,7 +26,7 @@ enrolment and operational keys are derived from the seed and i, so a manifest
 of a million devices is written once and the load generator later regenerates
 any device in memory, storing nothing. See docs/fleet.md.`,
 	}
-	cmd.AddCommand(newFleetManifestCmd(s), newFleetOnboardCmd(s), newFleetCeilingCmd(s), newFleetProbeTimingCmd(s))
+	cmd.AddCommand(newFleetManifestCmd(s), newFleetOnboardCmd(s), newFleetCeilingCmd(s), newFleetProbeTimingCmd(s), newFleetUpdateCmd(s))
 	return cmd
 }
 

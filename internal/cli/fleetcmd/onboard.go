@@ -36,6 +36,7 @@ type fleetOnboardFlags struct {
 	verify      bool
 	ceiling     time.Duration
 	caSuite     string
+	credsOut    string
 }
 
 func newFleetOnboardCmd(s *cmdline.Streams) *cobra.Command {
@@ -72,9 +73,10 @@ load test from one address: run the platform with --rate-per-address -1.`,
 	fl.BoolVar(&f.verify, "verify", true, "verify each issued certificate chain against the roots")
 	fl.DurationVar(&f.ceiling, "ceiling", 0, "after the run, measure the crypto ceiling for this long per phase and report measured/ceiling (see fleet ceiling)")
 	fl.StringVar(&f.caSuite, "ca-suite", string(sigalg.ECDSAP256), "the platform CA's suite, for --ceiling")
+	fl.StringVar(&f.credsOut, "credentials-out", "", "keep each onboarded device's certificate chain in `FILE`, for fleet update (public data; keys come from the seed)")
 	return cmd
 }
-func runFleetOnboard(ctx context.Context, s *cmdline.Streams, f *fleetOnboardFlags) error {
+func runFleetOnboard(ctx context.Context, s *cmdline.Streams, f *fleetOnboardFlags) (err error) {
 	if f.url != "" {
 		// Given on the command line, which wins over HALLMARK_SERVER.
 		f.pf.Server = f.url
@@ -108,6 +110,17 @@ func runFleetOnboard(ctx context.Context, s *cmdline.Streams, f *fleetOnboardFla
 	}
 	if f.verify {
 		cfg.Roots = roots
+	}
+	if f.credsOut != "" {
+		closeCreds, err := credentialsOut(f.credsOut, &cfg)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := closeCreds(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
 	}
 	stopBar := s.StartProgress(cmdline.Progress{
 		Unit: "onboarded", Total: int64(f.devices), Keep: true, Always: f.progress,

@@ -109,6 +109,7 @@ func New(s *cmdline.Streams) *cobra.Command {
 type serveFlags struct {
 	dataDir, database, listen, serverName, caSuite, caKeyURI, passFile, logFormat, logLevel string
 	pprofListen                                                                             string
+	caSuites                                                                                []string
 	maxManifest                                                                             int64
 	ratePerIdentity, ratePerAddress                                                         int
 	connectors                                                                              connectorFlags
@@ -125,6 +126,7 @@ func (sf *serveFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&sf.listen, "listen", DefaultListen, "HTTPS listen `ADDRESS` (this machine only by default; --listen :8443 serves other machines)")
 	f.StringVar(&sf.serverName, "server-name", "localhost", "the platform's DNS `NAME` (TLS certificate, onboarding proofs)")
 	f.StringVar(&sf.caSuite, "ca-suite", string(app.CASuites()[0]), "CA signature `SUITE` on first start: "+caSuiteNames())
+	f.StringSliceVar(&sf.caSuites, "ca-suites", nil, "further CAs, by `SUITE`, e.g. ml-dsa-65: one each is made at start if missing, beside the first CA, for products to name as --issuing-ca ("+caSuiteNames()+")")
 	f.StringVar(&sf.caKeyURI, "ca-key-uri", "", "key manager for the CA's keys, by `URI`: soft:DIR (software store; default soft:<data-dir>/keys); pkcs11: is planned")
 	f.StringVar(&sf.passFile, "ca-passphrase-file", "", "CA key passphrase `FILE` (default: $HALLMARK_CA_PASSPHRASE, else a random one kept in the data directory)")
 	f.StringVar(&sf.logFormat, "log-format", "json", "log format: json or text")
@@ -155,6 +157,14 @@ func (sf *serveFlags) config(s *cmdline.Streams) (app.Config, error) {
 	if !slices.Contains(app.CASuites(), suite.ID()) {
 		return app.Config{}, cmdline.Usagef("--ca-suite %s: a CA may use %s", suite.ID(), caSuiteNames())
 	}
+	var more []sigalg.ID
+	for _, name := range sf.caSuites {
+		s, err := sigalg.Lookup(name)
+		if err != nil || !slices.Contains(app.CASuites(), s.ID()) {
+			return app.Config{}, cmdline.Usagef("--ca-suites %s: a CA may use %s", name, caSuiteNames())
+		}
+		more = append(more, s.ID())
+	}
 	if sf.caKeyURI != "" {
 		if err := keys.CheckURI(sf.caKeyURI); err != nil {
 			return app.Config{}, cmdline.Usagef("--ca-key-uri: %v", err)
@@ -164,7 +174,7 @@ func (sf *serveFlags) config(s *cmdline.Streams) (app.Config, error) {
 		return app.Config{}, cmdline.Usagef("--database %q: want a postgres:// URL (or none, for SQLite in the data directory)", redactURL(sf.database))
 	}
 	cfg := app.Config{DataDir: sf.dataDir, Database: sf.database, Listen: sf.listen, ServerName: sf.serverName, CASuite: suite.ID(),
-		CAKeyURI: sf.caKeyURI, MaxManifestBytes: sf.maxManifest, Log: log, RatePerIdentity: sf.ratePerIdentity, RatePerAddress: sf.ratePerAddress}
+		CASuites: more, CAKeyURI: sf.caKeyURI, MaxManifestBytes: sf.maxManifest, Log: log, RatePerIdentity: sf.ratePerIdentity, RatePerAddress: sf.ratePerAddress}
 	for _, apply := range []func(*app.Config) error{sf.defences.apply, sf.issuance.apply, sf.transport.apply, sf.revocation.apply, sf.monitoring.apply} {
 		if err := apply(&cfg); err != nil {
 			return app.Config{}, err

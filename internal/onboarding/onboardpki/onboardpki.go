@@ -8,6 +8,7 @@ package onboardpki
 import (
 	"context"
 	"crypto"
+	"crypto/x509"
 	"encoding/asn1"
 	"encoding/pem"
 	"time"
@@ -89,3 +90,59 @@ var (
 	_ onboarding.Issuer   = (*Issuer)(nil)
 	_ onboarding.CSRMaker = CSRs{}
 )
+
+// Issuers is the platform's CA set seen as onboarding's IssuerSet: each
+// product's certificates come from the CA it names (pki.CASet.Get), each
+// certificate goes out with its own CA's chain, and the trust bundle is
+// that CA's root with what anchors the platform's TLS
+// (pki.CASet.TrustBundle). Issue, ChainPEM and TrustBundlePEM of the set
+// itself are the first CA's.
+type Issuers struct {
+	*Issuer // the first CA's
+	set     *pki.CASet
+	bySKI   map[string]*Issuer
+	byName  map[string]*Issuer
+}
+
+// NewIssuers adapts set; now dates the certificates' IssuedAt.
+func NewIssuers(set *pki.CASet, now func() time.Time) *Issuers {
+	is := &Issuers{set: set, bySKI: map[string]*Issuer{}, byName: map[string]*Issuer{}}
+	for _, ca := range set.All() {
+		i := NewIssuer(ca, now)
+		i.rootPEM = string(set.TrustBundle(ca))
+		is.bySKI[string(ca.IssuingCertificate().SubjectKeyId)] = i
+		is.byName[ca.Name()] = i
+		if is.Issuer == nil {
+			is.Issuer = i
+		}
+	}
+	return is
+}
+
+// ForProduct implements onboarding.IssuerSet: the CA p names, the first
+// for "".
+func (is *Issuers) ForProduct(p onboarding.Product) (onboarding.Issuer, error) {
+	ca, err := is.set.Get(p.IssuingCA)
+	if err != nil {
+		return nil, err
+	}
+	return is.byName[ca.Name()], nil
+}
+
+// ForCertificate implements onboarding.IssuerSet: the CA whose issuing
+// key identifier cert's authority key identifier names.
+func (is *Issuers) ForCertificate(cert onboarding.Certificate) onboarding.Issuer {
+	if len(is.byName) == 1 {
+		return is.Issuer
+	}
+	c, err := x509.ParseCertificate(cert.DER)
+	if err != nil {
+		return nil
+	}
+	if i := is.bySKI[string(c.AuthorityKeyId)]; i != nil {
+		return i
+	}
+	return nil
+}
+
+var _ onboarding.IssuerSet = (*Issuers)(nil)

@@ -103,7 +103,8 @@ func (s *State) Product(ctx context.Context, id string) (onboarding.Product, err
 	if err != nil {
 		return onboarding.Product{}, translate(err)
 	}
-	return onboarding.Product{ID: p.ID, CertValidity: p.CertValidity, CloudEndpoint: p.CloudEndpoint, RenewalWindow: p.RenewalWindow}, nil
+	return onboarding.Product{ID: p.ID, CertValidity: p.CertValidity, CloudEndpoint: p.CloudEndpoint, RenewalWindow: p.RenewalWindow,
+		IssuingCA: p.IssuingCA}, nil
 }
 
 // Certificate implements onboarding.Certificates.

@@ -78,6 +78,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ProductPolicy", testProductPolicy}, {"StatusRecorded", testStatusRecorded}, {"FirmwareOutdated", testFirmwareOutdated}, {"CloneNotices", testCloneNotices}, {"OnboardingSource", testOnboardingSource}, {"FailedProofs", testFailedProofs}, {"SilencePerProduct", testSilencePerProduct},
 		{"EventCursors", testEventCursors}, {"EventCursorsConcurrently", testEventCursorsConcurrently}, {"EventCursorLease", testEventCursorLease}, {"EventCursorLeaseConcurrently", testEventCursorLeaseConcurrently},
 		{"MigrationChallenges", testMigrationChallenges}, {"CompleteMigration", testCompleteMigration}, {"MigrationRefusals", testMigrationRefusals},
+		{"ProductIssuingCA", testProductIssuingCA},
 		{"FirmwarePolicy", testFirmwarePolicy}, {"FirmwareImages", testFirmwareImages}, {"ListFirmwareImages", testListFirmwareImages}, {"PutFirmwareConcurrently", testPutFirmwareConcurrently},
 		{"Campaigns", testCampaigns}, {"CampaignOffer", testCampaignOffer}, {"CampaignDecide", testCampaignDecide}, {"CampaignDecideConcurrently", testCampaignDecideConcurrently},
 	} {
