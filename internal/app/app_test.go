@@ -46,6 +46,30 @@ type fleet struct {
 
 func newFleet(t testing.TB, algs ...sigalg.ID) *fleet {
 	t.Helper()
+	return newFleetBatch(t, "batch-1", algs...)
+}
+
+// newFleetBatch is newFleet with its own batch name, so that a second
+// fleet can be imported beside the first.
+func newFleetBatch(t testing.TB, batch string, algs ...sigalg.ID) *fleet {
+	t.Helper()
+	specs := make([]devSpec, len(algs))
+	for i, alg := range algs {
+		specs[i] = devSpec{class: device.ClassKeygen, alg: alg}
+	}
+	return buildFleet(t, batch, specs)
+}
+
+// devSpec is one device of a fleet: its root of trust and enrolment suite.
+type devSpec struct {
+	class device.Class
+	alg   sigalg.ID
+}
+
+// buildFleet makes the devices of specs with one vendor's IEF, enrols
+// them and writes their signed manifest, as a station would.
+func buildFleet(t testing.TB, batch string, specs []devSpec) *fleet {
+	t.Helper()
 	ed, _ := sigalg.Lookup("ed25519")
 	vendor, _ := ed.GenerateKey(rand.Reader)
 	img, _ := firmware.New(firmware.Metadata{Type: firmware.TypeIEF}, device.IEFPayload())
@@ -56,12 +80,12 @@ func newFleet(t testing.TB, algs ...sigalg.ID) *fleet {
 	stationKey, _ := ed.GenerateKey(rand.Reader)
 	f.stationPEM, _ = sigalg.EncodePublicKeyPEM(stationKey.Public())
 	var buf bytes.Buffer
-	w, err := manifest.NewWriter(&buf, manifest.Header{Batch: "batch-1"}, stationKey)
+	w, err := manifest.NewWriter(&buf, manifest.Header{Batch: batch}, stationKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, alg := range algs {
-		d, err := device.New(device.Config{Class: device.ClassKeygen, Algorithm: alg, RootKeyHashes: [][32]byte{sha256.Sum256(spki)}})
+	for _, spec := range specs {
+		d, err := device.New(device.Config{Class: spec.class, Algorithm: spec.alg, RootKeyHashes: [][32]byte{sha256.Sum256(spki)}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,8 +99,12 @@ func newFleet(t testing.TB, algs ...sigalg.ID) *fleet {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := w.Add(context.Background(), manifest.Record{Identity: enr.Identity, Algorithm: alg, SPKI: enr.PublicKey,
-			RootOfTrust: manifest.Keygen, Injection: manifest.NotInjected, Time: time.Now(), Nonce: nonce, Proof: enr.Proof}); err != nil {
+		rot := manifest.Keygen
+		if spec.class == device.ClassPUF {
+			rot = manifest.PUF
+		}
+		if err := w.Add(context.Background(), manifest.Record{Identity: enr.Identity, Algorithm: spec.alg, SPKI: enr.PublicKey,
+			RootOfTrust: rot, Injection: manifest.NotInjected, Time: time.Now(), Nonce: nonce, Proof: enr.Proof}); err != nil {
 			t.Fatal(err)
 		}
 		pub, _ := sigalg.ParsePublicKey(enr.PublicKey)

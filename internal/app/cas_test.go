@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -15,14 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/hallmark-iot/hallmark/internal/device"
-	"github.com/hallmark-iot/hallmark/internal/firmware"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
-	"github.com/hallmark-iot/hallmark/internal/manifest"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
@@ -322,54 +316,6 @@ func askOCSPOf(t *testing.T, p *Platform, ca *pki.CA, serial [16]byte) *pki.OCSP
 		t.Fatalf("OCSP of %s: %v", ca.Name(), err)
 	}
 	return got
-}
-
-// newFleetBatch is newFleet with its own batch name, so that a second
-// fleet can be imported beside the first.
-func newFleetBatch(t testing.TB, batch string, algs ...sigalg.ID) *fleet {
-	t.Helper()
-	ed, _ := sigalg.Lookup("ed25519")
-	vendor, _ := ed.GenerateKey(rand.Reader)
-	img, _ := firmware.New(firmware.Metadata{Type: firmware.TypeIEF}, device.IEFPayload())
-	img.Sign(vendor)
-	f := &fleet{}
-	f.ief, _ = img.MarshalBinary()
-	spki, _ := sigalg.MarshalPublicKey(vendor.Public())
-	stationKey, _ := ed.GenerateKey(rand.Reader)
-	f.stationPEM, _ = sigalg.EncodePublicKeyPEM(stationKey.Public())
-	var buf bytes.Buffer
-	w, err := manifest.NewWriter(&buf, manifest.Header{Batch: batch}, stationKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, alg := range algs {
-		d, err := device.New(device.Config{Class: device.ClassKeygen, Algorithm: alg, RootKeyHashes: [][32]byte{sha256.Sum256(spki)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		d.Program(f.ief)
-		if err := d.Boot(); err != nil {
-			t.Fatal(err)
-		}
-		nonce := make([]byte, 32)
-		rand.Read(nonce)
-		enr, err := d.Enrol(nonce)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Add(context.Background(), manifest.Record{Identity: enr.Identity, Algorithm: alg, SPKI: enr.PublicKey,
-			RootOfTrust: manifest.Keygen, Injection: manifest.NotInjected, Time: time.Now(), Nonce: nonce, Proof: enr.Proof}); err != nil {
-			t.Fatal(err)
-		}
-		pub, _ := sigalg.ParsePublicKey(enr.PublicKey)
-		f.devices, f.ids, f.pubs = append(f.devices, d), append(f.ids, enr.Identity), append(f.pubs, pub)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	f.manifest = buf.Bytes()
-	f.locks = make([]sync.Mutex, len(f.devices))
-	return f
 }
 
 // TestCASuitesRefused: a further CA suite the platform does not offer, or

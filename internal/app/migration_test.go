@@ -3,23 +3,18 @@ package app
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/connector"
 	"github.com/hallmark-iot/hallmark/internal/continuity"
 	"github.com/hallmark-iot/hallmark/internal/device"
-	"github.com/hallmark-iot/hallmark/internal/firmware"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/identity"
-	"github.com/hallmark-iot/hallmark/internal/manifest"
 	"github.com/hallmark-iot/hallmark/internal/migration"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
@@ -57,11 +52,6 @@ type migrationEnv struct {
 	cloud *cloudLog
 }
 
-type devSpec struct {
-	class device.Class
-	alg   sigalg.ID
-}
-
 func newMigrationEnv(t *testing.T, target sigalg.ID, specs ...devSpec) *migrationEnv {
 	t.Helper()
 	e := &migrationEnv{cloud: &cloudLog{}}
@@ -72,7 +62,7 @@ func newMigrationEnv(t *testing.T, target sigalg.ID, specs ...devSpec) *migratio
 	}
 	t.Cleanup(func() { p.Close() })
 	e.p = p
-	f := migrationFleet(t, specs)
+	f := buildFleet(t, "batch-1", specs)
 	f.register(t, adminClient(t, p))
 	e.ids, e.devs = f.ids, f.devices
 	for i, d := range f.devices {
@@ -83,55 +73,6 @@ func newMigrationEnv(t *testing.T, target sigalg.ID, specs ...devSpec) *migratio
 		e.certs = append(e.certs, cert)
 	}
 	return e
-}
-
-// migrationFleet is newFleet with a root-of-trust class per device.
-func migrationFleet(t *testing.T, specs []devSpec) *fleet {
-	t.Helper()
-	ed, _ := sigalg.Lookup("ed25519")
-	vendor, _ := ed.GenerateKey(rand.Reader)
-	img, _ := firmware.New(firmware.Metadata{Type: firmware.TypeIEF}, device.IEFPayload())
-	img.Sign(vendor)
-	f := &fleet{}
-	f.ief, _ = img.MarshalBinary()
-	spki, _ := sigalg.MarshalPublicKey(vendor.Public())
-	stationKey, _ := ed.GenerateKey(rand.Reader)
-	f.stationPEM, _ = sigalg.EncodePublicKeyPEM(stationKey.Public())
-	var buf bytes.Buffer
-	w, err := manifest.NewWriter(&buf, manifest.Header{Batch: "batch-1"}, stationKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range specs {
-		d, err := device.New(device.Config{Class: s.class, Algorithm: s.alg, RootKeyHashes: [][32]byte{sha256.Sum256(spki)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		d.Program(f.ief)
-		if err := d.Boot(); err != nil {
-			t.Fatal(err)
-		}
-		nonce := make([]byte, 32)
-		rand.Read(nonce)
-		enr, err := d.Enrol(nonce)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rot := manifest.Keygen
-		if s.class == device.ClassPUF {
-			rot = manifest.PUF
-		}
-		if err := w.Add(context.Background(), manifest.Record{Identity: enr.Identity, Algorithm: s.alg, SPKI: enr.PublicKey,
-			RootOfTrust: rot, Injection: manifest.NotInjected, Time: time.Now(), Nonce: nonce, Proof: enr.Proof}); err != nil {
-			t.Fatal(err)
-		}
-		f.devices, f.ids = append(f.devices, d), append(f.ids, enr.Identity)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	f.manifest = buf.Bytes()
-	return f
 }
 
 // post sends body (JSON) to path over mutual TLS with cert and decodes
