@@ -161,7 +161,7 @@ func (h firmwareHandlers) upload(r *http.Request, c *adminCall) (int, any, error
 	if r.ContentLength > firmware.MaxImageSize {
 		return 0, nil, problemf("body-too-large", "the image exceeds the limit of %d bytes", firmware.MaxImageSize)
 	}
-	body := firmwareBody{http.MaxBytesReader(nil, r.Body, firmware.MaxImageSize)}
+	body := uploadBody{http.MaxBytesReader(nil, r.Body, firmware.MaxImageSize), "image"}
 	img, created, err := h.repo.Upload(r.Context(), c.use(), r.PathValue("id"), body)
 	if err != nil {
 		return 0, nil, err
@@ -170,24 +170,6 @@ func (h firmwareHandlers) upload(r *http.Request, c *adminCall) (int, any, error
 		return http.StatusCreated, firmwareView(img), nil
 	}
 	return http.StatusOK, firmwareView(img), nil
-}
-
-// firmwareBody turns the transport's refusals (the size limit,
-// body-too-slow) into the *admin.Error the upload passes through.
-type firmwareBody struct{ r io.Reader }
-
-func (b firmwareBody) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	var tooLarge *http.MaxBytesError
-	var prob *Problem
-	switch {
-	case errors.As(err, &tooLarge):
-		err = &admin.Error{Code: admin.CodeBodyTooLarge, Err: err,
-			Message: fmt.Sprintf("the image exceeds the limit of %d bytes", tooLarge.Limit)}
-	case errors.As(err, &prob):
-		err = &admin.Error{Code: prob.Code, Message: prob.Detail, Err: err}
-	}
-	return n, err
 }
 
 func (h firmwareHandlers) list(r *http.Request, c *adminCall) (int, any, error) {

@@ -47,7 +47,7 @@ func (s *Server) importManifest(r *http.Request, c *adminCall) (int, any, error)
 	if err := checkContentType(r, manifestMediaTypes...); err != nil {
 		return 0, nil, err
 	}
-	body := manifestBody{http.MaxBytesReader(nil, r.Body, s.maxManifest)}
+	body := uploadBody{http.MaxBytesReader(nil, r.Body, s.maxManifest), "manifest"}
 	res, err := s.svc.Manifests.Import(r.Context(), c.use(), productID, body)
 	if err != nil {
 		return 0, nil, err
@@ -63,22 +63,23 @@ func (s *Server) importManifest(r *http.Request, c *adminCall) (int, any, error)
 	return http.StatusCreated, out, nil
 }
 
-// manifestBody is an upload's body as the import reads it: the
-// transport's refusals (the size limit, body-too-slow) become the
-// *admin.Error the import passes through, so that the caller is told
-// which limit it hit.
-type manifestBody struct {
-	r io.Reader
+// uploadBody is an upload's body as a service reads it (a manifest, a
+// firmware image): the transport's refusals (the size limit,
+// body-too-slow) become the *admin.Error the service passes through, so
+// that the caller is told which limit it hit. what names the upload.
+type uploadBody struct {
+	r    io.Reader
+	what string
 }
 
-func (b manifestBody) Read(p []byte) (int, error) {
+func (b uploadBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	var tooLarge *http.MaxBytesError
 	var prob *Problem
 	switch {
 	case errors.As(err, &tooLarge):
 		err = &admin.Error{Code: admin.CodeBodyTooLarge, Err: err,
-			Message: fmt.Sprintf("the manifest exceeds the limit of %d bytes", tooLarge.Limit)}
+			Message: fmt.Sprintf("the %s exceeds the limit of %d bytes", b.what, tooLarge.Limit)}
 	case errors.As(err, &prob):
 		err = &admin.Error{Code: prob.Code, Message: prob.Detail, Err: err}
 	}
