@@ -2,7 +2,6 @@ package fleetcmd
 
 import (
 	"context"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -140,11 +139,7 @@ func runFleetOnboard(ctx context.Context, s *cmdline.Streams, f *fleetOnboardFla
 		}
 	}
 	if f.asJSON {
-		data, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		if _, err := fmt.Fprintf(s.Out, "%s\n", data); err != nil {
+		if err := s.PrintJSON(rep); err != nil {
 			return err
 		}
 	} else if err := printOnboardReport(s.Out, rep); err != nil {

@@ -2,7 +2,6 @@ package fleetcmd
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -130,11 +129,7 @@ func runFleetUpdate(ctx context.Context, s *cmdline.Streams, f *fleetUpdateFlags
 		return err
 	}
 	if f.asJSON {
-		data, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		if _, err := fmt.Fprintf(s.Out, "%s\n", data); err != nil {
+		if err := s.PrintJSON(rep); err != nil {
 			return err
 		}
 	} else if err := printUpdateReport(s.Out, rep); err != nil {
