@@ -22,14 +22,19 @@
 #   -p  CPU list for taskset, e.g. 0 or 0,1 (both server and client)
 #
 # With HALLMARK_PERF_NOBUILD=1 the binary already in the work directory is
-# used. Work files live in ${HALLMARK_PERF_DIR:-/tmp/hallmark-perf-ota}; the
-# agent's per-device files go to /dev/shm while the device is in flight.
+# used. With HALLMARK_PERF_PPROF=SECONDS the server's CPU profile is taken
+# over that many seconds from the start of the update run (cpu.pprof; read
+# it with `go tool pprof -top hallmark cpu.pprof`). On PostgreSQL it also
+# prints the transactions committed and the tables read by sequential
+# scans over the update run. Work files live in
+# ${HALLMARK_PERF_DIR:-/tmp/hallmark-perf-ota}; the agent's per-device
+# files go to /dev/shm while the device is in flight.
 set -euo pipefail
 n=1000 db=sqlite conc=32 migrate=ml-dsa-65 size=65536 cpus=""
 while getopts "n:d:c:m:z:p:" o; do
   case $o in
     n) n=$OPTARG ;; d) db=$OPTARG ;; c) conc=$OPTARG ;; m) migrate=$OPTARG ;; z) size=$OPTARG ;; p) cpus=$OPTARG ;;
-    *) sed -n '2,27p' "$0"; exit 2 ;;
+    *) sed -n '2,31p' "$0"; exit 2 ;;
   esac
 done
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -60,7 +65,9 @@ if [ "$db" != sqlite ]; then
 fi
 rm -rf data creds.bin
 mkdir -p data
-"${pin[@]}" ./hallmark serve --data-dir data "${dbflag[@]}" --listen 127.0.0.1:0 --log-level warn \
+pprof=()
+[ -n "${HALLMARK_PERF_PPROF:-}" ] && pprof=(--pprof-listen 127.0.0.1:6061)
+"${pin[@]}" ./hallmark serve --data-dir data "${dbflag[@]}" "${pprof[@]}" --listen 127.0.0.1:0 --log-level warn \
   --rate-per-identity -1 --rate-per-address -1 > serve.out 2> serve.err &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
@@ -93,6 +100,11 @@ t3=$(date +%s.%N)
 echo "campaign created in $(echo "$(date +%s.%N) - $t3" | bc) s"
 
 size0=$(dbsize) cpu0=$(cpu) load0=$(cut -d' ' -f1-3 /proc/loadavg)
+# On PostgreSQL, its statistics over the update run alone: transactions
+# committed and the rows read by sequential scans, per table.
+[ "$db" != sqlite ] && psql "$db" -Atqc "SELECT pg_stat_reset()" >/dev/null
+[ -n "${HALLMARK_PERF_PPROF:-}" ] && curl -s -o cpu.pprof \
+  "http://127.0.0.1:6061/debug/pprof/profile?seconds=$HALLMARK_PERF_PPROF" &
 "${pin[@]}" /usr/bin/time -f "fleet update: %e s wall, %U s user, %S s system, %M KiB peak RSS" \
   ./hallmark fleet update --seed-file fleet.seed --devices "$n" --concurrency "$conc" --credentials creds.bin \
   --firmware-root root.pub --base-image base.hmfw --scratch-dir /dev/shm --json > update.json || true
@@ -112,3 +124,9 @@ print(f"server CPU: {cpu:.1f} s, {cpu / per * 1e3:.2f} ms per {'migrated' if r['
 print(f"database: {s0/1e6:.1f} MB -> {s1/1e6:.1f} MB ({(s1 - s0) / per:.0f} bytes per device)")
 PY
 grep VmHWM /proc/$pid/status
+if [ "$db" != sqlite ]; then
+  sleep 1 # the statistics collector's last report
+  psql "$db" -Atqc "SELECT 'postgres: ' || xact_commit || ' transactions committed, ' || tup_returned || ' rows returned, ' || tup_fetched || ' fetched' FROM pg_stat_database WHERE datname = current_database()"
+  psql "$db" -AtqF ' ' -c "SELECT 'sequential scans of', relname, seq_scan, 'reading', seq_tup_read, 'rows' FROM pg_stat_user_tables
+    WHERE seq_tup_read > 0 ORDER BY seq_tup_read DESC LIMIT 5"
+fi

@@ -20,11 +20,16 @@ const (
 	// device's state does not allow; the message names the state.
 	CodeTransitionNotAllowed = "transition-not-allowed"
 	CodeDuplicateDevices     = "duplicate-devices"
-	CodeBodyTooLarge         = "body-too-large"
-	CodeManifestInvalid      = "manifest-invalid"
-	CodeUnknownStation       = "unknown-station"
-	CodeUnknownProduct       = "unknown-product"
-	CodeInternal             = "internal"
+	// CodeDevicesNotLocked refuses devices whose manifest record does not
+	// say the station locked them, for a product that requires it: a
+	// manifest import (the error is a *NotLockedDevicesError naming them)
+	// or an onboarding.
+	CodeDevicesNotLocked = "devices-not-locked"
+	CodeBodyTooLarge     = "body-too-large"
+	CodeManifestInvalid  = "manifest-invalid"
+	CodeUnknownStation   = "unknown-station"
+	CodeUnknownProduct   = "unknown-product"
+	CodeInternal         = "internal"
 )
 
 // Error is a use case's refusal or failure. Code is the problem code;
@@ -77,6 +82,17 @@ type DuplicateDevicesError struct {
 
 func (e *DuplicateDevicesError) Error() string {
 	return fmt.Sprintf("%d devices registered by other batches", len(e.Identities))
+}
+
+// NotLockedDevicesError is the cause of a devices-not-locked Error from
+// an import: the identities of the manifest not recorded locked, in
+// manifest order.
+type NotLockedDevicesError struct {
+	Identities []identity.ID
+}
+
+func (e *NotLockedDevicesError) Error() string {
+	return fmt.Sprintf("%d devices not recorded locked", len(e.Identities))
 }
 
 // Classify returns err as an *Error: an *Error in its chain as it is, a

@@ -63,7 +63,8 @@ func (m *Manifests) Import(ctx context.Context, caller Caller, productID string,
 	c := caller.begin(ActionManifestImport)
 	defer func() { err = m.finish(ctx, c, err) }()
 	c.subject = "product:" + productID
-	if _, err := m.store.GetProduct(ctx, productID); err != nil {
+	product, err := m.store.GetProduct(ctx, productID)
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return ImportResult{}, Errorf(CodeUnknownProduct, "no product %q", productID)
 		}
@@ -86,11 +87,29 @@ func (m *Manifests) Import(ctx context.Context, caller Caller, productID string,
 		return ImportResult{}, err
 	}
 	c.subject = "batch:" + sum.Header.Batch
+	if product.RequireLocked && sum.NotClosed > 0 {
+		return ImportResult{}, notLockedError(c, product.ID, devices)
+	}
 	batch := store.Batch{
 		ID: sum.Header.Batch, StationID: station.ID, ProductID: productID,
 		ManifestDigest: sum.Digest, DeviceCount: sum.Count, ImportedAt: m.now().UTC(),
 	}
 	return m.commit(ctx, c, batch, devices)
+}
+
+// notLockedError refuses a verified manifest whose records do not all
+// say the device was locked, for a product that requires it: nothing is
+// imported, and the error names the devices.
+func notLockedError(c *call, productID string, devices []store.Device) error {
+	open := &NotLockedDevicesError{}
+	for _, d := range devices {
+		if !manifest.Locks(d.Locks).Closed() {
+			open.Identities = append(open.Identities, d.Identity)
+		}
+	}
+	c.detail = open.Error()
+	return &Error{Code: CodeDevicesNotLocked, Err: open,
+		Message: fmt.Sprintf("product %q requires locked devices and %d devices of this manifest are recorded open or with unknown locks; nothing was imported", productID, len(open.Identities))}
 }
 
 // acquire waits for one of the import slots: each import holds its batch
@@ -193,6 +212,7 @@ func (s *stage) add(rec manifest.Record) {
 	*last = append(*last, store.Device{
 		Identity: rec.Identity, Algorithm: sigalg.ID(s.intern(string(rec.Algorithm))), PublicKey: rec.SPKI,
 		RootOfTrust: s.intern(string(rec.RootOfTrust)), Injection: s.intern(string(rec.Injection)),
+		Locks: s.intern(string(rec.Locks)),
 	})
 }
 

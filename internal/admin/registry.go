@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/url"
 	"regexp"
 	"slices"
@@ -183,6 +184,11 @@ type ProductRequest struct {
 	// certificates (GET /v1/admin/cas): its name, which is its suite.
 	// Empty: the platform's first CA.
 	IssuingCA string
+	// RequireLocked refuses devices whose station-signed manifest record
+	// does not say every lock was closed (docs/manufacturing.md, "Locking
+	// the device"): a manifest listing one is not imported, and one
+	// imported before the requirement is refused onboarding.
+	RequireLocked bool
 }
 
 // Certificate validity bounds: an hour is the shortest a device can
@@ -313,7 +319,8 @@ func (r *Registry) CreateProduct(ctx context.Context, caller Caller, req Product
 		return store.Product{}, err
 	}
 	p := store.Product{ID: req.ID, Name: req.Name, CertValidity: validity, CloudEndpoint: req.CloudEndpoint, CreatedAt: r.now().UTC(),
-		RenewalWindow: window, HeartbeatInterval: heartbeat, MinFirmwareVersion: req.MinFirmwareVersion, Firmware: fw, IssuingCA: req.IssuingCA}
+		RenewalWindow: window, HeartbeatInterval: heartbeat, MinFirmwareVersion: req.MinFirmwareVersion, Firmware: fw, IssuingCA: req.IssuingCA,
+		RequireLocked: req.RequireLocked}
 	c.subject = "product:" + p.ID
 	if err := r.store.CreateProduct(ctx, p); err != nil {
 		if errors.Is(err, store.ErrExists) {
@@ -395,11 +402,16 @@ type ProductUpdateRequest struct {
 	// devices' certificates stay valid, and each renewal from then on is
 	// issued by the new CA (docs/pki.md, "Several CAs").
 	IssuingCA *string
+	// RequireLocked turns the lock requirement on or off; turned on, it
+	// refuses onboarding to devices already imported without a closed
+	// lock state, as well as future imports listing one.
+	RequireLocked *bool
 }
 
 func (req ProductUpdateRequest) empty() bool {
 	return req.RenewalWindow == nil && req.HeartbeatInterval == nil && req.MinFirmwareVersion == nil &&
-		req.FirmwareRoots == nil && req.FirmwareRetiredSlots == nil && req.FirmwareClassKey == nil && req.IssuingCA == nil
+		req.FirmwareRoots == nil && req.FirmwareRetiredSlots == nil && req.FirmwareClassKey == nil && req.IssuingCA == nil &&
+		req.RequireLocked == nil
 }
 
 // UpdateProduct changes product id's renewal window, heartbeat interval or
@@ -413,7 +425,7 @@ func (r *Registry) UpdateProduct(ctx context.Context, caller Caller, id string, 
 		return store.Product{}, Errorf(CodeNotFound, "no product %q", id)
 	}
 	if req.empty() {
-		return store.Product{}, fieldError("renewal_window", "nothing to change: give renewal_window, heartbeat_interval, min_firmware_version, issuing_ca or a firmware policy member")
+		return store.Product{}, fieldError("renewal_window", "nothing to change: give renewal_window, heartbeat_interval, min_firmware_version, issuing_ca, require_locked or a firmware policy member")
 	}
 	current, err := r.store.GetProduct(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -458,6 +470,10 @@ func (r *Registry) UpdateProduct(ctx context.Context, caller Caller, id string, 
 		}
 		u.IssuingCA = req.IssuingCA
 		changed = append(changed, "issuing_ca="+*req.IssuingCA)
+	}
+	if req.RequireLocked != nil {
+		u.RequireLocked = req.RequireLocked
+		changed = append(changed, fmt.Sprintf("require_locked=%v", *req.RequireLocked))
 	}
 	c.detail = strings.Join(changed, " ")
 	p, err := r.store.UpdateProduct(ctx, id, u)

@@ -39,6 +39,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
 	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardstore"
 	"github.com/hallmark-iot/hallmark/internal/pki"
+	"github.com/hallmark-iot/hallmark/internal/revocation"
 	"github.com/hallmark-iot/hallmark/internal/store"
 	"github.com/hallmark-iot/hallmark/internal/store/postgres"
 	"github.com/hallmark-iot/hallmark/internal/store/sqlite"
@@ -84,6 +85,8 @@ type Platform struct {
 	monitor     *monitoring.Service
 	relay       atomic.Pointer[relay.Relay] // nil without an event sink (relay.go)
 	campaigns   *campaign.Service           // campaign.go; the migration service's Authorizer and Completion
+	revoked     *revocation.Listed          // campaign.go: the revoked serials the device poll asks
+	hints       *connector.Dispatcher       // notify.go; nil without a connector that sends hints
 }
 
 // Start opens everything and serves HTTPS in the background.
@@ -159,6 +162,12 @@ func (p *Platform) startBackground() error {
 	if rel != nil {
 		p.relay.Store(rel)
 		wg.Go(func() { _ = rel.Run(ctx) })
+	}
+	if p.hints != nil {
+		wg.Go(func() { _ = p.hints.Run(ctx) })
+	}
+	if p.revoked != nil {
+		wg.Go(func() { _ = p.revoked.Run(ctx, revocation.DefaultPoll) })
 	}
 	go func() { wg.Wait(); close(p.workersDone) }()
 	if len(workers) > 0 {

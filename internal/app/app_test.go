@@ -12,9 +12,11 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,11 +27,13 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/firmware"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/keys/softkms"
 	"github.com/hallmark-iot/hallmark/internal/manifest"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
 	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
+	"github.com/hallmark-iot/hallmark/internal/store/sqlite"
 )
 
 // fleet is a small factory output: devices, their IEF and a signed
@@ -116,6 +120,94 @@ func buildFleet(t testing.TB, batch string, specs []devSpec) *fleet {
 	f.manifest = buf.Bytes()
 	f.locks = make([]sync.Mutex, len(f.devices))
 	return f
+}
+
+// newDataDir returns a new data directory laid out as a first Start lays
+// it out before it makes the CA: a migrated, empty SQLite registry and an
+// empty CA key store beside its development passphrase. Start then makes
+// the CA, the bootstrap token and the rest as on any first start.
+//
+// It spares each test two costs that every first Start would repeat and
+// that tests of their own cover: applying the migrations (a third of a
+// second under the race detector; here the registry is a copy of one
+// migrated once per test binary, opened by Start as on a restart) and the
+// key store's production PBKDF2 count (here the explicit
+// softkms.InsecureKDFIterations, the option that exists for tests). Tests
+// of the first start itself (TestPlatformEndToEnd, cakey_test.go) and of
+// refused starts start from an empty directory.
+func newDataDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := migratedRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, DatabaseFile), db, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	seedCAKeys(t, dir)
+	return dir
+}
+
+// testKDFRounds is the PBKDF2 count of the tests' CA key stores: the least
+// softkms accepts, 1/600 of the production count.
+const testKDFRounds = 1_000
+
+// seedCAKeys makes the empty CA key store of the data directory dir and
+// its development passphrase file, as a first Start would but with
+// testKDFRounds. It suits a data directory whose registry is PostgreSQL.
+func seedCAKeys(t testing.TB, dir string) {
+	t.Helper()
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	pass := []byte(hex.EncodeToString(raw))
+	if err := os.WriteFile(filepath.Join(dir, CAPassphraseFile), append(pass, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ks, err := softkms.Open(context.Background(), filepath.Join(dir, KeysDir), pass, softkms.InsecureKDFIterations(testKDFRounds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ks.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var (
+	registryOnce     sync.Once
+	registryTemplate []byte
+	registryErr      error
+)
+
+// migratedRegistry returns the bytes of an SQLite registry with every
+// migration applied and nothing else, made once per test binary.
+func migratedRegistry() ([]byte, error) {
+	registryOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "hallmark-registry-")
+		if err != nil {
+			registryErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		path := filepath.Join(dir, DatabaseFile)
+		s, err := sqlite.Open(context.Background(), path)
+		if err != nil {
+			registryErr = err
+			return
+		}
+		// Close checkpoints the write-ahead log into the file and removes
+		// it, so that the file alone is the database.
+		if err := s.Close(); err != nil {
+			registryErr = err
+			return
+		}
+		if _, err := os.Stat(path + "-wal"); err == nil {
+			registryErr = fmt.Errorf("registry template: %s-wal left after Close", path)
+			return
+		}
+		registryTemplate, registryErr = os.ReadFile(path)
+	})
+	return registryTemplate, registryErr
 }
 
 func start(t *testing.T, dir string, suite sigalg.ID) *Platform {
@@ -278,7 +370,7 @@ func TestPlatformEndToEnd(t *testing.T) {
 func TestPlatformRefusals(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	p := start(t, t.TempDir(), sigalg.ECDSAP256)
+	p := start(t, newDataDir(t), sigalg.ECDSAP256)
 	f := newFleet(t, sigalg.Ed25519, sigalg.ECDSAP256)
 	admin := adminClient(t, p)
 	f.register(t, admin)
@@ -340,7 +432,7 @@ func TestPlatformRefusals(t *testing.T) {
 // same data directory.
 func TestRestartKeepsEverything(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
+	dir := newDataDir(t)
 	p := start(t, dir, sigalg.MLDSA65)
 	f := newFleet(t, sigalg.MLDSA44)
 	f.register(t, adminClient(t, p))

@@ -129,7 +129,7 @@ func rawAdminRequest(t *testing.T, p *Platform, method, target, token string) in
 // no control character and none of the forged text.
 func TestAttackAdminAuditInjection(t *testing.T) {
 	t.Parallel()
-	p := startAdminAttack(t, t.TempDir(), nil)
+	p := startAdminAttack(t, newDataDir(t), nil)
 	token := adminClient(t, p).Token
 	forged := "abc%0a2026-12-02T10:00:00Z%20token:admin%20device.revoke%20ok%0d%1b[2J%1b]0;pwned%07%e2%80%ae%e2%80%a8%c2%9b31m"
 	for _, tc := range []struct {
@@ -171,7 +171,7 @@ func TestAttackAdminAuditInjection(t *testing.T) {
 // handful of events that account for every attempt.
 func TestAttackAdminWrongTokensThrottled(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
+	dir := newDataDir(t)
 	p := startAdminAttack(t, dir, nil)
 	ctx := context.Background()
 	legit := adminFrom(t, p, "127.0.0.2")
@@ -278,7 +278,7 @@ func refusedCounter(t *testing.T, p *Platform, admin *httpapi.Client, iface stri
 // passes with 20,000 as well.)
 func TestAttackRefusedProofsBounded(t *testing.T) {
 	t.Parallel()
-	p := startAdminAttack(t, t.TempDir(), nil)
+	p := startAdminAttack(t, newDataDir(t), nil)
 	ctx := context.Background()
 	f := newFleet(t, sigalg.Ed25519)
 	f.register(t, adminClient(t, p))
@@ -347,7 +347,7 @@ func TestAttackRefusedProofsBounded(t *testing.T) {
 func TestAttackTokensOutliveMakers(t *testing.T) {
 	t.Parallel()
 	clock := &testClock{}
-	p := startAdminAttack(t, t.TempDir(), func(c *Config) { c.Now = clock.now })
+	p := startAdminAttack(t, newDataDir(t), func(c *Config) { c.Now = clock.now })
 	ctx := context.Background()
 	admin := adminClient(t, p)
 	roots := x509.NewCertPool()

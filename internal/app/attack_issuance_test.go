@@ -30,7 +30,7 @@ import (
 // startIssuance starts a platform with policy and clock and registers f.
 func startIssuance(t *testing.T, f *fleet, policy onboarding.IssuancePolicy, clock *testClock) *Platform {
 	t.Helper()
-	cfg := Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", ServerName: "localhost", CASuite: sigalg.ECDSAP256, Issuance: policy}
+	cfg := Config{DataDir: newDataDir(t), Listen: "127.0.0.1:0", ServerName: "localhost", CASuite: sigalg.ECDSAP256, Issuance: policy}
 	if clock != nil {
 		cfg.Now = clock.now
 	}

@@ -63,7 +63,7 @@ func weakKeyProblem(t *testing.T, err error, code string) *httpapi.Problem {
 // device registered before the key policy, a station, an operational key.
 func TestAttackDegenerateKeys(t *testing.T) {
 	t.Parallel()
-	p := start(t, t.TempDir(), sigalg.ECDSAP256)
+	p := start(t, newDataDir(t), sigalg.ECDSAP256)
 	f := newFleet(t, sigalg.ECDSAP256, sigalg.Ed25519, sigalg.MLDSA44)
 	f.register(t, adminClient(t, p))
 	t.Run("device key in a manifest", func(t *testing.T) { weakKeyInManifest(t, p) })

@@ -30,7 +30,7 @@ type lifecycleEnv struct {
 
 func newLifecycleEnv(t *testing.T, algs ...sigalg.ID) *lifecycleEnv {
 	t.Helper()
-	p := start(t, t.TempDir(), sigalg.ECDSAP256)
+	p := start(t, newDataDir(t), sigalg.ECDSAP256)
 	f := newFleet(t, algs...)
 	admin := adminClient(t, p)
 	f.register(t, admin)

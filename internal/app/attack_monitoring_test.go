@@ -45,7 +45,7 @@ func newMonitoringEnv(t *testing.T, n int) *monitoringEnv {
 	clock := &testClock{}
 	// The sweeps run here when the test says: the background loop's
 	// first sweep is at start, its next an hour later.
-	p, err := Start(context.Background(), Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", ServerName: "localhost",
+	p, err := Start(context.Background(), Config{DataDir: newDataDir(t), Listen: "127.0.0.1:0", ServerName: "localhost",
 		CASuite: sigalg.ECDSAP256, Now: clock.now, Monitoring: MonitoringConfig{Heartbeat: time.Hour, SweepEvery: time.Hour}})
 	if err != nil {
 		t.Fatal(err)

@@ -66,7 +66,7 @@ func lockoutClaim(ctx context.Context, c *http.Client, url string, id identity.I
 // and faster, must not keep the device from onboarding from its own.
 func TestAttackClaimedIdentityDoesNotLockDeviceOut(t *testing.T) {
 	t.Parallel()
-	p := start(t, t.TempDir(), sigalg.ECDSAP256) // default rate limits
+	p := start(t, newDataDir(t), sigalg.ECDSAP256) // default rate limits
 	f := newFleet(t, sigalg.Ed25519)
 	f.register(t, adminClient(t, p))
 	victim := f.ids[0]

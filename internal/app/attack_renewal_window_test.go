@@ -28,7 +28,7 @@ const (
 // renewal window.
 func startRenewalWindow(t *testing.T, f *fleet, clock *testClock, configure func(*Config)) (*Platform, *httpapi.Client) {
 	t.Helper()
-	cfg := Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", ServerName: "localhost", CASuite: sigalg.ECDSAP256,
+	cfg := Config{DataDir: newDataDir(t), Listen: "127.0.0.1:0", ServerName: "localhost", CASuite: sigalg.ECDSAP256,
 		Issuance: onboarding.IssuancePolicy{RenewLimit: -1}, Now: clock.now}
 	if configure != nil {
 		configure(&cfg)

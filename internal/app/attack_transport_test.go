@@ -33,7 +33,7 @@ import (
 // startTransport starts a platform with the given transport limits.
 func startTransport(t *testing.T, lim TransportLimits) *Platform {
 	t.Helper()
-	p, err := Start(context.Background(), Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", ServerName: "localhost",
+	p, err := Start(context.Background(), Config{DataDir: newDataDir(t), Listen: "127.0.0.1:0", ServerName: "localhost",
 		CASuite: sigalg.ECDSAP256, Transport: lim})
 	if err != nil {
 		t.Fatal(err)

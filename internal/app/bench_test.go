@@ -105,7 +105,7 @@ func benchCrypto(b *testing.B, alg sigalg.ID) {
 
 func startBench(b *testing.B) *Platform {
 	b.Helper()
-	p, err := Start(context.Background(), Config{DataDir: b.TempDir(), Listen: "127.0.0.1:0", ServerName: "localhost", CASuite: sigalg.ECDSAP256,
+	p, err := Start(context.Background(), Config{DataDir: newDataDir(b), Listen: "127.0.0.1:0", ServerName: "localhost", CASuite: sigalg.ECDSAP256,
 		RatePerIdentity: -1, RatePerAddress: -1})
 	if err != nil {
 		b.Fatal(err)

@@ -36,7 +36,7 @@ type enforcedCloud struct {
 
 func newEnforcedCloud(t *testing.T, mode mosquitto.Mode) *enforcedCloud {
 	t.Helper()
-	dir := t.TempDir()
+	dir := newDataDir(t)
 	cfg := Config{DataDir: dir, Listen: "127.0.0.1:0", ServerName: "localhost",
 		RevocationListen: "127.0.0.1:0", RevocationBaseURL: testRevocationBase, Worker: fastWorker}
 	// A first start makes the CA and its first CRL, for the broker.

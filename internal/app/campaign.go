@@ -8,6 +8,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/audit"
 	"github.com/hallmark-iot/hallmark/internal/campaign"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
+	"github.com/hallmark-iot/hallmark/internal/revocation"
 )
 
 // campaignMetricsEvery is how long the campaign gauges are reused before
@@ -23,8 +24,18 @@ func (p *Platform) startCampaigns(api *httpapi.Server, devices campaign.Authenti
 	if err != nil {
 		return err
 	}
+	if p.hints, err = p.newHintDispatcher(reg); err != nil {
+		return err
+	}
+	// Polls of untargeted devices are answered from memory; the revoked
+	// serials, read once a minute and at once after a local revocation,
+	// pick out the suspended, revoked and decommissioned devices to refuse.
+	if p.revoked, err = revocation.NewListed(p.Store, p.cfg.Now, p.cfg.Log); err != nil {
+		return err
+	}
 	svc, err := campaign.New(campaign.Config{Store: p.Store, Images: p.Store, Devices: devices,
-		Recorder: audit.NewRecorder(p.Store, p.cfg.Log, p.cfg.Now), Log: p.cfg.Log, Now: p.cfg.Now, Metrics: m})
+		Recorder: audit.NewRecorder(p.Store, p.cfg.Log, p.cfg.Now), Log: p.cfg.Log, Now: p.cfg.Now, Metrics: m,
+		Notifier: p.campaignNotifier(), Revoked: p.revoked})
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ func newCampaignEnv(t testing.TB, n int) *campaignEnv {
 	for i := range algs {
 		algs[i] = sigalg.ECDSAP256
 	}
-	p, err := Start(context.Background(), Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", ServerName: "localhost", CASuite: sigalg.ECDSAP256})
+	p, err := Start(context.Background(), Config{DataDir: newDataDir(t), Listen: "127.0.0.1:0", ServerName: "localhost", CASuite: sigalg.ECDSAP256})
 	if err != nil {
 		t.Fatal(err)
 	}

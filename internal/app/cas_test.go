@@ -33,7 +33,7 @@ import (
 func TestSeveralCAs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir := newDataDir(t)
 	clock := &testClock{}
 	cfg := Config{DataDir: dir, Listen: "127.0.0.1:0", ServerName: "localhost", CASuite: sigalg.ECDSAP256,
 		CASuites: []sigalg.ID{sigalg.MLDSA65}, RevocationListen: "127.0.0.1:0", RevocationBaseURL: testRevocationBase, Now: clock.now}

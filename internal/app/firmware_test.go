@@ -48,7 +48,7 @@ type firmwareEnv struct {
 
 func newFirmwareEnv(t *testing.T) *firmwareEnv {
 	t.Helper()
-	dir := t.TempDir()
+	dir := newDataDir(t)
 	e := &firmwareEnv{p: start(t, dir, sigalg.ECDSAP256), dir: dir, f: newFleet(t, sigalg.ECDSAP256, sigalg.ECDSAP256)}
 	e.admin = adminClient(t, e.p)
 	e.f.register(t, e.admin)
@@ -471,6 +471,7 @@ func TestFirmwareAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	database := pgtest.NewDatabase(t)
 	dir := t.TempDir()
+	seedCAKeys(t, dir)
 	var replicas []*Platform
 	for range 2 {
 		p, err := Start(context.Background(), Config{DataDir: dir, Database: database, Listen: "127.0.0.1:0",

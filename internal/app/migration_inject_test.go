@@ -75,7 +75,7 @@ type injectEnv struct {
 // manifest; then onboards it and saves it with its credentials.
 func newInjectEnv(t *testing.T) *injectEnv {
 	t.Helper()
-	e := &injectEnv{dataDir: t.TempDir(), log: &syncBuffer{}, vendor: otatest.NewVendor(t, 1), updates: otatest.New(),
+	e := &injectEnv{dataDir: newDataDir(t), log: &syncBuffer{}, vendor: otatest.NewVendor(t, 1), updates: otatest.New(),
 		state: filepath.Join(t.TempDir(), "chip.json")}
 	p, err := Start(context.Background(), Config{DataDir: e.dataDir, Listen: "127.0.0.1:0", ServerName: "localhost",
 		CASuite: sigalg.ECDSAP256, Migration: MigrationConfig{OpenTo: sigalg.MLDSA65},

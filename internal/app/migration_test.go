@@ -55,7 +55,7 @@ type migrationEnv struct {
 func newMigrationEnv(t *testing.T, target sigalg.ID, specs ...devSpec) *migrationEnv {
 	t.Helper()
 	e := &migrationEnv{cloud: &cloudLog{}}
-	p, err := Start(context.Background(), Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", ServerName: "localhost",
+	p, err := Start(context.Background(), Config{DataDir: newDataDir(t), Listen: "127.0.0.1:0", ServerName: "localhost",
 		CASuite: sigalg.ECDSAP256, Connectors: []connector.Connector{e.cloud}, Migration: MigrationConfig{OpenTo: target}})
 	if err != nil {
 		t.Fatal(err)

@@ -63,7 +63,7 @@ type otaDevice struct {
 func newOTAEnv(t *testing.T, classes ...device.Class) *otaEnv {
 	t.Helper()
 	ctx := context.Background()
-	e := &otaEnv{p: start(t, t.TempDir(), sigalg.ECDSAP256), ec: firmwareKey(t, sigalg.ECDSAP256), pq: firmwareKey(t, sigalg.MLDSA65)}
+	e := &otaEnv{p: start(t, newDataDir(t), sigalg.ECDSAP256), ec: firmwareKey(t, sigalg.ECDSAP256), pq: firmwareKey(t, sigalg.MLDSA65)}
 	e.admin = adminClient(t, e.p)
 	roots := [][32]byte{rootHash(t, e.ec), rootHash(t, e.pq)}
 

@@ -92,7 +92,7 @@ func TestDeviceEventsReachTheWebhookSignedAndInOrder(t *testing.T) {
 	const secret = "the receiver's shared secret"
 	good := newEventReceiver(t, secret, map[string]int{"device.suspended": 1}) // 500, then 200
 	bad := newEventReceiver(t, "a secret the platform was never told", nil)
-	p, err := Start(context.Background(), Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", ServerName: "localhost",
+	p, err := Start(context.Background(), Config{DataDir: newDataDir(t), Listen: "127.0.0.1:0", ServerName: "localhost",
 		CASuite: sigalg.ECDSAP256, Connectors: []connector.Connector{good.hook(t, "webhook", secret), bad.hook(t, "webhook-b", secret)},
 		// An hour between polls: the admin transitions' wake-up hint is
 		// what delivers their events (and the onboarding's before them).

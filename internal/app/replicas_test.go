@@ -43,6 +43,7 @@ func TestThreeReplicas(t *testing.T) {
 	t.Parallel()
 	database := pgtest.NewDatabase(t)
 	dir := t.TempDir()
+	seedCAKeys(t, dir)
 	receiver := newWebhookReceiver(t)
 	receiver.setFailing(false)
 	var replicas []*serveProcess

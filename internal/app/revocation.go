@@ -167,6 +167,9 @@ func (p *Platform) RevocationURL() string {
 // than at its next poll, and empties the OCSP responder's short cache. It
 // does nothing when revocation is not served.
 func (p *Platform) NotifyRevocation() {
+	if p.revoked != nil {
+		p.revoked.Notify() // the device poll's list of revoked serials
+	}
 	if rs := p.revocation; rs != nil {
 		for _, pub := range rs.publishers {
 			pub.Notify()

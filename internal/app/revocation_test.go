@@ -32,7 +32,7 @@ func TestRevocationServed(t *testing.T) {
 	for _, caSuite := range []sigalg.ID{sigalg.ECDSAP256, sigalg.MLDSA65} {
 		t.Run("ca-"+string(caSuite), func(t *testing.T) {
 			ctx := context.Background()
-			p, err := Start(ctx, Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", CASuite: caSuite,
+			p, err := Start(ctx, Config{DataDir: newDataDir(t), Listen: "127.0.0.1:0", CASuite: caSuite,
 				RevocationListen: "127.0.0.1:0", RevocationBaseURL: testRevocationBase + "/"})
 			if err != nil {
 				t.Fatal(err)
@@ -259,7 +259,7 @@ func TestRevocationConfigRefused(t *testing.T) {
 // certificates carry no revocation URL.
 func TestRevocationOffByDefault(t *testing.T) {
 	t.Parallel()
-	p := start(t, t.TempDir(), sigalg.ECDSAP256)
+	p := start(t, newDataDir(t), sigalg.ECDSAP256)
 	if p.RevocationURL() != "" || p.CA.CRLURL() != "" {
 		t.Errorf("revocation URL %q, CRL URL %q", p.RevocationURL(), p.CA.CRLURL())
 	}

@@ -20,7 +20,7 @@ import (
 func TestSupersededRevokedInCRLAndOCSP(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	p, err := Start(ctx, Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", CASuite: sigalg.ECDSAP256,
+	p, err := Start(ctx, Config{DataDir: newDataDir(t), Listen: "127.0.0.1:0", CASuite: sigalg.ECDSAP256,
 		RevocationListen: "127.0.0.1:0", RevocationBaseURL: testRevocationBase + "/",
 		Issuance:        onboarding.IssuancePolicy{SupersededGrace: 200 * time.Millisecond},
 		SupersededSweep: 50 * time.Millisecond})

@@ -151,25 +151,18 @@ func (s *Service) Create(ctx context.Context, caller admin.Caller, req CreateReq
 		return out, err
 	}
 	ids, busy := without(ids, s.view.busy(), req.MigrateTo, candidates)
-	rule := req.rule()
-	sizes, err := Resolve(steps, len(ids))
+	template := store.Campaign{ProductID: req.Target.Product, MigrateTo: req.MigrateTo,
+		Image:  store.CampaignImage{Digest: digest, Version: img.Version, Size: img.Size, SecurityCounter: img.SecurityCounter},
+		Target: req.Target.String(), WaveSpec: waveSpec(steps), HaltThreshold: req.rule().Threshold, HaltMinFinished: req.rule().MinFinished,
+		State: store.CampaignRunning, CreatedBy: caller.Actor()}
+	c, sizes, more, err := s.store(ctx, template, steps, ids)
+	busy += more
 	if err != nil {
 		return out, err
 	}
-	now := s.now()
-	c := store.Campaign{ID: newID(), ProductID: req.Target.Product, MigrateTo: req.MigrateTo,
-		Image:  store.CampaignImage{Digest: digest, Version: img.Version, Size: img.Size, SecurityCounter: img.SecurityCounter},
-		Target: req.Target.String(), WaveSpec: waveSpec(steps), HaltThreshold: rule.Threshold, HaltMinFinished: rule.MinFinished,
-		State: store.CampaignRunning, DeviceCount: len(ids), CreatedBy: caller.Actor(), CreatedAt: now, UpdatedAt: now}
 	subject = "campaign:" + c.ID
-	devices := assign(ids, sizes)
-	for _, sz := range sizes {
-		c.Waves = append(c.Waves, store.CampaignWave{Size: sz})
-	}
-	if err := s.cfg.Store.CreateCampaign(ctx, c, devices); err != nil {
-		return out, err
-	}
-	detail = fmt.Sprintf("image %s to %d devices (%s) in waves %v", req.Image, len(ids), c.Target, sizes)
+	detail = fmt.Sprintf("image %s to %d devices (%s) in waves %v", req.Image, c.DeviceCount, c.Target, sizes)
+	s.offered(c, 0, 0)
 	if err := s.Refresh(ctx); err != nil {
 		s.cfg.Log.Warn("campaign view", "error", err)
 	}
@@ -375,6 +368,7 @@ func (s *Service) transition(ctx context.Context, caller admin.Caller, id, verb,
 		detail = reason
 	}
 	s.view.update(c)
+	s.offeredByTransition(seen, c)
 	if err := s.Refresh(ctx); err != nil {
 		s.cfg.Log.Warn("campaign view", "error", err)
 	}

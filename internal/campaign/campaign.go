@@ -15,6 +15,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
+	"math/big"
 	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/admin"
@@ -97,6 +98,22 @@ type Config struct {
 	PollActive, PollIdle time.Duration
 	// Metrics counts reports; nil counts nothing.
 	Metrics *Metrics
+	// Notifier is told when devices are offered an update (notify.go);
+	// nil tells no one.
+	Notifier Notifier
+	// Revoked, when set, names from memory the certificates revoked or on
+	// hold (revocation.Listed): a poll presenting one is authenticated
+	// even when no campaign targets its device, so a suspended, revoked
+	// or decommissioned device is refused as on every device route. Nil
+	// answers every untargeted poll from memory.
+	Revoked Revocations
+}
+
+// Revocations tells from memory whether a certificate is revoked or on
+// hold; a stale answer is corrected by the store read it triggers, or
+// by the next refresh.
+type Revocations interface {
+	ContainsCertificate(serial *big.Int) bool
 }
 
 // Service is the campaign use cases.

@@ -34,11 +34,16 @@ func claimed(leaf *x509.Certificate) (identity.ID, bool) {
 // when it has none, and when to ask again. leaf is the client
 // certificate mutual TLS verified against the platform's CA.
 //
-// A device that no open campaign targets is answered from memory: no
-// store read, not even the standing check of its certificate (a
-// suspended or revoked device so learns only that there is nothing for
-// it, which it would learn from a refusal too). A targeted device is
-// authenticated as on every device route before anything is read.
+// A device that no open campaign targets, presenting a certificate that
+// is not revoked or on hold (Config.Revoked, in memory), is answered from
+// memory: no store read. A certificate listed as revoked or on hold (its
+// device suspended, revoked or decommissioned, or the certificate
+// superseded) is authenticated against the store, which refuses it as
+// on every device route and audits the refusal; a listing that is stale
+// (a device resumed since) costs that one read and nothing else. A
+// targeted device is authenticated as on every device route before
+// anything is read. A revocation made since the last read of the list
+// is answered from memory until the next (docs/ota.md, "Polling").
 func (s *Service) Poll(ctx context.Context, leaf *x509.Certificate, addr string) (*ota.Assignment, time.Duration, error) {
 	if err := s.view.refreshIfStale(ctx, s.cfg.Store, s.cfg.Now(), s.cfg.RefreshEvery); err != nil {
 		s.cfg.Log.Warn("campaign view", "error", err)
@@ -48,14 +53,15 @@ func (s *Service) Poll(ctx context.Context, leaf *x509.Certificate, addr string)
 		return nil, s.jitter(s.cfg.PollIdle), nil
 	}
 	open := s.view.lookup(id)
-	if len(open) == 0 {
+	listed := s.cfg.Revoked != nil && s.cfg.Revoked.ContainsCertificate(leaf.SerialNumber)
+	if len(open) == 0 && !listed {
 		return nil, s.jitter(s.cfg.PollIdle), nil
 	}
 	got, err := s.cfg.Devices.AuthenticateDevice(ctx, leaf, ActionReport, addr)
 	if err != nil {
 		return nil, 0, err
 	}
-	if got != id {
+	if got != id || len(open) == 0 {
 		return nil, s.jitter(s.cfg.PollIdle), nil
 	}
 	wait := s.jitter(s.cfg.PollIdle)
@@ -161,6 +167,7 @@ func (s *Service) apply(ctx context.Context, id identity.ID, r ota.Report, addr 
 		s.cfg.Metrics.report(r)
 	}
 	s.noteChange(ctx, seen.before, c, fmt.Sprintf("after a report of device %s", id))
+	s.offeredByDecision(seen, c)
 	return nil
 }
 
@@ -231,6 +238,7 @@ func (s *Service) MigrationCompleted(ctx context.Context, old, new identity.ID) 
 			s.cfg.Metrics.report(r)
 		}
 		s.noteChange(ctx, seen.before, after, fmt.Sprintf("after the migration of %s", old))
+		s.offeredByDecision(seen, after)
 		return nil
 	}
 	return fmt.Errorf("campaign: migration of %s: %w", old, ErrNoMigration)

@@ -54,37 +54,136 @@ func TestProgress(t *testing.T) {
 	at := time.Unix(2000, 0)
 	rule := HaltRule{Threshold: 0.5, MinFinished: 2}
 	base := store.Campaign{State: store.CampaignRunning, Waves: []store.CampaignWave{{Size: 2}, {Size: 3}, {Size: 5}}}
+	done := store.DeviceChange{Finished: 1}
+	failed := store.DeviceChange{Finished: 1, Failed: 1}
 
+	// The counters given are after the change.
 	c := base
-	c.Waves = []store.CampaignWave{{Size: 2, Finished: 1}, {Size: 3}, {Size: 5}}
-	if u := progress(c, 0, 1, 0, rule, at); u == nil || u.State != store.CampaignRunning || u.CurrentWave != 1 {
+	c.Waves = []store.CampaignWave{{Size: 2, Finished: 2}, {Size: 3}, {Size: 5}}
+	if u := progress(c, 0, done, rule, at); u == nil || u.State != store.CampaignRunning || u.CurrentWave != 1 {
 		t.Errorf("the first wave finished: %+v", u)
 	}
-	if c.Waves[0].Finished != 1 {
-		t.Error("progress changed the campaign it was given")
+	c.Waves = []store.CampaignWave{{Size: 2, Finished: 1}, {Size: 3}, {Size: 5}}
+	if u := progress(c, 0, done, rule, at); u != nil {
+		t.Errorf("the first wave half finished: %+v", u)
 	}
-	c.Waves = []store.CampaignWave{{Size: 2, Finished: 1, Failed: 1}, {Size: 3}, {Size: 5}}
-	if u := progress(c, 0, 1, 1, rule, at); u == nil || u.State != store.CampaignHalted || u.Reason == "" {
+	c.Waves = []store.CampaignWave{{Size: 2, Finished: 2, Failed: 2}, {Size: 3}, {Size: 5}}
+	if u := progress(c, 0, failed, rule, at); u == nil || u.State != store.CampaignHalted || u.Reason == "" {
 		t.Errorf("two failures of two: %+v", u)
 	}
-	c.Waves = []store.CampaignWave{{Size: 2, Finished: 2}, {Size: 3, Finished: 2}, {Size: 5, Finished: 4}}
+	if u := progress(c, 0, done, rule, at); u == nil || u.State != store.CampaignRunning {
+		t.Errorf("a success finishing a failing wave halts (only a failure checks the rule): %+v", u)
+	}
+	c.Waves = []store.CampaignWave{{Size: 2, Finished: 2}, {Size: 3, Finished: 3}, {Size: 5, Finished: 5}}
 	c.CurrentWave = 2
-	if u := progress(c, 2, 1, 0, rule, at); u == nil || u.State != store.CampaignCompleted || u.CurrentWave != 2 {
+	if u := progress(c, 2, done, rule, at); u == nil || u.State != store.CampaignCompleted || u.CurrentWave != 2 {
 		t.Errorf("the last wave finished: %+v", u)
 	}
 	c.State = store.CampaignPaused
 	c.CurrentWave = 1
-	c.Waves = []store.CampaignWave{{Size: 2, Finished: 2}, {Size: 3, Finished: 2}, {Size: 5}}
-	if u := progress(c, 1, 1, 0, rule, at); u == nil || u.State != store.CampaignPaused || u.CurrentWave != 2 {
+	c.Waves = []store.CampaignWave{{Size: 2, Finished: 2}, {Size: 3, Finished: 3}, {Size: 5}}
+	if u := progress(c, 1, done, rule, at); u == nil || u.State != store.CampaignPaused || u.CurrentWave != 2 {
 		t.Errorf("a paused campaign's wave finished: %+v", u)
 	}
 	c.State = store.CampaignCancelled
-	if u := progress(c, 1, 1, 1, rule, at); u != nil {
+	if u := progress(c, 1, failed, rule, at); u != nil {
 		t.Errorf("a cancelled campaign moved: %+v", u)
 	}
 	c = base
-	if u := progress(c, 1, 1, 0, rule, at); u != nil {
+	if u := progress(c, 1, done, rule, at); u != nil {
 		t.Errorf("a late wave's report moved the campaign: %+v", u)
+	}
+}
+
+// TestMayProgress checks that the store is asked for the campaign's lock
+// whenever progress would move the campaign: over every small campaign
+// in which waves before the current one have finished, the current one
+// had not before the report and the report is of the current wave (the
+// states the rules allow), mayProgress is true
+// wherever progress decides a change, and false for a change of no count.
+func TestMayProgress(t *testing.T) {
+	at := time.Unix(4000, 0)
+	rules := []HaltRule{{Threshold: 0, MinFinished: 1}, {Threshold: 0.5, MinFinished: 2}, {Threshold: 1, MinFinished: 1}}
+	changes := []store.DeviceChange{{}, {Finished: 1}, {Finished: 1, Failed: 1}}
+	sizes := [][]int{{1}, {2, 3}, {3, 0, 2}, {0, 2}}
+	checked := 0
+	for _, rule := range rules {
+		for _, sz := range sizes {
+			for cur := range sz {
+				for fin := 0; fin <= sz[cur]; fin++ {
+					for fail := 0; fail <= fin; fail++ {
+						for _, ch := range changes {
+							if fin < ch.Finished || fail < ch.Failed || fin-ch.Finished < fail-ch.Failed {
+								continue // counters after the change include it
+							}
+							if fin-ch.Finished >= sz[cur] {
+								continue // the wave was full before: the report that filled it decided
+							}
+							for _, st := range store.CampaignStates {
+								c := store.Campaign{State: st, CurrentWave: cur}
+								for w, n := range sz {
+									switch {
+									case w < cur:
+										c.Waves = append(c.Waves, store.CampaignWave{Size: n, Finished: n})
+									case w == cur:
+										c.Waves = append(c.Waves, store.CampaignWave{Size: n, Finished: fin, Failed: fail})
+									default:
+										c.Waves = append(c.Waves, store.CampaignWave{Size: n})
+									}
+								}
+								u := progress(c, cur, ch, rule, at)
+								may := mayProgress(c, cur, ch, rule)
+								if u != nil && !may {
+									t.Errorf("%+v, report %+v, rule %+v: progress %+v without the lock", c, ch, rule, u)
+								}
+								if ch.Finished == 0 && may {
+									t.Errorf("%+v: a change of no count asks for the lock", c)
+								}
+								checked++
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("nothing checked")
+	}
+}
+
+// TestReportDeciderSteps runs a report's steps as the store does: the
+// device's on the campaign read without its lock, then the campaign's on
+// the campaign as it is now; a halt committed in between is seen, the
+// device's change is still recorded, and the halt is not noted again.
+func TestReportDeciderSteps(t *testing.T) {
+	at := time.Unix(5000, 0)
+	c := store.Campaign{ID: "cmp_0000000000000001", State: store.CampaignRunning, HaltThreshold: 1, HaltMinFinished: 1,
+		Waves: []store.CampaignWave{{Size: 2, Finished: 1}, {Size: 1}}}
+	var seen decided
+	dec := reportDecider(ota.Report{CampaignID: c.ID, State: ota.StateBooted}, at, &seen)
+	d := store.CampaignDevice{CampaignID: c.ID, State: string(ota.StateInstalled)}
+	ch, err := dec.Device(c, d)
+	if err != nil || ch.Device == nil || ch.Finished != 1 || ch.Failed != 0 || !seen.changed {
+		t.Fatalf("device step: %+v, %v", ch, err)
+	}
+	after := c
+	after.Waves = []store.CampaignWave{{Size: 2, Finished: 2}, {Size: 1}}
+	if !dec.NeedsCampaign(after, *ch.Device, ch) {
+		t.Fatal("the wave's last report does not ask for the campaign's lock")
+	}
+	now := after
+	now.State, now.Reason = store.CampaignHalted, "operator"
+	u, err := dec.Campaign(now, *ch.Device, ch)
+	if err != nil || u != nil {
+		t.Errorf("campaign step on a campaign halted since: %+v, %v", u, err)
+	}
+	if seen.before != store.CampaignHalted {
+		t.Errorf("the decision notes the campaign as %s before it, want halted (the halt is not its own)", seen.before)
+	}
+	u, err = dec.Campaign(after, *ch.Device, ch)
+	if err != nil || u == nil || u.CurrentWave != 1 || u.State != store.CampaignRunning {
+		t.Errorf("campaign step on the running campaign: %+v, %v", u, err)
 	}
 }
 
@@ -104,14 +203,18 @@ func TestStateDecider(t *testing.T) {
 		{"cancel", store.CampaignCompleted, ""},
 		{"cancel", store.CampaignCancelled, store.CampaignCancelled},
 	} {
-		ch, err := stateDecider(c.verb, "why", at, &decided{})(store.Campaign{State: c.from}, store.CampaignDevice{})
+		dec := stateDecider(c.verb, "why", at, &decided{})
+		if dec.Device != nil {
+			t.Fatalf("%s: an administrative decision has a device step", c.verb)
+		}
+		u, err := dec.Campaign(store.Campaign{State: c.from}, store.CampaignDevice{}, store.DeviceChange{})
 		switch {
 		case c.to == "" && err == nil:
 			t.Errorf("%s from %s: allowed", c.verb, c.from)
-		case c.to == c.from && (err != nil || ch.Campaign != nil):
-			t.Errorf("%s from %s: %+v, %v; want no change", c.verb, c.from, ch, err)
-		case c.to != "" && c.to != c.from && (err != nil || ch.Campaign == nil || ch.Campaign.State != c.to || ch.Campaign.Reason != "why"):
-			t.Errorf("%s from %s: %+v, %v", c.verb, c.from, ch, err)
+		case c.to == c.from && (err != nil || u != nil):
+			t.Errorf("%s from %s: %+v, %v; want no change", c.verb, c.from, u, err)
+		case c.to != "" && c.to != c.from && (err != nil || u == nil || u.State != c.to || u.Reason != "why"):
+			t.Errorf("%s from %s: %+v, %v", c.verb, c.from, u, err)
 		}
 	}
 }

@@ -17,7 +17,8 @@
 // confirmed by the new firmware, or rolled back (update.go). Root-key slots
 // in OTP can be retired by a vendor-signed image (rom.go), and the
 // enrolment key can be replaced for a migration to another suite
-// (migrate.go).
+// (migrate.go). At the end of provisioning the station burns the lock
+// fuses (lock.go): debug port, key-store access window, bootloader.
 //
 // A device's state persists as JSON holding only what the silicon holds, so
 // a device made today can boot and onboard later.
@@ -46,16 +47,17 @@ const (
 )
 
 // Classes lists every class, in the order the documentation names them.
+// ClassTPM (tpm.go) is not among them: it exists only with a TPM to hand.
 var Classes = []Class{ClassPUF, ClassKeygen, ClassInject}
 
 // ParseClass reads a class name.
 func ParseClass(s string) (Class, error) {
-	for _, c := range Classes {
+	for _, c := range append(Classes, ClassTPM) {
 		if string(c) == s {
 			return c, nil
 		}
 	}
-	return "", fmt.Errorf("%w: device class %q (want puf, keygen or inject)", ErrConfig, s)
+	return "", fmt.Errorf("%w: device class %q (want puf, keygen, inject or tpm)", ErrConfig, s)
 }
 
 // Errors callers branch on. The ROM's refusal reasons are the firmware
@@ -90,6 +92,8 @@ type Config struct {
 	// PUF configures the simulated SRAM of a puf-class chip; the zero value
 	// selects puf.DefaultConfig.
 	PUF puf.Config
+	// TPM is the address of a tpm-class device's TPM (tpm.ParseAddress).
+	TPM string
 	// Rand is the chip's TRNG and the source of its manufacturing
 	// variation; nil selects crypto/rand.
 	Rand io.Reader

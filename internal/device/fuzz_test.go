@@ -26,6 +26,10 @@ func FuzzUnmarshal(f *testing.F) {
 		data, _ := json.Marshal(d.st)
 		f.Add(data)
 	}
+	locked := newDevice(f, Config{Class: ClassKeygen, Algorithm: sigalg.Ed25519, RootKeyHashes: [][32]byte{v.hash}})
+	locked.Lock()
+	lockedState, _ := json.Marshal(locked.st)
+	f.Add(lockedState) // a chip the station locked: the lock fuses in OTP
 	f.Add([]byte(`{"format":"hallmark-device/v1"}`))
 	// Version 1 states as the single-image release wrote them, and a
 	// version 2 state with both slots, an update and a pending migration.

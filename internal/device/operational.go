@@ -28,6 +28,9 @@ func (d *Device) OperationalKey(alg sigalg.ID) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("operational key: %w", err)
 	}
+	if d.st.Class == ClassTPM {
+		return d.tpmOperationalKey(suite.ID())
+	}
 	if d.st.Class == ClassPUF {
 		seed, err := d.reconstructPUF()
 		if err != nil {

@@ -28,12 +28,16 @@ type runningImage struct {
 
 // Program writes an image into the active slot over the programming
 // interface. The programmer checks nothing: the ROM verifies at every
-// boot. Programming stops any running firmware, as a reset would, and
+// boot, unless the bootloader is locked (lock.go): then it takes only an
+// image the ROM verifies. Programming stops any running firmware, as a reset would, and
 // cancels an update in the other slot, since a factory programmer resets
 // the boot control with the flash it writes.
 func (d *Device) Program(image []byte) error {
 	if len(image) == 0 || len(image) > firmware.MaxImageSize {
 		return fmt.Errorf("program: image of %d bytes (limit %d)", len(image), firmware.MaxImageSize)
+	}
+	if err := d.checkProgramming(image); err != nil {
+		return err
 	}
 	*d.slot(d.activeSlot()) = bytes.Clone(image)
 	d.st.Flash.Update = nil
@@ -129,13 +133,17 @@ func (d *Device) TransportKey() (*sealing.PublicKey, error) {
 // InjectKey programs the enrolment key of an inject-class chip: a PKCS #8
 // key sealed to TransportKey when sealed is set, or in the clear. A chip
 // that offers the encrypted channel refuses a key in the clear, and every
-// chip refuses a second key or a key of the wrong suite.
+// chip refuses a second key, a key of the wrong suite, and any key once
+// its bootloader is locked.
 func (d *Device) InjectKey(blob []byte, sealed bool) error {
 	if d.st.Class != ClassInject {
 		return fmt.Errorf("%w: a %s chip makes its own key", ErrWrongInjection, d.st.Class)
 	}
 	if d.st.KeyStore.EnrolmentKey != nil {
 		return fmt.Errorf("inject key: %w", ErrKeyPresent)
+	}
+	if d.st.OTP.Locks.Bootloader {
+		return fmt.Errorf("inject key: %w", ErrBootloaderLocked)
 	}
 	path := InjectionClear
 	plain := blob

@@ -13,6 +13,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/puf"
 	"github.com/hallmark-iot/hallmark/internal/sealing"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
+	"github.com/hallmark-iot/hallmark/internal/tpm"
 )
 
 // HKDF info strings separate the keys a PUF-class chip derives from its one
@@ -31,6 +32,7 @@ type Device struct {
 	chip *puf.Chip // the SRAM array of a puf-class chip, built on demand
 	// running is the image the ROM verified and started; nil until Boot.
 	running *runningImage
+	tpm     *tpm.TPM // a tpm-class device's TPM, opened on first use (tpm.go)
 }
 
 // New makes a chip as it leaves the silicon vendor: fuses burned, flash
@@ -57,6 +59,8 @@ func New(cfg Config) (*Device, error) {
 		err = d.makeSRAM(cfg)
 	case ClassKeygen, ClassInject:
 		err = d.makeKeyStore(cfg)
+	case ClassTPM:
+		err = d.makeTPM(cfg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("new %s device: %w", cfg.Class, err)
@@ -251,6 +255,8 @@ func (d *Device) enrolmentKey() (crypto.Signer, error) {
 	switch d.st.Class {
 	case ClassPUF:
 		return d.derivePUFKey(d.st.OTP.PUFGeneration, suite)
+	case ClassTPM:
+		return d.tpmEnrolmentKey()
 	case ClassKeygen:
 		if d.st.KeyStore.EnrolmentKey == nil {
 			key, err := suite.GenerateKey(d.rand)

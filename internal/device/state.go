@@ -45,6 +45,7 @@ type state struct {
 	SRAM      *sramState  `json:"sram,omitempty"`
 	KeyStore  *keyStore   `json:"protected_key_store,omitempty"`
 	Loader    *loaderPart `json:"bootloader,omitempty"`
+	TPM       *tpmPart    `json:"tpm,omitempty"` // tpm class: where its TPM is, its keys as the TPM wrapped them (tpm.go)
 }
 
 // otpState is the one-time-programmable fuse bank. Every field only ever
@@ -58,6 +59,9 @@ type otpState struct {
 	// key. It is public; it sits in OTP rather than flash so that nobody
 	// with a programmer can wind it back and bring a retired key back.
 	PUFGeneration uint32 `json:"puf_generation,omitempty"`
+	// Locks are the lock fuses the station burns at the end of
+	// provisioning (lock.go); a state without them is an open chip.
+	Locks LockState `json:"locks,omitzero"`
 }
 
 // flashState is non-volatile memory that anyone with a programmer can read.
@@ -220,6 +224,9 @@ func (d *Device) checkState() error {
 	if isPUF != (st.SRAM != nil) || isPUF == (st.KeyStore != nil) {
 		return fmt.Errorf("sections do not match class %s", st.Class)
 	}
+	if err := st.checkTPMState(); err != nil {
+		return err
+	}
 	if st.Loader != nil && st.Class != ClassInject {
 		return fmt.Errorf("a %s chip has no programming-channel key", st.Class)
 	}
@@ -250,7 +257,7 @@ func (d *Device) checkState() error {
 func (st *state) upgradeV1() error {
 	f := &st.Flash
 	if f.SlotA != nil || f.SlotB != nil || f.Active != "" || f.Update != nil || f.LastUpdate != nil ||
-		f.Migration != nil || st.OTP.RetiredRoots != 0 || st.OTP.PUFGeneration != 0 ||
+		f.Migration != nil || st.OTP.RetiredRoots != 0 || st.OTP.PUFGeneration != 0 || st.OTP.Locks != (LockState{}) ||
 		(st.KeyStore != nil && st.KeyStore.PendingKey != nil) {
 		return fmt.Errorf("a %s state with fields of %s", stateFormatV1, stateFormat)
 	}

@@ -352,7 +352,7 @@ func (h campaignHandlers) deviceRoutes() []Route {
 	return []Route{
 		{Method: "GET", Path: ota.PathUpdate, Handler: http.HandlerFunc(h.poll), Doc: RouteDoc{
 			OperationID: "deviceUpdate", Summary: "The device's open assignment, if it has one; Retry-After says when to ask again.", Tag: "device",
-			Description: "A device no open campaign targets is answered 204 from memory, without a store read (docs/ota.md). A targeted device is authenticated as on /v1/device/status; fetching a pending assignment of an open wave moves it to offered.",
+			Description: "A device no open campaign targets is answered 204 from memory, without a store read, unless its certificate is on the in-memory list of revoked and held certificates: then it is authenticated and a suspended, revoked or decommissioned device refused (docs/ota.md). A targeted device is authenticated as on /v1/device/status; fetching a pending assignment of an open wave moves it to offered.",
 			Auth:        AuthMutualTLS,
 			Responses: []Response{{Status: 200, Description: "The assignment.", Body: ota.Assignment{}},
 				{Status: 204, Description: "Nothing to do now."}},

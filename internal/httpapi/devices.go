@@ -10,6 +10,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/admin"
 	"github.com/hallmark-iot/hallmark/internal/audit"
 	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/manifest"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 	"github.com/hallmark-iot/hallmark/internal/store"
 )
@@ -242,7 +243,7 @@ func revocationReason(c store.Certificate) string {
 func deviceView(d admin.DeviceStatus) Device {
 	return Device{
 		Identity: d.Identity, State: string(d.State), Algorithm: string(d.Algorithm), PublicKey: d.PublicKey,
-		RootOfTrust: d.RootOfTrust, Injection: d.Injection, Product: d.ProductID, Batch: d.BatchID,
+		RootOfTrust: d.RootOfTrust, Injection: d.Injection, Locks: manifest.Locks(d.Locks).Label(), Product: d.ProductID, Batch: d.BatchID,
 		Station: d.StationID, CreatedAt: d.CreatedAt.UTC(), OnboardedAt: optionalTime(d.OnboardedAt),
 		RevokedAt: optionalTime(d.RevokedAt), RevokeReason: d.RevokeNote,
 		StateChangedAt: optionalTime(d.StateChangedAt), StateReason: d.StateReason,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hallmark-iot/hallmark/internal/admin"
 	"github.com/hallmark-iot/hallmark/internal/audit"
+	"github.com/hallmark-iot/hallmark/internal/identity"
 )
 
 // maxDuplicatesListed bounds the identities a duplicate-devices problem
@@ -31,7 +32,7 @@ func (s *Server) manifestRoutes() []Route {
 				{Status: 201, Description: "Imported.", Body: ImportResult{}},
 				{Status: 200, Description: "Imported before; nothing changed.", Body: ImportResult{}},
 			},
-			Problems: []string{"unknown-product", "unknown-station", "manifest-invalid", "duplicate-devices", "conflict"},
+			Problems: []string{"unknown-product", "unknown-station", "manifest-invalid", "duplicate-devices", "devices-not-locked", "conflict"},
 		},
 	}}
 }
@@ -95,4 +96,15 @@ func duplicatesExtension(dup *admin.DuplicateDevicesError) map[string]any {
 		ids[i] = id.String()
 	}
 	return map[string]any{"duplicates": ids, "duplicate_count": len(dup.Identities)}
+}
+
+// identitiesExtension lists, under name, up to maxDuplicatesListed
+// identities, and their total under name_count.
+func identitiesExtension(name string, all []identity.ID) map[string]any {
+	listed := all[:min(len(all), maxDuplicatesListed)]
+	ids := make([]string, len(listed))
+	for i, id := range listed {
+		ids[i] = id.String()
+	}
+	return map[string]any{name: ids, name + "_count": len(all)}
 }

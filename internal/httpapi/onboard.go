@@ -174,7 +174,7 @@ func onboardingProblem(err error) error {
 	switch code := OnboardingCode(err); code {
 	case "":
 		return err
-	case "malformed-request", "bad-csr", "renewal-not-due":
+	case "malformed-request", "bad-csr", "renewal-not-due", "device-not-locked":
 		return NewProblem(code, err.Error())
 	default:
 		return NewProblem(code, "")
@@ -187,7 +187,7 @@ func OnboardingCode(err error) string {
 	switch code := onboarding.ErrorCode(err); code {
 	case "malformed":
 		return "malformed-request"
-	case "revoked", "suspended", "decommissioned", "migrated":
+	case "revoked", "suspended", "decommissioned", "migrated", "not-locked":
 		return "device-" + code
 	case "internal":
 		return ""

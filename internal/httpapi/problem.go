@@ -114,6 +114,7 @@ var problemCodes = []ProblemCode{
 	{"conflict", 409, "Conflict", "The record exists already (a station, product or token ID), or a batch of this name was imported from a different manifest."},
 	{"transition-not-allowed", 409, "Transition not allowed", "The device's lifecycle state does not allow the transition asked for (docs/lifecycle.md): the detail names the state and the states it is allowed from. Nothing was changed."},
 	{"duplicate-devices", 409, "Duplicate devices", "Devices of the manifest are registered by another batch; nothing was imported. The problem lists up to 100 identities in `duplicates` and their number in `duplicate_count`."},
+	{"devices-not-locked", 422, "Devices not locked", "Manifest import: the product requires locked devices (require_locked) and records of the manifest say devices were left open, or do not say (a manifest written before stations recorded locks); nothing was imported. The problem lists up to 100 identities in `not_locked` and their number in `not_locked_count`."},
 	{"body-too-large", 413, "Body too large", "The body exceeds the endpoint's limit (64 KiB for JSON, the configured manifest limit for manifests)."},
 	{"body-too-slow", 408, "Body too slow", "The request body arrived slower than the server's minimum transfer rate (by default 64 KiB, or the rest of the body, per 10 s the server waits; hallmark serve --min-rate-bytes and --min-rate-window). Nothing was changed and the connection is closed; send the request again at a normal speed."},
 	{"unsupported-media-type", 415, "Unsupported media type", "The Content-Type is not one the endpoint accepts (application/json; application/jsonl or application/x-ndjson for manifests)."},
@@ -138,6 +139,7 @@ var problemCodes = []ProblemCode{
 	{"transport-key-rejected", 401, "Transport key rejected", "Migration of an inject-class chip: the challenge request lacks the chip's transport key, or its signature by the device's enrolment key does not verify; no key was generated. Send the transport key signed as docs/migration.md says."},
 	{"continuity-rejected", 401, "Continuity proof rejected", "Migration: the continuity proof does not verify against the challenge and the device on record (a replayed or relabelled proof, another device's key, a bad signature). The challenge is used up; request a new one."},
 	{"identity-taken", 409, "Identity taken", "Migration: the new enrolment identity is registered already (as any device), or this device has a successor already; nothing changed."},
+	{"device-not-locked", 403, "Device not locked", "Onboarding: the device's product requires locked devices (require_locked) and the device's manifest record does not say its station locked it (recorded open, or imported from a manifest written before stations recorded locks). Nothing was issued."},
 	{"bad-csr", 422, "Certificate request refused", "Onboarding and renewal: the PKCS #10 request's signature or key is not acceptable, its subject does not name the device's identity as its common name, it is bound to another exchange (or carries no binding where the platform requires one), or its key is certified for another device."},
 	{"renewal-too-soon", 429, "Renewal too soon", "Renewal: the device was issued the most certificates the platform allows within its window (by default 3 per hour, counting its onboarding); retry after the number of seconds in the Retry-After header."},
 	{"renewal-not-due", 409, "Renewal not due", "Renewal: the device's current certificate is not yet within its product's renewal window (the credentials' renew_after says when it is); retry after the number of seconds in the Retry-After header, or have an administrator force one renewal (POST /v1/admin/devices/{identity}/force-renewal)."},
@@ -200,6 +202,10 @@ func problemFor(err error) *Problem {
 	var dup *admin.DuplicateDevicesError
 	if e.Code == admin.CodeDuplicateDevices && errors.As(err, &dup) {
 		p.Extensions = duplicatesExtension(dup)
+	}
+	var open *admin.NotLockedDevicesError
+	if e.Code == admin.CodeDevicesNotLocked && errors.As(err, &open) {
+		p.Extensions = identitiesExtension("not_locked", open.Identities)
 	}
 	return p
 }

@@ -142,7 +142,8 @@ func productView(p store.Product) Product {
 	return Product{ID: p.ID, Name: p.Name, CertValidity: formatDuration(p.CertValidity), CloudEndpoint: p.CloudEndpoint, CreatedAt: p.CreatedAt.UTC(),
 		RenewalWindow: formatDuration(p.RenewalWindow), HeartbeatInterval: formatDuration(p.HeartbeatInterval),
 		MinFirmwareVersion: p.MinFirmwareVersion, FirmwareRoots: admin.FormatRoots(p.Firmware.Roots),
-		FirmwareRetiredSlots: admin.RetiredSlots(p.Firmware.Retired), FirmwareClassKey: classKeyHex(p.Firmware.ClassKey), IssuingCA: p.IssuingCA}
+		FirmwareRetiredSlots: admin.RetiredSlots(p.Firmware.Retired), FirmwareClassKey: classKeyHex(p.Firmware.ClassKey), IssuingCA: p.IssuingCA,
+		RequireLocked: p.RequireLocked}
 }
 
 func classKeyHex(k [32]byte) string {

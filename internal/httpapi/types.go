@@ -44,6 +44,7 @@ type ProductRequest struct {
 	FirmwareRetiredSlots []int    `json:"firmware_retired_slots,omitempty" doc:"The root-key slots retired so far (0 to 3): their roots are neither required nor enough. At least one root stays live."`
 	FirmwareClassKey     string   `json:"firmware_class_key,omitempty" doc:"The SHA-256 (hex) of the device-class public key (hallmark's sealing encoding) encrypted images must be sealed to. Empty: none, and encrypted images are refused."`
 	IssuingCA            string   `json:"issuing_ca,omitempty" doc:"The CA that issues the product's device certificates: a name from GET /v1/admin/cas (a CA is named after its suite, e.g. ml-dsa-65); one the platform lacks is refused. Empty: the platform's first CA."`
+	RequireLocked        bool     `json:"require_locked,omitempty" doc:"Require locked devices (docs/manufacturing.md, \"Locking the device\"): a manifest whose records do not all say the station closed every lock (debug port, key-store window, bootloader) is refused with devices-not-locked, nothing imported, and a device imported before the requirement was set is refused onboarding with device-not-locked. A record without the locks field (a manifest from before stations recorded locks) counts as not locked. Default: false."`
 }
 
 // ProductUpdateRequest changes a product's policy; members left out stay
@@ -56,6 +57,7 @@ type ProductUpdateRequest struct {
 	FirmwareRetiredSlots *[]int    `json:"firmware_retired_slots,omitempty" doc:"As in ProductRequest; replaces the set."`
 	FirmwareClassKey     *string   `json:"firmware_class_key,omitempty" doc:"As in ProductRequest; \"\" removes the class key."`
 	IssuingCA            *string   `json:"issuing_ca,omitempty" doc:"As in ProductRequest; \"\" returns to the first CA. Certificates issued before stay valid; each device's next renewal is issued by the new CA."`
+	RequireLocked        *bool     `json:"require_locked,omitempty" doc:"As in ProductRequest. Turning it on refuses onboarding to devices imported before that were not recorded locked (within 30 s: the onboarding service caches products that long); devices already onboarded keep their certificates and renew."`
 }
 
 // Product decides a device's certificate profile and cloud endpoint.
@@ -74,6 +76,7 @@ type Product struct {
 	FirmwareRetiredSlots []int    `json:"firmware_retired_slots"`
 	FirmwareClassKey     string   `json:"firmware_class_key,omitempty"`
 	IssuingCA            string   `json:"issuing_ca" doc:"The CA issuing the product's certificates; empty: the platform's first CA."`
+	RequireLocked        bool     `json:"require_locked" doc:"Devices must be recorded locked to be imported or onboarded."`
 }
 
 // ProductList lists products.
@@ -98,8 +101,9 @@ type Device struct {
 	State        string      `json:"state" enum:"registered,onboarded,suspended,revoked,decommissioned" doc:"docs/lifecycle.md: registered (imported or reprovisioned, not onboarded since), onboarded, suspended (quarantined until resumed), revoked (for good), decommissioned (until reprovisioned)."`
 	Algorithm    string      `json:"algorithm" doc:"Suite of the enrolment key."`
 	PublicKey    []byte      `json:"public_key" doc:"DER SubjectPublicKeyInfo of the enrolment key."`
-	RootOfTrust  string      `json:"root_of_trust" enum:"puf,keygen,inject"`
+	RootOfTrust  string      `json:"root_of_trust" enum:"puf,keygen,inject,tpm"`
 	Injection    string      `json:"injection" enum:"none,encrypted,clear"`
+	Locks        string      `json:"locks" doc:"The lock state the station-signed manifest recorded: debug,key-store-window,bootloader (every lock closed), a part of that list, open, or unknown (a manifest written before stations recorded locks)."`
 	Product      string      `json:"product"`
 	Batch        string      `json:"batch"`
 	Station      identity.ID `json:"station"`

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
@@ -38,6 +40,7 @@ type wireRecord struct {
 	PublicKey   string `json:"public_key"`
 	RootOfTrust string `json:"root_of_trust"`
 	Injection   string `json:"injection"`
+	Locks       string `json:"locks,omitempty"`
 	Station     string `json:"station"`
 	Time        string `json:"time"`
 	Nonce       string `json:"nonce"`
@@ -175,6 +178,7 @@ func (r *Record) toWire() wireRecord {
 		PublicKey:   encodeBase64(r.SPKI),
 		RootOfTrust: string(r.RootOfTrust),
 		Injection:   string(r.Injection),
+		Locks:       string(r.Locks),
 		Station:     r.Station.String(),
 		Time:        formatTime(r.Time),
 		Nonce:       encodeBase64(r.Nonce),
@@ -204,6 +208,9 @@ func (w *wireRecord) toRecord() (Record, error) {
 	if err := checkProvenance(r.RootOfTrust, r.Injection); err != nil {
 		return r, err
 	}
+	if r.Locks, err = parseLocks(w.Locks); err != nil {
+		return r, err
+	}
 	if r.Station, err = identity.Parse(w.Station); err != nil {
 		return r, fmt.Errorf("%w: station: %w", ErrMalformed, err)
 	}
@@ -226,7 +233,7 @@ func (w *wireRecord) toRecord() (Record, error) {
 // happen: only an injected key was injected, and it was injected somehow.
 func checkProvenance(rot RootOfTrust, inj Injection) error {
 	switch rot {
-	case PUF, Keygen:
+	case PUF, Keygen, TPM:
 		if inj != NotInjected {
 			return fmt.Errorf("%w: injection %q for a %s device, want %q", ErrMalformed, inj, rot, NotInjected)
 		}
@@ -235,9 +242,27 @@ func checkProvenance(rot RootOfTrust, inj Injection) error {
 			return fmt.Errorf("%w: injection %q for an injected key, want %q or %q", ErrMalformed, inj, Encrypted, Clear)
 		}
 	default:
-		return fmt.Errorf("%w: root_of_trust %q, want %q, %q or %q", ErrMalformed, rot, PUF, Keygen, Inject)
+		return fmt.Errorf("%w: root_of_trust %q, want %q, %q, %q or %q", ErrMalformed, rot, PUF, Keygen, Inject, TPM)
 	}
 	return nil
+}
+
+// parseLocks reads the locks field: absent, "open", or lock names in their
+// canonical order without repeats. An empty field written out ("locks":"")
+// is refused by the canonical comparison, as omitempty drops it.
+func parseLocks(s string) (Locks, error) {
+	if s == "" || s == string(LocksOpen) {
+		return Locks(s), nil
+	}
+	next := 0
+	for name := range strings.SplitSeq(s, ",") {
+		i := slices.Index(lockNames, name)
+		if i < next {
+			return "", fmt.Errorf("%w: locks %q: want %q, or names from %q in that order", ErrMalformed, s, LocksOpen, LocksClosed)
+		}
+		next = i + 1
+	}
+	return Locks(s), nil
 }
 
 func checkSizes(r *Record, suite sigalg.Suite) error {

@@ -25,6 +25,9 @@ func FuzzVerify(f *testing.F) {
 	f.Add(bytes.Join([][]byte{lines[0], lines[2], lines[1], lines[3]}, nil))
 	f.Add(signLines(f, station, lines[0], bytes.Replace(lines[1], []byte(`":`), []byte(`": `), 1)))
 	f.Add([]byte("{}\n"))
+	locked := lockedManifest(f)
+	f.Add(locked)
+	f.Add(bytes.Replace(locked, []byte(`"locks":"open"`), []byte(`"locks":"debug"`), 1))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		ctx := context.Background()
 		var verified []Record
@@ -107,6 +110,11 @@ func FuzzRecordLine(f *testing.F) {
 	f.Add(lines[2])
 	f.Add(lines[0])
 	f.Add(lines[3])
+	locked := splitLines(lockedManifest(f))
+	f.Add(locked[1])
+	f.Add(locked[2])
+	f.Add(bytes.Replace(locked[1], []byte(`debug,key-store-window`), []byte(`key-store-window,debug`), 1))
+	f.Add(bytes.Replace(locked[2], []byte(`"locks":"open"`), []byte(`"locks":""`), 1))
 	f.Fuzz(func(t *testing.T, line []byte) {
 		rec, err := decodeRecord(line)
 		if err != nil {

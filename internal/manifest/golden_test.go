@@ -10,7 +10,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/golden-ed25519.jsonl")
+var update = flag.Bool("update", false, "rewrite the testdata/golden-*.jsonl files")
 
 // goldenManifest is fully deterministic: Ed25519 signatures are, and the
 // keys, nonces and times are fixed.
@@ -46,5 +46,25 @@ func TestGolden(t *testing.T) {
 	_, sum, err := verifyAll(want, deriveKey(t, sigalg.Ed25519, 0x51).Public())
 	if err != nil || sum.Count != 4 {
 		t.Fatalf("the golden manifest does not verify: %v", err)
+	}
+}
+
+// TestGoldenLocks pins the bytes of a manifest whose records carry lock
+// states (lockedManifest: one device closed, one open), so that the
+// field's name, place and spelling cannot drift.
+func TestGoldenLocks(t *testing.T) {
+	path := filepath.Join("testdata", "golden-locks-ed25519.jsonl")
+	got := lockedManifest(t)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("the writer's output differs from %s:\n got: %s\nwant: %s", path, got, want)
 	}
 }

@@ -53,7 +53,7 @@ func TestNonCanonicalLinesAreRefused(t *testing.T) {
 		"time with an offset":      {1, strings.Replace(record, `09:30:00Z`, `09:30:00+00:00`, 1)},
 		"time with fractions":      {1, strings.Replace(record, `09:30:00Z`, `09:30:00.000Z`, 1)},
 		"time in lower case":       {1, strings.Replace(record, `T09:30:00Z`, `t09:30:00z`, 1)},
-		"unknown root of trust":    {1, strings.Replace(record, `"puf"`, `"tpm"`, 1)},
+		"unknown root of trust":    {1, strings.Replace(record, `"puf"`, `"hsm"`, 1)},
 		"puf device injected":      {1, strings.Replace(record, `"none"`, `"clear"`, 1)},
 		"algorithm alias":          {2, strings.Replace(string(lines[2]), `"ecdsa-p256"`, `"p256"`, 1)},
 		"two objects on one line":  {1, strings.Replace(record, "}\n", "}{}\n", 1)},

@@ -105,7 +105,8 @@ func (w *Writer) Count() int { return int(w.count) }
 
 // Add appends one device record after checking it as Verify will: the
 // identity is the SHA-256 of the public key, the algorithm is the key's,
-// root of trust and injection are a possible pair, the station is this
+// root of trust and injection are a possible pair, the locks are
+// spelled canonically, the station is this
 // manifest's, the proof of possession verifies, and the identity is new to
 // the batch (ErrDuplicate otherwise). A refused record leaves the manifest
 // as it was; the Writer stays usable.
@@ -163,6 +164,9 @@ func (w *Writer) prepare(rec *Record) error {
 		return fmt.Errorf("%w: algorithm %q (known: %v)", ErrMalformed, rec.Algorithm, sigalg.Names())
 	}
 	if err := checkProvenance(rec.RootOfTrust, rec.Injection); err != nil {
+		return err
+	}
+	if _, err := parseLocks(string(rec.Locks)); err != nil {
 		return err
 	}
 	if rec.Time.IsZero() {

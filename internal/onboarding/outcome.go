@@ -86,7 +86,7 @@ func ErrorCode(err error) string {
 		{ErrChallengeUsed, "challenge-used"}, {ErrChallengeExpired, "challenge-expired"},
 		{ErrProofRejected, "proof-rejected"}, {ErrRevoked, "revoked"}, {ErrSuspended, "suspended"},
 		{ErrDecommissioned, "decommissioned"}, {ErrMigrated, "migrated"}, {ErrBadCSR, "bad-csr"},
-		{ErrNotOnboarded, "not-onboarded"},
+		{ErrNotOnboarded, "not-onboarded"}, {ErrNotLocked, "not-locked"},
 		{ErrRenewalLimited, "renewal-too-soon"}, {ErrSuperseded, "certificate-superseded"},
 		{ErrRenewalNotDue, "renewal-not-due"},
 	} {

@@ -35,7 +35,13 @@ var (
 	// ErrMigrated refuses an identity a post-quantum migration
 	// superseded: the device goes by its successor now, and this
 	// identity never onboards, renews or authenticates again.
-	ErrMigrated     = errors.New("device identity migrated to a successor")
+	ErrMigrated = errors.New("device identity migrated to a successor")
+	// ErrNotLocked refuses onboarding to a device whose product requires
+	// locked devices and whose manifest record does not say the station
+	// locked it (docs/manufacturing.md, "Locking the device"); like
+	// ErrRevoked, it is answered only after the device proved its
+	// identity.
+	ErrNotLocked    = errors.New("device not recorded locked, and its product requires locked devices")
 	ErrBadCSR       = errors.New("certificate request refused")
 	ErrNotOnboarded = errors.New("device certificate not recognised")
 )
@@ -332,11 +338,32 @@ func (s *Service) checkAnswer(ctx context.Context, req ProofRequest, ch Challeng
 	if err != nil {
 		return dev, nil, err
 	}
+	if err := s.checkLocked(ctx, dev); err != nil {
+		return dev, nil, err
+	}
 	opKey, err := s.checkCSR(req.CSR, dev.Identity, CSRBinding(ch.ID, ch.Nonce[:], ch.ServerName))
 	if err != nil {
 		return dev, nil, err
 	}
 	return dev, opKey, nil
+}
+
+// checkLocked refuses a device not recorded locked when its product
+// requires locked devices: one imported before the requirement was set,
+// since an import under it refuses such devices. The product is the
+// cached one, so a requirement set a moment ago applies within productTTL.
+func (s *Service) checkLocked(ctx context.Context, dev Device) error {
+	if dev.Locked {
+		return nil
+	}
+	product, err := s.product(ctx, dev.ProductID)
+	if err != nil {
+		return fmt.Errorf("product %q of %s: %w", dev.ProductID, dev.Identity, err)
+	}
+	if product.RequireLocked {
+		return fmt.Errorf("%w: product %q", ErrNotLocked, product.ID)
+	}
+	return nil
 }
 
 // burn uses a challenge up after a refused answer, so it cannot be tried

@@ -52,6 +52,9 @@ type Device struct {
 	PublicKey []byte // DER SubjectPublicKeyInfo of the enrolment key
 	ProductID string
 	Standing  Standing
+	// Locked is whether the device's station-signed manifest record says
+	// every lock was closed (debug port, key-store window, bootloader).
+	Locked bool
 }
 
 // Standing is where a device is in its lifecycle, as far as onboarding
@@ -110,6 +113,8 @@ type Product struct {
 	// IssuingCA names the CA that issues the product's certificates, ""
 	// for the platform's first (IssuerSet).
 	IssuingCA string
+	// RequireLocked refuses onboarding to a device not recorded Locked.
+	RequireLocked bool
 }
 
 // Challenge is one onboarding challenge: single use, short lived.

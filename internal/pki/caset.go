@@ -3,6 +3,7 @@ package pki
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -186,8 +187,16 @@ func (s *CASet) VerifyDevice(chain [][]byte, now time.Time) (*x509.Certificate, 
 	if len(chain) == 0 {
 		return nil, identity.ID{}, fmt.Errorf("verify device: %w: no certificate", ErrUntrusted)
 	}
+	key := sha256.Sum256(chain[0])
 	ca := s.cas[0]
 	if len(s.cas) > 1 {
+		// A leaf one of the CAs verified lately is that CA's: answered
+		// without parsing it to find its issuer.
+		for _, c := range s.cas {
+			if v, ok := c.verified.get(key, now); ok {
+				return v.leaf, v.id, nil
+			}
+		}
 		leaf, err := parseCert(chain[0])
 		if err != nil {
 			return nil, identity.ID{}, fmt.Errorf("verify device: %w", err)
@@ -196,7 +205,7 @@ func (s *CASet) VerifyDevice(chain [][]byte, now time.Time) (*x509.Certificate, 
 			return nil, identity.ID{}, fmt.Errorf("verify device: %w: issued by none of the platform's CAs", ErrUntrusted)
 		}
 	}
-	return ca.VerifyDevice(chain, now)
+	return ca.verifyDevice(key, chain, now)
 }
 
 // TrustBundle is what a device of a product issued by ca trusts, in PEM:

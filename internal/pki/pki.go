@@ -199,6 +199,8 @@ type CA struct {
 	bundle    []byte
 	// random is the source of serial numbers; tests replace it.
 	random io.Reader
+	// verified remembers VerifyDevice's successes (devicecache.go).
+	verified verifiedCache
 }
 
 // Open loads the CA kept in dir, or creates it on first start: a root and

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -134,12 +135,23 @@ func checkDNSName(name string) error {
 // VerifyDevice verifies a device certificate chain as presented in mutual
 // TLS (leaf first; what follows is ignored, the CA knows its own chain)
 // against this CA for clientAuth at now, and returns the leaf and the
-// identity it carries. Use it from tls.Config.VerifyPeerCertificate with
+// identity it carries. A chain verified before is answered from memory
+// while every certificate of its path is still valid (devicecache.go); the
+// returned certificate may then be shared with earlier callers and must not
+// be modified. Use it from tls.Config.VerifyPeerCertificate with
 // ClientAuth tls.RequireAnyClientCert, since crypto/tls cannot verify an
 // ML-DSA CA's signatures itself.
 func (ca *CA) VerifyDevice(chain [][]byte, now time.Time) (*x509.Certificate, identity.ID, error) {
 	if len(chain) == 0 {
 		return nil, identity.ID{}, fmt.Errorf("verify device: %w: no certificate", ErrUntrusted)
+	}
+	return ca.verifyDevice(sha256.Sum256(chain[0]), chain, now)
+}
+
+// verifyDevice is VerifyDevice with the leaf's SHA-256, key, computed.
+func (ca *CA) verifyDevice(key [sha256.Size]byte, chain [][]byte, now time.Time) (*x509.Certificate, identity.ID, error) {
+	if v, ok := ca.verified.get(key, now); ok {
+		return v.leaf, v.id, nil
 	}
 	v := verifier{now: now, usage: x509.ExtKeyUsageClientAuth,
 		intermediates: []*parsedCert{ca.issuing}, roots: []*parsedCert{ca.root}}
@@ -151,6 +163,8 @@ func (ca *CA) VerifyDevice(chain [][]byte, now time.Time) (*x509.Certificate, id
 	if err != nil {
 		return nil, identity.ID{}, fmt.Errorf("verify device: %w", err)
 	}
+	notBefore, notAfter := validWindow(leaf, ca.issuing.Certificate, ca.root.Certificate)
+	ca.verified.put(key, verifiedLeaf{leaf: leaf, id: id, notBefore: notBefore, notAfter: notAfter})
 	return leaf, id, nil
 }
 

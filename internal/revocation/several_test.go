@@ -28,7 +28,7 @@ type severalCAs struct {
 	ecCA, mq *pki.CA
 }
 
-func newSeveralCAs(t *testing.T) *severalCAs {
+func newSeveralCAs(t testing.TB) *severalCAs {
 	t.Helper()
 	dir := t.TempDir()
 	km, err := softkms.Open(context.Background(), filepath.Join(dir, "keys"), []byte("test passphrase"), softkms.InsecureKDFIterations(1000))

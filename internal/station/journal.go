@@ -32,6 +32,10 @@ type Record struct {
 	Nonce     []byte      `json:"nonce"`
 	Proof     []byte      `json:"proof"`
 	Time      time.Time   `json:"time"`
+	// Locks is the chip's lock state as the station left it
+	// (device.LockState.String); empty in a journal written before the
+	// station locked chips.
+	Locks string `json:"locks,omitempty"`
 }
 
 // entry is one journal line: device seq is either enrolled or rejected.

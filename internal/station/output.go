@@ -42,6 +42,9 @@ func (st *station) writeManifest(ctx context.Context) (*Summary, error) {
 				return fmt.Errorf("device %d: %w", seq, err)
 			}
 			sum.Enrolled++
+			if !manifest.Locks(e.Device.Locks).Closed() {
+				sum.LeftOpen++
+			}
 			sum.ByKind[st.info.Plan.KindOf(seq).String()]++
 		}
 		return mw.Close()
@@ -56,6 +59,6 @@ func manifestRecord(r *Record) manifest.Record {
 	return manifest.Record{
 		Identity: r.Identity, Algorithm: r.Algorithm, SPKI: r.PublicKey,
 		RootOfTrust: manifest.RootOfTrust(r.Class), Injection: manifest.Injection(r.Injection),
-		Time: r.Time, Nonce: r.Nonce, Proof: r.Proof,
+		Locks: manifest.Locks(r.Locks), Time: r.Time, Nonce: r.Nonce, Proof: r.Proof,
 	}
 }

@@ -62,6 +62,9 @@ func NewPlan(classes, algorithms []string) (Plan, error) {
 			if err != nil {
 				return p, fmt.Errorf("plan: %w", err)
 			}
+			if kind.Class == device.ClassTPM && suite.ID() != sigalg.ECDSAP256 {
+				return p, fmt.Errorf("plan: a tpm device's keys are %s (TPM 2.0 has no %s)", sigalg.ECDSAP256, suite.ID())
+			}
 			kind.Algorithm = suite.ID()
 			if seen[kind] {
 				return p, fmt.Errorf("plan: %s named twice", kind)
@@ -75,14 +78,14 @@ func NewPlan(classes, algorithms []string) (Plan, error) {
 
 func parseClassLabel(label string) (Kind, error) {
 	switch label {
-	case "puf", "keygen":
+	case "puf", "keygen", "tpm": // tpm needs Config.TPM, so it is not among the default ClassLabels
 		return Kind{Class: device.Class(label)}, nil
 	case "inject":
 		return Kind{Class: device.ClassInject, Channel: true}, nil
 	case "inject-clear":
 		return Kind{Class: device.ClassInject}, nil
 	}
-	return Kind{}, fmt.Errorf("plan: device class %q (want %s)", label, strings.Join(ClassLabels, ", "))
+	return Kind{}, fmt.Errorf("plan: device class %q (want %s or tpm)", label, strings.Join(ClassLabels, ", "))
 }
 
 // KindOf returns the kind of device seq.

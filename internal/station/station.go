@@ -59,6 +59,11 @@ type Config struct {
 	RootKeyHashes [][32]byte
 	// ClassKey is the device-class key chips receive for encrypted firmware.
 	ClassKey *sealing.PrivateKey
+	// LeaveOpen skips locking the chips at the end of provisioning (debug
+	// port, key-store window, bootloader), for development boards that
+	// must stay debuggable; the manifest records them open, and a product
+	// that requires locked devices refuses them.
+	LeaveOpen bool
 	// Keys holds the station key (KeyName); it must also implement
 	// keys.DeviceKeyGenerator when the plan has inject-class devices.
 	Keys    keys.Manager
@@ -70,6 +75,11 @@ type Config struct {
 	TRNG func(seq int) io.Reader
 	// Now is the clock; nil uses time.Now.
 	Now func() time.Time
+	// TPM is the address of the TPM that tpm-class devices of the batch
+	// keep their keys in (device.Config.TPM). The simulation puts every
+	// gateway of a batch in one TPM; on a real line each gateway brings
+	// its own.
+	TPM string
 }
 
 // batchInfo is the batch's plan, written once so that a resumed run makes
@@ -81,14 +91,20 @@ type batchInfo struct {
 	IEFHash []byte    `json:"ief_sha256"`
 	Station string    `json:"station"`
 	Created time.Time `json:"created"`
+	// LeaveOpen is Config.LeaveOpen: one batch is locked or left open as a
+	// whole, resumed or not.
+	LeaveOpen bool `json:"leave_open,omitempty"`
 }
 
 // Summary reports a finished batch.
 type Summary struct {
-	BatchID   string
-	Enrolled  int
-	Rejected  int
-	Resumed   int // devices already recorded when this run started
+	BatchID  string
+	Enrolled int
+	Rejected int
+	Resumed  int // devices already recorded when this run started
+	// LeftOpen counts the enrolled devices the manifest records as not
+	// locked (Config.LeaveOpen, or recorded by a station before locking).
+	LeftOpen  int
 	ByKind    map[string]int
 	Elapsed   time.Duration
 	Manifest  string
@@ -185,7 +201,7 @@ func open(ctx context.Context, cfg Config) (*station, error) {
 	}
 	iefHash := sha256.Sum256(cfg.IEF)
 	want := batchInfo{BatchID: cfg.BatchID, Count: cfg.Count, Plan: cfg.Plan, IEFHash: iefHash[:],
-		Station: stationID.String(), Created: cfg.Now().UTC()}
+		Station: stationID.String(), Created: cfg.Now().UTC(), LeaveOpen: cfg.LeaveOpen}
 	if st.info, err = loadOrCreateInfo(filepath.Join(cfg.Dir, batchFile), want); err != nil {
 		return nil, err
 	}
@@ -228,6 +244,8 @@ func loadOrCreateInfo(path string, want batchInfo) (batchInfo, error) {
 		return have, fmt.Errorf("%w: batch %s was started with another IEF image", ErrMismatch, have.BatchID)
 	case have.Station != want.Station:
 		return have, fmt.Errorf("%w: batch %s was started with another station key", ErrMismatch, have.BatchID)
+	case have.LeaveOpen != want.LeaveOpen:
+		return have, fmt.Errorf("%w: batch %s was started with leave-open %v", ErrMismatch, have.BatchID, have.LeaveOpen)
 	}
 	return have, nil
 }

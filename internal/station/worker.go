@@ -79,7 +79,9 @@ func (st *station) provision(ctx context.Context, seq int) error {
 }
 
 // enrol makes (or, after a kill, reloads) device seq, boots its IEF, checks
-// its proof and saves its state. The state is saved before the journal entry
+// its proof, programs the application, locks the chip last (a locked
+// bootloader takes no key, and a locked chip can no longer be debugged)
+// and saves its state. The state is saved before the journal entry
 // is written, so a device the journal counts always exists on disk.
 func (st *station) enrol(ctx context.Context, seq int, path string) (*Record, error) {
 	kind := st.info.Plan.KindOf(seq)
@@ -87,7 +89,7 @@ func (st *station) enrol(ctx context.Context, seq int, path string) (*Record, er
 	if errors.Is(err, os.ErrNotExist) {
 		dev, err = device.New(device.Config{
 			Class: kind.Class, Algorithm: kind.Algorithm, RootKeyHashes: st.cfg.RootKeyHashes,
-			EncryptedChannel: kind.Channel, ClassKey: st.cfg.ClassKey, Rand: st.cfg.TRNG(seq),
+			EncryptedChannel: kind.Channel, ClassKey: st.cfg.ClassKey, Rand: st.cfg.TRNG(seq), TPM: st.cfg.TPM,
 		})
 	}
 	if err != nil {
@@ -99,7 +101,7 @@ func (st *station) enrol(ctx context.Context, seq int, path string) (*Record, er
 		}
 	}
 	if err := dev.Program(st.cfg.IEF); err != nil {
-		return nil, err
+		return nil, programError(err)
 	}
 	if err := dev.Boot(); err != nil {
 		return nil, rejection{err}
@@ -120,10 +122,15 @@ func (st *station) enrol(ctx context.Context, seq int, path string) (*Record, er
 	}
 	if len(st.cfg.App) > 0 {
 		if err := dev.Program(st.cfg.App); err != nil {
-			return nil, err
+			return nil, programError(err)
 		}
 		if err := dev.Boot(); err != nil {
 			return nil, rejection{fmt.Errorf("application firmware: %w", err)}
+		}
+	}
+	if !st.info.LeaveOpen {
+		if err := dev.Lock(); err != nil {
+			return nil, err
 		}
 	}
 	if err := dev.Save(path); err != nil {
@@ -132,8 +139,19 @@ func (st *station) enrol(ctx context.Context, seq int, path string) (*Record, er
 	return &Record{
 		Identity: enr.Identity, Algorithm: enr.Algorithm, PublicKey: enr.PublicKey,
 		Class: string(enr.Class), Injection: enr.Injection, ChipID: dev.ChipID(),
-		Nonce: enr.Nonce, Proof: enr.Proof, Time: st.cfg.Now().UTC(),
+		Nonce: enr.Nonce, Proof: enr.Proof, Time: st.cfg.Now().UTC(), Locks: dev.LockState().String(),
 	}, nil
+}
+
+// programError makes a locked bootloader's refusal (a chip locked by an
+// earlier run of the batch, which the ROM's rules now refuse the image)
+// the device's rejection, as the ROM's refusal at boot is; any other
+// failure is the station's.
+func programError(err error) error {
+	if errors.Is(err, device.ErrBootloaderLocked) {
+		return rejection{err}
+	}
+	return err
 }
 
 // inject has the key store generate the key of an inject-class chip and

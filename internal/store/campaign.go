@@ -12,8 +12,9 @@ import (
 // waves it rolls out in and one row per targeted device. The rules (who
 // is targeted, when a wave opens, when a campaign halts, which report
 // moves a device forward) belong to internal/campaign; the store runs
-// them under the campaign's row lock (a Decide callback), so that every
-// replica sees one order of reports and one decision.
+// them (a CampaignDecider) under the device's row lock, and under the
+// campaign's row lock only when a report may change the campaign, so
+// that every replica sees one order of such reports and one decision.
 
 // CampaignState is where a campaign is in its life.
 type CampaignState string
@@ -142,14 +143,12 @@ type CandidateFilter struct {
 	Algorithm sigalg.ID
 }
 
-// CampaignChange is what a Decide callback asks the store to write: the
-// device's row (when Device is set), what to add to the counters of the
-// device's wave, and the campaign's state, current wave and reason (when
-// Campaign is set).
-type CampaignChange struct {
+// DeviceChange is what a report does to its device: the row as it is to
+// be written (nil: nothing changes) and what to add to the counters of
+// the device's wave.
+type DeviceChange struct {
 	Device           *CampaignDevice
 	Finished, Failed int
-	Campaign         *CampaignUpdate
 }
 
 // CampaignUpdate changes a campaign's state.
@@ -160,17 +159,44 @@ type CampaignUpdate struct {
 	At          time.Time
 }
 
-// CampaignDecider decides, under the campaign's row lock, what a report
-// or an administrative action changes, given the campaign and the
-// device's row as they are (a zero row when the call is about the
-// campaign alone). Its error is returned as it is and nothing changes.
-type CampaignDecider func(c Campaign, d CampaignDevice) (CampaignChange, error)
+// CampaignDecider is a decision in two steps, so that reports about
+// different devices of one campaign are recorded at once and only a
+// report that may change the campaign waits for the campaign's row lock
+// (docs/ota.md, "The halt rule").
+//
+// Device decides, under the device's row lock, what a report does to
+// the device, given its row and the campaign as last committed, read
+// without the campaign's lock: the campaign's state may change before
+// the decision commits, so Device must not depend on it (reports are
+// recorded in every campaign state). Its error is returned as it is and
+// nothing changes; a change of nothing ends the decision.
+//
+// NeedsCampaign, given the campaign as Device saw it except for the
+// device's wave, whose counters are as they are after the change (exact:
+// the store holds the wave's row lock from its increment to commit), and
+// the device's row as written, reports whether the campaign may change.
+// Only then does the store lock the campaign's row and call Campaign. A
+// nil NeedsCampaign always locks.
+//
+// Campaign decides, under the campaign's row lock, what the campaign
+// becomes (nil: nothing), given the campaign and every wave's counters
+// as they are now (including the device's change), the device's row as
+// written and the change (both zero for a decision about the campaign
+// alone). Its error is returned as it is and nothing changes.
+type CampaignDecider struct {
+	Device        func(c Campaign, d CampaignDevice) (DeviceChange, error)
+	NeedsCampaign func(c Campaign, d CampaignDevice, ch DeviceChange) bool
+	Campaign      func(c Campaign, d CampaignDevice, ch DeviceChange) (*CampaignUpdate, error)
+}
 
 // Campaigns holds campaigns and their devices.
 type Campaigns interface {
 	// CreateCampaign stores a campaign with its waves and devices, in one
 	// transaction; a taken ID is ErrExists, an unknown product or device
-	// ErrNotFound. Each device's CampaignID is c.ID.
+	// ErrNotFound. Each device's CampaignID is c.ID. An open campaign
+	// some of whose devices another open campaign targets is refused with
+	// a *BusyDevicesError, checked in the same transaction under a lock
+	// every creation takes (replicas cannot both target a device).
 	CreateCampaign(ctx context.Context, c Campaign, devices []CampaignDevice) error
 	GetCampaign(ctx context.Context, id string) (Campaign, error)
 	ListCampaigns(ctx context.Context, f CampaignFilter) ([]Campaign, error)
@@ -193,9 +219,14 @@ type Campaigns interface {
 	// its row (changed or not); ErrNotFound if the campaign does not
 	// target it.
 	OfferCampaignDevice(ctx context.Context, campaignID string, id identity.ID, at time.Time) (CampaignDevice, error)
-	// DecideCampaign locks the campaign (and, when id is not zero, the
-	// device's row, ErrNotFound if absent), calls decide and writes what
-	// it returns, adjusting the wave counters by the device's change; it
-	// returns the campaign and device as written.
+	// DecideCampaign runs decide's steps in one transaction. When id is
+	// not zero it locks the device's row (ErrNotFound if absent), calls
+	// decide.Device and writes its change, adjusting the counters of the
+	// device's wave; then, when there is no device, or the device changed
+	// and decide.NeedsCampaign says so, it locks the campaign's row,
+	// calls decide.Campaign on fresh counters and writes its update. Lock
+	// order: device, wave, campaign. It returns the campaign (as last
+	// read, with the device's wave's counters after the change, when its
+	// row was not locked) and the device as written.
 	DecideCampaign(ctx context.Context, campaignID string, id identity.ID, decide CampaignDecider) (Campaign, CampaignDevice, error)
 }

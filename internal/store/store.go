@@ -114,6 +114,10 @@ type Product struct {
 	// IssuingCA names the platform CA that issues the product's device
 	// certificates (docs/pki.md, "Several CAs"); "" is the first CA.
 	IssuingCA string
+	// RequireLocked refuses devices whose manifest record does not say
+	// the station closed every lock (Device.Locks): at import, and at
+	// onboarding for devices imported before it was set.
+	RequireLocked bool
 }
 
 // Batch is one imported manifest.
@@ -145,6 +149,10 @@ type Device struct {
 	// State, zero if none did; StateReason is the reason it was given.
 	StateChangedAt time.Time
 	StateReason    string
+	// Locks is the lock state the station-signed manifest recorded, in
+	// the manifest's spelling (manifest.Locks): "open", the closed locks,
+	// or "" for a record written before stations recorded locks.
+	Locks string
 }
 
 // DeviceFilter selects devices; zero fields match everything.

@@ -28,6 +28,9 @@ type ProductUpdate struct {
 	// IssuingCA moves the product to another CA ("" back to the first):
 	// certificates issued from then on, renewals included, come from it.
 	IssuingCA *string
+	// RequireLocked sets whether the product refuses devices not
+	// recorded locked.
+	RequireLocked *bool
 }
 
 // StatusRecorded is what RecordStatus found before it kept a report.

@@ -35,3 +35,23 @@ func TestProductPolicyCommands(t *testing.T) {
 		"--cloud-endpoint", "https://x.example.com", "--heartbeat-interval", "1s")
 	wantProblemLine(t, code, errOut, "malformed-request")
 }
+
+// TestProductRequireLockedCommands: the lock requirement is set at
+// creation, shown in JSON, lifted and set again by update.
+func TestProductRequireLockedCommands(t *testing.T) {
+	e := newAdminEnv(t)
+	out := e.mustAdmin(t, "product", "add", "--id", "vault", "--name", "Vault", "--cert-validity", "8760h",
+		"--cloud-endpoint", "mqtts://broker.example.com:8883", "--require-locked")
+	if !strings.Contains(out, "only devices recorded locked are imported and onboarded") {
+		t.Errorf("product add: %q", out)
+	}
+	if out := e.mustAdmin(t, "product", "list", "--json"); !strings.Contains(out, `"require_locked": true`) {
+		t.Errorf("product list: %q", out)
+	}
+	if out := e.mustAdmin(t, "product", "update", "vault", "--require-locked=false"); !strings.Contains(out, "require locked devices: false") {
+		t.Errorf("lifting the requirement: %q", out)
+	}
+	if out := e.mustAdmin(t, "product", "update", "vault", "--require-locked"); !strings.Contains(out, "require locked devices: true") {
+		t.Errorf("setting the requirement: %q", out)
+	}
+}

@@ -91,7 +91,13 @@ time.
 
 --issuing-ca names the CA that issues the product's device certificates
 (hallmark admin ca list), for example ml-dsa-65; without it, the platform's
-first CA.`,
+first CA.
+
+--require-locked accepts only devices whose station-signed manifest record
+says the station locked them (debug port, key-store window, bootloader;
+hallmark station run locks unless given --leave-open): a manifest listing
+a device left open, or written before stations recorded locks, is refused
+whole (devices-not-locked, naming the devices).`,
 		Args: cobra.NoArgs,
 		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, _ []string) error {
 			if req.ID == "" || req.Name == "" || req.CertValidity == "" || req.CloudEndpoint == "" {
@@ -110,6 +116,9 @@ first CA.`,
 			if p.RenewalWindow != "" && p.RenewalWindow != "0s" {
 				fmt.Fprintf(s.Out, "devices may renew in the last %s of a certificate's validity\n", cmdline.Safe(p.RenewalWindow))
 			}
+			if p.RequireLocked {
+				fmt.Fprintf(s.Out, "only devices recorded locked are imported and onboarded\n")
+			}
 			return nil
 		}),
 	}
@@ -120,6 +129,7 @@ first CA.`,
 	add.Flags().StringVar(&req.HeartbeatInterval, "heartbeat-interval", "", "report a device silent after this `DURATION` without a status report, such as 1h (default: the server's --heartbeat-interval)")
 	add.Flags().StringVar(&req.MinFirmwareVersion, "min-firmware", "", "report devices whose firmware is below this `VERSION`, such as 1.4.0 (default: none)")
 	add.Flags().StringVar(&req.IssuingCA, "issuing-ca", "", "the `CA` issuing the product's certificates, such as ml-dsa-65 (hallmark admin ca list; default: the first CA)")
+	add.Flags().BoolVar(&req.RequireLocked, "require-locked", false, "accept only devices the station recorded locked (default: any)")
 	addPolicy.register(add.Flags())
 	add.Flags().StringVar(&req.CloudEndpoint, "cloud-endpoint", "", "`URL` of your broker that devices are told to connect to: mqtts://, https:// or wss:// (required)")
 	var asJSON bool
@@ -146,9 +156,10 @@ first CA.`,
 
 func newAdminProductUpdateCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
 	var window, heartbeat, minFirmware, issuingCA string
+	var requireLocked bool
 	var policy policyFlags
 	cmd := &cobra.Command{
-		Use:   "update ID [--renewal-window D] [--heartbeat-interval D] [--min-firmware V] [--issuing-ca CA] [--firmware-root FILE|HEX]... [--retired-slot N]... [--class-key CLASS.pub]",
+		Use:   "update ID [--renewal-window D] [--heartbeat-interval D] [--min-firmware V] [--issuing-ca CA] [--require-locked=true|false] [--firmware-root FILE|HEX]... [--retired-slot N]... [--class-key CLASS.pub]",
 		Short: "Change a product's renewal window, heartbeat interval, minimum firmware version, issuing CA or firmware policy",
 		Long: `Change a product's policy; flags not given stay as they are.
 
@@ -166,7 +177,12 @@ key encrypted images must be sealed to (--class-key "" removes it).
 
 --issuing-ca moves the product to another of the platform's CAs ("" back to
 the first): certificates issued so far stay valid, and each device's next
-renewal is issued by the new CA — how a fleet moves to an ML-DSA CA.`,
+renewal is issued by the new CA — how a fleet moves to an ML-DSA CA.
+
+--require-locked=true accepts only devices recorded locked from now on:
+later imports listing others are refused, and devices imported before but
+not recorded locked are refused onboarding (devices already onboarded keep
+their certificates). --require-locked=false lifts it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var req httpapi.ProductUpdateRequest
@@ -177,13 +193,16 @@ renewal is issued by the new CA — how a fleet moves to an ML-DSA CA.`,
 					*field = &v
 				}
 			}
+			if cmd.Flags().Changed("require-locked") {
+				req.RequireLocked = &requireLocked
+			}
 			var err error
 			if req.FirmwareRoots, req.FirmwareRetiredSlots, req.FirmwareClassKey, err = policy.resolve(s, cmd.Flags().Changed); err != nil {
 				return err
 			}
 			if req.RenewalWindow == nil && req.HeartbeatInterval == nil && req.MinFirmwareVersion == nil && req.IssuingCA == nil &&
-				req.FirmwareRoots == nil && req.FirmwareRetiredSlots == nil && req.FirmwareClassKey == nil {
-				return cmdline.Usagef("give at least one of --renewal-window, --heartbeat-interval, --min-firmware, --issuing-ca, --firmware-root, --retired-slot, --class-key")
+				req.FirmwareRoots == nil && req.FirmwareRetiredSlots == nil && req.FirmwareClassKey == nil && req.RequireLocked == nil {
+				return cmdline.Usagef("give at least one of --renewal-window, --heartbeat-interval, --min-firmware, --issuing-ca, --require-locked, --firmware-root, --retired-slot, --class-key")
 			}
 			return adminRun(s, f, func(ctx context.Context, c *httpapi.Client, args []string) error {
 				p, err := c.UpdateProduct(ctx, args[0], req)
@@ -199,6 +218,9 @@ renewal is issued by the new CA — how a fleet moves to an ML-DSA CA.`,
 				if req.FirmwareRoots != nil || req.FirmwareRetiredSlots != nil || req.FirmwareClassKey != nil {
 					printFirmwarePolicy(s, p)
 				}
+				if req.RequireLocked != nil {
+					fmt.Fprintf(s.Out, "require locked devices: %v\n", p.RequireLocked)
+				}
 				if req.IssuingCA != nil {
 					fmt.Fprintf(s.Out, "issuing CA %s: certificates issued from now on, renewals included, come from it\n", cmdline.Safe(orFirst(p.IssuingCA)))
 				}
@@ -210,6 +232,7 @@ renewal is issued by the new CA — how a fleet moves to an ML-DSA CA.`,
 	cmd.Flags().StringVar(&heartbeat, "heartbeat-interval", "", "report a device silent after this `DURATION` (0: the server's default)")
 	cmd.Flags().StringVar(&minFirmware, "min-firmware", "", "report devices whose firmware is below this `VERSION` (\"\": none)")
 	cmd.Flags().StringVar(&issuingCA, "issuing-ca", "", "move the product to this `CA` (hallmark admin ca list; \"\": the first CA)")
+	cmd.Flags().BoolVar(&requireLocked, "require-locked", false, "accept only devices the station recorded locked (=false lifts it)")
 	policy.register(cmd.Flags())
 	return cmd
 }

@@ -34,12 +34,13 @@ helper data) and, for keygen and inject chips, the protected key store.`,
 	cmd.AddCommand(newDeviceNewCmd(s), newDeviceProgramCmd(s), newDeviceBootCmd(s),
 		newDeviceEnrolCmd(s), newDeviceInjectCmd(s), newDeviceIEFCmd(s), newDeviceOnboardCmd(s),
 		newDeviceCredentialsCmd(s), newDeviceConnectCmd(s),
-		newDeviceStatusCmd(s), newDeviceRunCmd(s), newDeviceUpdateCmd(s))
+		newDeviceStatusCmd(s), newDeviceRunCmd(s), newDeviceUpdateCmd(s), newDeviceTPMCmd(s))
+	cmd.AddCommand(newDeviceLocksCmd(s), newDeviceLockCmd(s), newDeviceDebugReadCmd(s))
 	return cmd
 }
 
 func newDeviceNewCmd(s *cmdline.Streams) *cobra.Command {
-	var class, alg, out, classKey string
+	var class, alg, out, classKey, tpmAddr string
 	var roots []string
 	var channel, force bool
 	var ber float64
@@ -70,14 +71,15 @@ func newDeviceNewCmd(s *cmdline.Streams) *cobra.Command {
 			pufCfg := puf.DefaultConfig()
 			pufCfg.BitErrorRate = ber
 			dev, err := device.New(device.Config{Class: c, Algorithm: suite.ID(), RootKeyHashes: hashes,
-				EncryptedChannel: channel, ClassKey: ck, PUF: pufCfg})
+				EncryptedChannel: channel, ClassKey: ck, PUF: pufCfg, TPM: tpmAddr})
 			if err != nil {
 				return err
 			}
 			return saveDevice(dev, out, force)
 		},
 	}
-	cmd.Flags().StringVar(&class, "class", "", "root of trust: puf, keygen or inject")
+	cmd.Flags().StringVar(&class, "class", "", "root of trust: puf, keygen, inject or tpm")
+	bindTPM(cmd, &tpmAddr)
 	cmd.Flags().StringVarP(&alg, "alg", "a", "", "enrolment key suite")
 	cmd.Flags().StringArrayVar(&roots, "root", nil, "vendor root public key `FILE` to burn into OTP (repeat for hybrid)")
 	cmd.Flags().BoolVar(&channel, "channel", false, "inject class: the bootloader offers an encrypted programming channel")

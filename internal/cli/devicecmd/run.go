@@ -25,12 +25,12 @@ import (
 const DefaultRunInterval = time.Hour
 
 func newDeviceRunCmd(s *cmdline.Streams) *cobra.Command {
-	var statePath string
+	var statePath, notify, broker, brokerCA, topicPrefix string
 	var interval time.Duration
 	var once, noUpdate bool
 	var pf cmdline.PlatformFlags
 	cmd := &cobra.Command{
-		Use:   "run --state STATE --server URL --ca-file ROOT.pem [--interval 1h] [--once] [--no-update]",
+		Use:   "run --state STATE --server URL --ca-file ROOT.pem [--interval 1h] [--once] [--no-update] [--notify auto|on|off]",
 		Short: "Keep the device's certificate renewed and its firmware updated, on its own",
 		Long: `Run the device's renewal loop: fetch the credentials over mutual TLS, and once
 the time the platform gives in them (renew_after: the start of the product's
@@ -44,12 +44,25 @@ says.
 Each cycle also runs the update agent (see device update --server): it polls
 for an assignment and applies it; the next cycle comes no later than the
 platform's Retry-After asks. An update's failure is reported to the platform
-and printed, and does not stop the loop. --no-update turns the agent off.`,
+and printed, and does not stop the loop. --no-update turns the agent off.
+
+--notify (auto by default: on when the credentials' cloud endpoint is an
+mqtts:// broker, and the agent is on) also keeps an MQTT connection to the
+broker with the device's certificate, subscribed to the device's own update
+topic (PREFIX<identity>/update). An update hint there makes the loop poll at
+once instead of at the end of its wait. The hint carries no authority: the
+poll over mutual TLS decides, and the ROM verifies the image. A broker that
+cannot be reached is reported once and polling goes on.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if interval <= 0 {
 				return cmdline.Usagef("--interval must be positive")
 			}
+			events, stop, err := startHints(cmd.Context(), s, statePath, notify, broker, brokerCA, topicPrefix, interval, once || noUpdate)
+			if err != nil {
+				return err
+			}
+			defer stop()
 			for {
 				next, err := renewIfDue(cmd.Context(), s, statePath, pf)
 				if err != nil {
@@ -63,10 +76,8 @@ and printed, and does not stop the loop. --no-update turns the agent off.`,
 					return nil
 				}
 				wait := cycleWait(next, retry, time.Now(), interval)
-				select {
-				case <-cmd.Context().Done():
+				if !waitOrHint(cmd.Context(), s, wait, events) {
 					return nil
-				case <-time.After(wait):
 				}
 			}
 		},
@@ -76,6 +87,10 @@ and printed, and does not stop the loop. --no-update turns the agent off.`,
 	cmd.Flags().DurationVar(&interval, "interval", DefaultRunInterval, "longest wait between two checks")
 	cmd.Flags().BoolVar(&once, "once", false, "check once, renew if due, poll for an update once, and exit")
 	cmd.Flags().BoolVar(&noUpdate, "no-update", false, "do not poll for firmware updates")
+	cmd.Flags().StringVar(&notify, "notify", notifyAuto, "listen for update hints on the broker: auto (when the credentials name an mqtts:// broker), on or off")
+	cmd.Flags().StringVar(&broker, "broker", "", "broker `URL` for update hints (default: the credentials' cloud endpoint)")
+	cmd.Flags().StringVar(&brokerCA, "broker-ca-file", "", "PEM `FILE` of roots that verify the broker (default: the device's trust bundle)")
+	cmd.Flags().StringVar(&topicPrefix, "topic-prefix", "devices/", "root of the device's topic tree")
 	return cmd
 }
 

@@ -35,6 +35,8 @@ type stationRunFlags struct {
 	dir, ief, app, classKey, keystore, keyName, passFile, batch string
 	roots, classes, algs                                        []string
 	count, workers                                              int
+	leaveOpen                                                   bool
+	tpm                                                         string // tpm-class devices' TPM (tpm.go)
 }
 
 func newStationRunCmd(s *cmdline.Streams) *cobra.Command {
@@ -45,8 +47,14 @@ func newStationRunCmd(s *cmdline.Streams) *cobra.Command {
 		Long: `Make N simulated devices, burn the vendor root-key hash into their OTP,
 program and boot the signed initial enrolment firmware, inject keys into
 inject-class chips (sealed to the chip's transport key when it offers one),
-verify each device's proof of possession over a fresh nonce, and write a
-manifest signed by the station key.
+verify each device's proof of possession over a fresh nonce, lock each chip
+(debug port disabled, key store behind the flash access window, bootloader
+taking only signed images), and write a manifest signed by the station key
+that records each device's lock state.
+
+--leave-open skips the locking, for development boards that must stay
+debuggable: the manifest records them "open", and a product created with
+--require-locked refuses them.
 
 Devices cycle through every combination of --classes and --algs. The batch
 directory holds the plan, a journal and one state file per device: run the
@@ -72,7 +80,9 @@ stopped, without losing or duplicating a device.`,
 	fl.StringVar(&f.keyName, "key-name", "station", "name of the station key in the key store")
 	fl.StringVar(&f.passFile, "passphrase-file", "", "key store passphrase `FILE` (default: $"+cmdline.KeyStorePassphraseEnv+")")
 	fl.StringVar(&f.batch, "batch", "", "batch ID (default: random)")
+	fl.BoolVar(&f.leaveOpen, "leave-open", false, "do not lock the chips (development boards; recorded as open in the manifest)")
 	fl.IntVar(&f.workers, "workers", 0, "devices programmed at once (default: number of CPUs)")
+	bindStationTPM(fl, &f.tpm)
 	return cmd
 }
 
@@ -109,7 +119,7 @@ func runStation(ctx context.Context, s *cmdline.Streams, f *stationRunFlags) err
 	defer km.Close()
 	sum, err := station.Run(ctx, station.Config{
 		Dir: f.dir, BatchID: f.batch, Count: f.count, Plan: plan, IEF: ief, App: app,
-		RootKeyHashes: roots, ClassKey: classKey, Keys: km, KeyName: f.keyName, Workers: f.workers,
+		RootKeyHashes: roots, ClassKey: classKey, LeaveOpen: f.leaveOpen, Keys: km, KeyName: f.keyName, Workers: f.workers, TPM: f.tpm,
 		Log: slog.New(slog.NewTextHandler(s.Err, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -125,6 +135,11 @@ func printStationSummary(s *cmdline.Streams, sum *station.Summary) error {
 	}
 	secs := sum.Elapsed.Seconds()
 	fmt.Fprintf(s.Out, " in %s (%.0f devices/s)\n", sum.Elapsed.Round(time.Millisecond), float64(sum.Enrolled-sum.Resumed)/max(secs, 1e-9))
+	if sum.LeftOpen > 0 {
+		fmt.Fprintf(s.Out, "left open (not locked): %d devices\n", sum.LeftOpen)
+	} else if sum.Enrolled > 0 {
+		fmt.Fprintf(s.Out, "locked: debug port, key-store window and bootloader of every device\n")
+	}
 	tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tDEVICES")
 	kinds := make([]string, 0, len(sum.ByKind))

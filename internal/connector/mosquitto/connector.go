@@ -54,6 +54,9 @@ type Config struct {
 	// pattern mode, and the second kick ends it once the CRL is there.
 	// Set it above the CRL synchroniser's interval; 0 kicks once.
 	RekickAfter time.Duration
+	// HintExpiry is how long the broker keeps a device's retained update
+	// hint (notify.go); default DefaultHintExpiry.
+	HintExpiry time.Duration
 }
 
 // Connector registers devices with Mosquitto's dynamic-security plugin.
@@ -66,6 +69,8 @@ type Connector struct {
 	client    *paho.Client
 	responses chan []byte
 	rekicks   *rekickQueue // nil unless ModePattern with RekickAfter
+	// hintsAllowed is set once the admin may publish hints (notify.go).
+	hintsAllowed bool
 }
 
 var _ connector.Connector = (*Connector)(nil)
@@ -92,6 +97,9 @@ func New(cfg Config) (*Connector, error) {
 	}
 	if cfg.TopicPrefix == "" {
 		cfg.TopicPrefix = "devices/"
+	}
+	if cfg.HintExpiry <= 0 {
+		cfg.HintExpiry = DefaultHintExpiry
 	}
 	c := &Connector{cfg: cfg}
 	if cfg.Mode == ModePattern && cfg.BrokerURL != "" && cfg.RekickAfter > 0 {

@@ -15,6 +15,7 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/audit"
 	"github.com/hallmark-iot/hallmark/internal/connector"
 	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/manifest"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 	"github.com/hallmark-iot/hallmark/internal/store"
@@ -104,7 +105,7 @@ func (s *State) Product(ctx context.Context, id string) (onboarding.Product, err
 		return onboarding.Product{}, translate(err)
 	}
 	return onboarding.Product{ID: p.ID, CertValidity: p.CertValidity, CloudEndpoint: p.CloudEndpoint, RenewalWindow: p.RenewalWindow,
-		IssuingCA: p.IssuingCA}, nil
+		IssuingCA: p.IssuingCA, RequireLocked: p.RequireLocked}, nil
 }
 
 // Certificate implements onboarding.Certificates.
@@ -141,7 +142,7 @@ func (s *State) Record(ctx context.Context, ev onboarding.Event) {
 
 func device(d store.Device) onboarding.Device {
 	return onboarding.Device{Identity: d.Identity, Suite: d.Algorithm, PublicKey: d.PublicKey, ProductID: d.ProductID,
-		Standing: standing(d.State)}
+		Standing: standing(d.State), Locked: manifest.Locks(d.Locks).Closed()}
 }
 
 // standing is onboarding's view of a device state. An unknown state (a

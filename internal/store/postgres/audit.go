@@ -84,3 +84,30 @@ func scanAudit(row pgx.Row) (store.AuditEvent, error) {
 	e.Time = e.Time.UTC()
 	return e, err
 }
+
+// Settle waits until every transaction running when it was called has
+// ended, so that the ordered logs (audit events, device events) show
+// everything committed before the call: they hide a transaction's rows
+// while an older one in the cluster is still running (auditQuery). A
+// caller that has just written and wants to read its own writes back
+// through those logs calls it first.
+func (s *Store) Settle(ctx context.Context) error {
+	var horizon int64
+	if err := s.pool.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint`).Scan(&horizon); err != nil {
+		return fmt.Errorf("postgres: settle: %w", err)
+	}
+	for {
+		var done bool
+		if err := s.pool.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint >= $1::bigint`, horizon).Scan(&done); err != nil {
+			return fmt.Errorf("postgres: settle: %w", err)
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("postgres: settle: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}

@@ -27,9 +27,14 @@ const campaignColumns = `id, product_id, image_digest, image_version, image_size
 const campaignDeviceColumns = `campaign_id, identity, wave, state, reason, detail, firmware_version, updated_at`
 
 // CreateCampaign inserts the campaign and its waves, then its devices
-// with COPY, in one transaction.
+// with COPY, in one transaction; under the creation lock, it refuses an
+// open campaign some of whose devices another open campaign targets
+// (store.BusyDevicesError).
 func (s *Store) CreateCampaign(ctx context.Context, c store.Campaign, devices []store.CampaignDevice) error {
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := lockCampaignCreation(ctx, tx); err != nil {
+			return err
+		}
 		const q = `INSERT INTO campaigns (` + campaignColumns + `)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`
 		_, err := tx.Exec(ctx, q, c.ID, c.ProductID, c.Image.Digest[:], c.Image.Version, c.Image.Size,
@@ -66,8 +71,10 @@ func (s *Store) CreateCampaign(ctx context.Context, c store.Campaign, devices []
 			return fmt.Errorf("a device: %w", store.ErrNotFound)
 		case isKeyTaken(err):
 			return fmt.Errorf("a device listed twice: %w", store.ErrExists)
+		case err != nil:
+			return err
 		}
-		return err
+		return checkOpenCampaignDevices(ctx, tx, c)
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: create campaign %s: %w", c.ID, err)
@@ -304,54 +311,168 @@ func (s *Store) OfferCampaignDevice(ctx context.Context, campaignID string, id i
 	return d, nil
 }
 
-// DecideCampaign locks the campaign's row, then the device's, and runs
-// decide; the lock order is the same for every caller.
+// DecideCampaign takes the device's row lock, then (only when a report
+// may change the campaign, or for a decision about the campaign alone)
+// the campaign's: reports of different devices of one campaign proceed
+// at once. A final report also holds its wave's row lock, from the
+// counters' increment to commit, so the counts it returns are exact and
+// the report that finishes a wave or trips the halt rule is one. Lock
+// order: device, wave, campaign; administrative decisions take the
+// campaign's alone. Round trips: the device's and campaign's rows are
+// read in one batch, the device's row and its wave's counters written in
+// another (RETURNING what was written), and the campaign's lock, fresh
+// read and update cost two more when taken.
+//
+// A report that read the campaign as running just before another
+// transaction halted, paused or cancelled it is harmless: its device
+// step does not depend on the campaign's state (reports are recorded in
+// every state, docs/ota.md), and the campaign step, which does, reads
+// the campaign again under its lock.
 func (s *Store) DecideCampaign(ctx context.Context, campaignID string, id identity.ID, decide store.CampaignDecider) (store.Campaign, store.CampaignDevice, error) {
 	var c store.Campaign
 	var d store.CampaignDevice
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
-		if c, err = getCampaign(ctx, tx, campaignID, true); err != nil {
-			return err
-		}
 		d = store.CampaignDevice{}
+		var ch store.DeviceChange
+		if !id.IsZero() && decide.Device == nil {
+			return errors.New("a decision about a device without a device step")
+		}
 		if !id.IsZero() {
-			if d, err = getCampaignDevice(ctx, tx, campaignID, id, true); err != nil {
+			if c, d, err = readForReport(ctx, tx, campaignID, id); err != nil {
 				return err
 			}
-		}
-		ch, err := decide(c, d)
-		if err != nil {
-			return err
-		}
-		if ch.Device != nil {
-			a := ch.Device
-			if _, err := tx.Exec(ctx, `UPDATE campaign_devices SET state = $1, reason = $2, detail = $3,
-				firmware_version = $4, updated_at = $5 WHERE campaign_id = $6 AND identity = $7`,
-				a.State, a.Reason, a.Detail, a.FirmwareVersion, a.UpdatedAt, campaignID, id[:]); err != nil {
+			if ch, err = decide.Device(c, d); err != nil || ch.Device == nil {
+				return err
+			}
+			var w store.CampaignWave
+			if d, w, err = writeDeviceChange(ctx, tx, d, ch); err != nil {
 				return err
 			}
 			if ch.Finished != 0 || ch.Failed != 0 {
-				if _, err := tx.Exec(ctx, `UPDATE campaign_waves SET finished = finished + $1, failed = failed + $2
-					WHERE campaign_id = $3 AND wave = $4`, ch.Finished, ch.Failed, campaignID, d.Wave); err != nil {
-					return err
+				if d.Wave < 0 || d.Wave >= len(c.Waves) {
+					return fmt.Errorf("device %s: wave %d of %d", id, d.Wave, len(c.Waves))
 				}
+				c.Waves[d.Wave] = w
 			}
-			if d, err = getCampaignDevice(ctx, tx, campaignID, id, false); err != nil {
-				return err
-			}
-		}
-		if u := ch.Campaign; u != nil {
-			if _, err := tx.Exec(ctx, `UPDATE campaigns SET state = $1, current_wave = $2, reason = $3, updated_at = $4
-				WHERE id = $5`, string(u.State), u.CurrentWave, u.Reason, u.At, campaignID); err != nil {
-				return err
+			if decide.NeedsCampaign != nil && !decide.NeedsCampaign(c, d, ch) {
+				return nil
 			}
 		}
-		c, err = getCampaign(ctx, tx, campaignID, false)
+		if decide.Campaign == nil {
+			return nil
+		}
+		if c, err = lockCampaign(ctx, tx, campaignID); err != nil {
+			return err
+		}
+		u, err := decide.Campaign(c, d, ch)
+		if err != nil || u == nil {
+			return err
+		}
+		waves := c.Waves
+		c, err = scanCampaign(tx.QueryRow(ctx, `UPDATE campaigns SET state = $1, current_wave = $2, reason = $3, updated_at = $4
+			WHERE id = $5 RETURNING `+campaignColumns, string(u.State), u.CurrentWave, u.Reason, u.At, campaignID))
+		c.Waves = waves
 		return err
 	})
 	if err != nil {
 		return c, d, fmt.Errorf("postgres: campaign %s: %w", campaignID, err)
 	}
 	return c, d, nil
+}
+
+const campaignWavesQuery = `SELECT size, finished, failed FROM campaign_waves WHERE campaign_id = $1 ORDER BY wave`
+
+func scanWave(row pgx.Row) (store.CampaignWave, error) {
+	var w store.CampaignWave
+	return w, row.Scan(&w.Size, &w.Finished, &w.Failed)
+}
+
+// readWaves reads a batch's queued waves query.
+func readWaves(br pgx.BatchResults) ([]store.CampaignWave, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.CampaignWave, error) { return scanWave(row) })
+}
+
+// readForReport locks the device's row and reads the campaign and its
+// waves without a lock, in one round trip. A campaign that does not
+// exist, or does not target the device, is store.ErrNotFound.
+func readForReport(ctx context.Context, tx pgx.Tx, campaignID string, id identity.ID) (store.Campaign, store.CampaignDevice, error) {
+	var b pgx.Batch
+	b.Queue(`SELECT `+campaignDeviceColumns+` FROM campaign_devices WHERE campaign_id = $1 AND identity = $2 FOR UPDATE`,
+		campaignID, id[:])
+	b.Queue(`SELECT `+campaignColumns+` FROM campaigns WHERE id = $1`, campaignID)
+	b.Queue(campaignWavesQuery, campaignID)
+	br := tx.SendBatch(ctx, &b)
+	defer br.Close()
+	d, err := scanCampaignDevice(br.QueryRow())
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return store.Campaign{}, d, err
+	}
+	c, err := scanCampaign(br.QueryRow())
+	if err != nil {
+		return c, d, err // the device's row names the campaign: it exists
+	}
+	if c.Waves, err = readWaves(br); err != nil {
+		return c, d, err
+	}
+	return c, d, br.Close()
+}
+
+// writeDeviceChange writes the device's row and, for a final report,
+// adds to its wave's counters, in one round trip; it returns the row and
+// the wave's counters as written (the wave's row stays locked to commit).
+func writeDeviceChange(ctx context.Context, tx pgx.Tx, d store.CampaignDevice, ch store.DeviceChange) (store.CampaignDevice, store.CampaignWave, error) {
+	a := ch.Device
+	var b pgx.Batch
+	b.Queue(`UPDATE campaign_devices SET state = $1, reason = $2, detail = $3, firmware_version = $4, updated_at = $5
+		WHERE campaign_id = $6 AND identity = $7 RETURNING `+campaignDeviceColumns,
+		a.State, a.Reason, a.Detail, a.FirmwareVersion, a.UpdatedAt, d.CampaignID, d.Identity[:])
+	counted := ch.Finished != 0 || ch.Failed != 0
+	if counted {
+		b.Queue(`UPDATE campaign_waves SET finished = finished + $1, failed = failed + $2
+			WHERE campaign_id = $3 AND wave = $4 RETURNING size, finished, failed`, ch.Finished, ch.Failed, d.CampaignID, d.Wave)
+	}
+	br := tx.SendBatch(ctx, &b)
+	defer br.Close()
+	var w store.CampaignWave
+	out, err := scanCampaignDevice(br.QueryRow())
+	if err != nil {
+		return d, w, fmt.Errorf("write device: %w", err)
+	}
+	if counted {
+		if w, err = scanWave(br.QueryRow()); err != nil {
+			return d, w, fmt.Errorf("count wave %d: %w", d.Wave, err)
+		}
+	}
+	return out, w, br.Close()
+}
+
+// lockCampaign locks the campaign's row and then reads its waves, in one
+// round trip: the waves' statement starts once the lock is held, so its
+// snapshot sees every decision committed before (one statement reading
+// both would read the waves as of before its wait for the lock).
+func lockCampaign(ctx context.Context, tx pgx.Tx, campaignID string) (store.Campaign, error) {
+	var b pgx.Batch
+	b.Queue(`SELECT `+campaignColumns+` FROM campaigns WHERE id = $1 FOR UPDATE`, campaignID)
+	b.Queue(campaignWavesQuery, campaignID)
+	br := tx.SendBatch(ctx, &b)
+	defer br.Close()
+	c, err := scanCampaign(br.QueryRow())
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return c, err
+	}
+	if c.Waves, err = readWaves(br); err != nil {
+		return c, err
+	}
+	return c, br.Close()
 }

@@ -131,7 +131,8 @@ const (
 		algorithm     text    NOT NULL,
 		public_key    bytea   NOT NULL,
 		root_of_trust text    NOT NULL,
-		injection     text    NOT NULL
+		injection     text    NOT NULL,
+		locks         text    NOT NULL
 	) ON COMMIT DROP`
 
 	// The staging table was filled in identity order, and a fresh heap's
@@ -144,8 +145,8 @@ const (
 	// instead (ORDER BY identity) measured slower: a million rows spill the
 	// sort to disk.
 	insertFromStaging = `INSERT INTO devices (identity, algorithm, public_key, root_of_trust, injection,
-			batch_id, station_id, product_id, state, created_at)
-		SELECT identity, algorithm, public_key, root_of_trust, injection, $1::text, $2::bytea, $3::text, 'registered', $4::timestamptz
+			batch_id, station_id, product_id, state, created_at, locks)
+		SELECT identity, algorithm, public_key, root_of_trust, injection, $1::text, $2::bytea, $3::text, 'registered', $4::timestamptz, locks
 		FROM import_devices
 		ON CONFLICT (identity) DO NOTHING`
 
@@ -171,7 +172,7 @@ func insertDevices(ctx context.Context, tx pgx.Tx, b store.Batch, devices []stor
 	if _, err := tx.Exec(ctx, createStaging, pgx.QueryExecModeExec); err != nil {
 		return nil, fmt.Errorf("create staging table: %w", err)
 	}
-	columns := []string{"ord", "identity", "algorithm", "public_key", "root_of_trust", "injection"}
+	columns := []string{"ord", "identity", "algorithm", "public_key", "root_of_trust", "injection", "locks"}
 	order := make([]int32, len(devices))
 	for i := range order {
 		order[i] = int32(i)
@@ -221,7 +222,7 @@ type deviceRows struct {
 	devices []store.Device
 	order   []int32 // positions in devices
 	i       int
-	row     [6]any
+	row     [7]any
 }
 
 func (r *deviceRows) Next() bool {
@@ -232,7 +233,7 @@ func (r *deviceRows) Next() bool {
 func (r *deviceRows) Values() ([]any, error) {
 	pos := r.order[r.i]
 	d := &r.devices[pos]
-	r.row = [6]any{pos, d.Identity[:], string(d.Algorithm), d.PublicKey, d.RootOfTrust, d.Injection}
+	r.row = [7]any{pos, d.Identity[:], string(d.Algorithm), d.PublicKey, d.RootOfTrust, d.Injection, d.Locks}
 	return r.row[:], nil
 }
 
@@ -266,7 +267,7 @@ func scanBatch(row pgx.Row) (store.Batch, error) {
 
 const deviceColumns = `identity, algorithm, public_key, root_of_trust, injection, batch_id,
 	station_id, product_id, state, created_at, onboarded_at, revoked_at, revoke_note,
-	state_changed_at, state_reason`
+	state_changed_at, state_reason, locks`
 
 // GetDevice returns one device or store.ErrNotFound.
 func (s *Store) GetDevice(ctx context.Context, id identity.ID) (store.Device, error) {
@@ -332,7 +333,7 @@ func scanDevice(row pgx.Row) (store.Device, error) {
 	var alg, state string
 	var onboarded, revoked, changed *time.Time
 	err := row.Scan(&id, &alg, &d.PublicKey, &d.RootOfTrust, &d.Injection, &d.BatchID,
-		&station, &d.ProductID, &state, &d.CreatedAt, &onboarded, &revoked, &d.RevokeNote, &changed, &d.StateReason)
+		&station, &d.ProductID, &state, &d.CreatedAt, &onboarded, &revoked, &d.RevokeNote, &changed, &d.StateReason, &d.Locks)
 	if err != nil {
 		return store.Device{}, err
 	}

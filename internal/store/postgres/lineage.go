@@ -102,6 +102,10 @@ func (s *Store) CompleteMigration(ctx context.Context, m store.Migration) (store
 	return res, nil
 }
 
+// passOperationalKeys gives the old identity's operational keys to the new
+// one, through operational_keys_by_identity (migration 0016).
+const passOperationalKeys = `UPDATE operational_keys SET identity = $1 WHERE identity = $2`
+
 func completeMigration(ctx context.Context, tx pgx.Tx, m store.Migration) (store.MigrationResult, error) {
 	var res store.MigrationResult
 	old, err := scanDevice(tx.QueryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE identity = $1 FOR UPDATE`, m.Old[:]))
@@ -117,16 +121,16 @@ func completeMigration(ctx context.Context, tx pgx.Tx, m store.Migration) (store
 		return res, fmt.Errorf("%w: the new identity is the old one", store.ErrLineage)
 	}
 	at := m.At
-	_, err = tx.Exec(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'registered', $9, NULL, NULL, '', NULL, '')`,
+	_, err = tx.Exec(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'registered', $9, NULL, NULL, '', NULL, '', $10)`,
 		m.New[:], string(m.NewAlgorithm), m.NewPublicKey, old.RootOfTrust, old.Injection, old.BatchID, old.StationID[:],
-		old.ProductID, at)
+		old.ProductID, at, old.Locks)
 	if isKeyTaken(err) {
 		return res, fmt.Errorf("%w: the new identity is registered already", store.ErrLineage)
 	}
 	if err != nil {
 		return res, fmt.Errorf("register successor: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE operational_keys SET identity = $1 WHERE identity = $2`, m.New[:], m.Old[:]); err != nil {
+	if _, err := tx.Exec(ctx, passOperationalKeys, m.New[:], m.Old[:]); err != nil {
 		return res, fmt.Errorf("pass operational keys: %w", err)
 	}
 	cert := m.Certificate

@@ -67,13 +67,13 @@ func scanStation(row pgx.Row) (store.Station, error) {
 }
 
 const productColumns = `id, name, cert_validity, cloud_endpoint, created_at, renewal_window, heartbeat_interval, min_firmware_version,
-	firmware_roots, firmware_retired, firmware_class_key, issuing_ca`
+	firmware_roots, firmware_retired, firmware_class_key, issuing_ca, require_locked`
 
 // CreateProduct adds a product; a taken ID is store.ErrExists.
 func (s *Store) CreateProduct(ctx context.Context, p store.Product) error {
-	const q = `INSERT INTO products (` + productColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+	const q = `INSERT INTO products (` + productColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
 	_, err := s.pool.Exec(ctx, q, p.ID, p.Name, int64(p.CertValidity), p.CloudEndpoint, p.CreatedAt, int64(p.RenewalWindow),
-		int64(p.HeartbeatInterval), p.MinFirmwareVersion, joinHashes(p.Firmware.Roots), int16(p.Firmware.Retired), classKey(p.Firmware.ClassKey), p.IssuingCA)
+		int64(p.HeartbeatInterval), p.MinFirmwareVersion, joinHashes(p.Firmware.Roots), int16(p.Firmware.Retired), classKey(p.Firmware.ClassKey), p.IssuingCA, p.RequireLocked)
 	if isKeyTaken(err) {
 		return fmt.Errorf("postgres: create product %q: %w", p.ID, store.ErrExists)
 	}
@@ -111,10 +111,11 @@ func (s *Store) UpdateProduct(ctx context.Context, id string, u store.ProductUpd
 	const q = `UPDATE products SET renewal_window = coalesce($1, renewal_window),
 		heartbeat_interval = coalesce($2, heartbeat_interval), min_firmware_version = coalesce($3, min_firmware_version),
 		firmware_roots = coalesce($4, firmware_roots), firmware_retired = coalesce($5, firmware_retired),
-		firmware_class_key = CASE WHEN $6 THEN $7 ELSE firmware_class_key END, issuing_ca = coalesce($8, issuing_ca)
+		firmware_class_key = CASE WHEN $6 THEN $7 ELSE firmware_class_key END, issuing_ca = coalesce($8, issuing_ca),
+		require_locked = coalesce($10, require_locked)
 		WHERE id = $9 RETURNING ` + productColumns
 	p, err := scanProduct(s.pool.QueryRow(ctx, q, optDuration(u.RenewalWindow), optDuration(u.HeartbeatInterval),
-		u.MinFirmwareVersion, optHashes(u.FirmwareRoots), optRetired(u.FirmwareRetired), u.FirmwareClassKey != nil, optClassKey(u.FirmwareClassKey), u.IssuingCA, id))
+		u.MinFirmwareVersion, optHashes(u.FirmwareRoots), optRetired(u.FirmwareRetired), u.FirmwareClassKey != nil, optClassKey(u.FirmwareClassKey), u.IssuingCA, id, u.RequireLocked))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Product{}, fmt.Errorf("postgres: product %q: %w", id, store.ErrNotFound)
 	}
@@ -139,7 +140,7 @@ func scanProduct(row pgx.Row) (store.Product, error) {
 	var retired int16
 	var roots, class []byte
 	if err := row.Scan(&p.ID, &p.Name, &validity, &p.CloudEndpoint, &p.CreatedAt, &window, &heartbeat, &p.MinFirmwareVersion,
-		&roots, &retired, &class, &p.IssuingCA); err != nil {
+		&roots, &retired, &class, &p.IssuingCA, &p.RequireLocked); err != nil {
 		return store.Product{}, err
 	}
 	if err := scanFirmwarePolicy(&p.Firmware, roots, int64(retired), class); err != nil {

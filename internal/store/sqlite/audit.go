@@ -27,7 +27,7 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) (int64, err
 	var seq int64
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		seq, err = appendAudit(ctx, s.preparedTx(tx), e)
+		seq, err = appendAudit(ctx, tx, e)
 		return err
 	})
 	if err != nil {

@@ -25,7 +25,8 @@ const campaignDeviceColumns = `campaign_id, identity, wave, state, reason, detai
 
 // CreateCampaign inserts the campaign, its waves and its devices in one
 // transaction, the devices with one prepared statement in identity order
-// so the primary key grows at its end.
+// so the primary key grows at its end; it refuses an open campaign some of
+// whose devices another open campaign targets (store.BusyDevicesError).
 func (s *Store) CreateCampaign(ctx context.Context, c store.Campaign, devices []store.CampaignDevice) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		const q = `INSERT INTO campaigns (` + campaignColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -46,7 +47,10 @@ func (s *Store) CreateCampaign(ctx context.Context, c store.Campaign, devices []
 				return fmt.Errorf("insert wave %d: %w", i, err)
 			}
 		}
-		return insertCampaignDevices(ctx, tx, c, devices)
+		if err := insertCampaignDevices(ctx, tx, c, devices); err != nil {
+			return err
+		}
+		return checkOpenCampaignDevices(ctx, tx, c)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: create campaign %s: %w", c.ID, err)
@@ -306,8 +310,11 @@ func (s *Store) OfferCampaignDevice(ctx context.Context, campaignID string, id i
 	return d, nil
 }
 
-// DecideCampaign runs decide in one write: SQLite's one writer is the
-// campaign's lock.
+// DecideCampaign runs decide's steps in one write: SQLite's one writer
+// is the device's, the wave's and the campaign's lock at once, so the
+// campaign read first is as fresh as under the campaign's lock and is
+// given to both steps, with the device's wave's counters after the
+// change.
 func (s *Store) DecideCampaign(ctx context.Context, campaignID string, id identity.ID, decide store.CampaignDecider) (store.Campaign, store.CampaignDevice, error) {
 	var c store.Campaign
 	var d store.CampaignDevice
@@ -317,31 +324,42 @@ func (s *Store) DecideCampaign(ctx context.Context, campaignID string, id identi
 			return err
 		}
 		d = store.CampaignDevice{}
+		var ch store.DeviceChange
+		if !id.IsZero() && decide.Device == nil {
+			return errors.New("a decision about a device without a device step")
+		}
 		if !id.IsZero() {
 			if d, err = getCampaignDevice(ctx, tx, campaignID, id); err != nil {
 				return err
 			}
+			if ch, err = decide.Device(c, d); err != nil || ch.Device == nil {
+				return err
+			}
+			var w store.CampaignWave
+			if d, w, err = writeCampaignDevice(ctx, tx, d, ch); err != nil {
+				return err
+			}
+			if ch.Finished != 0 || ch.Failed != 0 {
+				if d.Wave < 0 || d.Wave >= len(c.Waves) {
+					return fmt.Errorf("device %s: wave %d of %d", id, d.Wave, len(c.Waves))
+				}
+				c.Waves[d.Wave] = w
+			}
+			if decide.NeedsCampaign != nil && !decide.NeedsCampaign(c, d, ch) {
+				return nil
+			}
 		}
-		ch, err := decide(c, d)
-		if err != nil {
+		if decide.Campaign == nil {
+			return nil
+		}
+		u, err := decide.Campaign(c, d, ch)
+		if err != nil || u == nil {
 			return err
 		}
-		if ch.Device != nil {
-			if err := writeCampaignDevice(ctx, tx, d, *ch.Device, ch.Finished, ch.Failed); err != nil {
-				return err
-			}
-			if d, err = getCampaignDevice(ctx, tx, campaignID, id); err != nil {
-				return err
-			}
-		}
-		if ch.Campaign != nil {
-			u := ch.Campaign
-			if _, err := tx.ExecContext(ctx, `UPDATE campaigns SET state = ?, current_wave = ?, reason = ?, updated_at = ?
-				WHERE id = ?`, string(u.State), u.CurrentWave, u.Reason, micros(u.At), campaignID); err != nil {
-				return err
-			}
-		}
-		c, err = getCampaign(ctx, tx, campaignID)
+		waves := c.Waves
+		c, err = scanCampaign(tx.QueryRowContext(ctx, `UPDATE campaigns SET state = ?, current_wave = ?, reason = ?, updated_at = ?
+			WHERE id = ? RETURNING `+campaignColumns, string(u.State), u.CurrentWave, u.Reason, micros(u.At), campaignID))
+		c.Waves = waves
 		return err
 	})
 	if err != nil {
@@ -350,17 +368,19 @@ func (s *Store) DecideCampaign(ctx context.Context, campaignID string, id identi
 	return c, d, nil
 }
 
-func writeCampaignDevice(ctx context.Context, tx *sql.Tx, before, after store.CampaignDevice, fin, fail int) error {
-	_, err := tx.ExecContext(ctx, `UPDATE campaign_devices SET state = ?, reason = ?, detail = ?, firmware_version = ?,
-		updated_at = ? WHERE campaign_id = ? AND identity = ?`, after.State, after.Reason, after.Detail,
-		after.FirmwareVersion, micros(after.UpdatedAt), before.CampaignID, before.Identity[:])
-	if err != nil {
-		return err
+// writeCampaignDevice writes the device's row and, for a final report,
+// adds to its wave's counters; it returns both as written.
+func writeCampaignDevice(ctx context.Context, tx *sql.Tx, before store.CampaignDevice, ch store.DeviceChange) (store.CampaignDevice, store.CampaignWave, error) {
+	after := ch.Device
+	var w store.CampaignWave
+	d, err := scanCampaignDevice(tx.QueryRowContext(ctx, `UPDATE campaign_devices SET state = ?, reason = ?, detail = ?,
+		firmware_version = ?, updated_at = ? WHERE campaign_id = ? AND identity = ? RETURNING `+campaignDeviceColumns,
+		after.State, after.Reason, after.Detail, after.FirmwareVersion, micros(after.UpdatedAt), before.CampaignID, before.Identity[:]))
+	if err != nil || ch.Finished == 0 && ch.Failed == 0 {
+		return d, w, err
 	}
-	if fin == 0 && fail == 0 {
-		return nil
-	}
-	_, err = tx.ExecContext(ctx, `UPDATE campaign_waves SET finished = finished + ?, failed = failed + ?
-		WHERE campaign_id = ? AND wave = ?`, fin, fail, before.CampaignID, before.Wave)
-	return err
+	err = tx.QueryRowContext(ctx, `UPDATE campaign_waves SET finished = finished + ?, failed = failed + ?
+		WHERE campaign_id = ? AND wave = ? RETURNING size, finished, failed`, ch.Finished, ch.Failed, before.CampaignID, before.Wave).
+		Scan(&w.Size, &w.Finished, &w.Failed)
+	return d, w, err
 }

@@ -90,8 +90,8 @@ func checkBatchRefs(ctx context.Context, tx *sql.Tx, b store.Batch) error {
 // per row before each insert measured about 20% slower.
 func insertDevices(ctx context.Context, tx *sql.Tx, b store.Batch, devices []store.Device) ([]identity.ID, error) {
 	const q = `INSERT INTO devices (identity, algorithm, public_key, root_of_trust, injection,
-		batch_id, station_id, product_id, state, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'registered', ?)
+		batch_id, station_id, product_id, state, created_at, locks)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'registered', ?, ?)
 		ON CONFLICT (identity) DO NOTHING`
 	stmt, err := tx.PrepareContext(ctx, q)
 	if err != nil {
@@ -119,7 +119,7 @@ func insertDevices(ctx context.Context, tx *sql.Tx, b store.Batch, devices []sto
 		}
 		d := &devices[i]
 		res, err := stmt.ExecContext(rowCtx, d.Identity[:], string(d.Algorithm), d.PublicKey, d.RootOfTrust, d.Injection,
-			b.ID, b.StationID[:], b.ProductID, created)
+			b.ID, b.StationID[:], b.ProductID, created, d.Locks)
 		if err != nil {
 			return nil, fmt.Errorf("insert device %s: %w", d.Identity, err)
 		}
@@ -178,16 +178,12 @@ func scanBatch(row scanner) (store.Batch, error) {
 
 const deviceColumns = `identity, algorithm, public_key, root_of_trust, injection, batch_id,
 	station_id, product_id, state, created_at, onboarded_at, revoked_at, revoke_note,
-	state_changed_at, state_reason`
+	state_changed_at, state_reason, locks`
 
 // GetDevice returns one device or store.ErrNotFound.
 func (s *Store) GetDevice(ctx context.Context, id identity.ID) (store.Device, error) {
 	const q = `SELECT ` + deviceColumns + ` FROM devices WHERE identity = ?`
-	st, err := s.prepared(ctx, s.reader, q)
-	if err != nil {
-		return store.Device{}, fmt.Errorf("sqlite: get device %s: %w", id, err)
-	}
-	d, err := scanDevice(st.QueryRowContext(ctx, id[:]))
+	d, err := scanDevice(s.reader.QueryRowContext(ctx, q, id[:]))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Device{}, fmt.Errorf("sqlite: device %s: %w", id, store.ErrNotFound)
 	}
@@ -248,7 +244,7 @@ func scanDevice(row scanner) (store.Device, error) {
 	var created int64
 	var onboarded, revoked, changed sql.NullInt64
 	err := row.Scan(&id, &alg, &d.PublicKey, &d.RootOfTrust, &d.Injection, &d.BatchID,
-		&station, &d.ProductID, &state, &created, &onboarded, &revoked, &d.RevokeNote, &changed, &d.StateReason)
+		&station, &d.ProductID, &state, &created, &onboarded, &revoked, &d.RevokeNote, &changed, &d.StateReason, &d.Locks)
 	if err != nil {
 		return store.Device{}, err
 	}

@@ -17,11 +17,7 @@ import (
 // identity does, and its row is never read.
 func (s *Store) GetDeviceOfSuite(ctx context.Context, id identity.ID, alg sigalg.ID) (store.Device, error) {
 	const q = `SELECT ` + deviceColumns + ` FROM devices INDEXED BY devices_by_algorithm WHERE algorithm = ? AND identity = ?`
-	st, err := s.prepared(ctx, s.reader, q)
-	if err != nil {
-		return store.Device{}, fmt.Errorf("sqlite: get device %s: %w", id, err)
-	}
-	d, err := scanDevice(st.QueryRowContext(ctx, string(alg), id[:]))
+	d, err := scanDevice(s.reader.QueryRowContext(ctx, q, string(alg), id[:]))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Device{}, fmt.Errorf("sqlite: device %s of %s: %w", id, alg, store.ErrNotFound)
 	}

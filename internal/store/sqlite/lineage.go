@@ -85,6 +85,10 @@ func scanMigrationChallenge(row scanner) (store.MigrationChallenge, error) {
 	return c, errors.Join(fixed(c.ID[:], id, "challenge ID"), fixed(c.Identity[:], ident, "identity"))
 }
 
+// passOperationalKeys gives the old identity's operational keys to the new
+// one, through operational_keys_by_identity (migration 0015).
+const passOperationalKeys = `UPDATE operational_keys SET identity = ? WHERE identity = ?`
+
 // CompleteMigration applies m in one write transaction.
 func (s *Store) CompleteMigration(ctx context.Context, m store.Migration) (store.MigrationResult, error) {
 	var res store.MigrationResult
@@ -93,7 +97,7 @@ func (s *Store) CompleteMigration(ctx context.Context, m store.Migration) (store
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
-		res, err = completeMigration(ctx, s.preparedTx(tx), m)
+		res, err = completeMigration(ctx, tx, m)
 		return err
 	})
 	if err != nil {
@@ -102,7 +106,7 @@ func (s *Store) CompleteMigration(ctx context.Context, m store.Migration) (store
 	return res, nil
 }
 
-func completeMigration(ctx context.Context, tx preparedTx, m store.Migration) (store.MigrationResult, error) {
+func completeMigration(ctx context.Context, tx *sql.Tx, m store.Migration) (store.MigrationResult, error) {
 	var res store.MigrationResult
 	old, err := scanDevice(tx.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE identity = ?`, m.Old[:]))
 	switch {
@@ -121,13 +125,13 @@ func completeMigration(ctx context.Context, tx preparedTx, m store.Migration) (s
 		return res, fmt.Errorf("%w: the new identity is registered already", store.ErrLineage)
 	}
 	at := m.At
-	_, err = tx.ExecContext(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'registered', ?, NULL, NULL, '', NULL, '')`,
+	_, err = tx.ExecContext(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'registered', ?, NULL, NULL, '', NULL, '', ?)`,
 		m.New[:], string(m.NewAlgorithm), m.NewPublicKey, old.RootOfTrust, old.Injection, old.BatchID, old.StationID[:],
-		old.ProductID, micros(at))
+		old.ProductID, micros(at), old.Locks)
 	if err != nil {
 		return res, fmt.Errorf("register successor: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE operational_keys SET identity = ? WHERE identity = ?`, m.New[:], m.Old[:]); err != nil {
+	if _, err := tx.ExecContext(ctx, passOperationalKeys, m.New[:], m.Old[:]); err != nil {
 		return res, fmt.Errorf("pass operational keys: %w", err)
 	}
 	cert := m.Certificate

@@ -37,7 +37,7 @@ const (
 // same transaction.
 func (s *Store) RecordOnboarding(ctx context.Context, cert store.Certificate, at time.Time, jobs ...store.Job) error {
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		return recordOnboarding(ctx, s.preparedTx(tx), cert, at, store.IssuanceLimit{}, jobs)
+		return recordOnboarding(ctx, tx, cert, at, store.IssuanceLimit{}, jobs)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: record onboarding: %w", err)
@@ -49,7 +49,7 @@ func (s *Store) RecordOnboarding(ctx context.Context, cert store.Certificate, at
 // one writer, so the count cannot race another renewal's insert.
 func (s *Store) RecordRenewal(ctx context.Context, cert store.Certificate, at time.Time, limit store.IssuanceLimit, jobs ...store.Job) error {
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		return recordOnboarding(ctx, s.preparedTx(tx), cert, at, limit, jobs)
+		return recordOnboarding(ctx, tx, cert, at, limit, jobs)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: record renewal: %w", err)
@@ -68,11 +68,10 @@ func (s *Store) CompleteOnboarding(ctx context.Context, challengeID [16]byte, ce
 		return fmt.Errorf("sqlite: complete onboarding: %w", err)
 	}
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		ptx := s.preparedTx(tx)
-		if err := recordOnboarding(ctx, ptx, cert, at, store.IssuanceLimit{}, jobs); err != nil {
+		if err := recordOnboarding(ctx, tx, cert, at, store.IssuanceLimit{}, jobs); err != nil {
 			return err
 		}
-		_, err := appendAudit(ctx, ptx, audit)
+		_, err := appendAudit(ctx, tx, audit)
 		return err
 	})
 	if err != nil {
@@ -86,7 +85,7 @@ func (s *Store) CompleteOnboarding(ctx context.Context, challengeID [16]byte, ce
 // may hold a certificate (registered or onboarded), the device must be under limit, and the key must not be
 // certified for another device; then the device's current certificates
 // are superseded and the new one recorded.
-func recordOnboarding(ctx context.Context, tx preparedTx, cert store.Certificate, at time.Time, limit store.IssuanceLimit, jobs []store.Job) error {
+func recordOnboarding(ctx context.Context, tx *sql.Tx, cert store.Certificate, at time.Time, limit store.IssuanceLimit, jobs []store.Job) error {
 	if cert.IssuedAt.IsZero() {
 		cert.IssuedAt = at
 	}
@@ -129,7 +128,7 @@ func recordOnboarding(ctx context.Context, tx preparedTx, cert store.Certificate
 
 // checkIssuanceLimit refuses when the device holds limit.Max certificates
 // issued within limit.Window before at.
-func checkIssuanceLimit(ctx context.Context, tx preparedTx, id identity.ID, at time.Time, limit store.IssuanceLimit) error {
+func checkIssuanceLimit(ctx context.Context, tx *sql.Tx, id identity.ID, at time.Time, limit store.IssuanceLimit) error {
 	if limit.Max <= 0 {
 		return nil
 	}
@@ -148,7 +147,7 @@ func checkIssuanceLimit(ctx context.Context, tx preparedTx, id identity.ID, at t
 // claimOperationalKey records that key is certified for id, or refuses if
 // it is certified for another device. The insert is the check: the key is
 // the table's primary key.
-func claimOperationalKey(ctx context.Context, tx preparedTx, key [32]byte, id identity.ID, at time.Time) error {
+func claimOperationalKey(ctx context.Context, tx *sql.Tx, key [32]byte, id identity.ID, at time.Time) error {
 	res, err := tx.ExecContext(ctx, claimKey, key[:], id[:], micros(at))
 	if err != nil {
 		return fmt.Errorf("record operational key: %w", err)

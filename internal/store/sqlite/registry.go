@@ -67,13 +67,13 @@ func scanStation(row scanner) (store.Station, error) {
 }
 
 const productColumns = `id, name, cert_validity, cloud_endpoint, created_at, renewal_window, heartbeat_interval, min_firmware_version,
-	firmware_roots, firmware_retired, firmware_class_key, issuing_ca`
+	firmware_roots, firmware_retired, firmware_class_key, issuing_ca, require_locked`
 
 // CreateProduct adds a product; a taken ID is store.ErrExists.
 func (s *Store) CreateProduct(ctx context.Context, p store.Product) error {
-	const q = `INSERT INTO products (` + productColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	const q = `INSERT INTO products (` + productColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	_, err := s.writer.ExecContext(ctx, q, p.ID, p.Name, int64(p.CertValidity), p.CloudEndpoint, micros(p.CreatedAt), int64(p.RenewalWindow),
-		int64(p.HeartbeatInterval), p.MinFirmwareVersion, joinHashes(p.Firmware.Roots), int64(p.Firmware.Retired), classKey(p.Firmware.ClassKey), p.IssuingCA)
+		int64(p.HeartbeatInterval), p.MinFirmwareVersion, joinHashes(p.Firmware.Roots), int64(p.Firmware.Retired), classKey(p.Firmware.ClassKey), p.IssuingCA, p.RequireLocked)
 	if isKeyTaken(err) {
 		return fmt.Errorf("sqlite: create product %q: %w", p.ID, store.ErrExists)
 	}
@@ -111,10 +111,11 @@ func (s *Store) UpdateProduct(ctx context.Context, id string, u store.ProductUpd
 	const q = `UPDATE products SET renewal_window = coalesce(?, renewal_window),
 		heartbeat_interval = coalesce(?, heartbeat_interval), min_firmware_version = coalesce(?, min_firmware_version),
 		firmware_roots = coalesce(?, firmware_roots), firmware_retired = coalesce(?, firmware_retired),
-		firmware_class_key = CASE WHEN ? THEN ? ELSE firmware_class_key END, issuing_ca = coalesce(?, issuing_ca)
+		firmware_class_key = CASE WHEN ? THEN ? ELSE firmware_class_key END, issuing_ca = coalesce(?, issuing_ca),
+		require_locked = coalesce(?, require_locked)
 		WHERE id = ? RETURNING ` + productColumns
 	p, err := scanProduct(s.writer.QueryRowContext(ctx, q, optDuration(u.RenewalWindow), optDuration(u.HeartbeatInterval),
-		u.MinFirmwareVersion, optHashes(u.FirmwareRoots), optRetired(u.FirmwareRetired), u.FirmwareClassKey != nil, optClassKey(u.FirmwareClassKey), u.IssuingCA, id))
+		u.MinFirmwareVersion, optHashes(u.FirmwareRoots), optRetired(u.FirmwareRetired), u.FirmwareClassKey != nil, optClassKey(u.FirmwareClassKey), u.IssuingCA, u.RequireLocked, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Product{}, fmt.Errorf("sqlite: product %q: %w", id, store.ErrNotFound)
 	}
@@ -137,7 +138,7 @@ func scanProduct(row scanner) (store.Product, error) {
 	var validity, created, window, heartbeat, retired int64
 	var roots, class []byte
 	if err := row.Scan(&p.ID, &p.Name, &validity, &p.CloudEndpoint, &created, &window, &heartbeat, &p.MinFirmwareVersion,
-		&roots, &retired, &class, &p.IssuingCA); err != nil {
+		&roots, &retired, &class, &p.IssuingCA, &p.RequireLocked); err != nil {
 		return store.Product{}, err
 	}
 	if err := scanFirmwarePolicy(&p.Firmware, roots, retired, class); err != nil {

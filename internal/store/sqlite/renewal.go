@@ -25,12 +25,11 @@ const (
 func (s *Store) RenewCertificate(ctx context.Context, cert store.Certificate, at time.Time, terms store.RenewalTerms, jobs ...store.Job) (bool, error) {
 	var forced bool
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		ptx := s.preparedTx(tx)
 		var err error
-		if forced, err = checkRenewalDue(ctx, ptx, cert.Identity, at, terms.Window); err != nil {
+		if forced, err = checkRenewalDue(ctx, tx, cert.Identity, at, terms.Window); err != nil {
 			return err
 		}
-		return recordOnboarding(ctx, ptx, cert, at, terms.Limit, jobs)
+		return recordOnboarding(ctx, tx, cert, at, terms.Limit, jobs)
 	})
 	if err != nil {
 		return false, fmt.Errorf("sqlite: renew certificate: %w", err)
@@ -42,7 +41,7 @@ func (s *Store) RenewCertificate(ctx context.Context, cert store.Certificate, at
 // certificate is due unless a grant is pending, and consumes the grant.
 // A device that may not hold a certificate, or has none, is left to
 // recordOnboarding to refuse or record.
-func checkRenewalDue(ctx context.Context, tx preparedTx, id identity.ID, at time.Time, window time.Duration) (forced bool, err error) {
+func checkRenewalDue(ctx context.Context, tx *sql.Tx, id identity.ID, at time.Time, window time.Duration) (forced bool, err error) {
 	var state string
 	err = tx.QueryRowContext(ctx, selectDeviceState, id[:]).Scan(&state)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && !store.MayHoldCertificate(store.DeviceState(state))) {

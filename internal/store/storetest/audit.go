@@ -58,6 +58,7 @@ func testAudit(t *testing.T, f *fixture) {
 		{"unknown actor", store.AuditFilter{Actor: "token:nobody"}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			f.settle(t)
 			got, err := f.s.ListAudit(f.ctx, c.filter)
 			must(t, err)
 			equal(t, "ListAudit", got, c.want)
@@ -72,6 +73,7 @@ func testAuditTimeAndLimits(t *testing.T, f *fixture) {
 		seq, err := f.s.AppendAudit(f.ctx, store.AuditEvent{Actor: "system", Action: "clock.check", Outcome: "ok"})
 		must(t, err)
 		after := time.Now()
+		f.settle(t)
 		got, err := f.s.ListAudit(f.ctx, store.AuditFilter{AfterSeq: seq - 1, Limit: 1})
 		must(t, err)
 		if len(got) != 1 || got[0].Time.Before(before) || got[0].Time.After(after) {
@@ -83,6 +85,7 @@ func testAuditTimeAndLimits(t *testing.T, f *fixture) {
 			_, err := f.s.AppendAudit(f.ctx, store.AuditEvent{Time: at(time.Minute), Actor: "system", Action: "tick", Subject: fmt.Sprint(i), Outcome: "ok"})
 			must(t, err)
 		}
+		f.settle(t)
 		for _, c := range []struct{ limit, want int }{{0, 100}, {-5, 100}, {1000, 1000}, {5000, 1000}} {
 			got, err := f.s.ListAudit(f.ctx, store.AuditFilter{Limit: c.limit})
 			must(t, err)
@@ -114,6 +117,7 @@ func testTimePrecision(t *testing.T, f *fixture) {
 			must(t, err)
 			seq, err := f.s.AppendAudit(f.ctx, store.AuditEvent{Time: c.in, Actor: "system", Action: "time"})
 			must(t, err)
+			f.settle(t)
 			events, err := f.s.ListAudit(f.ctx, store.AuditFilter{AfterSeq: seq - 1, Limit: 1})
 			must(t, err)
 			for what, out := range map[string]time.Time{"product": got.CreatedAt, "audit": events[0].Time} {
@@ -166,6 +170,7 @@ func testConcurrentWrites(t *testing.T, f *fixture) {
 	}
 	onboarded, err := f.s.ListDevices(f.ctx, store.DeviceFilter{State: store.StateOnboarded, Limit: 1000})
 	must(t, err)
+	f.settle(t)
 	events, err := f.s.ListAudit(f.ctx, store.AuditFilter{Action: "device.onboard", Limit: 1000})
 	must(t, err)
 	if len(onboarded) != len(devices) || len(events) != len(devices) {

@@ -148,6 +148,7 @@ func testCompleteMigration(t *testing.T, f *fixture) {
 		id   identity.ID
 		want []store.EventKind
 	}{{old.id, []store.EventKind{store.EventOnboarded, store.EventRenewed, store.EventMigrated}}, {m.New, []store.EventKind{store.EventOnboarded}}} {
+		f.settle(t)
 		events, err := f.s.ListEvents(f.ctx, store.EventFilter{Identity: c.id})
 		must(t, err)
 		equal(t, "events of "+c.id.Short(), kinds(events), c.want)
@@ -162,6 +163,7 @@ func testCompleteMigration(t *testing.T, f *fixture) {
 			t.Errorf("jobs of %s: %+v, want one %s", id.Short(), jobs, kind)
 		}
 	}
+	f.settle(t)
 	audit, err := f.s.ListAudit(f.ctx, store.AuditFilter{Action: "device.migrate"})
 	must(t, err)
 	if len(audit) != 1 || !audit[0].Time.Equal(at(5*time.Hour)) {

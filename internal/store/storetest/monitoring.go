@@ -74,6 +74,7 @@ func testDeviceEvents(t *testing.T, f *fixture) {
 	_, err := f.s.TransitionDevice(f.ctx, other.id, store.TransitionRequest{Transition: store.TransitionResume, Reason: "no", At: at(20 * time.Hour)})
 	wantErr(t, "resume a revoked device", err, store.ErrTransitionNotAllowed)
 
+	f.settle(t)
 	all, err := f.s.ListEvents(f.ctx, store.EventFilter{})
 	must(t, err)
 	want := []store.DeviceEvent{
@@ -100,6 +101,7 @@ func testDeviceEvents(t *testing.T, f *fixture) {
 	// a renewal.
 	c := newCert(d.id, 9, at(12*time.Hour))
 	must(t, f.s.RecordOnboarding(f.ctx, c, at(12*time.Hour)))
+	f.settle(t)
 	page, err := f.s.ListEvents(f.ctx, store.EventFilter{AfterSeq: all[len(all)-1].Seq})
 	must(t, err)
 	if len(page) != 1 || page[0].Kind != store.EventOnboarded || !page[0].Time.Equal(at(12*time.Hour)) {
@@ -107,11 +109,13 @@ func testDeviceEvents(t *testing.T, f *fixture) {
 	}
 
 	// Filters and pages.
+	f.settle(t)
 	suspended, err := f.s.ListEvents(f.ctx, store.EventFilter{Kind: store.EventSuspended})
 	must(t, err)
 	if len(suspended) != 2 || suspended[0].Detail != "setup" || suspended[1].Detail != "again" {
 		t.Errorf("kind filter: %+v", suspended)
 	}
+	f.settle(t)
 	mine, err := f.s.ListEvents(f.ctx, store.EventFilter{Identity: other.id})
 	must(t, err)
 	if len(mine) != 1 || mine[0].Kind != store.EventRevoked {
@@ -119,6 +123,7 @@ func testDeviceEvents(t *testing.T, f *fixture) {
 	}
 	var paged []store.DeviceEvent
 	for after := int64(0); ; {
+		f.settle(t)
 		p, err := f.s.ListEvents(f.ctx, store.EventFilter{AfterSeq: after, Limit: 3})
 		must(t, err)
 		if len(p) > 3 {
@@ -174,6 +179,7 @@ func testExpirySweep(t *testing.T, f *fixture) {
 	note(7*day, now, 1)
 	note(7*day, now.Add(time.Hour), 0)
 	note(30*day, now.Add(31*day), 1) // the 60-day one, a month on
+	f.settle(t)
 	events, err := f.s.ListEvents(f.ctx, store.EventFilter{Kind: store.EventCertificateExpiring})
 	must(t, err)
 	want := []struct {
@@ -231,6 +237,7 @@ func testSilenceSweep(t *testing.T, f *fixture) {
 		BootResult: "ok", EnrolmentAlgorithm: sigalg.ECDSAP256, OperationalAlgorithm: sigalg.ECDSAP256})
 	note(at(9*time.Hour+30*time.Minute), 0)
 	note(at(11*time.Hour), 1) // a's new silence
+	f.settle(t)
 	events, err := f.s.ListEvents(f.ctx, store.EventFilter{Kind: store.EventDeviceSilent})
 	must(t, err)
 	if len(events) != 3 || events[2].Identity != a.id || events[2].Detail != store.SilentDetail(at(9*time.Hour)) ||

@@ -398,6 +398,7 @@ func testCompleteOnboarding(t *testing.T, f *fixture) {
 // auditOf lists the whole audit log.
 func auditOf(t *testing.T, f *fixture) []store.AuditEvent {
 	t.Helper()
+	f.settle(t)
 	var all []store.AuditEvent
 	var after int64
 	for {

@@ -30,6 +30,7 @@ func testEventCursors(t *testing.T, f *fixture) {
 	equal(t, "a cursor started at the end of an empty log", got, int64(0))
 
 	d := f.deviceIn(t, "cursors", store.StateSuspended) // onboarded, renewed, suspended
+	f.settle(t)
 	all, err := f.s.ListEvents(f.ctx, store.EventFilter{})
 	must(t, err)
 	if len(all) != 3 {
@@ -171,6 +172,7 @@ func testEventCursorLeaseConcurrently(t *testing.T, f *fixture) {
 func eventsAfter(t *testing.T, f *fixture, seq int64, n int) []store.DeviceEvent {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		f.settle(t)
 		events, err := f.s.ListEvents(f.ctx, store.EventFilter{AfterSeq: seq})
 		must(t, err)
 		if len(events) >= n || time.Now().After(deadline) {

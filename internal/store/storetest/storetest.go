@@ -79,8 +79,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"EventCursors", testEventCursors}, {"EventCursorsConcurrently", testEventCursorsConcurrently}, {"EventCursorLease", testEventCursorLease}, {"EventCursorLeaseConcurrently", testEventCursorLeaseConcurrently},
 		{"MigrationChallenges", testMigrationChallenges}, {"CompleteMigration", testCompleteMigration}, {"MigrationRefusals", testMigrationRefusals},
 		{"ProductIssuingCA", testProductIssuingCA},
+		{"ProductRequireLocked", testProductRequireLocked}, {"DeviceLocks", testDeviceLocks},
 		{"FirmwarePolicy", testFirmwarePolicy}, {"FirmwareImages", testFirmwareImages}, {"ListFirmwareImages", testListFirmwareImages}, {"PutFirmwareConcurrently", testPutFirmwareConcurrently},
 		{"Campaigns", testCampaigns}, {"CampaignOffer", testCampaignOffer}, {"CampaignDecide", testCampaignDecide}, {"CampaignDecideConcurrently", testCampaignDecideConcurrently},
+		{"CampaignOpenDevicesUnique", testCampaignOpenDevicesUnique}, {"CampaignCreateConcurrently", testCampaignCreateConcurrently},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.test(t, newFixture(t, open))
@@ -89,6 +91,25 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 }
 
 // fixture is a fresh store with one station and one product in it.
+// settler is a store whose ordered logs (audit, device events) show a
+// write only once every transaction older than it has ended (PostgreSQL:
+// a transaction anywhere in the cluster holds them back). Settle waits
+// for that; the suite calls it before reading back what it just wrote, as
+// tests on one shared server run beside other transactions.
+type settler interface {
+	Settle(ctx context.Context) error
+}
+
+// settle waits until what this goroutine wrote shows in the ordered logs.
+func (f *fixture) settle(t *testing.T) {
+	t.Helper()
+	if s, ok := f.s.(settler); ok {
+		ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
+		defer cancel()
+		must(t, s.Settle(ctx))
+	}
+}
+
 type fixture struct {
 	s       store.Store
 	ctx     context.Context

@@ -80,7 +80,9 @@ func ACL(prefix string) string {
 	if !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
-	return "user " + adminUser + "\ntopic readwrite $CONTROL/dynamic-security/#\n\npattern readwrite " + prefix + "%u/#\n"
+	// The admin also publishes the devices' update hints
+	// (mosquitto.UpdateTopic).
+	return "user " + adminUser + "\ntopic readwrite $CONTROL/dynamic-security/#\ntopic write " + prefix + "+/update\n\npattern readwrite " + prefix + "%u/#\n"
 }
 
 // Broker is a Mosquitto process.
