@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"math/big"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/pki"
+	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
 // Listed names the revoked and held certificates not yet expired, read in
@@ -59,5 +61,62 @@ func TestListed(t *testing.T) {
 	}
 	if !l.Contains(serial(3)) {
 		t.Error("a failed read lost the last list")
+	}
+}
+
+// countingSource counts the reads that start a refresh (the first page).
+type countingSource struct {
+	*memSource
+	refreshes atomic.Int64
+}
+
+func (c *countingSource) ListRevokedCertificates(ctx context.Context, after store.RevokedCursor, limit int) ([]store.RevokedCertificate, error) {
+	if after.Serial == ([16]byte{}) {
+		c.refreshes.Add(1)
+	}
+	return c.memSource.ListRevokedCertificates(ctx, after, limit)
+}
+
+// A burst of notifications (a migration campaign revokes certificates
+// dozens of times a second) costs at most one refresh per gap, not one
+// each; and the last notification is never lost: what it announced is
+// listed once the gap has passed.
+func TestListedNotifyBurstIsCoalesced(t *testing.T) {
+	t.Parallel()
+	src := &countingSource{memSource: &memSource{}}
+	l, err := NewListed(src, func() time.Time { return testNow }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = l.Run(ctx, time.Hour) }()
+	defer func() { cancel(); <-done }()
+	for src.refreshes.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	burst := time.Now()
+	for i := range 200 {
+		if i == 199 {
+			src.add(7, testNow.Add(-time.Minute), pki.ReasonSuperseded)
+		}
+		l.Notify()
+		time.Sleep(time.Millisecond)
+	}
+	// Within minNotifyGap of the first refresh at most one more can start.
+	if n, within := src.refreshes.Load(), time.Since(burst) < minNotifyGap; within && n > 2 {
+		t.Errorf("%d refreshes for a burst of 200 notifications within %v, want at most 2", n, minNotifyGap)
+	}
+	var s7 [16]byte
+	s7[0], s7[15] = 0x40, 7
+	deadline := time.Now().Add(30 * time.Second)
+	for !l.Contains(s7) {
+		if time.Now().After(deadline) {
+			t.Fatal("the serial the last notification announced was never listed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := src.refreshes.Load(); n > 200/2 {
+		t.Errorf("%d refreshes for 200 notifications", n)
 	}
 }
