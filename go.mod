@@ -13,6 +13,8 @@ require (
 	modernc.org/sqlite v1.62.0
 )
 
+require github.com/miekg/pkcs11 v1.1.2
+
 require (
 	github.com/google/go-tpm v0.9.8
 	github.com/jackc/pgpassfile v1.0.0 // indirect

@@ -7,7 +7,7 @@
 # and the server's peak RSS.
 #
 #   scripts/perf-onboard.sh [-s SUITE] [-n DEVICES] [-o ONBOARD] [-d sqlite|postgres://…]
-#                           [-c CONCURRENCY] [-r REPLICAS] [-p CPUS] [-k]
+#                           [-c CONCURRENCY] [-r REPLICAS] [-p CPUS] [-k] [-H]
 #
 #   -s  enrolment key suite of the fleet (ecdsa-p256, ml-dsa-65, …)
 #   -n  devices (the manifest is generated once into the work directory)
@@ -17,6 +17,8 @@
 #   -r  replicas (PostgreSQL only): the fleet is split across them
 #   -p  CPU list for taskset, e.g. 0 or 0,1 (both server and client)
 #   -k  keep the registry: skip the import and onboard again (restart test)
+#   -H  keep the CA's keys and the TLS key in a SoftHSM2 token the script
+#       makes (Debian package softhsm2), through --ca-key-uri pkcs11:…
 #
 # The servers take any other setting from HALLMARK_* variables, e.g.
 # HALLMARK_SQLITE_SYNCHRONOUS=normal for the durability comparison of
@@ -26,12 +28,12 @@
 # HALLMARK_PERF_RESTART=1 the servers restart after the import, so the
 # peak RSS reported at the end is that of serving, not of importing.
 set -euo pipefail
-suite=ecdsa-p256 n=20000 onboard="" db=sqlite conc=16 replicas=1 cpus="" keep=""
-while getopts "s:n:o:d:c:r:p:k" o; do
+suite=ecdsa-p256 n=20000 onboard="" db=sqlite conc=16 replicas=1 cpus="" keep="" hsm=""
+while getopts "s:n:o:d:c:r:p:kH" o; do
   case $o in
     s) suite=$OPTARG ;; n) n=$OPTARG ;; o) onboard=$OPTARG ;; d) db=$OPTARG ;; c) conc=$OPTARG ;;
-    r) replicas=$OPTARG ;; p) cpus=$OPTARG ;; k) keep=1 ;;
-    *) sed -n '2,27p' "$0"; exit 2 ;;
+    r) replicas=$OPTARG ;; p) cpus=$OPTARG ;; k) keep=1 ;; H) hsm=1 ;;
+    *) sed -n '2,29p' "$0"; exit 2 ;;
   esac
 done
 onboard=${onboard:-$n}
@@ -60,12 +62,30 @@ elif [ "$replicas" != 1 ]; then
 fi
 [ -z "$keep" ] && rm -rf data
 mkdir -p data
+caflag=()
+if [ -n "$hsm" ]; then
+  # A throwaway token of this run: its own token directory and config
+  # (SoftHSM2 reads SOFTHSM2_CONF when the server loads the module), a
+  # random PIN in a 0600 file the server reads through pin-source. The
+  # PIN is on softhsm2-util's command line once, for a token that lives as
+  # long as this run.
+  module=/usr/lib/softhsm/libsofthsm2.so
+  [ -e "$module" ] || { echo "perf-onboard: -H needs SoftHSM2: install the Debian package softhsm2" >&2; exit 1; }
+  export SOFTHSM2_CONF=$work/softhsm/softhsm2.conf
+  if [ -z "$keep" ] || ! [ -f softhsm/pin ]; then
+    rm -rf softhsm && mkdir -p softhsm/tokens && chmod 700 softhsm
+    printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$work/softhsm/tokens" > "$SOFTHSM2_CONF"
+    (umask 077; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' > softhsm/pin)
+    softhsm2-util --init-token --free --label perf-ca --pin "$(cat softhsm/pin)" --so-pin "$(cat softhsm/pin)" >/dev/null
+  fi
+  caflag=(--ca-key-uri "pkcs11:token=perf-ca?module-path=$module&pin-source=file:$work/softhsm/pin")
+fi
 pids=() urls=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 start_servers() {
   pids=() urls=()
   for i in $(seq 0 $((replicas - 1))); do
-    "${pin[@]}" ./hallmark serve --data-dir data "${dbflag[@]}" --listen 127.0.0.1:0 --log-level warn \
+    "${pin[@]}" ./hallmark serve --data-dir data "${dbflag[@]}" "${caflag[@]}" --listen 127.0.0.1:0 --log-level warn \
       --rate-per-identity -1 --rate-per-address -1 > "serve-$i.out" 2> "serve-$i.err" &
     pids+=($!)
   done

@@ -33,15 +33,17 @@ import (
 //   - Every ```sh block runs, in order, in one bash (set -euo pipefail), except
 //     a block right after a line <!-- not run: REASON -->, REASON saying why
 //     it cannot run here (the quick start, for one: it runs this test).
-//   - The blocks of the section installBlocksSection (how to get hallmark
-//     on the PATH) run in the clone; every later block runs in a fresh
-//     temporary directory.
+//   - The blocks of the sections hardwareDemoSection (go run ./cmd/hallmark
+//     demo --hsm) and installBlocksSection (how to get hallmark on the
+//     PATH) run in the clone; every later block runs in a fresh temporary
+//     directory.
 //   - Servers the README starts in the background listen on the ports of
 //     readmePorts and write their log to *.log files in that directory;
 //     PostgreSQL databases it creates are named readmeDatabase.
 const (
 	readmeFile           = "../../README.md"
 	installBlocksSection = "## Getting `hallmark`"
+	hardwareDemoSection  = "## The demo with keys in hardware"
 	notRunMarker         = "<!-- not run:"
 	readmeDatabase       = "hallmark_tour"
 	// readmeTimeout bounds the whole walk through, which takes 10 to 20 s.
@@ -69,7 +71,7 @@ func TestREADME(t *testing.T) {
 		switch {
 		case b.notRun:
 			t.Logf("README.md:%d: not run: %s", b.line, b.notRunWhy)
-		case b.section == installBlocksSection:
+		case b.section == installBlocksSection || b.section == hardwareDemoSection:
 			inClone = append(inClone, b)
 		default:
 			walk = append(walk, b)
@@ -135,6 +137,8 @@ var readmeTools = []struct{ path, pkg string }{
 	{"mosquitto_ctrl", "mosquitto"},
 	{"/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so", "mosquitto"},
 	{"createdb", "postgresql-client"},
+	{"/usr/lib/softhsm/libsofthsm2.so", "softhsm2"},
+	{"swtpm", "swtpm"},
 }
 
 // requireReadmeTools fails the test, naming the package to install, when a

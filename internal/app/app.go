@@ -6,6 +6,7 @@ package app
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -69,6 +70,7 @@ type Platform struct {
 	CA       *pki.CA // the first of CAs: TLS, and products that name no CA
 	CAs      *pki.CASet
 	keys     keys.Manager
+	tlsKey   crypto.Signer // the key manager's pki.KeyTLSServer
 	server   *http.Server
 	listener net.Listener
 	served   chan error
@@ -100,6 +102,14 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 			p.closeParts()
 		}
 	}()
+	// A token is opened (and its PIN tried) before anything is made on
+	// disk, so that a wrong PIN or module leaves nothing half-written; the
+	// software store lives in the data directory and is opened with it.
+	if !isSoftURI(cfg.CAKeyURI) {
+		if err := p.openKeys(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
@@ -280,6 +290,27 @@ func lockFileIn(ctx context.Context, dir, name string, wait time.Duration) (func
 }
 
 func (p *Platform) openCA(ctx context.Context) error {
+	if err := p.openKeys(ctx); err != nil {
+		return err
+	}
+	if err := p.openCAs(ctx, p.keys); err != nil { // cas.go
+		return p.caKeyHint(err)
+	}
+	// Under the init lock, like the CA's keys, so that replicas starting
+	// together make one TLS key between them.
+	key, err := ensureTLSKey(ctx, p.keys) // cakey.go
+	if err != nil {
+		return p.caKeyHint(err)
+	}
+	p.tlsKey = key
+	return nil
+}
+
+// openKeys opens the CA's key manager, once.
+func (p *Platform) openKeys(ctx context.Context) error {
+	if p.keys != nil {
+		return nil
+	}
 	pass, err := p.caPassphrase()
 	if err != nil {
 		return err
@@ -291,14 +322,21 @@ func (p *Platform) openCA(ctx context.Context) error {
 		return fmt.Errorf("CA key store: %w", err)
 	}
 	p.keys = km
-	return p.openCAs(ctx, km) // cas.go
+	return nil
 }
 
-// caPassphrase returns the configured passphrase, or the development one
-// kept in the data directory, made on first start.
+// caPassphrase returns what unlocks the CA's key store: the configured
+// passphrase, or for the software store the development one kept in the
+// data directory, made on first start. A token's PIN is never made up
+// here: a pkcs11: store gets the configured passphrase as its PIN if one
+// is set and nothing otherwise, so that its backend reads the PIN the
+// operator gave (pin-source, $HALLMARK_PKCS11_PIN) or says none was.
 func (p *Platform) caPassphrase() ([]byte, error) {
 	if len(p.cfg.CAPassphrase) > 0 {
 		return append([]byte(nil), p.cfg.CAPassphrase...), nil
+	}
+	if !isSoftURI(p.cfg.CAKeyURI) {
+		return nil, nil
 	}
 	path := filepath.Join(p.cfg.DataDir, CAPassphraseFile)
 	p.cfg.Log.Warn("CA keys are protected by a passphrase stored in the data directory; set HALLMARK_CA_PASSPHRASE for production", "file", path)
@@ -323,7 +361,10 @@ func (p *Platform) listen(ctx context.Context, handler http.Handler) error {
 	if ip := net.ParseIP(p.cfg.ServerName); ip != nil {
 		ips = append(ips, ip)
 	}
-	cert, err := p.CA.IssueServer(ctx, []string{p.cfg.ServerName}, ips, serverCertValidity)
+	// A new certificate on every start, for the key kept in the key
+	// manager: it costs one signature, always carries the configured
+	// server name, and needs no file that replicas would have to agree on.
+	cert, err := p.CA.IssueServerFor(ctx, p.tlsKey, []string{p.cfg.ServerName}, ips, serverCertValidity)
 	if err != nil {
 		return fmt.Errorf("TLS certificate: %w", err)
 	}

@@ -1,6 +1,10 @@
 package app
 
 import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -8,9 +12,13 @@ import (
 	"strings"
 
 	"github.com/hallmark-iot/hallmark/internal/keys"
-	// The software key store serves the default CA key URI; other
-	// backends join by being imported here when they land.
+	// The software key store serves the default CA key URI; the PKCS #11
+	// backend serves --ca-key-uri pkcs11:… (in a build without cgo its
+	// opener says why it cannot), the TPM backend tpm:….
+	_ "github.com/hallmark-iot/hallmark/internal/keys/pkcs11kms"
 	_ "github.com/hallmark-iot/hallmark/internal/keys/softkms"
+	_ "github.com/hallmark-iot/hallmark/internal/keys/tpmkms" // tpm:DEVICE?dir=DIR, keys wrapped by a TPM 2.0
+	"github.com/hallmark-iot/hallmark/internal/pki"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
@@ -62,4 +70,44 @@ func (c *Config) checkCAKeyURI() error {
 		return fmt.Errorf("serve: CA key URI: %w", err)
 	}
 	return nil
+}
+
+// isSoftURI reports a CA key URI of the software store, the one backend
+// whose secret the platform may make up (the development passphrase).
+func isSoftURI(uri string) bool { return strings.HasPrefix(uri, "soft:") }
+
+// ensureTLSKey returns the signer of the platform's TLS server key,
+// pki.KeyTLSServer in the CA's key manager, creating it on first start. A
+// key of that name that is not ECDSA P-256 is refused, not replaced: it
+// may be someone's.
+func ensureTLSKey(ctx context.Context, km keys.Manager) (crypto.Signer, error) {
+	name := pki.KeyTLSServer
+	pub, err := km.CreateKey(ctx, keys.CreateKeyRequest{Name: name, Suite: sigalg.ECDSAP256})
+	if errors.Is(err, keys.ErrExists) {
+		pub, err = km.PublicKey(ctx, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("TLS key %s: %w", name, err)
+	}
+	if ec, ok := pub.(*ecdsa.PublicKey); !ok || ec.Curve != elliptic.P256() {
+		return nil, fmt.Errorf("TLS key %s: %w: the key store holds a %T under this name, want ECDSA P-256", name, pki.ErrCAMismatch, pub)
+	}
+	signer, err := km.Signer(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("TLS key %s: %w", name, err)
+	}
+	return signer, nil
+}
+
+// caKeyHint adds to a key store's refusal of a suite (keys.ErrUnsupported,
+// a token without the ML-DSA mechanisms) what the operator can do about
+// it. The platform has one CA key URI, so a CA of a suite the token cannot
+// hold cannot be kept elsewhere beside it; start fails instead of making
+// that CA's keys somewhere the operator did not choose.
+func (p *Platform) caKeyHint(err error) error {
+	if !errors.Is(err, keys.ErrUnsupported) || isSoftURI(p.cfg.CAKeyURI) {
+		return err
+	}
+	scheme, _, _ := strings.Cut(p.cfg.CAKeyURI, ":")
+	return fmt.Errorf("%w; the platform has one CA key URI, so this CA cannot be kept elsewhere: leave its suite out of --ca-suite and --ca-suites, or keep all CA keys in a soft: store (--ca-key-uri soft:DIR), or use a %s: token that offers the suite (docs/pki.md)", err, scheme)
 }

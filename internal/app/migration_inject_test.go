@@ -75,11 +75,19 @@ type injectEnv struct {
 // manifest; then onboards it and saves it with its credentials.
 func newInjectEnv(t *testing.T) *injectEnv {
 	t.Helper()
-	e := &injectEnv{dataDir: newDataDir(t), log: &syncBuffer{}, vendor: otatest.NewVendor(t, 1), updates: otatest.New(),
+	return newInjectEnvWith(t, newDataDir(t), func(*Config) {})
+}
+
+// newInjectEnvWith is newInjectEnv on dataDir with cfg changed by edit.
+func newInjectEnvWith(t *testing.T, dataDir string, edit func(*Config)) *injectEnv {
+	t.Helper()
+	e := &injectEnv{dataDir: dataDir, log: &syncBuffer{}, vendor: otatest.NewVendor(t, 1), updates: otatest.New(),
 		state: filepath.Join(t.TempDir(), "chip.json")}
-	p, err := Start(context.Background(), Config{DataDir: e.dataDir, Listen: "127.0.0.1:0", ServerName: "localhost",
+	cfg := Config{DataDir: e.dataDir, Listen: "127.0.0.1:0", ServerName: "localhost",
 		CASuite: sigalg.ECDSAP256, Migration: MigrationConfig{OpenTo: sigalg.MLDSA65},
-		Log: slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		Log: slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	edit(&cfg)
+	p, err := Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

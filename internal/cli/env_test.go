@@ -15,7 +15,7 @@ import (
 // secretVariables hold secrets, which are never flag values: the commands
 // read them directly, and their help may name them.
 var secretVariables = []string{"HALLMARK_TOKEN", "HALLMARK_KEYSTORE_PASSPHRASE", "HALLMARK_CA_PASSPHRASE",
-	"HALLMARK_MQTT_ADMIN_PASSWORD", "HALLMARK_WEBHOOK_SECRET"}
+	"HALLMARK_MQTT_ADMIN_PASSWORD", "HALLMARK_WEBHOOK_SECRET", "HALLMARK_PKCS11_PIN"}
 
 // findCommand is the command at path in a new tree, its flags parsed from
 // args as Execute would.

@@ -86,6 +86,10 @@ type Config struct {
 	// EncryptedChannel gives an inject-class chip a per-chip transport key,
 	// so the station can seal the injected key to it.
 	EncryptedChannel bool
+	// Transport is the scheme of that channel (transport.go): empty for
+	// DefaultTransport, the HPKE X-Wing channel, or TransportECDHP256 for
+	// a chip whose key a PKCS #11 key store wraps inside its token.
+	Transport Transport
 	// ClassKey is the device-class decryption key provisioned at wafer test,
 	// for encrypted firmware; nil for a chip without one.
 	ClassKey *sealing.PrivateKey
@@ -111,6 +115,19 @@ func (c *Config) check() error {
 	}
 	if c.EncryptedChannel && c.Class != ClassInject {
 		return fmt.Errorf("%w: only inject-class chips take keys over a programming channel", ErrConfig)
+	}
+	if c.Transport != "" && !c.EncryptedChannel {
+		return fmt.Errorf("%w: a programming-channel transport (%s) for a chip without the encrypted channel", ErrConfig, c.Transport)
+	}
+	if c.EncryptedChannel {
+		if c.Transport == "" {
+			c.Transport = DefaultTransport
+		}
+		t, err := ParseTransport(string(c.Transport))
+		if err != nil {
+			return err
+		}
+		c.Transport = t
 	}
 	if c.Rand == nil {
 		c.Rand = rand.Reader

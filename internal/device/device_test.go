@@ -103,11 +103,11 @@ func injectKey(t testing.TB, d *Device) {
 	der, _ := sigalg.MarshalPrivateKey(key)
 	blob := der
 	if d.HasChannel() {
-		transport, err := d.TransportKey()
+		w, err := d.ChannelWrapper()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if blob, err = transport.Wrap(der); err != nil {
+		if blob, err = w.Wrap(der); err != nil {
 			t.Fatal(err)
 		}
 	}

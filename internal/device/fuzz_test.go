@@ -20,6 +20,7 @@ func FuzzUnmarshal(f *testing.F) {
 		{Class: ClassPUF, Algorithm: sigalg.Ed25519, ClassKey: classKey},
 		{Class: ClassKeygen, Algorithm: sigalg.ECDSAP256},
 		{Class: ClassInject, Algorithm: sigalg.MLDSA44, EncryptedChannel: true},
+		{Class: ClassInject, Algorithm: sigalg.Ed25519, EncryptedChannel: true, Transport: TransportECDHP256},
 	} {
 		cfg.RootKeyHashes = [][32]byte{v.hash}
 		d := newDevice(f, cfg)

@@ -102,9 +102,12 @@ func (d *Device) BeginInjectedMigration(sealed []byte) (*Migration, error) {
 	if d.st.Flash.Credentials == nil {
 		return nil, fmt.Errorf("begin migration: %w: inject its key in the factory instead", ErrNotOnboarded)
 	}
-	transport, err := sealing.ParsePrivateKey(d.st.Loader.TransportKey)
+	// Re-keying over the air is HPKE only: the platform seals in software,
+	// so the HSM argument for the ECDH channel does not apply, and the
+	// migration's own info string separates it from factory injection.
+	transport, err := d.hpkeTransport()
 	if err != nil {
-		return nil, fmt.Errorf("%w: transport key: %v", ErrMalformedState, err)
+		return nil, fmt.Errorf("begin migration: %w", err)
 	}
 	plain, err := sealing.Open(transport, []byte(MigrationKeyInfo), nil, sealed)
 	if err != nil {

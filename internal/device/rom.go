@@ -118,20 +118,22 @@ func (d *Device) burn(h firmware.Header) {
 }
 
 // TransportKey is the public half of the chip's encrypted programming
-// channel, which the bootloader hands to the station.
+// channel when it is HPKE, which the bootloader hands to the station; a
+// P-256 ECDH channel has ECDHTransportKey instead (transport.go), and
+// ChannelWrapper serves either.
 func (d *Device) TransportKey() (*sealing.PublicKey, error) {
-	if d.st.Loader == nil {
-		return nil, ErrNoChannel
-	}
-	key, err := sealing.ParsePrivateKey(d.st.Loader.TransportKey)
+	key, err := d.hpkeTransport()
 	if err != nil {
-		return nil, fmt.Errorf("%w: transport key: %v", ErrMalformedState, err)
+		return nil, err
 	}
 	return key.Public(), nil
 }
 
 // InjectKey programs the enrolment key of an inject-class chip: a PKCS #8
-// key sealed to TransportKey when sealed is set, or in the clear. A chip
+// key wrapped for the chip's channel when sealed is set (sealed to
+// TransportKey with HPKE, or wrapped to ECDHTransportKey with
+// sealing.WrapECDH, whichever the chip's channel is; a key in the other
+// format is refused with ErrWrongTransport), or in the clear. A chip
 // that offers the encrypted channel refuses a key in the clear, and every
 // chip refuses a second key, a key of the wrong suite, and any key once
 // its bootloader is locked.
@@ -148,15 +150,9 @@ func (d *Device) InjectKey(blob []byte, sealed bool) error {
 	path := InjectionClear
 	plain := blob
 	if sealed {
-		if d.st.Loader == nil {
-			return fmt.Errorf("inject key: %w", ErrNoChannel)
-		}
-		transport, err := sealing.ParsePrivateKey(d.st.Loader.TransportKey)
-		if err != nil {
-			return fmt.Errorf("%w: transport key: %v", ErrMalformedState, err)
-		}
-		if plain, err = transport.Unwrap(blob); err != nil {
-			return fmt.Errorf("%w: cannot open the sealed key: %v", ErrWrongInjection, err)
+		var err error
+		if plain, err = d.openInjected(blob); err != nil {
+			return fmt.Errorf("inject key: %w", err)
 		}
 		defer clear(plain)
 		path = InjectionEncrypted

@@ -118,15 +118,11 @@ func (d *Device) makeKeyStore(cfg Config) error {
 	if !cfg.EncryptedChannel {
 		return nil
 	}
-	transport, err := sealing.GenerateKey(sealing.DefaultKEM)
+	loader, err := makeLoader(cfg.Transport, cfg.Rand)
 	if err != nil {
 		return err
 	}
-	raw, err := sealing.MarshalPrivateKey(transport)
-	if err != nil {
-		return err
-	}
-	d.st.Loader = &loaderPart{TransportKey: raw}
+	d.st.Loader = loader
 	return nil
 }
 

@@ -12,7 +12,6 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/atomicfile"
 	"github.com/hallmark-iot/hallmark/internal/firmware"
 	"github.com/hallmark-iot/hallmark/internal/puf"
-	"github.com/hallmark-iot/hallmark/internal/sealing"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
@@ -114,9 +113,12 @@ type keyStore struct {
 }
 
 // loaderPart is the ROM bootloader's private storage: the per-chip
-// transport key of the encrypted programming channel.
+// transport key of the encrypted programming channel, exactly one of an
+// HPKE key (sealing.MarshalPrivateKey) or a P-256 ECDH key (its 32-byte
+// scalar) (transport.go).
 type loaderPart struct {
-	TransportKey []byte `json:"transport_key"`
+	TransportKey     []byte `json:"transport_key,omitempty"`
+	ECDHTransportKey []byte `json:"ecdh_transport_key,omitempty"`
 }
 
 // hexBytes marshals as lowercase hex, which reads better than base64 for
@@ -242,8 +244,8 @@ func (d *Device) checkState() error {
 		}
 	}
 	if st.Loader != nil {
-		if _, err := sealing.ParsePrivateKey(st.Loader.TransportKey); err != nil {
-			return fmt.Errorf("transport key: %w", err)
+		if err := st.Loader.check(); err != nil {
+			return err
 		}
 	}
 	if err := st.checkSlots(); err != nil {

@@ -2,8 +2,9 @@
 // signing keys: the provisioning station's manifest key and the platform
 // CA's keys (app.Config.CAKeyURI). A Manager creates named key pairs and
 // hands out crypto.Signers without revealing private keys; backends (the
-// software store in internal/keys/softkms, a PKCS #11 HSM later) register
-// an opener for a URI scheme and are chosen by URI with Open.
+// software store in internal/keys/softkms, PKCS #11 tokens in pkcs11kms,
+// the host's TPM 2.0 in tpmkms) register an opener for a URI scheme and
+// are chosen by URI with Open.
 //
 // The core interface is deliberately small. Capabilities that only some
 // backends have, such as generating a device key for injection into a chip,
@@ -14,6 +15,7 @@ package keys
 import (
 	"context"
 	"crypto"
+	"crypto/ecdh"
 	"errors"
 	"fmt"
 	"regexp"
@@ -67,6 +69,18 @@ type CreateKeyRequest struct {
 // wrapping happens inside the HSM and the plaintext never reaches the host.
 type Wrapper interface {
 	Wrap(plaintext []byte) ([]byte, error)
+}
+
+// ECDHTransport is a chip's key-transport key that a key store can wrap to
+// without the device key ever leaving the store in the clear: a P-256 ECDH
+// public key, and the wrapping format of sealing.WrapECDH (ECDH, a key
+// derived by AES-ECB encryption of a context hash, then AES key wrap with
+// padding, RFC 5649), which an HSM can compute with the mechanisms of
+// PKCS #11 2.40. Its Wrap method computes the same format in software, for
+// key stores whose device keys live in host memory anyway.
+type ECDHTransport interface {
+	Wrapper
+	ECDHTransportKey() *ecdh.PublicKey
 }
 
 // DeviceKeyGenerator is the optional capability behind the "inject" root of

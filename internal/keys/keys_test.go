@@ -55,6 +55,23 @@ func TestCheckURI(t *testing.T) {
 	if err := keys.CheckURI("pkcs11:token=x"); !strings.Contains(err.Error(), "PKCS #11") {
 		t.Errorf("CheckURI(pkcs11:) = %v, want the reason it is not built", err)
 	}
+	// A backend's own location check runs without opening anything.
+	keys.Register("checked-test", func(context.Context, string, keys.Options) (keys.Manager, error) {
+		t.Fatal("CheckURI opened the store")
+		return nil, nil
+	})
+	keys.RegisterLocationCheck("checked-test", func(loc string) error {
+		if loc != "good" {
+			return errors.New("location must be good")
+		}
+		return nil
+	})
+	if err := keys.CheckURI("checked-test:good"); err != nil {
+		t.Errorf("CheckURI of a location its backend accepts: %v", err)
+	}
+	if err := keys.CheckURI("checked-test:bad"); err == nil || !strings.Contains(err.Error(), "location must be good") {
+		t.Errorf("CheckURI of a location its backend refuses: %v", err)
+	}
 	for _, uri := range []string{"", "/just/a/path", "checkuri-test:"} {
 		if err := keys.CheckURI(uri); err == nil || errors.Is(err, keys.ErrUnsupported) {
 			t.Errorf("CheckURI(%q) = %v, want a usage error", uri, err)

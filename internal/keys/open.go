@@ -28,7 +28,22 @@ type Opener func(ctx context.Context, location string, opts Options) (Manager, e
 var (
 	registryMu sync.RWMutex
 	registry   = map[string]Opener{}
+	checkers   = map[string]func(location string) error{}
 )
+
+// RegisterLocationCheck gives CheckURI a backend's own syntax check of a
+// location, so that configuration refuses a malformed one before it
+// creates anything. The check must not open or touch the store; its error
+// names what is wrong without repeating secrets the location may hold.
+// Like Register, it is called from init and panics on a second call.
+func RegisterLocationCheck(scheme string, check func(location string) error) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := checkers[scheme]; dup {
+		panic("keys: location check registered twice for scheme " + scheme)
+	}
+	checkers[scheme] = check
+}
 
 // Register makes a backend available to Open under scheme. Backends call it
 // from init, so a program chooses its backends by importing them; it panics
@@ -54,11 +69,13 @@ func Schemes() []string {
 	return out
 }
 
-// plannedSchemes are backends that are designed for but not built, so that
-// a URI naming one gets a reason instead of "unknown scheme".
+// plannedSchemes are backends that are designed for but not built, or
+// built but not linked into this program, so that a URI naming one gets a
+// reason instead of "unknown scheme". A registered backend takes
+// precedence over its entry here.
 var plannedSchemes = map[string]string{
-	"pkcs11": "the PKCS #11 (HSM) backend has not landed yet",
-	"tpm":    "the TPM backend has not landed yet",
+	"pkcs11": "the PKCS #11 backend (package internal/keys/pkcs11kms) is not linked into this program",
+	"tpm":    "the TPM backend (package internal/keys/tpmkms) is not linked into this program",
 }
 
 // Open opens the key manager a URI names: "soft:/path/to/dir" for the
@@ -97,6 +114,7 @@ func resolve(uri string) (Opener, string, error) {
 	}
 	registryMu.RLock()
 	open, found := registry[scheme]
+	check := checkers[scheme]
 	registryMu.RUnlock()
 	if !found {
 		if why, planned := plannedSchemes[scheme]; planned {
@@ -107,6 +125,13 @@ func resolve(uri string) (Opener, string, error) {
 	}
 	if location == "" {
 		return nil, "", fmt.Errorf("open key manager %q: no location after %q", uri, scheme+":")
+	}
+	if check != nil {
+		if err := check(location); err != nil {
+			// The backend's error names the store; the URI may carry a
+			// PIN source path but never a PIN (backends refuse those).
+			return nil, "", fmt.Errorf("key manager URI %s:…: %w", scheme, err)
+		}
 	}
 	return open, location, nil
 }

@@ -460,6 +460,12 @@ func (s *Service) sealKey(ctx context.Context, dev store.Device, target sigalg.I
 		return nil, none, fmt.Errorf("%w: transport key: %v", ErrMalformed, err)
 	}
 	newPub, sealed, err := s.cfg.KeyGenerator.GenerateDeviceKey(ctx, target, migrationWrap{transport})
+	if errors.Is(err, keys.ErrUnsupported) {
+		// The key store cannot make this suite's key, or cannot seal to
+		// the chip's HPKE transport key inside itself (a PKCS #11 token):
+		// the device is told why, not sent a 500; nothing was released.
+		return nil, none, fmt.Errorf("%w: the platform's key store cannot release a %s key to this chip over the air: %v", ErrNotAllowed, target, err)
+	}
 	if err != nil {
 		return nil, none, fmt.Errorf("generate the device's key: %w", err)
 	}

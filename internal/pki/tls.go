@@ -2,6 +2,7 @@ package pki
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -30,27 +31,51 @@ func tlsCapable(suite sigalg.ID) bool {
 // maxServerNames bounds the names of one server certificate.
 const maxServerNames = 32
 
-// IssueServer makes a TLS server certificate for the platform's HTTPS
-// listener: a fresh ECDSA P-256 key held only in memory, subject O=<CA
-// name>, CN=<first name>, the DNS names and IP addresses as subject
-// alternative names, keyUsage digitalSignature, extKeyUsage serverAuth,
-// basicConstraints cA FALSE. For an ECDSA or Ed25519 CA the issuing CA
-// signs it and the chain is leaf, issuing CA; for an ML-DSA CA the ECDSA
-// TLS root signs it and the chain is the leaf alone, because no TLS
-// client can verify an ML-DSA signature yet. Either way a client that
-// trusts RootPEM verifies it with crypto/x509.
+// KeyTLSServer is the key manager's name of the platform's TLS server key
+// (ECDSA P-256), beside the CA's keys: kept there, rather than made afresh
+// on every start, so that it can live in an HSM and so that its
+// SubjectPublicKeyInfo stays the same across restarts and replicas.
+const KeyTLSServer = "tls-server"
+
+// IssueServer is IssueServerFor with a fresh ECDSA P-256 key held only in
+// memory: for servers whose key need not outlive the process, such as a
+// test's or the demo's MQTT broker.
 func (ca *CA) IssueServer(ctx context.Context, dnsNames []string, ips []net.IP, validity time.Duration) (tls.Certificate, error) {
+	if err := ctx.Err(); err != nil {
+		return tls.Certificate{}, fmt.Errorf("issue server certificate: %w", err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("issue server certificate: %w", err)
+	}
+	return ca.IssueServerFor(ctx, key, dnsNames, ips, validity)
+}
+
+// IssueServerFor makes a TLS server certificate for key, an ECDSA P-256
+// signer, which may be an opaque one from a key manager: crypto/tls signs
+// its TLS 1.3 CertificateVerify through key.Sign with a SHA-256 digest
+// (ecdsa_secp256r1_sha256), which is how every keys.Manager's ECDSA
+// signer signs. The certificate has subject O=<CA name>, CN=<first
+// name>, the DNS names and IP addresses as subject alternative names,
+// keyUsage digitalSignature, extKeyUsage serverAuth, basicConstraints cA
+// FALSE. For an ECDSA or Ed25519 CA the issuing CA signs it and the chain
+// is leaf, issuing CA; for an ML-DSA CA the ECDSA TLS root signs it and
+// the chain is the leaf alone, because no TLS client can verify an ML-DSA
+// signature yet. Either way a client that trusts RootPEM verifies it with
+// crypto/x509.
+func (ca *CA) IssueServerFor(ctx context.Context, key crypto.Signer, dnsNames []string, ips []net.IP, validity time.Duration) (tls.Certificate, error) {
 	if err := ctx.Err(); err != nil {
 		return tls.Certificate{}, fmt.Errorf("issue server certificate: %w", err)
 	}
 	if ca.tlsSigner == nil {
 		return tls.Certificate{}, fmt.Errorf("issue server certificate: %w: CA %s issues device certificates only", ErrInvalidRequest, ca.cfg.member)
 	}
-	t, err := ca.serverTemplate(dnsNames, ips, validity)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("issue server certificate: %w", err)
+	// TLS 1.3 clients everywhere verify ecdsa_secp256r1_sha256; other key
+	// types would narrow who can connect.
+	if pub, ok := key.Public().(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() {
+		return tls.Certificate{}, fmt.Errorf("issue server certificate: %w: the TLS key is %T, want an ECDSA P-256 key", ErrInvalidRequest, key.Public())
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	t, err := ca.serverTemplate(dnsNames, ips, validity)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("issue server certificate: %w", err)
 	}

@@ -16,27 +16,41 @@ import (
 )
 
 // Kind is one kind of device a batch makes: a root of trust, an algorithm,
-// and for inject chips whether the bootloader offers the encrypted channel.
+// and for inject chips whether the bootloader offers the encrypted channel
+// and of which scheme. The plan is written into the batch directory, so
+// the channel every device was programmed over is on record there.
 type Kind struct {
 	Class     device.Class `json:"class"`
 	Algorithm sigalg.ID    `json:"algorithm"`
 	Channel   bool         `json:"encrypted_channel,omitempty"`
+	// Transport is the channel's scheme; empty is device.DefaultTransport
+	// (HPKE X-Wing), so plans written before channels had a choice read
+	// as they did.
+	Transport device.Transport `json:"transport,omitempty"`
 }
 
 // String names the kind as the command line spells it: puf, keygen,
-// inject (encrypted channel) or inject-clear, then the suite.
+// inject (encrypted channel, the default scheme), inject:SCHEME or
+// inject-clear, then the suite.
 func (k Kind) String() string {
 	return k.classLabel() + "/" + string(k.Algorithm)
 }
 
 func (k Kind) classLabel() string {
-	if k.Class == device.ClassInject && !k.Channel {
+	switch {
+	case k.Class == device.ClassInject && !k.Channel:
 		return "inject-clear"
+	case k.Transport != "":
+		return string(k.Class) + ":" + string(k.Transport)
 	}
 	return string(k.Class)
 }
 
-// ClassLabels are the class names a plan accepts.
+// ClassLabels are the class names a plan makes by default. A plan also
+// accepts tpm, and inject:SCHEME for inject chips whose encrypted channel
+// uses another scheme than the default (device.ParseTransport: for
+// example inject:p256-ecdh, the channel a PKCS #11 key store wraps to
+// inside its token).
 var ClassLabels = []string{"puf", "keygen", "inject", "inject-clear"}
 
 // Plan is the kinds a batch cycles through: device i is of kind
@@ -85,7 +99,17 @@ func parseClassLabel(label string) (Kind, error) {
 	case "inject-clear":
 		return Kind{Class: device.ClassInject}, nil
 	}
-	return Kind{}, fmt.Errorf("plan: device class %q (want %s or tpm)", label, strings.Join(ClassLabels, ", "))
+	if scheme, ok := strings.CutPrefix(label, "inject:"); ok {
+		t, err := device.ParseTransport(scheme)
+		if err != nil {
+			return Kind{}, fmt.Errorf("plan: %w", err)
+		}
+		if t == device.DefaultTransport {
+			t = "" // the same kind as plain "inject"
+		}
+		return Kind{Class: device.ClassInject, Channel: true, Transport: t}, nil
+	}
+	return Kind{}, fmt.Errorf("plan: device class %q (want %s, inject:SCHEME or tpm)", label, strings.Join(ClassLabels, ", "))
 }
 
 // KindOf returns the kind of device seq.

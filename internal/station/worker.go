@@ -11,6 +11,8 @@ import (
 
 	"github.com/hallmark-iot/hallmark/internal/device"
 	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/keys"
+	"github.com/hallmark-iot/hallmark/internal/sealing"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
@@ -89,7 +91,7 @@ func (st *station) enrol(ctx context.Context, seq int, path string) (*Record, er
 	if errors.Is(err, os.ErrNotExist) {
 		dev, err = device.New(device.Config{
 			Class: kind.Class, Algorithm: kind.Algorithm, RootKeyHashes: st.cfg.RootKeyHashes,
-			EncryptedChannel: kind.Channel, ClassKey: st.cfg.ClassKey, Rand: st.cfg.TRNG(seq), TPM: st.cfg.TPM,
+			EncryptedChannel: kind.Channel, Transport: kind.Transport, ClassKey: st.cfg.ClassKey, Rand: st.cfg.TRNG(seq), TPM: st.cfg.TPM,
 		})
 	}
 	if err != nil {
@@ -154,16 +156,25 @@ func programError(err error) error {
 	return err
 }
 
+// The wrapper of a P-256 ECDH channel is what a PKCS #11 key store
+// recognises, to wrap inside its token.
+var _ keys.ECDHTransport = (*sealing.ECDHTransportKey)(nil)
+
 // inject has the key store generate the key of an inject-class chip and
-// programs it, sealed to the chip's transport key when it offers one.
+// programs it, wrapped for the chip's encrypted channel when it offers
+// one. The chip's channel decides the format, not the station: for an
+// HPKE channel the key store gets the chip's HPKE key, for a P-256 ECDH
+// channel a keys.ECDHTransport, which an HSM key store wraps to inside its
+// token and a software one wraps to in memory. The plan names the channel
+// (Kind.Transport), so batch.json records which one each device used.
 func (st *station) inject(ctx context.Context, dev *device.Device) error {
-	var wrap interface{ Wrap([]byte) ([]byte, error) }
+	var wrap keys.Wrapper
 	if dev.HasChannel() {
-		transport, err := dev.TransportKey()
+		w, err := dev.ChannelWrapper()
 		if err != nil {
 			return err
 		}
-		wrap = transport
+		wrap = w
 	}
 	_, blob, err := st.gen.GenerateDeviceKey(ctx, dev.Algorithm(), wrap)
 	if err != nil {

@@ -37,7 +37,7 @@ func TestProductPolicyCommands(t *testing.T) {
 }
 
 // TestProductRequireLockedCommands: the lock requirement is set at
-// creation, shown in JSON, lifted and set again by update.
+// creation, shown in the table and in JSON, lifted and set again by update.
 func TestProductRequireLockedCommands(t *testing.T) {
 	e := newAdminEnv(t)
 	out := e.mustAdmin(t, "product", "add", "--id", "vault", "--name", "Vault", "--cert-validity", "8760h",
@@ -45,13 +45,34 @@ func TestProductRequireLockedCommands(t *testing.T) {
 	if !strings.Contains(out, "only devices recorded locked are imported and onboarded") {
 		t.Errorf("product add: %q", out)
 	}
+	e.mustAdmin(t, "product", "add", "--id", "lamp", "--name", "Lamp", "--cert-validity", "8760h",
+		"--cloud-endpoint", "mqtts://broker.example.com:8883")
 	if out := e.mustAdmin(t, "product", "list", "--json"); !strings.Contains(out, `"require_locked": true`) {
 		t.Errorf("product list: %q", out)
 	}
+	wantRequireLocked(t, e.mustAdmin(t, "product", "list"), map[string]string{"vault": "yes", "lamp": "no"})
 	if out := e.mustAdmin(t, "product", "update", "vault", "--require-locked=false"); !strings.Contains(out, "require locked devices: false") {
 		t.Errorf("lifting the requirement: %q", out)
 	}
+	wantRequireLocked(t, e.mustAdmin(t, "product", "list"), map[string]string{"vault": "no", "lamp": "no"})
 	if out := e.mustAdmin(t, "product", "update", "vault", "--require-locked"); !strings.Contains(out, "require locked devices: true") {
 		t.Errorf("setting the requirement: %q", out)
+	}
+}
+
+// wantRequireLocked checks the REQUIRE LOCKED column of product list's
+// table, product by product.
+func wantRequireLocked(t *testing.T, table string, want map[string]string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(table, "\n"), "\n")
+	col := strings.Index(lines[0], "REQUIRE LOCKED")
+	if col < 0 || len(lines) != len(want)+1 {
+		t.Fatalf("product list, want a REQUIRE LOCKED column and %d products:\n%s", len(want), table)
+	}
+	for _, line := range lines[1:] {
+		id := strings.Fields(line)[0]
+		if len(line) <= col || strings.Fields(line[col:])[0] != want[id] {
+			t.Errorf("product %s: REQUIRE LOCKED is not %q:\n%s", id, want[id], table)
+		}
 	}
 }

@@ -136,7 +136,10 @@ whole (devices-not-locked, naming the devices).`,
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List products",
-		Args:  cobra.NoArgs,
+		Long: `List every product and its policy. REQUIRE LOCKED is yes for a product that
+accepts only devices the station recorded locked (add|update --require-locked);
+--json prints the products as the API answers them (require_locked).`,
+		Args: cobra.NoArgs,
 		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, _ []string) error {
 			products, err := c.ListProducts(ctx)
 			if err != nil || asJSON {
@@ -144,9 +147,10 @@ whole (devices-not-locked, naming the devices).`,
 			}
 			var rows [][]string
 			for _, p := range products {
-				rows = append(rows, []string{p.ID, p.CertValidity, p.RenewalWindow, p.HeartbeatInterval, orDash(p.MinFirmwareVersion), orDash(p.IssuingCA), p.CloudEndpoint, p.Name})
+				rows = append(rows, []string{p.ID, p.CertValidity, p.RenewalWindow, p.HeartbeatInterval, orDash(p.MinFirmwareVersion), orDash(p.IssuingCA),
+					yesNo(p.RequireLocked), p.CloudEndpoint, p.Name})
 			}
-			return s.Table("ID\tCERT VALIDITY\tRENEWAL WINDOW\tHEARTBEAT\tMIN FIRMWARE\tISSUING CA\tCLOUD ENDPOINT\tNAME", rows)
+			return s.Table("ID\tCERT VALIDITY\tRENEWAL WINDOW\tHEARTBEAT\tMIN FIRMWARE\tISSUING CA\tREQUIRE LOCKED\tCLOUD ENDPOINT\tNAME", rows)
 		}),
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -235,6 +239,15 @@ their certificates). --require-locked=false lifts it.`,
 	cmd.Flags().BoolVar(&requireLocked, "require-locked", false, "accept only devices the station recorded locked (=false lifts it)")
 	policy.register(cmd.Flags())
 	return cmd
+}
+
+// yesNo shows a product's boolean policy (require_locked) in a table
+// column a script can split on white space.
+func yesNo(v bool) string {
+	if v {
+		return "yes"
+	}
+	return "no"
 }
 
 // orDash shows an empty value as "-".

@@ -6,13 +6,16 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hallmark-iot/hallmark/internal/keys"
-	_ "github.com/hallmark-iot/hallmark/internal/keys/softkms" // the soft: key store
+	_ "github.com/hallmark-iot/hallmark/internal/keys/pkcs11kms" // the pkcs11: key store (an HSM)
+	_ "github.com/hallmark-iot/hallmark/internal/keys/softkms"   // the soft: key store
+	_ "github.com/hallmark-iot/hallmark/internal/keys/tpmkms"    // the tpm: key store (a TPM 2.0)
 	"github.com/hallmark-iot/hallmark/internal/pki"
 )
 
@@ -73,40 +76,55 @@ func (s *Streams) ReadTrustBundle(path, what string) (*x509.CertPool, error) {
 // --passphrase-file is given.
 const KeyStorePassphraseEnv = "HALLMARK_KEYSTORE_PASSPHRASE"
 
-// KeyStoreFlags are the flags of every command that opens the station's
-// key store.
+// KeyStoreFlags are the flags of every command that opens a key store:
+// the station's, or a vendor's holding firmware signing roots.
 type KeyStoreFlags struct {
 	Keystore, Name, PassFile string
 }
 
 // Bind adds --keystore, --name and --passphrase-file to cmd.
 func (f *KeyStoreFlags) Bind(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.Keystore, "keystore", "", "key store `DIR` (or a key manager URI such as soft:/path)")
+	f.BindStore(cmd)
 	cmd.Flags().StringVar(&f.Name, "name", "station", "key `NAME` in the store")
-	cmd.Flags().StringVar(&f.PassFile, "passphrase-file", "", "key store passphrase `FILE` (default: $"+KeyStorePassphraseEnv+")")
+}
+
+// BindStore adds --keystore and --passphrase-file only, for commands that
+// name their keys with flags of their own.
+func (f *KeyStoreFlags) BindStore(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.Keystore, "keystore", "", "key store `DIR`, or a key manager URI: soft:/path, pkcs11:token=…?module-path=…&pin-source=file:…")
+	cmd.Flags().StringVar(&f.PassFile, "passphrase-file", "", "key store passphrase or token PIN `FILE` (default: $"+KeyStorePassphraseEnv+")")
 }
 
 // Open opens the key store; create makes a new one when the directory
 // holds none, and otherwise a missing store is an error, not a new empty
 // one.
+//
+// The secret is --passphrase-file, else $HALLMARK_KEYSTORE_PASSPHRASE. A
+// software store needs one. A token may have its PIN from its URI's
+// pin-source or $HALLMARK_PKCS11_PIN instead, which its backend prefers,
+// so there it is optional and the backend says when no source had a PIN.
 func (f KeyStoreFlags) Open(ctx context.Context, s *Streams, create bool) (keys.Manager, error) {
 	if f.Keystore == "" {
 		return nil, Usagef("--keystore DIR is required")
 	}
-	pass, err := s.Secret(f.PassFile, KeyStorePassphraseEnv)
-	if err != nil {
-		return nil, err
+	uri := keyStoreURI(f.Keystore)
+	var pass []byte
+	if f.PassFile != "" || os.Getenv(KeyStorePassphraseEnv) != "" || strings.HasPrefix(uri, "soft:") {
+		var err error
+		if pass, err = s.Secret(f.PassFile, KeyStorePassphraseEnv); err != nil {
+			return nil, err
+		}
 	}
 	defer clear(pass)
-	return keys.Open(ctx, keyStoreURI(f.Keystore), keys.Options{Passphrase: pass, Create: create})
+	return keys.Open(ctx, uri, keys.Options{Passphrase: pass, Create: create})
 }
 
 // keyStoreURI turns a plain directory into a soft: URI and leaves URIs of
-// a known scheme alone.
+// a registered scheme alone.
 func keyStoreURI(keystore string) string {
 	scheme, _, ok := strings.Cut(keystore, ":")
 	if ok {
-		for _, known := range append(keys.Schemes(), "pkcs11", "tpm") {
+		for _, known := range keys.Schemes() {
 			if scheme == known {
 				return keystore
 			}

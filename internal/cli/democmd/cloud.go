@@ -47,9 +47,10 @@ type demoCloud struct {
 }
 
 // startDemoCloud starts a broker for the platform whose data directory
-// dataDir holds a CA (made by a first start of the platform). It returns
-// nil and says why when Mosquitto is not installed.
-func startDemoCloud(ctx context.Context, s *cmdline.Streams, dir, dataDir string) (*demoCloud, error) {
+// dataDir holds a CA (made by a first start of the platform, with its keys
+// where caKeyURI says; "" is the data directory). It returns nil and says
+// why when Mosquitto is not installed.
+func startDemoCloud(ctx context.Context, s *cmdline.Streams, dir, dataDir, caKeyURI string) (*demoCloud, error) {
 	if err := broker.Installed(); err != nil {
 		fmt.Fprintf(s.Out, "\nCloud registration: skipped: %v.\n", err)
 		return nil, nil
@@ -60,7 +61,7 @@ func startDemoCloud(ctx context.Context, s *cmdline.Streams, dir, dataDir string
 	}
 	// The first start makes the CA and its first CRL, which the broker
 	// needs before it starts.
-	p, err := app.Start(ctx, app.Config{DataDir: dataDir, Listen: "127.0.0.1:0", ServerName: "localhost",
+	p, err := app.Start(ctx, app.Config{DataDir: dataDir, Listen: "127.0.0.1:0", ServerName: "localhost", CAKeyURI: caKeyURI,
 		RevocationListen: listen, RevocationBaseURL: "http://" + listen})
 	if err != nil {
 		return nil, err

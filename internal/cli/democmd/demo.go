@@ -26,8 +26,9 @@ const demoChallengeContext = "hallmark demo proof-of-possession v1\x00"
 // New returns the demo command.
 func New(s *cmdline.Streams) *cobra.Command {
 	var ber float64
+	var hsm bool
 	cmd := &cobra.Command{
-		Use:   "demo",
+		Use:   "demo [--hsm]",
 		Short: "Show the device root of trust end to end, on embedded defaults",
 		Long: `For every signature suite, simulate a PUF chip, enrol it (helper data out,
 nothing secret stored), then power it up again: reconstruct the seed from a
@@ -62,9 +63,27 @@ fresh challenge that its old and new keys are one device, and takes
 credentials for its ML-DSA-65 identity, each through its own update agent
 over mutual TLS. The operator then retires the slot in the policy: an image
 signed only under the classical root is refused by the repository and by
-the ROM.`,
+the ROM.
+
+With --hsm the platform's keys are in hardware: the demo makes a SoftHSM2
+token of its own (in its temporary directory, with a random PIN kept in a
+0600 file) and the platform creates its CA and TLS keys inside it, as
+non-extractable token objects; and the demo starts its own swtpm TPM 2.0
+simulator, in which one more device of the fleet, a tpm-class gateway,
+creates its enrolment and operational keys. The gateway goes the same way
+as the others: station enrolment, manifest, import, onboarding, and mutual
+TLS with the broker, each signature made by the TPM. Both are removed at the
+end. --hsm needs the Debian packages softhsm2 and swtpm (docs/keystore.md,
+docs/tpm.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var module string
+			if hsm {
+				var err error
+				if module, err = hsmPreflight(); err != nil {
+					return err
+				}
+			}
 			if err := runDemo(s, ber); err != nil {
 				return err
 			}
@@ -73,14 +92,22 @@ the ROM.`,
 				return err
 			}
 			defer os.RemoveAll(dir)
-			batch, err := demoFactory(cmd.Context(), s, dir)
+			var hw *demoHardware
+			if hsm {
+				if hw, err = startDemoHardware(cmd.Context(), dir, module); err != nil {
+					return fmt.Errorf("demo --hsm: %w", err)
+				}
+				defer hw.close()
+			}
+			batch, err := demoFactory(cmd.Context(), s, dir, hw.tpmAddress())
 			if err != nil {
 				return err
 			}
-			return demoPlatform(cmd.Context(), s, dir, batch)
+			return demoPlatform(cmd.Context(), s, dir, batch, hw)
 		},
 	}
 	cmd.Flags().Float64Var(&ber, "ber", puf.DefaultBitErrorRate, "PUF bit error rate of each read")
+	cmd.Flags().BoolVar(&hsm, "hsm", false, "keep the platform's CA and TLS keys in a SoftHSM2 token, and add a TPM 2.0 gateway (swtpm) to the fleet; needs the Debian packages softhsm2 and swtpm")
 	return cmd
 }
 

@@ -1,6 +1,11 @@
 package democmd
 
-import "github.com/hallmark-iot/hallmark/internal/connector"
+import (
+	"context"
+
+	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
+	"github.com/hallmark-iot/hallmark/internal/connector"
+)
 
 // The demo's factory and cloud are the fixture of the device commands'
 // end-to-end tests (device_commands_test.go, in package democmd_test so that they
@@ -23,9 +28,16 @@ func (c *demoCloud) Connectors() []connector.Connector { return c.connectors() }
 
 func (c *demoCloud) Stop() { c.stop() }
 
+// Factory and StartCloud are the demo's without --hsm.
+func Factory(ctx context.Context, s *cmdline.Streams, dir string) (*Batch, error) {
+	return demoFactory(ctx, s, dir, "")
+}
+
+func StartCloud(ctx context.Context, s *cmdline.Streams, dir, dataDir string) (*Cloud, error) {
+	return startDemoCloud(ctx, s, dir, dataDir, "")
+}
+
 var (
-	Factory        = demoFactory
-	StartCloud     = startDemoCloud
 	Import         = demoImport
 	WaitRegistered = waitRegistered
 )

@@ -23,8 +23,9 @@ import (
 // demoFactory runs a provisioning station in a temporary directory: a
 // vendor signs the IEF with a hybrid ECDSA + ML-DSA root, the station
 // enrols one device of every class and suite, and the manifest is verified
-// against the station key.
-func demoFactory(ctx context.Context, s *cmdline.Streams, dir string) (*demoBatch, error) {
+// against the station key. With tpmAddr (demo --hsm), one tpm-class
+// gateway whose keys live in the TPM there joins the batch.
+func demoFactory(ctx context.Context, s *cmdline.Streams, dir, tpmAddr string) (*demoBatch, error) {
 	ief, vendor, roots, err := demoIEF()
 	if err != nil {
 		return nil, err
@@ -44,9 +45,13 @@ func demoFactory(ctx context.Context, s *cmdline.Streams, dir string) (*demoBatc
 	if err != nil {
 		return nil, err
 	}
+	if tpmAddr != "" {
+		// A TPM 2.0 signs with ECDSA P-256 only (docs/tpm.md).
+		plan.Kinds = append(plan.Kinds, station.Kind{Class: device.ClassTPM, Algorithm: sigalg.ECDSAP256})
+	}
 	batch := filepath.Join(dir, "batch")
 	sum, err := station.Run(ctx, station.Config{Dir: batch, Count: len(plan.Kinds), Plan: plan, IEF: ief,
-		RootKeyHashes: roots, Keys: ks, KeyName: "station"})
+		RootKeyHashes: roots, Keys: ks, KeyName: "station", TPM: tpmAddr})
 	if err != nil {
 		return nil, err
 	}

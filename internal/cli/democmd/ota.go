@@ -33,6 +33,13 @@ import (
 // its new key would have to cross the network in the clear.
 var demoOTAClasses = []string{"puf", "keygen", "inject"}
 
+// demoOTAHSMClasses are demoOTAClasses with the platform's keys in the
+// demo's SoftHSM2 token (demo --hsm). An inject chip's new key is made
+// by the platform's key store and sealed to the chip's transport key;
+// SoftHSM2 2.6 offers no ML-DSA mechanism and computes no HPKE seal, so
+// that key cannot be made in the token (docs/keystore.md).
+var demoOTAHSMClasses = []string{"puf", "keygen"}
+
 // demoOTATarget is the suite the migration campaign moves devices to.
 const demoOTATarget = sigalg.MLDSA65
 
@@ -58,8 +65,12 @@ type demoOTADevice struct {
 // operator retires the slot in the policy too, and a classical-only
 // image is refused by the repository and by the ROM.
 func demoOTA(ctx context.Context, s *cmdline.Streams, p *app.Platform, admin *httpapi.Client, roots *x509.CertPool,
-	batch *demoBatch, cloud *demoCloud, onboarded []demoConnected) error {
-	devices, err := demoOTAPick(p, roots, onboarded)
+	batch *demoBatch, cloud *demoCloud, onboarded []demoConnected, hw *demoHardware) error {
+	classes := demoOTAClasses
+	if hw != nil {
+		classes = demoOTAHSMClasses
+	}
+	devices, err := demoOTAPick(p, roots, onboarded, classes)
 	if err != nil {
 		return err
 	}
@@ -145,18 +156,19 @@ func demoOTA(ctx context.Context, s *cmdline.Streams, p *app.Platform, admin *ht
 		done.ID, done.State, done.Counts["migrated"], done.DeviceCount)
 	fmt.Fprintf(s.Out, "Slot 0 retired in the product's policy: the repository refused a classical-only image (%s), and so did the ROM of device %d (%s).\n",
 		firmwarerepo.CodeRetiredRoot, devices[0].num, romSays)
-	if !slices.Contains(demoOTAClasses, "inject") {
-		fmt.Fprintln(s.Out, "inject: not shown: an inject chip cannot make its new key, and this platform does not yet seal one to its transport key over the air.")
+	if !slices.Contains(classes, "inject") {
+		fmt.Fprintf(s.Out, "inject: not migrated over the air here: its new %s key would be made in the platform's token and sealed to the chip,\n"+
+			"and SoftHSM2 2.6 has no ML-DSA mechanism and computes no HPKE seal (docs/keystore.md).\n", demoOTATarget)
 	}
 	_, err = fmt.Fprintln(s.Out, "inject-clear: not migrated over the air: the chip has no transport key, so its new key would cross the network in the clear.")
 	return err
 }
 
-// demoOTAPick loads the ECDSA P-256 device of each class of
-// demoOTAClasses and gives it its update agent.
-func demoOTAPick(p *app.Platform, roots *x509.CertPool, onboarded []demoConnected) ([]*demoOTADevice, error) {
+// demoOTAPick loads the ECDSA P-256 device of each of classes and gives
+// it its update agent.
+func demoOTAPick(p *app.Platform, roots *x509.CertPool, onboarded []demoConnected, classes []string) ([]*demoOTADevice, error) {
 	var out []*demoOTADevice
-	for _, class := range demoOTAClasses {
+	for _, class := range classes {
 		for _, c := range onboarded {
 			if c.class != class || c.alg != sigalg.ECDSAP256 {
 				continue

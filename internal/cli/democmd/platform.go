@@ -30,15 +30,18 @@ import (
 // When Mosquitto is installed, the platform's first start only makes its
 // CA; the demo then starts a broker that trusts it, starts the platform
 // again with a connector for that broker, and has every device publish.
-func demoPlatform(ctx context.Context, s *cmdline.Streams, dir string, batch *demoBatch) error {
+//
+// With hw (demo --hsm) the platform keeps its keys in hw's token, which
+// the demo checks and shows, and the batch holds a TPM gateway.
+func demoPlatform(ctx context.Context, s *cmdline.Streams, dir string, batch *demoBatch, hw *demoHardware) error {
 	dataDir := filepath.Join(dir, "platform")
-	cloud, err := startDemoCloud(ctx, s, dir, dataDir)
+	cloud, err := startDemoCloud(ctx, s, dir, dataDir, hw.keyURI())
 	if err != nil {
 		return fmt.Errorf("cloud: %w", err)
 	}
 	defer cloud.stop()
 	revocationListen, revocationBase := cloud.revocation()
-	p, err := app.Start(ctx, app.Config{DataDir: dataDir, Listen: "127.0.0.1:0", ServerName: "localhost",
+	p, err := app.Start(ctx, app.Config{DataDir: dataDir, Listen: "127.0.0.1:0", ServerName: "localhost", CAKeyURI: hw.keyURI(),
 		Connectors: cloud.connectors(), Worker: connector.WorkerConfig{Poll: 20 * time.Millisecond},
 		RevocationListen: revocationListen, RevocationBaseURL: revocationBase})
 	if err != nil {
@@ -60,7 +63,13 @@ func demoPlatform(ctx context.Context, s *cmdline.Streams, dir string, batch *de
 	if err := demoImport(ctx, admin, batch, cloud.endpoint()); err != nil {
 		return err
 	}
-	fmt.Fprintf(s.Out, "\nPlatform: %s (CA %s, TLS 1.3); manifest imported; onboarding every device:\n\n", p.URL(), p.CA.Suite())
+	fmt.Fprintf(s.Out, "\nPlatform: %s (CA %s, TLS 1.3); manifest imported.\n", p.URL(), p.CA.Suite())
+	if hw != nil {
+		if err := hw.showCAKeys(ctx, s, p, dataDir, roots); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(s.Out, "Onboarding every device:\n\n")
 	rootPath := filepath.Join(dir, "root.pem")
 	if err := os.WriteFile(rootPath, p.CA.RootPEM(), 0o644); err != nil {
 		return err
@@ -86,6 +95,11 @@ func demoPlatform(ctx context.Context, s *cmdline.Streams, dir string, batch *de
 	if _, err = fmt.Fprintf(s.Out, "\nEvery device proved its identity to a fresh challenge and holds a certificate chain that verifies to the platform's root.\n"); err != nil {
 		return err
 	}
+	if hw != nil {
+		if err := hw.showTPMDevice(ctx, s, onboarded); err != nil {
+			return err
+		}
+	}
 	if cloud != nil {
 		if err := cloud.publishAll(ctx, s, admin, onboarded); err != nil {
 			return err
@@ -95,7 +109,7 @@ func demoPlatform(ctx context.Context, s *cmdline.Streams, dir string, batch *de
 			return err
 		}
 	}
-	return demoOTA(ctx, s, p, admin, roots, batch, cloud, onboarded)
+	return demoOTA(ctx, s, p, admin, roots, batch, cloud, onboarded, hw)
 }
 
 // lifecycleDevice is the first device not enrolled with ECDSA P-256: the

@@ -40,14 +40,28 @@ helper data) and, for keygen and inject chips, the protected key store.`,
 }
 
 func newDeviceNewCmd(s *cmdline.Streams) *cobra.Command {
-	var class, alg, out, classKey, tpmAddr string
+	var class, alg, out, classKey, tpmAddr, transport string
 	var roots []string
 	var channel, force bool
 	var ber float64
 	cmd := &cobra.Command{
 		Use:   "new --class puf|keygen|inject --alg SUITE --root ROOT.pub -o STATE",
 		Short: "Make a chip as it leaves the silicon vendor",
-		Args:  cobra.NoArgs,
+		Long: `Make a chip as it leaves the silicon vendor: fuses burned, flash empty.
+
+An inject-class chip cannot make its own key. With --channel (or --transport)
+its bootloader offers an encrypted programming channel, and the station's key
+store wraps the key it generates to the chip's per-chip transport key. The
+channel's scheme is fixed in the chip, and the station uses whichever it
+offers:
+
+  x-wing      HPKE to ML-KEM-768 + X25519 (the default): post-quantum; the key
+              is wrapped in software, so it is in the station's memory.
+  p256-ecdh   P-256 ECDH + AES key wrap (RFC 5649): classical only, but a
+              PKCS #11 key store computes it inside the HSM, so the key never
+              leaves the token in the clear.
+  ml-kem-768, x25519   HPKE with that KEM alone.`,
+		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			c, err := device.ParseClass(class)
 			if err != nil {
@@ -68,10 +82,20 @@ func newDeviceNewCmd(s *cmdline.Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var tr device.Transport
+			if transport != "" {
+				if c != device.ClassInject {
+					return cmdline.Usagef("--transport is for inject-class chips: a %s chip makes its own key", c)
+				}
+				if tr, err = device.ParseTransport(transport); err != nil {
+					return cmdline.Usage(err)
+				}
+				channel = true
+			}
 			pufCfg := puf.DefaultConfig()
 			pufCfg.BitErrorRate = ber
 			dev, err := device.New(device.Config{Class: c, Algorithm: suite.ID(), RootKeyHashes: hashes,
-				EncryptedChannel: channel, ClassKey: ck, PUF: pufCfg, TPM: tpmAddr})
+				EncryptedChannel: channel, Transport: tr, ClassKey: ck, PUF: pufCfg, TPM: tpmAddr})
 			if err != nil {
 				return err
 			}
@@ -83,6 +107,7 @@ func newDeviceNewCmd(s *cmdline.Streams) *cobra.Command {
 	cmd.Flags().StringVarP(&alg, "alg", "a", "", "enrolment key suite")
 	cmd.Flags().StringArrayVar(&roots, "root", nil, "vendor root public key `FILE` to burn into OTP (repeat for hybrid)")
 	cmd.Flags().BoolVar(&channel, "channel", false, "inject class: the bootloader offers an encrypted programming channel")
+	cmd.Flags().StringVar(&transport, "transport", "", "inject class: the channel's `SCHEME`, x-wing (default), p256-ecdh, ml-kem-768 or x25519 (implies --channel)")
 	cmd.Flags().StringVar(&classKey, "class-key", "", "device-class KEM private key `FILE` for encrypted firmware")
 	cmd.Flags().Float64Var(&ber, "ber", puf.DefaultBitErrorRate, "puf class: SRAM bit error rate per read")
 	cmd.Flags().StringVarP(&out, "out", "o", "", "device state `FILE`")
@@ -240,14 +265,14 @@ func newDeviceInjectCmd(s *cmdline.Streams) *cobra.Command {
 			defer clear(der)
 			blob, path := der, "in the clear (the chip offers no encrypted channel)"
 			if dev.HasChannel() {
-				transport, err := dev.TransportKey()
+				wrapper, err := dev.ChannelWrapper()
 				if err != nil {
 					return err
 				}
-				if blob, err = transport.Wrap(der); err != nil {
+				if blob, err = wrapper.Wrap(der); err != nil {
 					return err
 				}
-				path = "sealed to the chip's transport key"
+				path = fmt.Sprintf("wrapped to the chip's %s transport key", dev.Transport())
 			}
 			if err := dev.InjectKey(blob, dev.HasChannel()); err != nil {
 				return err

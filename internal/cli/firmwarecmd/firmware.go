@@ -1,7 +1,8 @@
 // Package firmwarecmd owns "hallmark firmware": device-class keys
 // (classkey.go), building, encrypting and signing images (sign.go),
-// verifying them as a device's ROM would (verify.go) and inspecting them
-// without keys (inspect.go).
+// verifying them as a device's ROM would (verify.go), inspecting them
+// without keys (inspect.go), and signing roots held in a key store or HSM
+// (rootkey.go).
 package firmwarecmd
 
 import (
@@ -27,7 +28,7 @@ The byte layout is in docs/firmware.md. Every FILE may be "-" for standard
 input or output.`,
 	}
 	cmd.AddCommand(newFirmwareClassKeyCmd(s), newFirmwareEncryptCmd(s), newFirmwareSignCmd(s),
-		newFirmwareVerifyCmd(s), newFirmwareInspectCmd(s))
+		newFirmwareVerifyCmd(s), newFirmwareInspectCmd(s), newFirmwareRootKeyCmd(s))
 	return cmd
 }
 

@@ -122,31 +122,58 @@ can be encrypted only while it is unsigned, since signatures cover the header.`,
 }
 func newFirmwareSignCmd(s *cmdline.Streams) *cobra.Command {
 	var src imageSource
-	var keys []string
+	var keyFiles, keyNames []string
+	var store cmdline.KeyStoreFlags
 	var encryptTo, out string
 	var force bool
 	cmd := &cobra.Command{
-		Use:   "sign (--in PAYLOAD --type TYPE [--version V] [--counter N] | --image FILE) --key KEY [--key KEY...] [--encrypt-to CLASS.pub] [-o FILE]",
+		Use:   "sign (--in PAYLOAD --type TYPE [--version V] [--counter N] | --image FILE) (--key KEY... | --keystore URI --key-name NAME...) [--encrypt-to CLASS.pub] [-o FILE]",
 		Short: "Sign a new or existing image with one or more keys",
 		Long: `Sign an image: a new one built from a payload, or an existing one, which keeps
 its signatures and gains the new ones (how a second signing service adds its
 ML-DSA signature to an ECDSA-signed image). --encrypt-to encrypts the payload
-first; it needs an image that is not signed yet.`,
+first; it needs an image that is not signed yet.
+
+Signing keys are PEM files (--key) or keys in a key store (--keystore with
+--key-name), for instance a vendor root held in an HSM:
+--keystore 'pkcs11:token=LABEL?module-path=/path/module.so&pin-source=file:/path/pin'.
+Both kinds may sign one image, up to ` + fmt.Sprint(firmware.MaxSignatures) + ` signatures in all, PEM keys first.
+A key store's passphrase, or a token's PIN when its URI has no pin-source
+and $HALLMARK_PKCS11_PIN is unset, is read from --passphrase-file or
+$` + cmdline.KeyStorePassphraseEnv + `. "hallmark firmware root-key" creates such a key and exports
+its public key for the devices' and the product's firmware policy.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(keys) == 0 {
-				return cmdline.Usagef("--key FILE is required (repeat it for several signatures)")
+			if (store.Keystore == "") != (len(keyNames) == 0) {
+				return cmdline.Usagef("--keystore URI and --key-name NAME go together")
 			}
-			if cmdline.StdinCount(append([]string{src.in, src.image, encryptTo}, keys...)...) > 1 {
+			if len(keyFiles)+len(keyNames) == 0 {
+				return cmdline.Usagef("--key FILE or --keystore URI --key-name NAME is required (repeat them for several signatures)")
+			}
+			if cmdline.StdinCount(append([]string{src.in, src.image, encryptTo, store.PassFile}, keyFiles...)...) > 1 {
 				return cmdline.Usagef("only one of the inputs can be standard input")
 			}
 			img, err := src.load(cmd, s)
 			if err != nil {
 				return err
 			}
-			signers, err := readSigners(s, keys)
+			signers, err := readSigners(s, keyFiles)
 			if err != nil {
 				return err
+			}
+			if len(keyNames) > 0 {
+				m, err := store.Open(cmd.Context(), s, false)
+				if err != nil {
+					return err
+				}
+				defer m.Close()
+				for _, name := range keyNames {
+					signer, err := m.Signer(cmd.Context(), name)
+					if err != nil {
+						return fmt.Errorf("sign image: key %s: %w", name, err)
+					}
+					signers = append(signers, signer)
+				}
 			}
 			if encryptTo != "" {
 				class, err := s.ReadClassPublicKey(encryptTo)
@@ -166,7 +193,9 @@ first; it needs an image that is not signed yet.`,
 		},
 	}
 	src.bind(cmd)
-	cmd.Flags().StringArrayVarP(&keys, "key", "k", nil, "signing private key PEM `FILE` (repeatable)")
+	cmd.Flags().StringArrayVarP(&keyFiles, "key", "k", nil, "signing private key PEM `FILE` (repeatable)")
+	store.BindStore(cmd)
+	cmd.Flags().StringArrayVar(&keyNames, "key-name", nil, "signing key `NAME` in --keystore (repeatable)")
 	cmd.Flags().StringVar(&encryptTo, "encrypt-to", "", "encrypt the payload to this device-class public key `FILE` first")
 	cmd.Flags().StringVarP(&out, "out", "o", "-", "image `FILE`")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an existing output file")

@@ -3,6 +3,7 @@ package firmwarecmd_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hallmark-iot/hallmark/internal/cli/clitest"
@@ -26,5 +27,15 @@ func TestFirmwareAndDeviceCommandsRefuseWeakRoots(t *testing.T) {
 	for name, path := range publics {
 		clitest.WantWeakKeyRefusal(t, name, "firmware", "verify", "--image", image, "--root", path)
 		clitest.WantWeakKeyRefusal(t, name, "device", "new", "--class", "keygen", "--alg", "ed25519", "--root", path, "-o", filepath.Join(dir, name+".state"))
+	}
+}
+
+// TestFirmwareSignKeyStoreUsage: --keystore and --key-name go together.
+func TestFirmwareSignKeyStoreUsage(t *testing.T) {
+	for _, args := range [][]string{{"--key-name", "root"}, {"--keystore", t.TempDir()}} {
+		code, _, errOut := clitest.Run(t, nil, append([]string{"firmware", "sign", "--in", "x", "--type", "app"}, args...)...)
+		if code != 2 || !strings.Contains(errOut, "--keystore URI and --key-name NAME go together") {
+			t.Errorf("%v: exit %d, %q", args, code, errOut)
+		}
 	}
 }

@@ -101,7 +101,26 @@ func printManifestSummary(out io.Writer, sum manifest.Summary) error {
 	}
 	slices.Sort(algs)
 	fmt.Fprintf(tw, "algorithms:\t%s\n", strings.Join(algs, ", "))
+	fmt.Fprintf(tw, "locks:\t%s\n", locksSummary(sum))
 	return tw.Flush()
+}
+
+// locksSummary counts the devices the station recorded fully locked
+// against the rest. A partly locked record, or one written before stations
+// recorded locks, counts as left open: that is how a product that requires
+// locked devices treats it (docs/manufacturing.md, "Locking the device").
+func locksSummary(sum manifest.Summary) string {
+	return fmt.Sprintf("%d locked, %d left open", sum.Count-sum.NotClosed, sum.NotClosed)
+}
+
+// lockLabel names a record's lock state in the record table: "locked" when
+// every lock is closed, otherwise the locks closed, "open", or "unknown"
+// for a record written before stations recorded locks.
+func lockLabel(l manifest.Locks) string {
+	if l.Closed() {
+		return "locked"
+	}
+	return l.Label()
 }
 
 func newManifestInspectCmd(s *cmdline.Streams) *cobra.Command {
@@ -114,7 +133,11 @@ func newManifestInspectCmd(s *cmdline.Streams) *cobra.Command {
 		Long: `Show a manifest's header, counts and first records. Inspect checks the format,
 the digest and that no identity repeats, but NOT the station signature nor any
 device proof: what it shows is unauthenticated. Use "hallmark manifest verify"
-before trusting a manifest.`,
+before trusting a manifest.
+
+The summary's locks line counts the devices the station recorded with every
+lock closed against those left open (open, partly locked, or recorded before
+stations locked chips); the LOCKS column shows each record's state.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if limit < 0 {
@@ -159,10 +182,10 @@ func printInspectText(out io.Writer, sum manifest.Summary, first []manifest.Reco
 	}
 	fmt.Fprintf(out, "first %d records:\n", len(first))
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tIDENTITY\tALGORITHM\tROOT OF TRUST\tINJECTION\tTIME")
+	fmt.Fprintln(tw, "SEQ\tIDENTITY\tALGORITHM\tROOT OF TRUST\tINJECTION\tLOCKS\tTIME")
 	for _, r := range first {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.Seq, r.Identity, r.Algorithm, r.RootOfTrust, r.Injection,
-			r.Time.Format("2006-01-02T15:04:05Z"))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Seq, r.Identity, r.Algorithm, r.RootOfTrust, r.Injection,
+			lockLabel(r.Locks), r.Time.Format("2006-01-02T15:04:05Z"))
 	}
 	return tw.Flush()
 }
@@ -178,7 +201,11 @@ type inspectJSON struct {
 	ByRootOfTrust map[manifest.RootOfTrust]int `json:"by_root_of_trust"`
 	ByInjection   map[manifest.Injection]int   `json:"by_injection"`
 	ByAlgorithm   map[string]int               `json:"by_algorithm"`
-	Records       []manifest.Record            `json:"records"`
+	// Locked and LeftOpen split Count as the text summary does; each
+	// record's own "locks" field is the manifest line's.
+	Locked   int               `json:"locked"`
+	LeftOpen int               `json:"left_open"`
+	Records  []manifest.Record `json:"records"`
 }
 
 func printInspectJSON(out io.Writer, sum manifest.Summary, first []manifest.Record) error {
@@ -186,6 +213,7 @@ func printInspectJSON(out io.Writer, sum manifest.Summary, first []manifest.Reco
 		Verified: false, Note: notVerified, Header: sum.Header, Count: sum.Count,
 		Digest:        hex.EncodeToString(sum.Digest[:]),
 		ByRootOfTrust: sum.ByRootOfTrust, ByInjection: sum.ByInjection, ByAlgorithm: map[string]int{},
+		Locked: sum.Count - sum.NotClosed, LeftOpen: sum.NotClosed,
 		Records: append([]manifest.Record{}, first...),
 	}
 	for alg, n := range sum.ByAlgorithm {

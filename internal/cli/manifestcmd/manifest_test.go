@@ -20,7 +20,9 @@ import (
 )
 
 // testManifest writes a manifest signed by station with one device of each
-// root of trust and injection mode, cycling through the suites.
+// root of trust and injection mode, cycling through the suites; two are
+// recorded locked, one open, one partly locked and one without the field
+// (as a station wrote before it locked chips).
 func testManifest(t *testing.T, station crypto.Signer) []byte {
 	t.Helper()
 	var buf bytes.Buffer
@@ -29,10 +31,12 @@ func testManifest(t *testing.T, station crypto.Signer) []byte {
 		t.Fatal(err)
 	}
 	kinds := []struct {
-		rot manifest.RootOfTrust
-		inj manifest.Injection
-	}{{manifest.PUF, manifest.NotInjected}, {manifest.Keygen, manifest.NotInjected},
-		{manifest.Inject, manifest.Encrypted}, {manifest.Inject, manifest.Clear}, {manifest.PUF, manifest.NotInjected}}
+		rot   manifest.RootOfTrust
+		inj   manifest.Injection
+		locks manifest.Locks
+	}{{manifest.PUF, manifest.NotInjected, manifest.LocksClosed}, {manifest.Keygen, manifest.NotInjected, manifest.LocksOpen},
+		{manifest.Inject, manifest.Encrypted, manifest.LocksClosed}, {manifest.Inject, manifest.Clear, "debug"},
+		{manifest.PUF, manifest.NotInjected, manifest.LocksUnknown}}
 	for i, suite := range sigalg.All() {
 		key, _ := suite.GenerateKey(rand.Reader)
 		id, _ := identity.FromPublicKey(key.Public())
@@ -41,7 +45,7 @@ func testManifest(t *testing.T, station crypto.Signer) []byte {
 		proof, _ := suite.Sign(key, identity.ProofMessage(identity.FactoryProofContext, nonce, id))
 		err := w.Add(context.Background(), manifest.Record{
 			Identity: id, Algorithm: suite.ID(), PublicKey: key.Public(),
-			RootOfTrust: kinds[i].rot, Injection: kinds[i].inj, Time: time.Now(), Nonce: nonce, Proof: proof,
+			RootOfTrust: kinds[i].rot, Injection: kinds[i].inj, Locks: kinds[i].locks, Time: time.Now(), Nonce: nonce, Proof: proof,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -92,6 +96,7 @@ func TestManifestVerify(t *testing.T) {
 		"batch:          B-0042\n", "station:        " + stationID.String() + " (ml-dsa-65)\n", "devices:        5\n",
 		"root of trust:  puf 2, keygen 1, inject 2 (encrypted 1, clear 1)\n",
 		"algorithms:     ecdsa-p256 1, ed25519 1, ml-dsa-44 1, ml-dsa-65 1, ml-dsa-87 1\n",
+		"locks:          2 locked, 3 left open\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("verify output lacks %q:\n%s", want, out)
@@ -169,14 +174,26 @@ func TestManifestInspect(t *testing.T) {
 	station := generateKey(t, sigalg.Ed25519)
 	data := testManifest(t, station)
 
-	out := clitest.MustRun(t, data, "manifest", "inspect", "--records", "2")
-	head, table, ok := strings.Cut(out, "first 2 records:\n")
-	if !ok || !strings.HasPrefix(head, "NOT VERIFIED") || !strings.Contains(head, "devices:        5\n") {
+	out := clitest.MustRun(t, data, "manifest", "inspect", "--records", "5")
+	head, table, ok := strings.Cut(out, "first 5 records:\n")
+	if !ok || !strings.HasPrefix(head, "NOT VERIFIED") || !strings.Contains(head, "devices:        5\n") ||
+		!strings.Contains(head, "locks:          2 locked, 3 left open\n") {
 		t.Fatalf("inspect output:\n%s", out)
 	}
 	rows := strings.Split(strings.TrimSpace(table), "\n")
-	if len(rows) != 3 || !strings.HasPrefix(rows[0], "SEQ") || !strings.HasPrefix(rows[2], "2 ") {
-		t.Errorf("inspect record table, want a heading and 2 rows:\n%s", table)
+	if len(rows) != 6 || !strings.HasPrefix(rows[0], "SEQ") || !strings.HasPrefix(rows[2], "2 ") {
+		t.Fatalf("inspect record table, want a heading and 5 rows:\n%s", table)
+	}
+	// Each record's lock state, in the LOCKS column.
+	col := strings.Index(rows[0], "LOCKS")
+	for i, want := range []string{"locked", "open", "locked", "debug", "unknown"} {
+		if col < 0 || len(rows[i+1]) <= col || strings.Fields(rows[i+1][col:])[0] != want {
+			t.Errorf("record %d: LOCKS column is not %q:\n%s", i+1, want, table)
+		}
+	}
+	if short := clitest.MustRun(t, data, "manifest", "inspect", "--records", "2"); !strings.Contains(short, "first 2 records:\n") ||
+		!strings.Contains(short, "locks:          2 locked, 3 left open\n") {
+		t.Errorf("the lock summary covers the whole manifest, not the records shown:\n%s", short)
 	}
 
 	js := clitest.MustRun(t, data, "manifest", "inspect", "--json", "--records", "10")
@@ -184,9 +201,12 @@ func TestManifestInspect(t *testing.T) {
 		Verified bool
 		Header   struct{ Batch, Station string }
 		Count    int
+		Locked   int
+		LeftOpen int `json:"left_open"`
 		Records  []struct {
 			Seq      int
 			Identity string
+			Locks    *string
 		}
 	}
 	if err := json.Unmarshal([]byte(js), &doc); err != nil {
@@ -195,6 +215,20 @@ func TestManifestInspect(t *testing.T) {
 	stationID, _ := identity.FromPublicKey(station.Public())
 	if doc.Verified || doc.Header.Batch != "B-0042" || doc.Header.Station != stationID.String() || doc.Count != 5 || len(doc.Records) != 5 || doc.Records[4].Seq != 5 {
 		t.Fatalf("--json: %+v", doc)
+	}
+	if doc.Locked != 2 || doc.LeftOpen != 3 {
+		t.Errorf("--json: locked %d, left_open %d; want 2 and 3", doc.Locked, doc.LeftOpen)
+	}
+	// The records are the manifest's own lines: "locks" as the station
+	// wrote it, absent where it wrote none.
+	for i, want := range []string{string(manifest.LocksClosed), "open", string(manifest.LocksClosed), "debug", ""} {
+		got := ""
+		if l := doc.Records[i].Locks; l != nil {
+			got = *l
+		}
+		if got != want {
+			t.Errorf("--json record %d: locks %q, want %q", i+1, got, want)
+		}
 	}
 
 	// Inspect does not need the station key, but still refuses a broken file.

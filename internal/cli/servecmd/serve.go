@@ -45,11 +45,23 @@ machines. Every flag can be set as an environment variable HALLMARK_<FLAG>,
 e.g. HALLMARK_DATA_DIR, as each flag's help shows; a flag on the command
 line wins.
 
-The CA's private keys are encrypted at rest with a passphrase read from
-HALLMARK_CA_PASSPHRASE or --ca-passphrase-file, never from a flag value.
-Without either, a random passphrase is made on first start and kept in
-DATA/` + app.CAPassphraseFile + `, beside the keys it protects: a development default,
-which protects nothing against anyone who can read the data directory.
+The CA's keys (root and issuing, per CA) and the TLS server key ("` + pki.KeyTLSServer + `",
+ECDSA P-256, kept across restarts; its certificate is issued anew at each
+start) live in the key manager --ca-key-uri names, made there on first start.
+By default that is a software store in DATA/keys, encrypted at rest with a
+passphrase read from HALLMARK_CA_PASSPHRASE or --ca-passphrase-file, never
+from a flag value. Without either, a random passphrase is made on first start
+and kept in DATA/` + app.CAPassphraseFile + `, beside the keys it protects:
+a development default, which protects nothing against anyone who can read the
+data directory.
+
+With --ca-key-uri pkcs11:token=LABEL?module-path=/path/module.so&pin-source=file:/path/pin
+the keys are made inside the HSM as non-extractable token objects. The PIN
+comes from the URI's pin-source file, else HALLMARK_PKCS11_PIN, else the CA
+passphrase (HALLMARK_CA_PASSPHRASE or --ca-passphrase-file); no passphrase
+file is ever made for a token. A token without the PKCS #11 3.2 ML-DSA
+mechanisms cannot hold an ML-DSA CA: start fails naming the mechanism; keep
+such a CA in a soft: store or leave ml-dsa-65 out (docs/pki.md).
 
 TLS clients of the platform (--ca-file of the admin, device and fleet
 commands) trust DATA/` + pki.TLSTrustFile + `, whatever the CA suite;
@@ -127,8 +139,8 @@ func (sf *serveFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&sf.serverName, "server-name", "localhost", "the platform's DNS `NAME` (TLS certificate, onboarding proofs)")
 	f.StringVar(&sf.caSuite, "ca-suite", string(app.CASuites()[0]), "CA signature `SUITE` on first start: "+caSuiteNames())
 	f.StringSliceVar(&sf.caSuites, "ca-suites", nil, "further CAs, by `SUITE`, e.g. ml-dsa-65: one each is made at start if missing, beside the first CA, for products to name as --issuing-ca ("+caSuiteNames()+")")
-	f.StringVar(&sf.caKeyURI, "ca-key-uri", "", "key manager for the CA's keys, by `URI`: soft:DIR (software store; default soft:<data-dir>/keys); pkcs11: is planned")
-	f.StringVar(&sf.passFile, "ca-passphrase-file", "", "CA key passphrase `FILE` (default: $HALLMARK_CA_PASSPHRASE, else a random one kept in the data directory)")
+	f.StringVar(&sf.caKeyURI, "ca-key-uri", "", "key manager for the CA's keys, by `URI`: soft:DIR (software store; default soft:<data-dir>/keys) or pkcs11:token=…?module-path=…&pin-source=file:… (an HSM)")
+	f.StringVar(&sf.passFile, "ca-passphrase-file", "", "CA key passphrase `FILE`, or the token PIN of a pkcs11: store without pin-source (default: $HALLMARK_CA_PASSPHRASE, else for soft: a random one kept in the data directory)")
 	f.StringVar(&sf.logFormat, "log-format", "json", "log format: json or text")
 	f.StringVar(&sf.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.IntVar(&sf.ratePerIdentity, "rate-per-identity", 0, "onboarding requests per minute per device identity from each client address or IPv6 /64 (default 20; -1 disables)")

@@ -74,7 +74,7 @@ stopped, without losing or duplicating a device.`,
 	fl.StringVar(&f.app, "app", "", "customer firmware image `FILE` to program after enrolment")
 	fl.StringArrayVar(&f.roots, "root", nil, "vendor root public key `FILE` to burn into OTP (repeat for hybrid)")
 	fl.StringVar(&f.classKey, "class-key", "", "device-class KEM private key `FILE`, for encrypted firmware")
-	fl.StringSliceVar(&f.classes, "classes", station.ClassLabels, "device classes to cycle through")
+	fl.StringSliceVar(&f.classes, "classes", station.ClassLabels, "device classes to cycle through; inject:p256-ecdh makes inject chips whose channel a PKCS #11 key store can wrap to, inject:x-wing (the default) HPKE chips")
 	fl.StringSliceVar(&f.algs, "algs", sigalg.Names(), "enrolment key suites to cycle through")
 	fl.StringVar(&f.keystore, "keystore", "", "station key store `DIR`")
 	fl.StringVar(&f.keyName, "key-name", "station", "name of the station key in the key store")

@@ -12,6 +12,7 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,27 +21,87 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
-// Run checks the Manager contract. newManager returns a Manager over a new,
-// empty store; Run closes it. If the Manager is also a
-// keys.DeviceKeyGenerator, that capability is checked too.
-func Run(t *testing.T, newManager func(t *testing.T) keys.Manager) {
-	t.Run("EverySuite", func(t *testing.T) { testEverySuite(t, newManager(t)) })
-	t.Run("Names", func(t *testing.T) { testNames(t, newManager(t)) })
-	t.Run("Errors", func(t *testing.T) { testErrors(t, newManager(t)) })
-	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, newManager(t)) })
-	t.Run("Closed", func(t *testing.T) { testClosed(t, newManager(t)) })
-	t.Run("DeviceKeys", func(t *testing.T) { testDeviceKeys(t, newManager(t)) })
+// Config says what a backend offers. The zero Config is a backend with
+// every suite of sigalg.All.
+type Config struct {
+	// Suites are the signature suites the backend makes keys of; CreateKey
+	// of any other known suite must fail with keys.ErrUnsupported and a
+	// message naming the suite, and leave nothing behind. Empty means all.
+	Suites []sigalg.ID
+
+	// The rest describe GenerateDeviceKey, for a backend that is a
+	// keys.DeviceKeyGenerator.
+
+	// ECDHInside says the backend wraps device keys to a
+	// keys.ECDHTransport itself, inside the store (a PKCS #11 token), so
+	// the transport's software Wrap, which would see the plaintext, must
+	// never be called. Without it, the backend must call Wrap exactly once.
+	ECDHInside bool
+	// ECDHSuites are the suites whose device keys the backend can wrap to
+	// a keys.ECDHTransport; for the others GenerateDeviceKey with one must
+	// fail with keys.ErrUnsupported and export nothing. Empty means all
+	// of Suites.
+	ECDHSuites []sigalg.ID
+	// ECDHOnly says the backend refuses, with keys.ErrUnsupported and
+	// without calling Wrap, every non-nil keys.Wrapper that is not a
+	// keys.ECDHTransport: its device keys would have to leave the store in
+	// the clear to be wrapped on the host.
+	ECDHOnly bool
 }
 
-// RunPersistence checks that keys outlive the Manager that made them.
-// newStore makes a new, empty backing store and returns a function that
-// opens a Manager on it; that function is called more than once.
+// supported returns the suites cfg offers, in sigalg.All order, and the
+// known suites it does not.
+func (cfg Config) supported() (yes, no []sigalg.Suite) {
+	for _, s := range sigalg.All() {
+		if len(cfg.Suites) == 0 || slices.Contains(cfg.Suites, s.ID()) {
+			yes = append(yes, s)
+		} else {
+			no = append(no, s)
+		}
+	}
+	return yes, no
+}
+
+// Run checks the Manager contract for a backend with every suite.
+// newManager returns a Manager over a new, empty store; Run closes it. If
+// the Manager is also a keys.DeviceKeyGenerator, that capability is
+// checked too.
+func Run(t *testing.T, newManager func(t *testing.T) keys.Manager) {
+	RunWith(t, Config{}, newManager)
+}
+
+// RunWith is Run for a backend that offers what cfg says.
+func RunWith(t *testing.T, cfg Config, newManager func(t *testing.T) keys.Manager) {
+	suites, unsupported := cfg.supported()
+	if len(suites) == 0 {
+		t.Fatal("keystest: Config offers no suite")
+	}
+	t.Run("EverySuite", func(t *testing.T) { testEverySuite(t, suites, newManager(t)) })
+	t.Run("UnsupportedSuites", func(t *testing.T) { testUnsupported(t, unsupported, newManager(t)) })
+	t.Run("Names", func(t *testing.T) { testNames(t, suites[0].ID(), newManager(t)) })
+	t.Run("Errors", func(t *testing.T) { testErrors(t, suites[0].ID(), newManager(t)) })
+	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, suites[0].ID(), newManager(t)) })
+	t.Run("Closed", func(t *testing.T) { testClosed(t, suites[0].ID(), newManager(t)) })
+	t.Run("DeviceKeys", func(t *testing.T) { testDeviceKeys(t, cfg, suites, newManager(t)) })
+}
+
+// RunPersistence checks that keys outlive the Manager that made them, for
+// a backend with every suite. newStore makes a new, empty backing store
+// and returns a function that opens a Manager on it; that function is
+// called more than once.
 func RunPersistence(t *testing.T, newStore func(t *testing.T) (open func() (keys.Manager, error))) {
+	RunPersistenceWith(t, Config{}, newStore)
+}
+
+// RunPersistenceWith is RunPersistence for a backend that offers what cfg
+// says.
+func RunPersistenceWith(t *testing.T, cfg Config, newStore func(t *testing.T) (open func() (keys.Manager, error))) {
 	ctx := context.Background()
+	suites, _ := cfg.supported()
 	open := newStore(t)
 	m := mustOpen(t, open)
 	pubs := map[string]crypto.PublicKey{}
-	for _, suite := range sigalg.All() {
+	for _, suite := range suites {
 		name := keyName(suite.ID())
 		pubs[name] = mustCreate(t, m, name, suite.ID())
 	}
@@ -49,7 +110,7 @@ func RunPersistence(t *testing.T, newStore func(t *testing.T) (open func() (keys
 	}
 	m = mustOpen(t, open)
 	defer m.Close()
-	for _, suite := range sigalg.All() {
+	for _, suite := range suites {
 		t.Run(string(suite.ID()), func(t *testing.T) {
 			name := keyName(suite.ID())
 			pub, err := m.PublicKey(ctx, name)
@@ -124,10 +185,10 @@ func signAndVerify(t *testing.T, m keys.Manager, name string, pub crypto.PublicK
 	}
 }
 
-func testEverySuite(t *testing.T, m keys.Manager) {
+func testEverySuite(t *testing.T, suites []sigalg.Suite, m keys.Manager) {
 	defer m.Close()
 	ctx := context.Background()
-	for _, suite := range sigalg.All() {
+	for _, suite := range suites {
 		t.Run(string(suite.ID()), func(t *testing.T) {
 			name := keyName(suite.ID())
 			created := mustCreate(t, m, name, suite.ID())
@@ -152,8 +213,9 @@ func testEverySuite(t *testing.T, m keys.Manager) {
 		})
 	}
 	// Keys of different names are different keys.
-	a, _ := m.PublicKey(ctx, keyName(sigalg.MLDSA65))
-	b := mustCreate(t, m, "another", sigalg.MLDSA65)
+	last := suites[len(suites)-1].ID()
+	a, _ := m.PublicKey(ctx, keyName(last))
+	b := mustCreate(t, m, "another", last)
 	if ka, _ := sigalg.MarshalPublicKey(a); bytes.Equal(ka, mustSPKI(t, b)) {
 		t.Fatal("two CreateKey calls returned the same key")
 	}
@@ -168,7 +230,26 @@ func mustSPKI(t *testing.T, pub crypto.PublicKey) []byte {
 	return der
 }
 
-func testNames(t *testing.T, m keys.Manager) {
+// testUnsupported checks that a suite the backend lacks is refused with
+// ErrUnsupported, names the suite, and leaves no key behind.
+func testUnsupported(t *testing.T, unsupported []sigalg.Suite, m keys.Manager) {
+	defer m.Close()
+	ctx := context.Background()
+	for _, suite := range unsupported {
+		t.Run(string(suite.ID()), func(t *testing.T) {
+			name := keyName(suite.ID())
+			_, err := m.CreateKey(ctx, keys.CreateKeyRequest{Name: name, Suite: suite.ID()})
+			if !errors.Is(err, keys.ErrUnsupported) || !strings.Contains(err.Error(), string(suite.ID())) {
+				t.Fatalf("CreateKey of an unsupported suite: %v, want ErrUnsupported naming %s", err, suite.ID())
+			}
+			if _, err := m.PublicKey(ctx, name); !errors.Is(err, keys.ErrNotFound) {
+				t.Fatalf("a refused CreateKey left a key behind: %v", err)
+			}
+		})
+	}
+}
+
+func testNames(t *testing.T, suite sigalg.ID, m keys.Manager) {
 	defer m.Close()
 	ctx := context.Background()
 	bad := []string{
@@ -177,7 +258,7 @@ func testNames(t *testing.T, m keys.Manager) {
 	}
 	for _, name := range bad {
 		t.Run(fmt.Sprintf("bad %q", name), func(t *testing.T) {
-			_, err := m.CreateKey(ctx, keys.CreateKeyRequest{Name: name, Suite: sigalg.Ed25519})
+			_, err := m.CreateKey(ctx, keys.CreateKeyRequest{Name: name, Suite: suite})
 			if !errors.Is(err, keys.ErrInvalidName) {
 				t.Fatalf("CreateKey: %v, want ErrInvalidName", err)
 			}
@@ -192,13 +273,13 @@ func testNames(t *testing.T, m keys.Manager) {
 	good := []string{"a", "0", "station", "station-2026.11_a", strings.Repeat("z", keys.MaxNameLen), "a..b"}
 	for _, name := range good {
 		t.Run(fmt.Sprintf("good %q", name), func(t *testing.T) {
-			pub := mustCreate(t, m, name, sigalg.Ed25519)
+			pub := mustCreate(t, m, name, suite)
 			signAndVerify(t, m, name, pub)
 		})
 	}
 }
 
-func testErrors(t *testing.T, m keys.Manager) {
+func testErrors(t *testing.T, suite sigalg.ID, m keys.Manager) {
 	defer m.Close()
 	ctx := context.Background()
 	if _, err := m.PublicKey(ctx, "missing"); !errors.Is(err, keys.ErrNotFound) {
@@ -216,7 +297,7 @@ func testErrors(t *testing.T, m keys.Manager) {
 	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := m.CreateKey(cancelled, keys.CreateKeyRequest{Name: "late", Suite: sigalg.Ed25519}); !errors.Is(err, context.Canceled) {
+	if _, err := m.CreateKey(cancelled, keys.CreateKeyRequest{Name: "late", Suite: suite}); !errors.Is(err, context.Canceled) {
 		t.Errorf("CreateKey with a cancelled context: %v", err)
 	}
 	if _, err := m.PublicKey(ctx, "late"); !errors.Is(err, keys.ErrNotFound) {
@@ -224,10 +305,10 @@ func testErrors(t *testing.T, m keys.Manager) {
 	}
 }
 
-func testConcurrent(t *testing.T, m keys.Manager) {
+func testConcurrent(t *testing.T, suiteID sigalg.ID, m keys.Manager) {
 	defer m.Close()
 	ctx := context.Background()
-	pub := mustCreate(t, m, "shared", sigalg.ECDSAP256)
+	pub := mustCreate(t, m, "shared", suiteID)
 	suite, err := sigalg.SuiteOf(pub)
 	if err != nil {
 		t.Fatalf("CreateKey(shared): %v", err)
@@ -252,7 +333,7 @@ func testConcurrent(t *testing.T, m keys.Manager) {
 		})
 		wg.Go(func() {
 			// Racing creators of one name: exactly the first may win.
-			_, err := m.CreateKey(ctx, keys.CreateKeyRequest{Name: "raced", Suite: sigalg.Ed25519})
+			_, err := m.CreateKey(ctx, keys.CreateKeyRequest{Name: "raced", Suite: suiteID})
 			if err != nil && !errors.Is(err, keys.ErrExists) {
 				errs <- err
 			}
@@ -268,9 +349,9 @@ func testConcurrent(t *testing.T, m keys.Manager) {
 	}
 }
 
-func testClosed(t *testing.T, m keys.Manager) {
+func testClosed(t *testing.T, suite sigalg.ID, m keys.Manager) {
 	ctx := context.Background()
-	mustCreate(t, m, "k", sigalg.Ed25519)
+	mustCreate(t, m, "k", suite)
 	signer, err := m.Signer(ctx, "k")
 	if err != nil {
 		t.Fatal(err)
@@ -284,7 +365,7 @@ func testClosed(t *testing.T, m keys.Manager) {
 	if _, err := m.PublicKey(ctx, "k"); !errors.Is(err, keys.ErrClosed) {
 		t.Errorf("PublicKey after Close: %v, want ErrClosed", err)
 	}
-	if _, err := m.CreateKey(ctx, keys.CreateKeyRequest{Name: "j", Suite: sigalg.Ed25519}); !errors.Is(err, keys.ErrClosed) {
+	if _, err := m.CreateKey(ctx, keys.CreateKeyRequest{Name: "j", Suite: suite}); !errors.Is(err, keys.ErrClosed) {
 		t.Errorf("CreateKey after Close: %v, want ErrClosed", err)
 	}
 }
