@@ -511,6 +511,9 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 	if err := p.startMigration(api, svc, verify, names); err != nil {
 		return nil, err
 	}
+	if err := p.startEST(api, svc, verify); err != nil {
+		return nil, err
+	}
 	created, err := adminSvc.Tokens.EnsureBootstrapToken(ctx, p.AdminTokenPath())
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap admin token: %w", err)

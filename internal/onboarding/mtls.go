@@ -72,7 +72,17 @@ func (s *Service) Credentials(ctx context.Context, leaf *x509.Certificate, addr 
 // administrator granted one, which the renewal consumes; its audit
 // event then says "forced".
 func (s *Service) Renew(ctx context.Context, leaf *x509.Certificate, channelBinding []byte, req RenewRequest, addr string) (*Credentials, error) {
-	creds, dev, forced, err := s.renew(ctx, leaf, channelBinding, req)
+	binding := ""
+	if len(channelBinding) > 0 {
+		binding = RenewBinding(channelBinding)
+	}
+	return s.renewAudited(ctx, leaf, binding, req, addr)
+}
+
+// renewAudited renews with the CSR bound to binding (empty: not bound)
+// and records the outcome; every front door's renewal comes through it.
+func (s *Service) renewAudited(ctx context.Context, leaf *x509.Certificate, binding string, req RenewRequest, addr string) (*Credentials, error) {
+	creds, dev, forced, err := s.renew(ctx, leaf, binding, req)
 	outcome, detail := "ok", ErrorCode(err)
 	switch {
 	case err != nil:
@@ -84,17 +94,13 @@ func (s *Service) Renew(ctx context.Context, leaf *x509.Certificate, channelBind
 	return creds, err
 }
 
-func (s *Service) renew(ctx context.Context, leaf *x509.Certificate, channelBinding []byte, req RenewRequest) (*Credentials, Device, bool, error) {
+func (s *Service) renew(ctx context.Context, leaf *x509.Certificate, binding string, req RenewRequest) (*Credentials, Device, bool, error) {
 	if len(req.CSR) == 0 || len(req.CSR) > MaxCSR {
 		return nil, Device{}, false, fmt.Errorf("%w: csr of %d bytes (1 to %d)", ErrMalformed, len(req.CSR), MaxCSR)
 	}
 	dev, _, err := s.deviceOf(ctx, leaf)
 	if err != nil {
 		return nil, dev, false, err
-	}
-	binding := ""
-	if len(channelBinding) > 0 {
-		binding = RenewBinding(channelBinding)
 	}
 	opKey, err := s.checkCSR(req.CSR, dev.Identity, binding)
 	if err != nil {
