@@ -1,14 +1,11 @@
 package firmwarecmd
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
-	"github.com/hallmark-iot/hallmark/internal/identity"
-	"github.com/hallmark-iot/hallmark/internal/keys"
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
@@ -50,33 +47,11 @@ func newRootKeyCreateCmd(s *cmdline.Streams) *cobra.Command {
 			if err != nil {
 				return cmdline.Usage(err)
 			}
-			m, err := f.Open(cmd.Context(), s, true)
+			pub, err := f.CreateKey(cmd.Context(), s, suite.ID())
 			if err != nil {
 				return err
 			}
-			defer m.Close()
-			pub, err := m.CreateKey(cmd.Context(), keys.CreateKeyRequest{Name: f.Name, Suite: suite.ID()})
-			if err != nil {
-				return err
-			}
-			if pubOut != "" {
-				pem, err := sigalg.EncodePublicKeyPEM(pub)
-				if err != nil {
-					return err
-				}
-				if err := s.WriteOutput(pubOut, pem, 0o644, force); err != nil {
-					return err
-				}
-				if pubOut == cmdline.Stdio {
-					return nil
-				}
-			}
-			id, err := identity.FromPublicKey(pub)
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(s.Out, "created key %q (%s)\nroot identity: %s\n", f.Name, suite.ID(), id)
-			return err
+			return s.ReportCreatedKey(pub, suite.ID(), f.Name, "root", pubOut, force)
 		},
 	}
 	f.BindStore(cmd)
@@ -99,16 +74,7 @@ func newRootKeyPublicCmd(s *cmdline.Streams) *cobra.Command {
 			if f.Name == "" {
 				return cmdline.Usagef("--name NAME is required")
 			}
-			m, err := f.Open(cmd.Context(), s, false)
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			pub, err := m.PublicKey(cmd.Context(), f.Name)
-			if err != nil {
-				return err
-			}
-			pem, err := sigalg.EncodePublicKeyPEM(pub)
+			pem, err := f.PublicKeyPEM(cmd.Context(), s)
 			if err != nil {
 				return err
 			}

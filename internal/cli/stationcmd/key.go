@@ -1,14 +1,11 @@
 package stationcmd
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
-	"github.com/hallmark-iot/hallmark/internal/identity"
-	"github.com/hallmark-iot/hallmark/internal/keys"
 	_ "github.com/hallmark-iot/hallmark/internal/keys/softkms" // the soft: key store
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
@@ -39,16 +36,11 @@ func newStationKeyCreateCmd(s *cmdline.Streams) *cobra.Command {
 			if err != nil {
 				return cmdline.Usage(err)
 			}
-			m, err := f.Open(cmd.Context(), s, true)
+			pub, err := f.CreateKey(cmd.Context(), s, suite.ID())
 			if err != nil {
 				return err
 			}
-			defer m.Close()
-			pub, err := m.CreateKey(cmd.Context(), keys.CreateKeyRequest{Name: f.Name, Suite: suite.ID()})
-			if err != nil {
-				return err
-			}
-			return reportStationKey(s, pub, suite.ID(), f.Name, pubOut, force)
+			return s.ReportCreatedKey(pub, suite.ID(), f.Name, "station", pubOut, force)
 		},
 	}
 	f.Bind(cmd)
@@ -56,29 +48,6 @@ func newStationKeyCreateCmd(s *cmdline.Streams) *cobra.Command {
 	cmd.Flags().StringVar(&pubOut, "pub-out", "", "also write the public key PEM to `FILE` (- for standard output)")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an existing --pub-out file")
 	return cmd
-}
-
-// reportStationKey writes the public key PEM where asked and otherwise
-// prints the station identity, which names the station in manifests.
-func reportStationKey(s *cmdline.Streams, pub any, alg sigalg.ID, name, pubOut string, force bool) error {
-	if pubOut != "" {
-		pem, err := sigalg.EncodePublicKeyPEM(pub)
-		if err != nil {
-			return err
-		}
-		if err := s.WriteOutput(pubOut, pem, 0o644, force); err != nil {
-			return err
-		}
-		if pubOut == cmdline.Stdio {
-			return nil
-		}
-	}
-	id, err := identity.FromPublicKey(pub)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(s.Out, "created key %q (%s)\nstation identity: %s\n", name, alg, id)
-	return err
 }
 
 func newStationKeyPublicCmd(s *cmdline.Streams) *cobra.Command {
@@ -90,16 +59,7 @@ func newStationKeyPublicCmd(s *cmdline.Streams) *cobra.Command {
 		Short: "Print the station public key PEM, which verifiers of its manifests need",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, err := f.Open(cmd.Context(), s, false)
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			pub, err := m.PublicKey(cmd.Context(), f.Name)
-			if err != nil {
-				return err
-			}
-			pem, err := sigalg.EncodePublicKeyPEM(pub)
+			pem, err := f.PublicKeyPEM(cmd.Context(), s)
 			if err != nil {
 				return err
 			}
