@@ -34,28 +34,7 @@ func (t *TPM) CreateLabelledKey(ctx context.Context, label []byte) (*Key, KeyBlo
 	}
 	template := signingKeyTemplate
 	template.AuthPolicy = tpm2.TPM2BDigest{Buffer: bytes.Clone(label)}
-	var blob KeyBlob
-	err := t.do(ctx, func(conn transport.TPM) error {
-		parent, err := srk(conn)
-		if err != nil {
-			return err
-		}
-		defer flush(conn, parent.Handle)
-		rsp, err := tpm2.Create{ParentHandle: parent, InPublic: tpm2.New2B(template)}.Execute(conn)
-		if err != nil {
-			return fmt.Errorf("create key: %w", err)
-		}
-		blob = KeyBlob{Public: tpm2.Marshal(rsp.OutPublic), Private: tpm2.Marshal(rsp.OutPrivate)}
-		return nil
-	})
-	if err != nil {
-		return nil, KeyBlob{}, fmt.Errorf("tpm %s: %w", t.addr, err)
-	}
-	key, err := t.LoadKey(ctx, blob)
-	if err != nil {
-		return nil, KeyBlob{}, err
-	}
-	return key, blob, nil
+	return t.createKey(ctx, template)
 }
 
 // BlobLabel returns the label (authPolicy) of a key blob that

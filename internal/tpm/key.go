@@ -102,6 +102,12 @@ func flush(conn transport.TPM, h tpm2.TPMHandle) {
 // CreateKey has the TPM generate a new ECDSA P-256 signing key under its
 // storage root key, and returns the key with its blob.
 func (t *TPM) CreateKey(ctx context.Context) (*Key, KeyBlob, error) {
+	return t.createKey(ctx, signingKeyTemplate)
+}
+
+// createKey has the TPM create a key from template under its storage root
+// key and loads it once, which checks the blob it returns.
+func (t *TPM) createKey(ctx context.Context, template tpm2.TPMTPublic) (*Key, KeyBlob, error) {
 	var blob KeyBlob
 	err := t.do(ctx, func(conn transport.TPM) error {
 		parent, err := srk(conn)
@@ -109,7 +115,7 @@ func (t *TPM) CreateKey(ctx context.Context) (*Key, KeyBlob, error) {
 			return err
 		}
 		defer flush(conn, parent.Handle)
-		rsp, err := tpm2.Create{ParentHandle: parent, InPublic: tpm2.New2B(signingKeyTemplate)}.Execute(conn)
+		rsp, err := tpm2.Create{ParentHandle: parent, InPublic: tpm2.New2B(template)}.Execute(conn)
 		if err != nil {
 			return fmt.Errorf("create key: %w", err)
 		}
