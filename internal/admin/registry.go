@@ -32,6 +32,7 @@ type RegistryStore interface {
 	GetProduct(ctx context.Context, id string) (store.Product, error)
 	ListProducts(ctx context.Context) ([]store.Product, error)
 	UpdateProduct(ctx context.Context, id string, u store.ProductUpdate) (store.Product, error)
+	SetAllocation(ctx context.Context, id string, a store.Allocation, endpoint string) (store.Product, error)
 }
 
 // Registry owns the provisioning stations whose manifests the platform
@@ -189,6 +190,17 @@ type ProductRequest struct {
 	// the device"): a manifest listing one is not imported, and one
 	// imported before the requirement is refused onboarding.
 	RequireLocked bool
+	// Allocation, Endpoints, WebhookURL and WebhookSecret are the
+	// product's allocation policy (AllocationRequest); CloudEndpoint may
+	// then be left out.
+	Allocation    string
+	Endpoints     []store.WeightedEndpoint
+	WebhookURL    string
+	WebhookSecret string
+}
+
+func (req ProductRequest) allocation() AllocationRequest {
+	return AllocationRequest{Allocation: req.Allocation, Endpoints: req.Endpoints, WebhookURL: req.WebhookURL, WebhookSecret: req.WebhookSecret}
 }
 
 // Certificate validity bounds: an hour is the shortest a device can
@@ -258,7 +270,8 @@ func (req ProductRequest) validate() (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	return validity, checkEndpoint(req.CloudEndpoint)
+	_, _, err = req.allocation().policy(req.CloudEndpoint)
+	return validity, err
 }
 
 func parseCertValidity(v string) (time.Duration, error) {
@@ -318,9 +331,13 @@ func (r *Registry) CreateProduct(ctx context.Context, caller Caller, req Product
 	if err := r.checkIssuingCA(req.IssuingCA); err != nil {
 		return store.Product{}, err
 	}
-	p := store.Product{ID: req.ID, Name: req.Name, CertValidity: validity, CloudEndpoint: req.CloudEndpoint, CreatedAt: r.now().UTC(),
+	policy, endpoint, err := req.allocation().policy(req.CloudEndpoint)
+	if err != nil {
+		return store.Product{}, err
+	}
+	p := store.Product{ID: req.ID, Name: req.Name, CertValidity: validity, CloudEndpoint: endpoint, CreatedAt: r.now().UTC(),
 		RenewalWindow: window, HeartbeatInterval: heartbeat, MinFirmwareVersion: req.MinFirmwareVersion, Firmware: fw, IssuingCA: req.IssuingCA,
-		RequireLocked: req.RequireLocked}
+		RequireLocked: req.RequireLocked, Allocation: policy}
 	c.subject = "product:" + p.ID
 	if err := r.store.CreateProduct(ctx, p); err != nil {
 		if errors.Is(err, store.ErrExists) {

@@ -28,8 +28,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/hallmark-iot/hallmark/internal/admin"
+	"github.com/hallmark-iot/hallmark/internal/allocation"
 	"github.com/hallmark-iot/hallmark/internal/atomicfile"
 	"github.com/hallmark-iot/hallmark/internal/audit"
+	"github.com/hallmark-iot/hallmark/internal/audit/chain"
 	"github.com/hallmark-iot/hallmark/internal/campaign"
 	"github.com/hallmark-iot/hallmark/internal/connector"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
@@ -65,15 +67,18 @@ const (
 
 // Platform is a running platform.
 type Platform struct {
-	cfg      Config
-	Store    store.Store
-	CA       *pki.CA // the first of CAs: TLS, and products that name no CA
-	CAs      *pki.CASet
-	keys     keys.Manager
-	tlsKey   crypto.Signer // the key manager's pki.KeyTLSServer
-	server   *http.Server
-	listener net.Listener
-	served   chan error
+	cfg Config
+	// auditSealer links and signs the audit log (auditchain.go): made
+	// by handler, run by startBackground.
+	auditSealer *chain.Sealer
+	Store       store.Store
+	CA          *pki.CA // the first of CAs: TLS, and products that name no CA
+	CAs         *pki.CASet
+	keys        keys.Manager
+	tlsKey      crypto.Signer // the key manager's pki.KeyTLSServer
+	server      *http.Server
+	listener    net.Listener
+	served      chan error
 	// registry is what /metrics serves; the transport's collectors join
 	// it.
 	registry *prometheus.Registry
@@ -163,6 +168,7 @@ func (p *Platform) startBackground() error {
 	var wg sync.WaitGroup
 	wg.Go(func() { p.janitor(ctx) })
 	wg.Go(func() { p.supersededSweep(ctx) })
+	wg.Go(func() { p.runAuditChain(ctx) }) // auditchain.go; a last checkpoint at Close
 	// The refusal summaries: every interval, and once more at Close.
 	wg.Go(func() { _ = p.refusals.Run(ctx) })
 	wg.Go(func() { _ = p.monitor.Run(ctx) })
@@ -482,10 +488,11 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 	p.metrics = m
 	state := onboardstore.New(onboardstore.Config{Store: p.Store, Outbox: connector.Outbox{Connectors: names},
 		Log: p.cfg.Log, Now: p.cfg.Now})
-	svc, err := onboarding.NewService(onboarding.Config{State: state, Issuer: onboardpki.NewIssuers(p.CAs, p.cfg.Now),
+	svc, err := onboarding.NewService(onboarding.Config{State: state.Allocating(p.Store, allocation.New(p.cfg.Allocation)), Issuer: onboardpki.NewIssuers(p.CAs, p.cfg.Now),
 		ServerName: p.cfg.ServerName, Log: p.cfg.Log, Metrics: m, Now: p.cfg.Now,
 		PerIdentity: p.cfg.RatePerIdentity, PerAddress: p.cfg.RatePerAddress,
-		Refusals: monitorFeed{p: p, next: onboardstore.Refusals{Aggregator: p.refusals}}, Watch: monitorFeed{p: p}, Issuance: p.cfg.Issuance})
+		Refusals: monitorFeed{p: p, next: onboardstore.Refusals{Aggregator: p.refusals}}, Watch: monitorFeed{p: p}, Issuance: p.cfg.Issuance,
+		CertificatesRevoked: p.NotifyRevocation})
 	if err != nil {
 		return nil, err
 	}
@@ -511,7 +518,16 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 	if err := p.startMigration(api, svc, verify, names); err != nil {
 		return nil, err
 	}
+	if err := p.startCMP(ctx, api, svc, verify); err != nil {
+		return nil, err
+	}
 	if err := p.startEST(api, svc, verify); err != nil {
+		return nil, err
+	}
+	if err := p.startAuditChain(ctx, api); err != nil { // auditchain.go
+		return nil, err
+	}
+	if err := p.startEvidence(ctx, api); err != nil { // evidence.go
 		return nil, err
 	}
 	created, err := adminSvc.Tokens.EnsureBootstrapToken(ctx, p.AdminTokenPath())

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hallmark-iot/hallmark/internal/allocation"
 	"github.com/hallmark-iot/hallmark/internal/connector"
 	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
@@ -89,6 +90,9 @@ type Config struct {
 	// background, from the store's durable job queue. Their names must
 	// differ. The platform closes those that are io.Closers.
 	Connectors []connector.Connector
+	// Allocation configures the calls to products' allocation webhooks
+	// (internal/allocation); zero values are its defaults.
+	Allocation allocation.Config
 	// Workers is how many job workers run (default 4); Worker configures
 	// each (its ID is made unique per process and worker).
 	Workers int
@@ -102,6 +106,11 @@ type Config struct {
 	Migration MigrationConfig
 	// Events configures the relay of the event log to event sinks (relay.go).
 	Events EventsConfig
+	// AuditCheckpointInterval and AuditCheckpointEvery: the audit chain's
+	// checkpoints are signed at least this often while events arrive, and
+	// every this many events (auditchain.go); zero is the chain's default.
+	AuditCheckpointInterval time.Duration
+	AuditCheckpointEvery    int64
 }
 
 // connectorNames lists the configured connectors' names, checking they

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/est"
+	"github.com/hallmark-iot/hallmark/internal/httpapi"
 	"github.com/hallmark-iot/hallmark/internal/identity"
 	"github.com/hallmark-iot/hallmark/internal/manifest"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
@@ -42,6 +43,13 @@ type estDevice struct {
 // estFleet registers a manifest of devices with the enrolment keys keys
 // (ECDSA P-256 or Ed25519) on p, as a station would have recorded them.
 func estFleet(t testing.TB, p *Platform, keys ...crypto.Signer) []*estDevice {
+	t.Helper()
+	return registerKeys(t, adminClient(t, p), keys...)
+}
+
+// registerKeys registers devices with the enrolment keys keys through
+// admin, as estFleet does.
+func registerKeys(t testing.TB, admin *httpapi.Client, keys ...crypto.Signer) []*estDevice {
 	t.Helper()
 	ed, _ := sigalg.Lookup("ed25519")
 	stationKey, _ := ed.GenerateKey(rand.Reader)
@@ -73,13 +81,21 @@ func estFleet(t testing.TB, p *Platform, keys ...crypto.Signer) []*estDevice {
 			RootOfTrust: manifest.Keygen, Injection: manifest.NotInjected, Time: time.Now(), Nonce: nonce, Proof: proof}); err != nil {
 			t.Fatal(err)
 		}
-		devs = append(devs, &estDevice{id: id, key: key, cert: estSelfSigned(t, key)})
+		dev := &estDevice{id: id, key: key}
+		if strings.HasPrefix(string(suite.ID()), "ml-dsa") {
+			// Go's x509 cannot sign with ML-DSA: a CMP client's
+			// certificate for the key (CMP reads only the key).
+			dev.cert = tls.Certificate{Certificate: [][]byte{cmpBareCertificate(t, key)}, PrivateKey: key}
+		} else {
+			dev.cert = estSelfSigned(t, key)
+		}
+		devs = append(devs, dev)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
 	f.manifest = buf.Bytes()
-	f.register(t, adminClient(t, p))
+	f.register(t, admin)
 	return devs
 }
 
@@ -265,9 +281,16 @@ func TestESTEnrolAndReenrol(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "mqtts://broker.test:8883") {
 			t.Fatalf("credentials with the EST certificate: %d %s", resp.StatusCode, b)
 		}
-		// Re-enrolment over mutual TLS with it, for a new key.
+		// Re-enrolment over mutual TLS with it, for a new key; under
+		// another product's label it is refused and issues nothing.
 		rc := dialEST(t, p, opCert)
 		op2 := estP256(t)
+		if status, _, body := rc.do(t, "POST", "/.well-known/est/thermostat/simplereenroll", est.MediaPKCS10, estCSR(t, op2, dev.id.String(), rc.binding(t))); status != http.StatusForbidden || !strings.Contains(string(body), "not of product") {
+			t.Fatalf("simplereenroll under another product's label: %d %s", status, body)
+		}
+		if n, _ := estCertificatesOf(t, p, dev.id); n != 1 {
+			t.Fatalf("after a refused re-enrolment: %d certificates", n)
+		}
 		status, _, body := rc.do(t, "POST", "/.well-known/est/simplereenroll", est.MediaPKCS10, estCSR(t, op2, dev.id.String(), rc.binding(t)))
 		if status != http.StatusOK {
 			t.Fatalf("simplereenroll: %d %s", status, body)

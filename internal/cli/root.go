@@ -14,10 +14,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hallmark-iot/hallmark/internal/cli/admincmd"
+	"github.com/hallmark-iot/hallmark/internal/cli/auditcmd"
 	"github.com/hallmark-iot/hallmark/internal/cli/brokercmd"
 	"github.com/hallmark-iot/hallmark/internal/cli/cmdline"
 	"github.com/hallmark-iot/hallmark/internal/cli/democmd"
 	"github.com/hallmark-iot/hallmark/internal/cli/devicecmd"
+	"github.com/hallmark-iot/hallmark/internal/cli/evidencecmd"
 	"github.com/hallmark-iot/hallmark/internal/cli/firmwarecmd"
 	"github.com/hallmark-iot/hallmark/internal/cli/fleetcmd"
 	"github.com/hallmark-iot/hallmark/internal/cli/keyscmd"
@@ -69,7 +71,7 @@ enrolment public key; it is proven by signing a fresh challenge.`,
 	})
 	root.AddCommand(democmd.New(s), keyscmd.New(s), pufcmd.New(s), firmwarecmd.New(s),
 		devicecmd.New(s), stationcmd.New(s), manifestcmd.New(s), servecmd.New(s), admincmd.New(s), fleetcmd.New(s),
-		brokercmd.New(s))
+		brokercmd.New(s), auditcmd.New(s), evidencecmd.New(s))
 	requireSubcommands(root)
 	return root
 }

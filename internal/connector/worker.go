@@ -179,9 +179,13 @@ func (w *Worker) device(ctx context.Context, id identity.ID) (Device, error) {
 	if err != nil {
 		return Device{}, err
 	}
+	endpoint := d.CloudEndpoint // allocated at its first issuance (internal/allocation)
+	if endpoint == "" {
+		endpoint = p.CloudEndpoint
+	}
 	for _, c := range certs { // newest first
 		if c.RevokedAt.IsZero() {
-			return Device{Identity: id, ProductID: p.ID, CloudEndpoint: p.CloudEndpoint,
+			return Device{Identity: id, ProductID: p.ID, CloudEndpoint: endpoint,
 				Certificate: c.DER, OnboardedAt: d.OnboardedAt}, nil
 		}
 	}

@@ -3,15 +3,14 @@
 // base64 PKCS #10 and PKCS #7 certs-only encodings, and the mapping of the
 // onboarding service's answers to plain-text HTTP errors. It is a binding
 // only (decision 0007): who may enrol, what is certified and what is
-// recorded are the onboarding service's (EnrolByHandshake for an initial
+// recorded are the onboarding service's (EnrolProven for an initial
 // enrolment authenticated by the enrolment key's TLS handshake,
-// RenewByHandshake for a re-enrolment over mutual TLS with the operational
-// certificate). docs/front-doors.md describes the door.
+// RenewProven for a re-enrolment over mutual TLS with the operational
+// certificate; each with a PKCS #10 request bound to the connection). docs/front-doors.md describes the door.
 package est
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
@@ -42,8 +41,8 @@ const Prefix = "/.well-known/est"
 // Service is what the door asks of the onboarding service
 // (*onboarding.Service is one).
 type Service interface {
-	EnrolByHandshake(ctx context.Context, req onboarding.HandshakeEnrolment, addr string) (*onboarding.Credentials, error)
-	RenewByHandshake(ctx context.Context, leaf *x509.Certificate, binding string, req onboarding.RenewRequest, addr string) (*onboarding.Credentials, error)
+	EnrolProven(ctx context.Context, req onboarding.ProvenEnrolment, addr string) (*onboarding.Credentials, error)
+	RenewProven(ctx context.Context, req onboarding.ProvenRenewal, addr string) (*onboarding.Credentials, error)
 }
 
 // Config configures the door.
@@ -52,9 +51,11 @@ type Config struct {
 	// Verify checks an operational certificate chain as mutual TLS
 	// presented it (the device routes' verifier).
 	Verify httpapi.DeviceVerifier
-	// CACerts returns the DER certificates /cacerts hands out: the CAs
-	// devices are issued under, each issuing CA and its root.
-	CACerts func() [][]byte
+	// CACerts returns the DER certificates /cacerts hands out: under a
+	// product label, the CA that issues its devices and its root; without
+	// one (""), every CA devices are issued under. An unknown label is
+	// ErrUnknownLabel.
+	CACerts func(ctx context.Context, label string) ([][]byte, error)
 	Now     func() time.Time
 }
 
@@ -89,7 +90,8 @@ func (d *Door) Routes() []httpapi.Route {
 		rts = append(rts,
 			httpapi.Route{Method: "GET", Path: base + "/cacerts", Handler: http.HandlerFunc(d.cacerts), Doc: httpapi.RouteDoc{
 				OperationID: "estCACerts" + op, Summary: "EST: the CA certificates, base64 PKCS #7 certs-only.", Tag: "onboarding", PathParams: params,
-				Responses: []httpapi.Response{{Status: 200, Description: "Each issuing CA and its root.", MediaType: MediaCACerts}},
+				Responses: []httpapi.Response{{Status: 200, Description: "Under a label, the CA that issues the product's devices and its root; without one, each issuing CA and its root.", MediaType: MediaCACerts},
+					{Status: 404, Description: "No product has the label.", MediaType: "text/plain"}},
 			}},
 			httpapi.Route{Method: "GET", Path: base + "/csrattrs", Handler: http.HandlerFunc(d.csrattrs), Doc: httpapi.RouteDoc{
 				OperationID: "estCSRAttrs" + op, Summary: "EST: the attributes a request must carry (challengePassword).", Tag: "onboarding", PathParams: params,
@@ -119,8 +121,20 @@ func (d *Door) Register(api *httpapi.Server) error {
 	return nil
 }
 
+// ErrUnknownLabel is CACerts' answer for a label no product has.
+var ErrUnknownLabel = errors.New("no product has this label")
+
 func (d *Door) cacerts(w http.ResponseWriter, r *http.Request) {
-	p7, err := CertsOnly(d.cfg.CACerts())
+	certs, err := d.cfg.CACerts(r.Context(), r.PathValue("label"))
+	switch {
+	case errors.Is(err, ErrUnknownLabel):
+		writeError(w, http.StatusNotFound, "no product has the label "+strconv.Quote(r.PathValue("label"))+"; use the product's ID, or no label")
+		return
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, "internal error; the platform's log has the detail")
+		return
+	}
+	p7, err := CertsOnly(certs)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "the CA certificates cannot be encoded")
 		return
@@ -147,9 +161,9 @@ func (d *Door) simpleenroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	leaf := r.TLS.PeerCertificates[0]
-	creds, err := d.cfg.Service.EnrolByHandshake(r.Context(), onboarding.HandshakeEnrolment{
-		EnrolmentKey: leaf.RawSubjectPublicKeyInfo, Binding: onboarding.HandshakeBinding(channelBinding(r)),
-		CSR: der, Product: r.PathValue("label")}, audit.Source(r.RemoteAddr))
+	creds, err := d.cfg.Service.EnrolProven(r.Context(), onboarding.ProvenEnrolment{
+		EnrolmentKey: leaf.RawSubjectPublicKeyInfo, Product: r.PathValue("label"),
+		Key: onboarding.OperationalKey{CSR: der, Binding: onboarding.HandshakeBinding(channelBinding(r))}}, audit.Source(r.RemoteAddr))
 	d.answer(w, creds, err)
 }
 
@@ -171,10 +185,10 @@ func (d *Door) simplereenroll(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	// A label is not checked here: the operational certificate alone
-	// names the device, whose product cannot change by renewing.
-	creds, err := d.cfg.Service.RenewByHandshake(r.Context(), leaf, onboarding.HandshakeBinding(channelBinding(r)),
-		onboarding.RenewRequest{CSR: der}, audit.Source(r.RemoteAddr))
+	// Under a label, the certificate's device must be of that product,
+	// as at the initial enrolment.
+	creds, err := d.cfg.Service.RenewProven(r.Context(), onboarding.ProvenRenewal{Leaf: leaf, Product: r.PathValue("label"),
+		Key: onboarding.OperationalKey{CSR: der, Binding: onboarding.HandshakeBinding(channelBinding(r))}}, audit.Source(r.RemoteAddr))
 	d.answer(w, creds, err)
 }
 
@@ -240,7 +254,7 @@ func refusal(err error) (int, string) {
 	case "proof-rejected":
 		return http.StatusForbidden, "enrolment refused: the TLS client certificate's key is not a registered, enrolable device identity"
 	case "not-onboarded", "certificate-superseded":
-		return http.StatusForbidden, "re-enrolment refused: the TLS client certificate is not this device's current operational certificate (" + code + ")"
+		return http.StatusForbidden, "re-enrolment refused: the TLS client certificate is not this device's current operational certificate here (" + code + "): " + oneLine(err.Error())
 	case "revoked", "suspended", "decommissioned", "migrated":
 		return http.StatusForbidden, "refused: the device is " + code
 	case "not-locked":
@@ -249,6 +263,8 @@ func refusal(err error) (int, string) {
 		return http.StatusTooManyRequests, "too many enrolment requests; retry later"
 	case "renewal-not-due", "renewal-too-soon":
 		return http.StatusTooManyRequests, oneLine(err.Error())
+	case "allocation-unavailable":
+		return http.StatusServiceUnavailable, "the device's cloud endpoint cannot be allocated now; retry later"
 	default:
 		return http.StatusInternalServerError, "internal error; the platform's log has the detail"
 	}

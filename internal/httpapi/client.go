@@ -197,6 +197,12 @@ func (c *Client) UpdateProduct(ctx context.Context, id string, req ProductUpdate
 	return out, c.doJSON(ctx, "PATCH", "/v1/admin/products/"+url.PathEscape(id), req, &out)
 }
 
+// SetAllocation replaces a product's cloud-endpoint allocation policy.
+func (c *Client) SetAllocation(ctx context.Context, id string, req AllocationRequest) (Product, error) {
+	var out Product
+	return out, c.doJSON(ctx, "PUT", "/v1/admin/products/"+url.PathEscape(id)+"/allocation", req, &out)
+}
+
 // ImportManifest uploads a manifest, streaming it from r.
 func (c *Client) ImportManifest(ctx context.Context, product string, r io.Reader) (ImportResult, error) {
 	var out ImportResult

@@ -224,7 +224,7 @@ func deviceStateNames() []string {
 // reasonNames are the RFC 5280 CRLReason names of the codes the store
 // gives certificates.
 var reasonNames = map[int]string{
-	store.ReasonUnspecified: "unspecified", store.ReasonKeyCompromise: "key-compromise",
+	store.ReasonUnspecified: "unspecified", store.ReasonKeyCompromise: "key-compromise", store.ReasonAffiliationChanged: "affiliation-changed",
 	store.ReasonSuperseded: "superseded", store.ReasonCessationOfOperation: "cessation-of-operation",
 	store.ReasonCertificateHold: "certificate-hold",
 }

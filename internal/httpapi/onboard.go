@@ -96,6 +96,9 @@ func (o onboardHandlers) proof(w http.ResponseWriter, r *http.Request) {
 	}
 	creds, err := o.svc.Prove(r.Context(), req, remoteAddr(r))
 	if err != nil {
+		if wait, ok := onboarding.RetryAfter(err); ok { // allocation-unavailable
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)))
+		}
 		o.s.writeProblem(w, r, onboardingProblem(err))
 		return
 	}

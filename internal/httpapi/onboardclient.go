@@ -131,6 +131,7 @@ var onboardingErrors = map[string]error{
 	"device-decommissioned": onboarding.ErrDecommissioned, "bad-csr": onboarding.ErrBadCSR, "not-onboarded": onboarding.ErrNotOnboarded,
 	"renewal-too-soon": onboarding.ErrRenewalLimited, "certificate-superseded": onboarding.ErrSuperseded,
 	"renewal-not-due": onboarding.ErrRenewalNotDue, "device-migrated": onboarding.ErrMigrated,
+	"allocation-unavailable": onboarding.ErrAllocationUnavailable,
 }
 
 // onboardingError is a problem of the onboarding routes that is also the

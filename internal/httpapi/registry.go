@@ -54,6 +54,15 @@ func (s *Server) registryRoutes() []Route {
 			Responses: []Response{{Status: 200, Description: "The product as changed.", Body: Product{}}},
 			Problems:  []string{"not-found"},
 		}},
+		{Method: "PUT", Path: "/v1/admin/products/{id}/allocation", Handler: s.admin(admin.ActionProductAllocation, ScopeProductsWrite, s.setAllocation), Doc: RouteDoc{
+			OperationID: "setProductAllocation", Summary: "Replace a product's cloud-endpoint allocation policy.", Tag: "products",
+			Description: "Devices already allocated an endpoint (at their first certificate) keep it; devices not yet allocated get the new " +
+				"policy's choice at their first issuance. The webhook secret is never returned (webhook_secret_set says whether there is one). " +
+				"docs/front-doors.md, \"Allocation\".",
+			Auth: AuthBearer, Scope: ScopeProductsWrite, PathParams: productParam, Request: AllocationRequest{},
+			Responses: []Response{{Status: 200, Description: "The product as changed.", Body: Product{}}},
+			Problems:  []string{"not-found"},
+		}},
 	}
 }
 
@@ -143,7 +152,7 @@ func productView(p store.Product) Product {
 		RenewalWindow: formatDuration(p.RenewalWindow), HeartbeatInterval: formatDuration(p.HeartbeatInterval),
 		MinFirmwareVersion: p.MinFirmwareVersion, FirmwareRoots: admin.FormatRoots(p.Firmware.Roots),
 		FirmwareRetiredSlots: admin.RetiredSlots(p.Firmware.Retired), FirmwareClassKey: classKeyHex(p.Firmware.ClassKey), IssuingCA: p.IssuingCA,
-		RequireLocked: p.RequireLocked}
+		RequireLocked: p.RequireLocked, Allocation: allocationView(p)}
 }
 
 func classKeyHex(k [32]byte) string {
@@ -187,4 +196,31 @@ func (s *Server) HandleCAs(list func() []CA) error {
 func (c *Client) ListCAs(ctx context.Context) ([]CA, error) {
 	var out CAList
 	return out.CAs, c.do(ctx, "GET", "/v1/admin/cas", nil, nil, "", &out)
+}
+
+func (req *AllocationRequest) validate() error {
+	return nil // the use case checks it whole; a bad one is a field problem there
+}
+
+func (s *Server) setAllocation(r *http.Request, c *adminCall) (int, any, error) {
+	var req AllocationRequest
+	if err := decodeJSON(r, MaxJSONBody, &req); err != nil {
+		return 0, nil, err
+	}
+	p, err := s.svc.Registry.SetAllocation(r.Context(), c.use(), r.PathValue("id"), admin.AllocationRequest(req))
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, productView(p), nil
+}
+
+// allocationView shows a product's policy; the webhook secret only as
+// set.
+func allocationView(p store.Product) ProductAllocation {
+	kind := p.Allocation.Kind
+	if p.Allocation.IsStatic() {
+		kind = store.AllocationStatic
+	}
+	return ProductAllocation{Kind: kind, Endpoints: p.Candidates(), WebhookURL: p.Allocation.WebhookURL,
+		WebhookSecretSet: len(p.Allocation.WebhookSecret) > 0}
 }

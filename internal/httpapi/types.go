@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/store"
 )
 
 // The admin API's request and response bodies. The server and the Client
@@ -33,18 +34,22 @@ type StationList struct {
 
 // ProductRequest creates a product.
 type ProductRequest struct {
-	ID                   string   `json:"id" doc:"Slug: 1 to 63 characters of a-z, 0-9, '-', starting with a letter or digit." pattern:"^[a-z0-9][a-z0-9-]{0,62}$"`
-	Name                 string   `json:"name" doc:"Display name, 1 to 128 printable characters."`
-	CertValidity         string   `json:"cert_validity" doc:"Validity of the device certificates issued for the product, a Go duration such as \"8760h\"; 1h to 87600h (10 years)."`
-	CloudEndpoint        string   `json:"cloud_endpoint" doc:"Where onboarded devices connect: an absolute URL with scheme mqtts, https or wss, a host, no user information or fragment."`
-	RenewalWindow        string   `json:"renewal_window,omitempty" doc:"How long before its certificate expires a device may renew, a Go duration from 0 to cert_validity such as \"720h\"; a renewal before is refused with renewal-not-due unless an administrator forces it. Empty or 0: renewal at any time (the default)."`
-	HeartbeatInterval    string   `json:"heartbeat_interval,omitempty" doc:"How long an onboarded device that reported may be silent before a device.silent event, a Go duration from 1m to 8760h such as \"1h\". Empty or 0: the platform's --heartbeat-interval."`
-	MinFirmwareVersion   string   `json:"min_firmware_version,omitempty" doc:"The lowest firmware version the product's devices should run: a status report below it (or not comparable with it) adds one firmware.outdated event per version reported. Dotted numbers with an optional pre-release, e.g. 1.4.0 or 2.0.0-rc.1; anything else is refused. Empty: none."`
-	FirmwareRoots        []string `json:"firmware_roots,omitempty" doc:"The SHA-256 (hex) of each vendor firmware root key's DER SubjectPublicKeyInfo, in the order of the devices' OTP root-key slots (at most 4): every live one must have signed an uploaded image. Empty: no image is accepted."`
-	FirmwareRetiredSlots []int    `json:"firmware_retired_slots,omitempty" doc:"The root-key slots retired so far (0 to 3): their roots are neither required nor enough. At least one root stays live."`
-	FirmwareClassKey     string   `json:"firmware_class_key,omitempty" doc:"The SHA-256 (hex) of the device-class public key (hallmark's sealing encoding) encrypted images must be sealed to. Empty: none, and encrypted images are refused."`
-	IssuingCA            string   `json:"issuing_ca,omitempty" doc:"The CA that issues the product's device certificates: a name from GET /v1/admin/cas (a CA is named after its suite, e.g. ml-dsa-65); one the platform lacks is refused. Empty: the platform's first CA."`
-	RequireLocked        bool     `json:"require_locked,omitempty" doc:"Require locked devices (docs/manufacturing.md, \"Locking the device\"): a manifest whose records do not all say the station closed every lock (debug port, key-store window, bootloader) is refused with devices-not-locked, nothing imported, and a device imported before the requirement was set is refused onboarding with device-not-locked. A record without the locks field (a manifest from before stations recorded locks) counts as not locked. Default: false."`
+	ID                   string                   `json:"id" doc:"Slug: 1 to 63 characters of a-z, 0-9, '-', starting with a letter or digit." pattern:"^[a-z0-9][a-z0-9-]{0,62}$"`
+	Name                 string                   `json:"name" doc:"Display name, 1 to 128 printable characters."`
+	CertValidity         string                   `json:"cert_validity" doc:"Validity of the device certificates issued for the product, a Go duration such as \"8760h\"; 1h to 87600h (10 years)."`
+	CloudEndpoint        string                   `json:"cloud_endpoint" doc:"Where onboarded devices connect: an absolute URL with scheme mqtts, https or wss, a host, no user information or fragment."`
+	RenewalWindow        string                   `json:"renewal_window,omitempty" doc:"How long before its certificate expires a device may renew, a Go duration from 0 to cert_validity such as \"720h\"; a renewal before is refused with renewal-not-due unless an administrator forces it. Empty or 0: renewal at any time (the default)."`
+	HeartbeatInterval    string                   `json:"heartbeat_interval,omitempty" doc:"How long an onboarded device that reported may be silent before a device.silent event, a Go duration from 1m to 8760h such as \"1h\". Empty or 0: the platform's --heartbeat-interval."`
+	MinFirmwareVersion   string                   `json:"min_firmware_version,omitempty" doc:"The lowest firmware version the product's devices should run: a status report below it (or not comparable with it) adds one firmware.outdated event per version reported. Dotted numbers with an optional pre-release, e.g. 1.4.0 or 2.0.0-rc.1; anything else is refused. Empty: none."`
+	FirmwareRoots        []string                 `json:"firmware_roots,omitempty" doc:"The SHA-256 (hex) of each vendor firmware root key's DER SubjectPublicKeyInfo, in the order of the devices' OTP root-key slots (at most 4): every live one must have signed an uploaded image. Empty: no image is accepted."`
+	FirmwareRetiredSlots []int                    `json:"firmware_retired_slots,omitempty" doc:"The root-key slots retired so far (0 to 3): their roots are neither required nor enough. At least one root stays live."`
+	FirmwareClassKey     string                   `json:"firmware_class_key,omitempty" doc:"The SHA-256 (hex) of the device-class public key (hallmark's sealing encoding) encrypted images must be sealed to. Empty: none, and encrypted images are refused."`
+	IssuingCA            string                   `json:"issuing_ca,omitempty" doc:"The CA that issues the product's device certificates: a name from GET /v1/admin/cas (a CA is named after its suite, e.g. ml-dsa-65); one the platform lacks is refused. Empty: the platform's first CA."`
+	RequireLocked        bool                     `json:"require_locked,omitempty" doc:"Require locked devices (docs/manufacturing.md, \"Locking the device\"): a manifest whose records do not all say the station closed every lock (debug port, key-store window, bootloader) is refused with devices-not-locked, nothing imported, and a device imported before the requirement was set is refused onboarding with device-not-locked. A record without the locks field (a manifest from before stations recorded locks) counts as not locked. Default: false."`
+	Allocation           string                   `json:"allocation,omitempty" enum:"static,hash,webhook" doc:"How devices are spread over cloud endpoints (docs/front-doors.md, \"Allocation\"): static (the default) sends all to cloud_endpoint; hash spreads them over endpoints by weighted rendezvous hashing of the identity; webhook asks webhook_url, which must answer one of endpoints. Decided once per device, at its first certificate."`
+	Endpoints            []store.WeightedEndpoint `json:"endpoints,omitempty" doc:"hash and webhook: 1 to 16 endpoints, each a URL as cloud_endpoint and a weight from 1 to 1000 (0 or left out: 1); cloud_endpoint is then the first, or left out. static: at most one, instead of cloud_endpoint."`
+	WebhookURL           string                   `json:"webhook_url,omitempty" doc:"webhook: the URL that chooses (https, or http to loopback); it receives a signed POST per device and answers {\"endpoint\": one of endpoints}."`
+	WebhookSecret        string                   `json:"webhook_secret,omitempty" doc:"webhook: the HMAC-SHA256 key signing the requests, 16 to 256 bytes; never returned."`
 }
 
 // ProductUpdateRequest changes a product's policy; members left out stay
@@ -72,11 +77,30 @@ type Product struct {
 	HeartbeatInterval  string `json:"heartbeat_interval" doc:"Go duration; 0s: the platform's --heartbeat-interval."`
 	MinFirmwareVersion string `json:"min_firmware_version" doc:"Empty: no minimum."`
 	// The firmware policy (ProductRequest); empty members: none.
-	FirmwareRoots        []string `json:"firmware_roots"`
-	FirmwareRetiredSlots []int    `json:"firmware_retired_slots"`
-	FirmwareClassKey     string   `json:"firmware_class_key,omitempty"`
-	IssuingCA            string   `json:"issuing_ca" doc:"The CA issuing the product's certificates; empty: the platform's first CA."`
-	RequireLocked        bool     `json:"require_locked" doc:"Devices must be recorded locked to be imported or onboarded."`
+	FirmwareRoots        []string          `json:"firmware_roots"`
+	FirmwareRetiredSlots []int             `json:"firmware_retired_slots"`
+	FirmwareClassKey     string            `json:"firmware_class_key,omitempty"`
+	IssuingCA            string            `json:"issuing_ca" doc:"The CA issuing the product's certificates; empty: the platform's first CA."`
+	RequireLocked        bool              `json:"require_locked" doc:"Devices must be recorded locked to be imported or onboarded."`
+	Allocation           ProductAllocation `json:"allocation" doc:"How the product's devices are spread over cloud endpoints."`
+}
+
+// ProductAllocation shows a product's allocation policy.
+type ProductAllocation struct {
+	Kind             string                   `json:"kind" enum:"static,hash,webhook"`
+	Endpoints        []store.WeightedEndpoint `json:"endpoints" doc:"The endpoints a device may be allocated; static: the product's cloud_endpoint, weight 1."`
+	WebhookURL       string                   `json:"webhook_url,omitempty"`
+	WebhookSecretSet bool                     `json:"webhook_secret_set" doc:"Whether a webhook secret is set; the secret itself is never returned."`
+}
+
+// AllocationRequest replaces a product's allocation policy: members as in
+// ProductRequest (allocation, endpoints, webhook_url, webhook_secret); a
+// static policy gives its one endpoint in endpoints.
+type AllocationRequest struct {
+	Allocation    string                   `json:"allocation" enum:"static,hash,webhook" doc:"As in ProductRequest."`
+	Endpoints     []store.WeightedEndpoint `json:"endpoints" doc:"As in ProductRequest; static: exactly one, the product's new cloud_endpoint."`
+	WebhookURL    string                   `json:"webhook_url,omitempty" doc:"As in ProductRequest."`
+	WebhookSecret string                   `json:"webhook_secret,omitempty" doc:"As in ProductRequest; never returned."`
 }
 
 // ProductList lists products.
@@ -148,7 +172,7 @@ type Certificate struct {
 	IssuedAt  time.Time  `json:"issued_at"`
 	RevokedAt *time.Time `json:"revoked_at,omitempty" doc:"When the certificate was revoked or put on hold; absent while it is good."`
 	// RevocationReason is its RFC 5280 CRLReason, named.
-	RevocationReason string `json:"revocation_reason,omitempty" enum:"unspecified,key-compromise,superseded,cessation-of-operation,certificate-hold" doc:"Why it was revoked (RFC 5280 CRLReason); certificate-hold while its device is suspended."`
+	RevocationReason string `json:"revocation_reason,omitempty" enum:"unspecified,key-compromise,affiliation-changed,superseded,cessation-of-operation,certificate-hold" doc:"Why it was revoked (RFC 5280 CRLReason); certificate-hold while its device is suspended. A device revoking one of its own certificates (CMP rr) may give unspecified, key-compromise, affiliation-changed, superseded or cessation-of-operation."`
 	// SupersededAt is when a later certificate of the device replaced
 	// this one; absent for the device's current certificate.
 	SupersededAt *time.Time `json:"superseded_at,omitempty" doc:"When a later certificate of the device (a renewal or a new onboarding) replaced this one; absent for the current certificate."`

@@ -369,7 +369,13 @@ func (s *Service) commit(ctx context.Context, dev store.Device, succ continuity.
 	case err != nil:
 		return nil, none, fmt.Errorf("record migration: %w", err)
 	}
-	p := onboarding.Product{ID: product.ID, CertValidity: product.CertValidity, CloudEndpoint: product.CloudEndpoint,
+	// The successor is the same device: it keeps the endpoint allocated
+	// to it (the store copied it), else the product's.
+	endpoint := dev.CloudEndpoint
+	if endpoint == "" {
+		endpoint = product.CloudEndpoint
+	}
+	p := onboarding.Product{ID: product.ID, CertValidity: product.CertValidity, CloudEndpoint: endpoint,
 		RenewalWindow: product.RenewalWindow}
 	return onboarding.NewCredentials(cert, p, s.cfg.Issuer), res, nil
 }

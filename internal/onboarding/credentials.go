@@ -5,5 +5,5 @@ package onboarding
 // and when to renew. Another front door that issues a device certificate
 // (a migration) answers with it, so devices read one shape.
 func NewCredentials(cert Certificate, p Product, iss Issuer) *Credentials {
-	return (&Service{cfg: Config{Issuer: iss}}).credentials(cert, p)
+	return (&Service{cfg: Config{Issuer: iss}}).credentialsAt(cert, p, p.CloudEndpoint)
 }

@@ -43,7 +43,8 @@ func (e *RenewalLimitError) Error() string {
 func (e *RenewalLimitError) Is(target error) bool { return target == ErrRenewalLimited }
 
 // RetryAfter is how long a refused client should wait, rounded up to a
-// whole second, if err says: a renewal over the limit or not yet due.
+// whole second, if err says: a renewal over the limit or not yet due, or
+// an endpoint allocation that could not be decided (allocation.go).
 func RetryAfter(err error) (time.Duration, bool) {
 	var lim *RenewalLimitError
 	var notDue *RenewalNotDueError
@@ -53,6 +54,8 @@ func RetryAfter(err error) (time.Duration, bool) {
 		wait = lim.RetryAfter
 	case errors.As(err, &notDue):
 		wait = notDue.RetryAfter
+	case errors.Is(err, ErrAllocationUnavailable):
+		wait = AllocationRetryAfter
 	default:
 		return 0, false
 	}

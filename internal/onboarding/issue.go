@@ -43,6 +43,13 @@ func (s *Service) issueWith(ctx context.Context, dev Device, opKey crypto.Public
 	if err != nil {
 		return nil, fmt.Errorf("issuing CA of product %q: %w", product.ID, err)
 	}
+	// Decided before the certificate is signed, so a webhook that cannot
+	// decide refuses with nothing recorded; an allocation whose issuance
+	// is then refused stays, the device's endpoint all the same.
+	endpoint, err := s.allocate(ctx, dev, product)
+	if err != nil {
+		return nil, fmt.Errorf("cloud endpoint of %s: %w", dev.Identity, err)
+	}
 	var cert Certificate
 	for attempt := 0; ; attempt++ {
 		if cert, err = iss.Issue(ctx, dev.Identity, opKey, product.CertValidity); err != nil {
@@ -68,15 +75,15 @@ func (s *Service) issueWith(ctx context.Context, dev Device, opKey crypto.Public
 	case err != nil:
 		return nil, fmt.Errorf("record onboarding: %w", err)
 	}
-	return s.credentials(cert, product), nil
+	return s.credentialsAt(cert, product, endpoint), nil
 }
 
-// credentials carry the chain and trust bundle of the CA that signed
+// credentialsAt carry the chain and trust bundle of the CA that signed
 // cert, which after a product moved to another CA is not the product's
-// until the device renews.
-func (s *Service) credentials(cert Certificate, product Product) *Credentials {
+// until the device renews, and the device's endpoint (allocation.go).
+func (s *Service) credentialsAt(cert Certificate, product Product, endpoint string) *Credentials {
 	iss := issuerOf(s.cfg.Issuer, cert)
 	chain := append([]string{string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.DER}))}, iss.ChainPEM()...)
 	return &Credentials{Identity: cert.Identity, CertificateChain: chain, TrustBundle: iss.TrustBundlePEM(),
-		CloudEndpoint: product.CloudEndpoint, NotAfter: cert.NotAfter, RenewAfter: renewAfter(cert, product)}
+		CloudEndpoint: endpoint, NotAfter: cert.NotAfter, RenewAfter: renewAfter(cert, product)}
 }

@@ -88,7 +88,7 @@ func ErrorCode(err error) string {
 		{ErrDecommissioned, "decommissioned"}, {ErrMigrated, "migrated"}, {ErrBadCSR, "bad-csr"},
 		{ErrNotOnboarded, "not-onboarded"}, {ErrNotLocked, "not-locked"},
 		{ErrRenewalLimited, "renewal-too-soon"}, {ErrSuperseded, "certificate-superseded"},
-		{ErrRenewalNotDue, "renewal-not-due"},
+		{ErrRenewalNotDue, "renewal-not-due"}, {ErrAllocationUnavailable, "allocation-unavailable"},
 	} {
 		if errors.Is(err, c.err) {
 			return c.code

@@ -145,6 +145,10 @@ type Config struct {
 	// Watch is told of every successful onboarding (outcome.go); nil
 	// tells no one.
 	Watch Watch
+	// CertificatesRevoked is called after a device revoked a certificate
+	// of its own (RevokeOwn), so that the CRL and OCSP answers follow at
+	// once; nil calls nothing.
+	CertificatesRevoked func()
 }
 
 // Default limits.
@@ -306,15 +310,7 @@ func (s *Service) prove(ctx context.Context, req ProofRequest, addr string) (_ *
 		s.burn(ctx, challengeID, now)
 		return nil, err
 	}
-	ev := Event{Identity: dev.Identity, Action: "device.onboard", Outcome: "ok", Detail: "ok", Source: addr}
-	defer func() {
-		if err == nil && s.cfg.Watch != nil {
-			s.cfg.Watch.Onboarded(ctx, Onboarding{Identity: dev.Identity, Source: addr, At: ev.Time,
-				Again: dev.Standing == StandingOnboarded})
-		}
-	}()
-	return s.issueWith(ctx, dev, opKey, func(cert Certificate, at time.Time) error {
-		ev.Time = at
+	return s.onboard(ctx, dev, opKey, addr, func(cert Certificate, at time.Time, ev Event) error {
 		err := s.cfg.State.CompleteOnboarding(ctx, challengeID, cert, at, ev)
 		switch {
 		case errors.Is(err, ErrChallengeUsed):
@@ -328,6 +324,24 @@ func (s *Service) prove(ctx context.Context, req ProofRequest, addr string) (_ *
 			s.burn(ctx, challengeID, at) // a refused answer, like a bad CSR
 		}
 		return err
+	})
+}
+
+// onboard issues dev's certificate for opKey and records the onboarding
+// by complete, the door's one write, with its audit event; Watch hears of
+// it once it succeeded. Every door's first onboarding ends here.
+func (s *Service) onboard(ctx context.Context, dev Device, opKey crypto.PublicKey, addr string,
+	complete func(cert Certificate, at time.Time, ev Event) error) (_ *Credentials, err error) {
+	ev := Event{Identity: dev.Identity, Action: "device.onboard", Outcome: "ok", Detail: "ok", Source: addr}
+	defer func() {
+		if err == nil && s.cfg.Watch != nil {
+			s.cfg.Watch.Onboarded(ctx, Onboarding{Identity: dev.Identity, Source: addr, At: ev.Time,
+				Again: dev.Standing == StandingOnboarded})
+		}
+	}()
+	return s.issueWith(ctx, dev, opKey, func(cert Certificate, at time.Time) error {
+		ev.Time = at
+		return complete(cert, at, ev)
 	})
 }
 

@@ -207,6 +207,11 @@ type Certificates interface {
 	// RenewalGranted reports whether an administrator allowed the
 	// device's next renewal outside its product's window.
 	RenewalGranted(ctx context.Context, id identity.ID) (bool, error)
+	// RevokeCertificate revokes the certificate serial with reason at at
+	// and records ev, in one write; changed is false if it was revoked
+	// (or on hold) already, and then nothing is recorded. An unknown
+	// serial is ErrNotFound.
+	RevokeCertificate(ctx context.Context, serial [16]byte, reason int, at time.Time, ev Event) (changed bool, err error)
 }
 
 // AuditLog records an event that is no part of a recorded change; a

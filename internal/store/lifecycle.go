@@ -44,6 +44,7 @@ var Transitions = []Transition{TransitionSuspend, TransitionResume, TransitionRe
 const (
 	ReasonUnspecified          = 0
 	ReasonKeyCompromise        = 1
+	ReasonAffiliationChanged   = 3
 	ReasonSuperseded           = 4
 	ReasonCessationOfOperation = 5
 	ReasonCertificateHold      = 6
@@ -177,6 +178,14 @@ type Lifecycle interface {
 	// so the device onboards afresh. Every change sets StateChangedAt and
 	// StateReason.
 	TransitionDevice(ctx context.Context, id identity.ID, req TransitionRequest) (TransitionResult, error)
+	// RevokeCertificate revokes one certificate at its holder's request
+	// (a device ending the use of one key, docs/front-doors.md, CMP rr),
+	// leaving the device's state and its other certificates as they
+	// are: RevokedAt at, RevocationReason reason, and audit appended, in
+	// one transaction. A certificate revoked already or on hold is left
+	// as it is (changed false, nothing appended); an unknown serial is
+	// ErrNotFound.
+	RevokeCertificate(ctx context.Context, serial [16]byte, reason int, at time.Time, audit AuditEvent) (changed bool, err error)
 	// ListRevokedCertificates returns certificates revoked or on hold in
 	// the order of their expiry, then serial (bytes), those after the
 	// cursor (keyset pagination), at most limit: zero or less is

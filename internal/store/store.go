@@ -118,6 +118,9 @@ type Product struct {
 	// the station closed every lock (Device.Locks): at import, and at
 	// onboarding for devices imported before it was set.
 	RequireLocked bool
+	// Allocation spreads devices over endpoints (allocation.go); the zero
+	// value sends them all to CloudEndpoint.
+	Allocation Allocation
 }
 
 // Batch is one imported manifest.
@@ -153,6 +156,9 @@ type Device struct {
 	// the manifest's spelling (manifest.Locks): "open", the closed locks,
 	// or "" for a record written before stations recorded locks.
 	Locks string
+	// CloudEndpoint is the endpoint allocated at the device's first
+	// issuance (Allocations), "" until then.
+	CloudEndpoint string
 }
 
 // DeviceFilter selects devices; zero fields match everything.
@@ -400,6 +406,7 @@ type Store interface {
 	Jobs
 	FirmwareImages
 	Campaigns
+	Allocations
 	// Ping reports whether the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 	// Close releases the backend; calling it again does no harm.

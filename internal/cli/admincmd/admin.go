@@ -50,7 +50,7 @@ An error the server answers with is one line: title, detail and code.`,
 	cmdline.BindEnv(pf, cmdline.EnvPrefix, "server", "token-file", "ca-file")
 	cmd.AddCommand(newAdminStationCmd(s, f), newAdminProductCmd(s, f), newAdminManifestCmd(s, f),
 		newAdminDeviceCmd(s, f), newAdminAuditCmd(s, f), newAdminTokenCmd(s, f),
-		newAdminEventsCmd(s, f), newAdminFirmwareCmd(s, f), newAdminCampaignCmd(s, f), newAdminCACmd(s, f))
+		newAdminEventsCmd(s, f), newAdminFirmwareCmd(s, f), newAdminCampaignCmd(s, f), newAdminCACmd(s, f), newAdminEvidenceCmd(s, f))
 	return cmd
 }
 

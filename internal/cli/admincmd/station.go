@@ -72,6 +72,7 @@ func newAdminProductCmd(s *cmdline.Streams, f *adminFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "product", Short: "Create and list products (certificate validity, cloud endpoint)"}
 	var req httpapi.ProductRequest
 	var addPolicy policyFlags
+	var alloc allocationFlags
 	add := &cobra.Command{
 		Use:   "add --id ID --name NAME --cert-validity 8760h --cloud-endpoint URL [--renewal-window 720h]",
 		Short: "Create a product",
@@ -97,11 +98,22 @@ first CA.
 says the station locked them (debug port, key-store window, bootloader;
 hallmark station run locks unless given --leave-open): a manifest listing
 a device left open, or written before stations recorded locks, is refused
-whole (devices-not-locked, naming the devices).`,
+whole (devices-not-locked, naming the devices).
+
+--allocation hash|webhook spreads devices over the --endpoint URLs (repeat
+it; URL=WEIGHT for a share, default 1) instead of one --cloud-endpoint: hash
+by a stable hash of each device's identity, webhook by asking
+--webhook-url in a POST signed with the secret in --webhook-secret-file
+(mode 0600, 16 to 256 bytes). A device's endpoint is decided at its first
+certificate and kept (docs/front-doors.md, "Allocation").`,
 		Args: cobra.NoArgs,
 		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, _ []string) error {
-			if req.ID == "" || req.Name == "" || req.CertValidity == "" || req.CloudEndpoint == "" {
-				return cmdline.Usagef("--id, --name, --cert-validity and --cloud-endpoint are required")
+			if req.ID == "" || req.Name == "" || req.CertValidity == "" || req.CloudEndpoint == "" && len(alloc.endpoints) == 0 {
+				return cmdline.Usagef("--id, --name, --cert-validity and --cloud-endpoint (or --endpoint) are required")
+			}
+			var err error
+			if req.Allocation, req.Endpoints, req.WebhookURL, req.WebhookSecret, err = alloc.resolve(s); err != nil {
+				return err
 			}
 			roots, retired, class, err := addPolicy.resolve(s, func(string) bool { return true })
 			if err != nil {
@@ -113,6 +125,9 @@ whole (devices-not-locked, naming the devices).`,
 				return err
 			}
 			fmt.Fprintf(s.Out, "created product %s %q: certificates valid %s, endpoint %s\n", cmdline.Safe(p.ID), p.Name, cmdline.Safe(p.CertValidity), cmdline.Safe(p.CloudEndpoint))
+			if alloc.given() {
+				fmt.Fprintf(s.Out, "allocation %s\n", cmdline.Safe(describeAllocation(p.Allocation)))
+			}
 			if p.RenewalWindow != "" && p.RenewalWindow != "0s" {
 				fmt.Fprintf(s.Out, "devices may renew in the last %s of a certificate's validity\n", cmdline.Safe(p.RenewalWindow))
 			}
@@ -131,6 +146,7 @@ whole (devices-not-locked, naming the devices).`,
 	add.Flags().StringVar(&req.IssuingCA, "issuing-ca", "", "the `CA` issuing the product's certificates, such as ml-dsa-65 (hallmark admin ca list; default: the first CA)")
 	add.Flags().BoolVar(&req.RequireLocked, "require-locked", false, "accept only devices the station recorded locked (default: any)")
 	addPolicy.register(add.Flags())
+	alloc.register(add.Flags())
 	add.Flags().StringVar(&req.CloudEndpoint, "cloud-endpoint", "", "`URL` of your broker that devices are told to connect to: mqtts://, https:// or wss:// (required)")
 	var asJSON bool
 	list := &cobra.Command{
@@ -138,7 +154,9 @@ whole (devices-not-locked, naming the devices).`,
 		Short: "List products",
 		Long: `List every product and its policy. REQUIRE LOCKED is yes for a product that
 accepts only devices the station recorded locked (add|update --require-locked);
---json prints the products as the API answers them (require_locked).`,
+ALLOCATION is static, or hash:/webhook: and the endpoints with their weights
+(add|set-allocation --allocation); --json prints the products as the API
+answers them (require_locked, allocation).`,
 		Args: cobra.NoArgs,
 		RunE: adminRun(s, f, func(ctx context.Context, c *httpapi.Client, _ []string) error {
 			products, err := c.ListProducts(ctx)
@@ -148,13 +166,13 @@ accepts only devices the station recorded locked (add|update --require-locked);
 			var rows [][]string
 			for _, p := range products {
 				rows = append(rows, []string{p.ID, p.CertValidity, p.RenewalWindow, p.HeartbeatInterval, orDash(p.MinFirmwareVersion), orDash(p.IssuingCA),
-					yesNo(p.RequireLocked), p.CloudEndpoint, p.Name})
+					yesNo(p.RequireLocked), p.CloudEndpoint, describeAllocation(p.Allocation), p.Name})
 			}
-			return s.Table("ID\tCERT VALIDITY\tRENEWAL WINDOW\tHEARTBEAT\tMIN FIRMWARE\tISSUING CA\tREQUIRE LOCKED\tCLOUD ENDPOINT\tNAME", rows)
+			return s.Table("ID\tCERT VALIDITY\tRENEWAL WINDOW\tHEARTBEAT\tMIN FIRMWARE\tISSUING CA\tREQUIRE LOCKED\tCLOUD ENDPOINT\tALLOCATION\tNAME", rows)
 		}),
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(add, list, newAdminProductUpdateCmd(s, f))
+	cmd.AddCommand(add, list, newAdminProductUpdateCmd(s, f), newAdminProductSetAllocationCmd(s, f))
 	return cmd
 }
 

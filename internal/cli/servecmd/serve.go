@@ -80,7 +80,7 @@ Cloud connectors: with --mqtt-admin-url every onboarded device is registered
 with a Mosquitto broker (dynamic security: a client named by its identity,
 allowed its own topic tree only); with --webhook-url a signed event is
 POSTed. Both run in the background from a durable job queue with retries;
-revoking a device deregisters it. See docs/connectors.md.` + transportHelp + revocationHelp
+revoking a device deregisters it. See docs/connectors.md.` + transportHelp + revocationHelp + auditChainHelp
 
 // New returns the serve command.
 func New(s *cmdline.Streams) *cobra.Command {
@@ -130,6 +130,7 @@ type serveFlags struct {
 	transport                                                                               transportFlags
 	revocation                                                                              revocationFlags
 	monitoring                                                                              monitoringFlags
+	auditChain                                                                              auditChainFlags
 }
 
 func (sf *serveFlags) register(f *pflag.FlagSet) {
@@ -152,6 +153,7 @@ func (sf *serveFlags) register(f *pflag.FlagSet) {
 	sf.transport.register(f)
 	sf.revocation.register(f)
 	sf.monitoring.register(f)
+	sf.auditChain.register(f)
 	f.StringVar(&sf.pprofListen, "pprof-listen", "", "serve Go's profiler (net/http/pprof) on this loopback `ADDRESS`, e.g. 127.0.0.1:6060")
 }
 
@@ -187,7 +189,7 @@ func (sf *serveFlags) config(s *cmdline.Streams) (app.Config, error) {
 	}
 	cfg := app.Config{DataDir: sf.dataDir, Database: sf.database, Listen: sf.listen, ServerName: sf.serverName, CASuite: suite.ID(),
 		CASuites: more, CAKeyURI: sf.caKeyURI, MaxManifestBytes: sf.maxManifest, Log: log, RatePerIdentity: sf.ratePerIdentity, RatePerAddress: sf.ratePerAddress}
-	for _, apply := range []func(*app.Config) error{sf.defences.apply, sf.issuance.apply, sf.transport.apply, sf.revocation.apply, sf.monitoring.apply} {
+	for _, apply := range []func(*app.Config) error{sf.defences.apply, sf.issuance.apply, sf.transport.apply, sf.revocation.apply, sf.monitoring.apply, sf.auditChain.apply} {
 		if err := apply(&cfg); err != nil {
 			return app.Config{}, err
 		}

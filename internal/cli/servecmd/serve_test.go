@@ -41,6 +41,8 @@ func TestServeRefusesBadCAChoices(t *testing.T) {
 		{nil, [2]string{"HALLMARK_CA_SUITE", "ml-dsa-87"}, "a CA may use ecdsa-p256, ml-dsa-65"},
 		{[]string{"--ca-key-uri", "pkcs11:"}, [2]string{}, "--ca-key-uri: "},
 		{nil, [2]string{"HALLMARK_CA_KEY_URI", "nosuch:/x"}, `scheme "nosuch"`},
+		{[]string{"--audit-checkpoint-interval", "100ms"}, [2]string{}, "--audit-checkpoint-interval 100ms: want 1s to 1h"},
+		{[]string{"--audit-checkpoint-every", "-5"}, [2]string{}, "--audit-checkpoint-every -5: want 1 to 10000000"},
 	} {
 		t.Run(strings.Join(append(c.args, c.env[:]...), " "), func(t *testing.T) {
 			if c.env[0] != "" {

@@ -47,19 +47,19 @@ func (f factoryFiles) stationArgs(dir string, count int) []string {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-// TestStationBatchThroughCLI runs a batch of 1,000 devices of every class and suite
+// TestStationBatchThroughCLI runs a batch of 150 devices, ten of every class and suite,
 // with a hybrid (ECDSA + ML-DSA) boot policy, verifies its manifest, and
 // checks that changing any byte of the manifest is detected.
 func TestStationBatchThroughCLI(t *testing.T) {
 	f := newFactoryFiles(t)
 	batch := filepath.Join(f.dir, "batch")
-	out := clitest.MustRun(t, nil, f.stationArgs(batch, 1000)...)
-	if !strings.Contains(out, "1000 enrolled, 0 rejected") || strings.Count(out, "/") < 20 {
+	out := clitest.MustRun(t, nil, f.stationArgs(batch, 150)...)
+	if !strings.Contains(out, "150 enrolled, 0 rejected") || strings.Count(out, "/") < 20 {
 		t.Fatalf("station output:\n%s", out)
 	}
 	manifestPath := filepath.Join(batch, "manifest.jsonl")
 	out = clitest.MustRun(t, nil, "manifest", "verify", "--station", f.stationPub, "--in", manifestPath)
-	if !strings.Contains(out, "1000") {
+	if !strings.Contains(out, "150") {
 		t.Fatalf("manifest verify output:\n%s", out)
 	}
 	data, _ := os.ReadFile(manifestPath)
@@ -77,7 +77,7 @@ func TestStationBatchThroughCLI(t *testing.T) {
 	}
 	// No puf device's state holds a key store.
 	states, _ := filepath.Glob(filepath.Join(batch, "devices", "*.json"))
-	if len(states) != 1000 {
+	if len(states) != 150 {
 		t.Fatalf("%d device states", len(states))
 	}
 	for _, p := range states {

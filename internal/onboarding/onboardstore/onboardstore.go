@@ -34,6 +34,7 @@ type Store interface {
 	CompleteOnboarding(ctx context.Context, challengeID [16]byte, cert store.Certificate, at time.Time, audit store.AuditEvent, jobs ...store.Job) error
 	RenewCertificate(ctx context.Context, cert store.Certificate, at time.Time, terms store.RenewalTerms, jobs ...store.Job) (bool, error)
 	GetRenewalGrant(ctx context.Context, id identity.ID) (store.RenewalGrant, error)
+	RevokeCertificate(ctx context.Context, serial [16]byte, reason int, at time.Time, audit store.AuditEvent) (bool, error)
 	audit.Appender
 }
 

@@ -267,7 +267,7 @@ func scanBatch(row pgx.Row) (store.Batch, error) {
 
 const deviceColumns = `identity, algorithm, public_key, root_of_trust, injection, batch_id,
 	station_id, product_id, state, created_at, onboarded_at, revoked_at, revoke_note,
-	state_changed_at, state_reason, locks`
+	state_changed_at, state_reason, locks, cloud_endpoint`
 
 // GetDevice returns one device or store.ErrNotFound.
 func (s *Store) GetDevice(ctx context.Context, id identity.ID) (store.Device, error) {
@@ -329,16 +329,20 @@ func deviceQuery(f store.DeviceFilter) (string, []any) {
 
 func scanDevice(row pgx.Row) (store.Device, error) {
 	var d store.Device
+	var endpoint *string
 	var id, station []byte
 	var alg, state string
 	var onboarded, revoked, changed *time.Time
 	err := row.Scan(&id, &alg, &d.PublicKey, &d.RootOfTrust, &d.Injection, &d.BatchID,
-		&station, &d.ProductID, &state, &d.CreatedAt, &onboarded, &revoked, &d.RevokeNote, &changed, &d.StateReason, &d.Locks)
+		&station, &d.ProductID, &state, &d.CreatedAt, &onboarded, &revoked, &d.RevokeNote, &changed, &d.StateReason, &d.Locks, &endpoint)
 	if err != nil {
 		return store.Device{}, err
 	}
 	d.Algorithm = sigalg.ID(alg)
 	d.State = store.DeviceState(state)
+	if endpoint != nil {
+		d.CloudEndpoint = *endpoint
+	}
 	d.CreatedAt = d.CreatedAt.UTC()
 	d.OnboardedAt = fromNullTime(onboarded)
 	d.RevokedAt = fromNullTime(revoked)
@@ -347,4 +351,19 @@ func scanDevice(row pgx.Row) (store.Device, error) {
 		return store.Device{}, err
 	}
 	return d, fixed(d.StationID[:], station, "station ID")
+}
+
+// AllocateEndpoint records a device's endpoint unless one is recorded
+// (store.Allocations); one statement, so the first writer wins.
+func (s *Store) AllocateEndpoint(ctx context.Context, id identity.ID, endpoint string) (string, error) {
+	const q = `UPDATE devices SET cloud_endpoint = coalesce(cloud_endpoint, $1) WHERE identity = $2 RETURNING cloud_endpoint`
+	var recorded string
+	err := s.pool.QueryRow(ctx, q, endpoint, id[:]).Scan(&recorded)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("postgres: device %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("postgres: allocate endpoint of %s: %w", id, err)
+	}
+	return recorded, nil
 }

@@ -99,3 +99,37 @@ func (s *Store) ListRevokedCertificates(ctx context.Context, after store.Revoked
 	}
 	return list, nil
 }
+
+// RevokeCertificate revokes one certificate and appends audit in one
+// transaction; a certificate revoked or held already is left as it is.
+// The UPDATE's row lock orders it with a transition of the device, which
+// updates the same row.
+func (s *Store) RevokeCertificate(ctx context.Context, serial [16]byte, reason int, at time.Time, audit store.AuditEvent) (bool, error) {
+	if audit.Time.IsZero() {
+		audit.Time = at
+	}
+	changed := false
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		changed = false
+		tag, err := tx.Exec(ctx, `UPDATE certificates SET revoked_at = $1, revocation_reason = $2
+			WHERE serial = $3 AND revoked_at IS NULL`, at, reason, serial[:])
+		if err != nil {
+			return fmt.Errorf("revoke certificate: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			var one int
+			err := tx.QueryRow(ctx, `SELECT 1 FROM certificates WHERE serial = $1`, serial[:]).Scan(&one)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("certificate %x: %w", serial, store.ErrNotFound)
+			}
+			return err
+		}
+		changed = true
+		_, err = appendAudit(ctx, tx, audit)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("postgres: revoke certificate: %w", err)
+	}
+	return changed, nil
+}

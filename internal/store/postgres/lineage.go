@@ -121,9 +121,9 @@ func completeMigration(ctx context.Context, tx pgx.Tx, m store.Migration) (store
 		return res, fmt.Errorf("%w: the new identity is the old one", store.ErrLineage)
 	}
 	at := m.At
-	_, err = tx.Exec(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'registered', $9, NULL, NULL, '', NULL, '', $10)`,
+	_, err = tx.Exec(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'registered', $9, NULL, NULL, '', NULL, '', $10, $11)`,
 		m.New[:], string(m.NewAlgorithm), m.NewPublicKey, old.RootOfTrust, old.Injection, old.BatchID, old.StationID[:],
-		old.ProductID, at, old.Locks)
+		old.ProductID, at, old.Locks, successorEndpoint(old))
 	if isKeyTaken(err) {
 		return res, fmt.Errorf("%w: the new identity is registered already", store.ErrLineage)
 	}
@@ -204,4 +204,14 @@ func scanLineageLink(row pgx.Row) (store.LineageLink, error) {
 	l.At, l.FromAlgorithm, l.ToAlgorithm = l.At.UTC(), sigalg.ID(from), sigalg.ID(to)
 	return l, errors.Join(fixed(l.Predecessor[:], pred, "predecessor"), fixed(l.Successor[:], succ, "successor"),
 		fixed(l.ChallengeID[:], ch, "challenge ID"))
+}
+
+// successorEndpoint is the cloud endpoint a migration's successor
+// inherits: the same device, at the same endpoint, whatever the
+// product's allocation would choose for its new identity.
+func successorEndpoint(old store.Device) *string {
+	if old.CloudEndpoint == "" {
+		return nil
+	}
+	return &old.CloudEndpoint
 }

@@ -67,13 +67,18 @@ func scanStation(row pgx.Row) (store.Station, error) {
 }
 
 const productColumns = `id, name, cert_validity, cloud_endpoint, created_at, renewal_window, heartbeat_interval, min_firmware_version,
-	firmware_roots, firmware_retired, firmware_class_key, issuing_ca, require_locked`
+	firmware_roots, firmware_retired, firmware_class_key, issuing_ca, require_locked, allocation, allocation_secret`
 
 // CreateProduct adds a product; a taken ID is store.ErrExists.
 func (s *Store) CreateProduct(ctx context.Context, p store.Product) error {
-	const q = `INSERT INTO products (` + productColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
-	_, err := s.pool.Exec(ctx, q, p.ID, p.Name, int64(p.CertValidity), p.CloudEndpoint, p.CreatedAt, int64(p.RenewalWindow),
-		int64(p.HeartbeatInterval), p.MinFirmwareVersion, joinHashes(p.Firmware.Roots), int16(p.Firmware.Retired), classKey(p.Firmware.ClassKey), p.IssuingCA, p.RequireLocked)
+	policy, secret, err := store.AllocationColumns(p.Allocation)
+	if err != nil {
+		return fmt.Errorf("postgres: create product %q: %w", p.ID, err)
+	}
+	const q = `INSERT INTO products (` + productColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`
+	_, err = s.pool.Exec(ctx, q, p.ID, p.Name, int64(p.CertValidity), p.CloudEndpoint, p.CreatedAt, int64(p.RenewalWindow),
+		int64(p.HeartbeatInterval), p.MinFirmwareVersion, joinHashes(p.Firmware.Roots), int16(p.Firmware.Retired), classKey(p.Firmware.ClassKey), p.IssuingCA, p.RequireLocked,
+		policy, secret)
 	if isKeyTaken(err) {
 		return fmt.Errorf("postgres: create product %q: %w", p.ID, store.ErrExists)
 	}
@@ -138,9 +143,14 @@ func scanProduct(row pgx.Row) (store.Product, error) {
 	var p store.Product
 	var validity, window, heartbeat int64
 	var retired int16
-	var roots, class []byte
+	var roots, class, secret []byte
+	var policy *string
 	if err := row.Scan(&p.ID, &p.Name, &validity, &p.CloudEndpoint, &p.CreatedAt, &window, &heartbeat, &p.MinFirmwareVersion,
-		&roots, &retired, &class, &p.IssuingCA, &p.RequireLocked); err != nil {
+		&roots, &retired, &class, &p.IssuingCA, &p.RequireLocked, &policy, &secret); err != nil {
+		return store.Product{}, err
+	}
+	var err error
+	if p.Allocation, err = store.AllocationFromColumns(policy, secret); err != nil {
 		return store.Product{}, err
 	}
 	if err := scanFirmwarePolicy(&p.Firmware, roots, int64(retired), class); err != nil {
@@ -225,4 +235,21 @@ func scanToken(row pgx.Row) (store.Token, error) {
 	t.ExpiresAt = fromNullTime(expires)
 	t.RevokedAt = fromNullTime(revoked)
 	return t, fixed(t.Hash[:], hash, "token hash")
+}
+
+// SetAllocation replaces a product's allocation policy (store.Allocations).
+func (s *Store) SetAllocation(ctx context.Context, id string, a store.Allocation, endpoint string) (store.Product, error) {
+	policy, secret, err := store.AllocationColumns(a)
+	if err != nil {
+		return store.Product{}, fmt.Errorf("postgres: set allocation of product %q: %w", id, err)
+	}
+	const q = `UPDATE products SET allocation = $1, allocation_secret = $2, cloud_endpoint = $3 WHERE id = $4 RETURNING ` + productColumns
+	p, err := scanProduct(s.pool.QueryRow(ctx, q, policy, secret, endpoint, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Product{}, fmt.Errorf("postgres: product %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Product{}, fmt.Errorf("postgres: set allocation of product %q: %w", id, err)
+	}
+	return p, nil
 }

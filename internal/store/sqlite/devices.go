@@ -178,7 +178,7 @@ func scanBatch(row scanner) (store.Batch, error) {
 
 const deviceColumns = `identity, algorithm, public_key, root_of_trust, injection, batch_id,
 	station_id, product_id, state, created_at, onboarded_at, revoked_at, revoke_note,
-	state_changed_at, state_reason, locks`
+	state_changed_at, state_reason, locks, cloud_endpoint`
 
 // GetDevice returns one device or store.ErrNotFound.
 func (s *Store) GetDevice(ctx context.Context, id identity.ID) (store.Device, error) {
@@ -239,17 +239,21 @@ func deviceQuery(f store.DeviceFilter) (string, []any) {
 
 func scanDevice(row scanner) (store.Device, error) {
 	var d store.Device
+	var endpoint *string
 	var id, station []byte
 	var alg, state string
 	var created int64
 	var onboarded, revoked, changed sql.NullInt64
 	err := row.Scan(&id, &alg, &d.PublicKey, &d.RootOfTrust, &d.Injection, &d.BatchID,
-		&station, &d.ProductID, &state, &created, &onboarded, &revoked, &d.RevokeNote, &changed, &d.StateReason, &d.Locks)
+		&station, &d.ProductID, &state, &created, &onboarded, &revoked, &d.RevokeNote, &changed, &d.StateReason, &d.Locks, &endpoint)
 	if err != nil {
 		return store.Device{}, err
 	}
 	d.Algorithm = sigalg.ID(alg)
 	d.State = store.DeviceState(state)
+	if endpoint != nil {
+		d.CloudEndpoint = *endpoint
+	}
 	d.CreatedAt = fromMicros(created)
 	d.OnboardedAt = fromNullMicros(onboarded)
 	d.RevokedAt = fromNullMicros(revoked)
@@ -258,4 +262,19 @@ func scanDevice(row scanner) (store.Device, error) {
 		return store.Device{}, err
 	}
 	return d, fixed(d.StationID[:], station, "station ID")
+}
+
+// AllocateEndpoint records a device's endpoint unless one is recorded
+// (store.Allocations); one statement, so the first writer wins.
+func (s *Store) AllocateEndpoint(ctx context.Context, id identity.ID, endpoint string) (string, error) {
+	const q = `UPDATE devices SET cloud_endpoint = coalesce(cloud_endpoint, ?) WHERE identity = ? RETURNING cloud_endpoint`
+	var recorded string
+	err := s.writer.QueryRowContext(ctx, q, endpoint, id[:]).Scan(&recorded)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("sqlite: device %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("sqlite: allocate endpoint of %s: %w", id, err)
+	}
+	return recorded, nil
 }

@@ -98,3 +98,37 @@ func (s *Store) ListRevokedCertificates(ctx context.Context, after store.Revoked
 	}
 	return list, nil
 }
+
+// RevokeCertificate revokes one certificate and appends audit in one
+// transaction; a certificate revoked or held already is left as it is.
+func (s *Store) RevokeCertificate(ctx context.Context, serial [16]byte, reason int, at time.Time, audit store.AuditEvent) (bool, error) {
+	if audit.Time.IsZero() {
+		audit.Time = at
+	}
+	changed := false
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE certificates SET revoked_at = ?, revocation_reason = ?
+			WHERE serial = ? AND revoked_at IS NULL`, micros(at), reason, serial[:])
+		if err != nil {
+			return fmt.Errorf("revoke certificate: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			if err != nil {
+				return err
+			}
+			var one int
+			err := tx.QueryRowContext(ctx, `SELECT 1 FROM certificates WHERE serial = ?`, serial[:]).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("certificate %x: %w", serial, store.ErrNotFound)
+			}
+			return err
+		}
+		changed = true
+		_, err = appendAudit(ctx, tx, audit)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("sqlite: revoke certificate: %w", err)
+	}
+	return changed, nil
+}

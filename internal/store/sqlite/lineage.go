@@ -125,9 +125,9 @@ func completeMigration(ctx context.Context, tx *sql.Tx, m store.Migration) (stor
 		return res, fmt.Errorf("%w: the new identity is registered already", store.ErrLineage)
 	}
 	at := m.At
-	_, err = tx.ExecContext(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'registered', ?, NULL, NULL, '', NULL, '', ?)`,
+	_, err = tx.ExecContext(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'registered', ?, NULL, NULL, '', NULL, '', ?, ?)`,
 		m.New[:], string(m.NewAlgorithm), m.NewPublicKey, old.RootOfTrust, old.Injection, old.BatchID, old.StationID[:],
-		old.ProductID, micros(at), old.Locks)
+		old.ProductID, micros(at), old.Locks, successorEndpoint(old))
 	if err != nil {
 		return res, fmt.Errorf("register successor: %w", err)
 	}
@@ -212,4 +212,14 @@ func lineageOf(id identity.ID, links []store.LineageLink) store.DeviceLineage {
 		}
 	}
 	return l
+}
+
+// successorEndpoint is the cloud endpoint a migration's successor
+// inherits: the same device, at the same endpoint, whatever the
+// product's allocation would choose for its new identity.
+func successorEndpoint(old store.Device) any {
+	if old.CloudEndpoint == "" {
+		return nil
+	}
+	return old.CloudEndpoint
 }

@@ -67,13 +67,18 @@ func scanStation(row scanner) (store.Station, error) {
 }
 
 const productColumns = `id, name, cert_validity, cloud_endpoint, created_at, renewal_window, heartbeat_interval, min_firmware_version,
-	firmware_roots, firmware_retired, firmware_class_key, issuing_ca, require_locked`
+	firmware_roots, firmware_retired, firmware_class_key, issuing_ca, require_locked, allocation, allocation_secret`
 
 // CreateProduct adds a product; a taken ID is store.ErrExists.
 func (s *Store) CreateProduct(ctx context.Context, p store.Product) error {
-	const q = `INSERT INTO products (` + productColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	_, err := s.writer.ExecContext(ctx, q, p.ID, p.Name, int64(p.CertValidity), p.CloudEndpoint, micros(p.CreatedAt), int64(p.RenewalWindow),
-		int64(p.HeartbeatInterval), p.MinFirmwareVersion, joinHashes(p.Firmware.Roots), int64(p.Firmware.Retired), classKey(p.Firmware.ClassKey), p.IssuingCA, p.RequireLocked)
+	policy, secret, err := store.AllocationColumns(p.Allocation)
+	if err != nil {
+		return fmt.Errorf("sqlite: create product %q: %w", p.ID, err)
+	}
+	const q = `INSERT INTO products (` + productColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	_, err = s.writer.ExecContext(ctx, q, p.ID, p.Name, int64(p.CertValidity), p.CloudEndpoint, micros(p.CreatedAt), int64(p.RenewalWindow),
+		int64(p.HeartbeatInterval), p.MinFirmwareVersion, joinHashes(p.Firmware.Roots), int64(p.Firmware.Retired), classKey(p.Firmware.ClassKey), p.IssuingCA, p.RequireLocked,
+		policy, secret)
 	if isKeyTaken(err) {
 		return fmt.Errorf("sqlite: create product %q: %w", p.ID, store.ErrExists)
 	}
@@ -136,9 +141,14 @@ func optDuration(d *time.Duration) any {
 func scanProduct(row scanner) (store.Product, error) {
 	var p store.Product
 	var validity, created, window, heartbeat, retired int64
-	var roots, class []byte
+	var roots, class, secret []byte
+	var policy *string
 	if err := row.Scan(&p.ID, &p.Name, &validity, &p.CloudEndpoint, &created, &window, &heartbeat, &p.MinFirmwareVersion,
-		&roots, &retired, &class, &p.IssuingCA, &p.RequireLocked); err != nil {
+		&roots, &retired, &class, &p.IssuingCA, &p.RequireLocked, &policy, &secret); err != nil {
+		return store.Product{}, err
+	}
+	var err error
+	if p.Allocation, err = store.AllocationFromColumns(policy, secret); err != nil {
 		return store.Product{}, err
 	}
 	if err := scanFirmwarePolicy(&p.Firmware, roots, retired, class); err != nil {
@@ -258,4 +268,21 @@ func queryAll[T any](ctx context.Context, db queryer, q string, args []any, scan
 		list = append(list, v)
 	}
 	return list, rows.Err()
+}
+
+// SetAllocation replaces a product's allocation policy (store.Allocations).
+func (s *Store) SetAllocation(ctx context.Context, id string, a store.Allocation, endpoint string) (store.Product, error) {
+	policy, secret, err := store.AllocationColumns(a)
+	if err != nil {
+		return store.Product{}, fmt.Errorf("sqlite: set allocation of product %q: %w", id, err)
+	}
+	const q = `UPDATE products SET allocation = ?, allocation_secret = ?, cloud_endpoint = ? WHERE id = ? RETURNING ` + productColumns
+	p, err := scanProduct(s.writer.QueryRowContext(ctx, q, policy, secret, endpoint, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Product{}, fmt.Errorf("sqlite: product %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Product{}, fmt.Errorf("sqlite: set allocation of product %q: %w", id, err)
+	}
+	return p, nil
 }

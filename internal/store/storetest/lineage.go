@@ -95,6 +95,10 @@ func testMigrationChallenges(t *testing.T, f *fixture) {
 // the events, the jobs and the audit event.
 func testCompleteMigration(t *testing.T, f *fixture) {
 	old := f.deviceIn(t, "migrate", store.StateOnboarded)
+	// The successor is the same device: it keeps its allocated endpoint.
+	if _, err := f.s.AllocateEndpoint(f.ctx, old.id, "mqtts://b2.example.com:8883"); err != nil {
+		t.Fatal(err)
+	}
 	before, err := f.s.GetDevice(f.ctx, old.id)
 	must(t, err)
 	m := f.migration(t, old, "migrate", at(5*time.Hour))
@@ -109,7 +113,8 @@ func testCompleteMigration(t *testing.T, f *fixture) {
 	equal(t, "predecessor read back", got, wantOld)
 	wantNew := store.Device{Identity: m.New, Algorithm: sigalg.MLDSA65, PublicKey: m.NewPublicKey, RootOfTrust: before.RootOfTrust,
 		Injection: before.Injection, BatchID: before.BatchID, StationID: before.StationID, ProductID: before.ProductID,
-		State: store.StateOnboarded, CreatedAt: at(5 * time.Hour).UTC(), OnboardedAt: at(5 * time.Hour).UTC()}
+		State: store.StateOnboarded, CreatedAt: at(5 * time.Hour).UTC(), OnboardedAt: at(5 * time.Hour).UTC(),
+		CloudEndpoint: "mqtts://b2.example.com:8883"}
 	equal(t, "successor", res.Successor, wantNew)
 	if res.Revoked != 2 {
 		t.Errorf("revoked %d certificates, want the old identity's 2", res.Revoked)

@@ -29,7 +29,16 @@ import (
 // Run runs the contract suite. open must return a new, empty, migrated
 // store for each call; the suite closes it (Close may then be called a
 // second time, which must not panic).
-func Run(t *testing.T, open func(t *testing.T) store.Store) {
+func Run(t *testing.T, open func(t *testing.T) store.Store) { run(t, open, false) }
+
+// RunParallel runs the contract suite as Run does, its cases beside each
+// other (t.Parallel, up to -test.parallel at once). It is for a backend
+// whose cases spend their time waiting on a server (PostgreSQL: creating
+// and dropping a database per case), not on this process's CPU.
+// Each case has a store of its own, so they share nothing but the server.
+func RunParallel(t *testing.T, open func(t *testing.T) store.Store) { run(t, open, true) }
+
+func run(t *testing.T, open func(t *testing.T) store.Store, parallel bool) {
 	for _, c := range []struct {
 		name string
 		test func(t *testing.T, f *fixture)
@@ -46,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Transitions", testTransitions},
 		{"LifecycleCertificates", testLifecycleCertificates},
 		{"ListRevokedCertificates", testListRevokedCertificates},
+		{"RevokeCertificate", testRevokeCertificate},
 		{"TransitionRace", testTransitionRace},
 		{"Challenges", testChallenges},
 		{"ConsumeChallengeConcurrently", testConsumeConcurrently},
@@ -67,6 +77,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RevokeSupersededConcurrently", testRevokeSupersededConcurrently},
 		{"Audit", testAudit},
 		{"AuditTimeAndLimits", testAuditTimeAndLimits},
+		{"AuditChain", testAuditChain}, {"AuditChainPrune", testAuditChainPrune}, {"AuditChainConcurrently", testAuditChainConcurrently},
 		{"TimePrecision", testTimePrecision},
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"PingClose", testPingClose},
@@ -83,8 +94,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"FirmwarePolicy", testFirmwarePolicy}, {"FirmwareImages", testFirmwareImages}, {"ListFirmwareImages", testListFirmwareImages}, {"PutFirmwareConcurrently", testPutFirmwareConcurrently},
 		{"Campaigns", testCampaigns}, {"CampaignOffer", testCampaignOffer}, {"CampaignDecide", testCampaignDecide}, {"CampaignDecideConcurrently", testCampaignDecideConcurrently},
 		{"CampaignOpenDevicesUnique", testCampaignOpenDevicesUnique}, {"CampaignCreateConcurrently", testCampaignCreateConcurrently},
+		{"AllocationPolicy", testAllocationPolicy}, {"AllocateEndpoint", testAllocateEndpoint},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			if parallel {
+				t.Parallel()
+			}
 			c.test(t, newFixture(t, open))
 		})
 	}

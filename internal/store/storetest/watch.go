@@ -107,6 +107,7 @@ func testFirmwareOutdated(t *testing.T, f *fixture) {
 	if won != 1 {
 		t.Errorf("%d concurrent notes appended, want 1", won)
 	}
+	f.settle(t)
 	events, err := f.s.ListEvents(f.ctx, store.EventFilter{Kind: store.EventFirmwareOutdated})
 	must(t, err)
 	var details []string
@@ -152,6 +153,7 @@ func testCloneNotices(t *testing.T, f *fixture) {
 	if won != 1 {
 		t.Errorf("%d concurrent clone notes appended, want 1", won)
 	}
+	f.settle(t)
 	events, err := f.s.ListEvents(f.ctx, store.EventFilter{Kind: store.EventCloneSuspected, Identity: d.id})
 	must(t, err)
 	if len(events) != 3 || events[0].Detail != "at 5h0m0s" || !events[2].Time.Equal(at(8*time.Hour)) {
@@ -212,6 +214,7 @@ func testSilencePerProduct(t *testing.T, f *fixture) {
 	// Only the product asked for is swept.
 	n, err := f.s.NoteSilentDevices(f.ctx, at(8*time.Hour), other.ID, at(7*time.Hour), 0)
 	must(t, err)
+	f.settle(t)
 	events, err := f.s.ListEvents(f.ctx, store.EventFilter{Kind: store.EventDeviceSilent})
 	must(t, err)
 	if n != 1 || len(events) != 1 || events[0].Identity != theirs {

@@ -31,11 +31,24 @@ func ServerURL() string {
 // still open to it) when the test ends, and returns its URL.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
+	return NewDatabaseFrom(t, "")
+}
+
+// NewDatabaseFrom creates a database as a copy of the database template
+// (the server's default template if empty), dropped like NewDatabase's,
+// and returns its URL. Nothing may be connected to template meanwhile;
+// copies may be made from it at once.
+func NewDatabaseFrom(t testing.TB, template string) string {
+	t.Helper()
 	admin := Connect(t)
 	var b [8]byte
 	rand.Read(b[:])
 	name := "hallmark_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec(t.Context(), "CREATE DATABASE "+name); err != nil {
+	create := "CREATE DATABASE " + name
+	if template != "" {
+		create += " TEMPLATE " + pgx.Identifier{template}.Sanitize()
+	}
+	if _, err := admin.Exec(t.Context(), create); err != nil {
 		admin.Close(context.Background())
 		t.Fatalf("create test database: %v", err)
 	}
