@@ -13,7 +13,13 @@ require (
 	modernc.org/sqlite v1.62.0
 )
 
-require github.com/miekg/pkcs11 v1.1.2
+require (
+	github.com/chromedp/cdproto v0.160.1
+	github.com/chromedp/chromedp v0.23.1
+	github.com/miekg/pkcs11 v1.1.2
+)
+
+require github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 
 require (
 	github.com/google/go-tpm v0.9.8

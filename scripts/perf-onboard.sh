@@ -1,24 +1,35 @@
 #!/usr/bin/env bash
 # Reproduces the onboarding figures of docs/performance.md: starts
 # `hallmark serve` on SQLite or PostgreSQL, registers a station and a
-# product, imports a fleet manifest, onboards the fleet with
-# `hallmark fleet onboard` and reports throughput, latency, the crypto
-# ceiling measured right after in the same run, CPU time of both processes
-# and the server's peak RSS.
+# product, imports a fleet manifest, measures the crypto ceiling and the
+# server-side crypto floor (`hallmark fleet ceiling`), then onboards the
+# fleet with `hallmark fleet onboard` once per connections mode — fresh
+# (a new TLS 1.3 connection per device, as devices do) and keep-alive
+# (connections shared across devices, as a gateway does), each on its own
+# share of the fleet — and prints a table: throughput, latency, the
+# server's CPU per onboarding (read from its /metrics; with PostgreSQL,
+# PostgreSQL's own processes added), the load generator's, the floor and
+# the ratio of the two, and the server's peak RSS.
 #
 #   scripts/perf-onboard.sh [-s SUITE] [-n DEVICES] [-o ONBOARD] [-d sqlite|postgres://…]
-#                           [-c CONCURRENCY] [-r REPLICAS] [-p CPUS] [-k] [-H]
+#                           [-m MODES] [-C DURATION] [-c CONCURRENCY] [-r REPLICAS] [-p CPUS] [-k] [-H]
 #
 #   -s  enrolment key suite of the fleet (ecdsa-p256, ml-dsa-65, …)
 #   -n  devices (the manifest is generated once into the work directory)
-#   -o  how many of them to onboard (default all)
-#   -d  sqlite (default) or a PostgreSQL URL (its database is emptied first)
+#   -o  how many of them to onboard (default all), split between the modes
+#   -d  sqlite (default) or a PostgreSQL URL (its database is emptied
+#       first; it must run on this machine for its CPU to be counted)
+#   -m  connections modes, comma-separated (default fresh,keep-alive)
+#   -C  how long each phase of the ceiling runs (default 5s)
 #   -c  onboardings in flight per replica
 #   -r  replicas (PostgreSQL only): the fleet is split across them
 #   -p  CPU list for taskset, e.g. 0 or 0,1 (both server and client)
 #   -k  keep the registry: skip the import and onboard again (restart test)
 #   -H  keep the CA's keys and the TLS key in a SoftHSM2 token the script
 #       makes (Debian package softhsm2), through --ca-key-uri pkcs11:…
+#
+# Needs Go, and psql for -d postgres://…; nothing else beyond a Debian
+# base system (bash, awk, sed, taskset).
 #
 # The servers take any other setting from HALLMARK_* variables, e.g.
 # HALLMARK_SQLITE_SYNCHRONOUS=normal for the durability comparison of
@@ -28,14 +39,15 @@
 # HALLMARK_PERF_RESTART=1 the servers restart after the import, so the
 # peak RSS reported at the end is that of serving, not of importing.
 set -euo pipefail
-suite=ecdsa-p256 n=20000 onboard="" db=sqlite conc=16 replicas=1 cpus="" keep="" hsm=""
-while getopts "s:n:o:d:c:r:p:kH" o; do
+suite=ecdsa-p256 n=20000 onboard="" db=sqlite conc=16 replicas=1 cpus="" keep="" hsm="" modes=fresh,keep-alive ceiling=5s
+while getopts "s:n:o:d:m:C:c:r:p:kH" o; do
   case $o in
-    s) suite=$OPTARG ;; n) n=$OPTARG ;; o) onboard=$OPTARG ;; d) db=$OPTARG ;; c) conc=$OPTARG ;;
-    r) replicas=$OPTARG ;; p) cpus=$OPTARG ;; k) keep=1 ;; H) hsm=1 ;;
-    *) sed -n '2,29p' "$0"; exit 2 ;;
+    s) suite=$OPTARG ;; n) n=$OPTARG ;; o) onboard=$OPTARG ;; d) db=$OPTARG ;; m) modes=$OPTARG ;; C) ceiling=$OPTARG ;;
+    c) conc=$OPTARG ;; r) replicas=$OPTARG ;; p) cpus=$OPTARG ;; k) keep=1 ;; H) hsm=1 ;;
+    *) sed -n '2,38p' "$0"; exit 2 ;;
   esac
 done
+IFS=, read -r -a modelist <<< "$modes"
 onboard=${onboard:-$n}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${HALLMARK_PERF_DIR:-/tmp/hallmark-perf}
@@ -102,7 +114,7 @@ if [ -z "$keep" ]; then
   ./hallmark admin product add --id perf --name Perf --cert-validity 8760h --cloud-endpoint mqtts://localhost:8883 >/dev/null
   start=$(date +%s.%N)
   ./hallmark admin manifest import --product perf "$manifest"
-  echo "import: $(echo "$(date +%s.%N) - $start" | bc) s; server peak RSS so far:"
+  echo "import: $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; server peak RSS so far:"
   for p in "${pids[@]}"; do grep VmHWM /proc/$p/status; done
   if [ "${HALLMARK_PERF_RESTART:-}" = 1 ]; then
     # Measure the load's memory apart from the import's: restart the servers.
@@ -110,30 +122,67 @@ if [ -z "$keep" ]; then
     start_servers
   fi
 fi
-per=$((onboard / replicas))
-cpu0=$(for p in "${pids[@]}"; do awk '{print $14 + $15}' /proc/$p/stat; done | paste -sd+ | bc)
-fleetpids=()
-for i in $(seq 0 $((replicas - 1))); do
-  "${pin[@]}" ./hallmark fleet onboard --server "${urls[$i]}" --seed-file fleet.seed --suite "$suite" \
-    --from $((i * per)) --devices "$per" --concurrency "$conc" --verify=false --json > "fleet-$i.json" &
-  fleetpids+=($!)
+# PostgreSQL's own CPU counts as the server's: its postmaster (the
+# parent of its checkpointer) and every process under it.
+pgflag=()
+if [ "$db" != sqlite ]; then
+  ckpt=$(psql "$db" -Atqc "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
+  postmaster=$(awk '{ print $4 }' "/proc/$ckpt/stat" 2>/dev/null || true)
+  if [ -n "$postmaster" ]; then
+    pgflag=(--extra-cpu-pid "$postmaster")
+  else
+    echo "perf-onboard: PostgreSQL is not on this machine: its CPU is not counted" >&2
+  fi
+fi
+
+# The ceiling and the floor first, while nothing else runs.
+"${pin[@]}" ./hallmark fleet ceiling --suite "$suite" --duration "$ceiling" --json > ceiling.json
+jget() { sed -n "s/^ *\"$2\": \([^,{]*\),\{0,1\}\$/\1/p" "$1" | head -1; }
+floor_fresh=$(jget ceiling.json floor_fresh_ms) floor_keep=$(jget ceiling.json floor_keep_alive_ms)
+
+per=$((onboard / ${#modelist[@]} / replicas))
+first=0
+rows=()
+for mode in "${modelist[@]}"; do
+  floor=$floor_fresh
+  [ "$mode" = keep-alive ] && floor=$floor_keep
+  fleetpids=()
+  for i in $(seq 0 $((replicas - 1))); do
+    "${pin[@]}" ./hallmark fleet onboard --server "${urls[$i]}" --seed-file fleet.seed --suite "$suite" \
+      --from $((first + i * per)) --devices "$per" --concurrency "$conc" --connections "$mode" --verify=false \
+      "${pgflag[@]}" --crypto-floor "${floor}ms" --json > "fleet-$mode-$i.json" &
+    fleetpids+=($!)
+  done
+  wait "${fleetpids[@]}"
+  first=$((first + replicas * per))
+  # Sum over replicas (each load generator reads its own server's CPU;
+  # PostgreSQL's, shared, is counted by each: taken once), slowest wall.
+  rows+=("$(for i in $(seq 0 $((replicas - 1))); do
+      f=fleet-$mode-$i.json
+      echo "$(jget "$f" onboarded) $(jget "$f" wall_seconds) $(jget "$f" p50) $(jget "$f" p99) $(jget "$f" server_ms)" \
+        "$(jget "$f" extra_ms) $(jget "$f" load_generator_ms) $(jget "$f" handshakes) $(jget "$f" server_onboarded) $(jget "$f" failed)"
+    done | awk -v mode="$mode" -v floor="$floor" '
+      { done += $1; if ($2 > wall) wall = $2; if (NR == 1) { p50 = $3; p99 = $4; extra = $6 }
+        server += $5; gen += $7; hs += $8; counted += $9; failed += $10 }
+      END { cpu = (server + extra) / (done ? done : 1)
+            printf "%-10s %7d %7d %9.0f %6.1f / %-6.1f %10.3f %10.3f %9.3f %9.3f %7.2f %9d\n", mode, done, counted, done / wall,
+              p50, p99, server / (done ? done : 1), cpu, gen / (done ? done : 1), floor, cpu / floor, hs
+            if (failed) printf "%s: %d onboardings failed\n", mode, failed > "/dev/stderr" }')")
 done
-wait "${fleetpids[@]}"
-cpu1=$(for p in "${pids[@]}"; do awk '{print $14 + $15}' /proc/$p/stat; done | paste -sd+ | bc)
-python3 - "$replicas" "$onboard" "$(echo "($cpu1 - $cpu0) / 100" | bc -l)" <<'PY'
-import json, sys
-r, n, cpu = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-reps = [json.load(open(f"fleet-{i}.json")) for i in range(r)]
-done = sum(x["onboarded"] for x in reps)
-wall = max(x["wall_seconds"] for x in reps)
-errs = {}
-for x in reps:
-    for k, v in (x.get("errors") or {}).items():
-        errs[k] = errs.get(k, 0) + v
-lat = reps[0]["latency_ms"]
-print(f"onboarded {done}/{n} in {wall:.1f} s: {done / wall:.0f}/s; errors {errs or 'none'}")
-print("latency ms (replica 0): p50 %.1f p95 %.1f p99 %.1f" % (lat["p50"], lat["p95"], lat["p99"]))
-print(f"server CPU per onboarding: {cpu / max(done, 1) * 1e6:.0f} µs")
-PY
+
+echo
+echo "$suite devices, store ${db%%\?*}, $conc in flight per replica, $replicas replica(s), chains not verified; CPU in ms per onboarding"
+if [ ${#pgflag[@]} -gt 0 ]; then
+  echo "(server+PG: the server's CPU plus PostgreSQL's processes, postmaster $postmaster; ratio = server+PG / floor)"
+else
+  echo "(ratio = server+PG / floor; no PostgreSQL here, so server+PG is the server alone)"
+fi
+printf "%-10s %7s %7s %9s %15s %10s %10s %9s %9s %7s %9s\n" mode onboard counted "onb/s" "p50 / p99 ms" server "server+PG" loadgen floor ratio handshakes
+printf '%s\n' "${rows[@]}"
+printf 'ceiling (%s per phase, %s workers, same run): server crypto alone %.0f/s, device %.0f/s, both sharing the CPUs %.0f/s\n' \
+  "$ceiling" "$(jget ceiling.json workers)" "$(jget ceiling.json server_onboardings_per_second)" \
+  "$(jget ceiling.json client_onboardings_per_second)" "$(jget ceiling.json shared_onboardings_per_second)"
+printf 'server CPU: onboarding crypto %.3f ms, TLS 1.3 handshake (%s) %.3f ms (less %.3f ms of waiting); floor: fresh %.3f ms, keep-alive %.3f ms\n' \
+  "$(jget ceiling.json server_cpu_ms)" "$(jget ceiling.json handshake_key_exchange | tr -d '"')" "$(jget ceiling.json handshake_cpu_ms)" \
+  "$(jget ceiling.json handshake_waits_cpu_ms)" "$floor_fresh" "$floor_keep"
 for p in "${pids[@]}"; do grep VmHWM /proc/$p/status; done
-"${pin[@]}" ./hallmark fleet ceiling --suite "$suite" --duration 5s

@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"slices"
 	"sync"
 	"testing"
@@ -215,6 +216,24 @@ func (f *fakeManifests) ImportBatch(_ context.Context, b store.Batch, devices []
 		f.devices[d.Identity] = b.ID
 	}
 	return store.ImportResult{Imported: len(devices)}, nil
+}
+
+// ImportBatchStream reads src whole and imports it as ImportBatch does:
+// the stores' own streaming is tested by storetest.
+func (f *fakeManifests) ImportBatchStream(ctx context.Context, b store.Batch, src store.DeviceSource) (store.ImportResult, error) {
+	var devices []store.Device
+	for {
+		d, err := src.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return store.ImportResult{}, err
+		}
+		devices = append(devices, d)
+	}
+	b.ManifestDigest, b.DeviceCount = src.Digest(), len(devices)
+	return f.ImportBatch(ctx, b, devices)
 }
 
 func (f *fakeManifests) GetBatch(_ context.Context, id string) (store.Batch, error) {

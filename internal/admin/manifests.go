@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,11 +22,12 @@ import (
 type ManifestStore interface {
 	GetProduct(ctx context.Context, id string) (store.Product, error)
 	GetStation(ctx context.Context, id identity.ID) (store.Station, error)
-	ImportBatch(ctx context.Context, b store.Batch, devices []store.Device) (store.ImportResult, error)
+	ImportBatchStream(ctx context.Context, b store.Batch, src store.DeviceSource) (store.ImportResult, error)
 	GetBatch(ctx context.Context, id string) (store.Batch, error)
 }
 
-// MaxConcurrentImports bounds the manifest imports held in memory at once.
+// MaxConcurrentImports bounds the manifest imports running at once: each
+// verifies on every core and holds a store transaction open.
 const MaxConcurrentImports = 2
 
 // Manifests owns importing a station's signed batch manifest.
@@ -52,9 +54,11 @@ type ImportResult struct {
 }
 
 // Import verifies a manifest while it streams in, against the key of the
-// registered station its header names, staging its devices, and registers
-// them into the product only once the station's signature over the whole
-// has verified: all or none. The same manifest again changes nothing.
+// registered station its header names, and registers its devices into the
+// product as they are verified, in one store transaction that commits only
+// once every record and the station's signature over the whole have
+// verified: all or none. The batch is never held in memory whole. The same
+// manifest again changes nothing.
 //
 // A failure to read body that is not the manifest's fault passes through
 // when it is an *Error (a front door's own limits: body-too-large), and is
@@ -77,43 +81,76 @@ func (m *Manifests) Import(ctx context.Context, caller Caller, productID string,
 	defer release()
 
 	r := bufio.NewReaderSize(body, manifest.MaxLineSize)
-	station, err := m.manifestStation(ctx, r)
+	hdr, err := peekHeader(r)
+	if err != nil {
+		return ImportResult{}, err
+	}
+	station, err := m.station(ctx, hdr.station)
 	if err != nil {
 		return ImportResult{}, err
 	}
 	c.subject = "station:" + station.ID.String()
-	sum, devices, err := verifyManifest(ctx, r, station)
+	pub, err := stationKey(station)
 	if err != nil {
 		return ImportResult{}, err
 	}
-	c.subject = "batch:" + sum.Header.Batch
-	if product.RequireLocked && sum.NotClosed > 0 {
-		return ImportResult{}, notLockedError(c, product.ID, devices)
+	batch := store.Batch{ID: hdr.batch, StationID: station.ID, ProductID: productID, ImportedAt: m.now().UTC()}
+	prior, err := m.store.GetBatch(ctx, hdr.batch)
+	switch {
+	case err == nil:
+		return m.again(ctx, c, r, pub, batch, prior)
+	case !errors.Is(err, store.ErrNotFound):
+		return ImportResult{}, err
 	}
-	batch := store.Batch{
-		ID: sum.Header.Batch, StationID: station.ID, ProductID: productID,
-		ManifestDigest: sum.Digest, DeviceCount: sum.Count, ImportedAt: m.now().UTC(),
+	src := startManifestSource(ctx, r, pub, hdr.batch, product.RequireLocked)
+	res, err := m.store.ImportBatchStream(ctx, batch, src)
+	sum, verr := src.stop(ctx)
+	if verr != nil {
+		// The manifest's own fault comes first, whatever the store made
+		// of the source's error.
+		var open *NotLockedDevicesError
+		if errors.As(verr, &open) {
+			return ImportResult{}, notLockedError(c, productID, open)
+		}
+		return ImportResult{}, manifestError(verr)
 	}
-	return m.commit(ctx, c, batch, devices)
+	c.subject = "batch:" + batch.ID
+	batch.ManifestDigest, batch.DeviceCount = sum.Digest, sum.Count
+	return m.result(ctx, c, batch, res, err)
+}
+
+// again verifies a manifest whose batch ID is registered already, without
+// a store transaction: it is the same manifest (nothing changes) or a
+// conflict.
+func (m *Manifests) again(ctx context.Context, c *call, r io.Reader, pub crypto.PublicKey, batch, prior store.Batch) (ImportResult, error) {
+	sum, err := manifest.Verify(ctx, r, pub, nil)
+	if err != nil {
+		return ImportResult{}, manifestError(err)
+	}
+	if sum.Header.Batch != batch.ID {
+		return ImportResult{}, Errorf(CodeManifestInvalid, "manifest line 1: header names batch %q, then %q", batch.ID, sum.Header.Batch)
+	}
+	c.subject = "batch:" + batch.ID
+	batch.ManifestDigest, batch.DeviceCount = sum.Digest, sum.Count
+	res := store.ImportResult{AlreadyImported: true}
+	var storeErr error
+	if prior.ManifestDigest != sum.Digest {
+		storeErr = store.ErrConflict
+	}
+	return m.result(ctx, c, batch, res, storeErr)
 }
 
 // notLockedError refuses a verified manifest whose records do not all
 // say the device was locked, for a product that requires it: nothing is
 // imported, and the error names the devices.
-func notLockedError(c *call, productID string, devices []store.Device) error {
-	open := &NotLockedDevicesError{}
-	for _, d := range devices {
-		if !manifest.Locks(d.Locks).Closed() {
-			open.Identities = append(open.Identities, d.Identity)
-		}
-	}
+func notLockedError(c *call, productID string, open *NotLockedDevicesError) error {
 	c.detail = open.Error()
 	return &Error{Code: CodeDevicesNotLocked, Err: open,
 		Message: fmt.Sprintf("product %q requires locked devices and %d devices of this manifest are recorded open or with unknown locks; nothing was imported", productID, len(open.Identities))}
 }
 
-// acquire waits for one of the import slots: each import holds its batch
-// in memory until it commits.
+// acquire waits for one of the import slots: each import holds a store
+// transaction open while it verifies.
 func (m *Manifests) acquire(ctx context.Context) (func(), error) {
 	select {
 	case m.slots <- struct{}{}:
@@ -123,9 +160,8 @@ func (m *Manifests) acquire(ctx context.Context) (func(), error) {
 	}
 }
 
-// commit registers a verified batch's devices.
-func (m *Manifests) commit(ctx context.Context, c *call, batch store.Batch, devices []store.Device) (ImportResult, error) {
-	res, err := m.store.ImportBatch(ctx, batch, devices)
+// result turns the store's answer to a verified batch into the import's.
+func (m *Manifests) result(ctx context.Context, c *call, batch store.Batch, res store.ImportResult, err error) (ImportResult, error) {
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		return ImportResult{}, Errorf(CodeConflict, "batch %q was imported before from a different manifest", batch.ID)
@@ -158,86 +194,23 @@ func (m *Manifests) commit(ctx context.Context, c *call, batch store.Batch, devi
 	return out, nil
 }
 
-// verifyManifest reads the whole manifest, checking it against the
-// station's key, and returns its devices staged for import.
-func verifyManifest(ctx context.Context, body io.Reader, station store.Station) (manifest.Summary, []store.Device, error) {
+// stationKey parses a registered station's key, refusing one the key
+// policy refuses.
+func stationKey(station store.Station) (crypto.PublicKey, error) {
 	pub, err := sigalg.ParsePublicKey(station.PublicKey)
 	if errors.Is(err, sigalg.ErrWeakKey) {
 		// Registered before the key policy refused such keys: anyone can
 		// sign for it, so nothing it signs is imported.
-		return manifest.Summary{}, nil, Errorf(CodeManifestInvalid, "station %s is registered with a key the key policy refuses (%v); register a new station key", station.ID, err)
+		return nil, Errorf(CodeManifestInvalid, "station %s is registered with a key the key policy refuses (%v); register a new station key", station.ID, err)
 	}
 	if err != nil {
-		return manifest.Summary{}, nil, fmt.Errorf("stored key of station %s: %w", station.ID, err)
+		return nil, fmt.Errorf("stored key of station %s: %w", station.ID, err)
 	}
-	var staged stage
-	sum, err := manifest.Verify(ctx, body, pub, func(rec manifest.Record) error {
-		staged.add(rec)
-		return nil
-	})
-	if err != nil {
-		return sum, nil, manifestError(err)
-	}
-	return sum, staged.devices(), nil
+	return pub, nil
 }
 
-// stage gathers devices in fixed-size chunks, to be copied once into a
-// slice of the exact size: appending to one slice copied a
-// million-device batch over and over as it grew (12 % of an import's
-// CPU). The few distinct strings are shared, not one copy per device,
-// which the garbage collector would otherwise scan a million times.
-type stage struct {
-	chunks [][]store.Device
-	strs   map[string]string
-}
-
-const stageChunk = 8192
-
-func (s *stage) intern(v string) string {
-	if w, ok := s.strs[v]; ok {
-		return w
-	}
-	if s.strs == nil {
-		s.strs = map[string]string{}
-	}
-	s.strs[v] = v
-	return v
-}
-
-func (s *stage) add(rec manifest.Record) {
-	if len(s.chunks) == 0 || len(s.chunks[len(s.chunks)-1]) == stageChunk {
-		s.chunks = append(s.chunks, make([]store.Device, 0, stageChunk))
-	}
-	last := &s.chunks[len(s.chunks)-1]
-	*last = append(*last, store.Device{
-		Identity: rec.Identity, Algorithm: sigalg.ID(s.intern(string(rec.Algorithm))), PublicKey: rec.SPKI,
-		RootOfTrust: s.intern(string(rec.RootOfTrust)), Injection: s.intern(string(rec.Injection)),
-		Locks: s.intern(string(rec.Locks)),
-	})
-}
-
-func (s *stage) devices() []store.Device {
-	n := 0
-	for _, c := range s.chunks {
-		n += len(c)
-	}
-	devices := make([]store.Device, 0, n)
-	for i := range s.chunks {
-		devices = append(devices, s.chunks[i]...)
-		s.chunks[i] = nil
-	}
-	return devices
-}
-
-// manifestStation peeks at the manifest's header line, without consuming
-// it, for the station it names, and returns that station if registered.
-// The header is trusted for nothing else: manifest.Verify reads it again
-// and checks it against the registered key.
-func (m *Manifests) manifestStation(ctx context.Context, body *bufio.Reader) (store.Station, error) {
-	id, err := PeekStation(body)
-	if err != nil {
-		return store.Station{}, err
-	}
+// station returns the registered station a manifest's header names.
+func (m *Manifests) station(ctx context.Context, id identity.ID) (store.Station, error) {
 	st, err := m.store.GetStation(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Station{}, Errorf(CodeUnknownStation, "station %s is not registered", id)
@@ -248,25 +221,41 @@ func (m *Manifests) manifestStation(ctx context.Context, body *bufio.Reader) (st
 // PeekStation reads the station identity from the first line of a
 // manifest, leaving the line unread.
 func PeekStation(body *bufio.Reader) (identity.ID, error) {
+	hdr, err := peekHeader(body)
+	return hdr.station, err
+}
+
+// peekedHeader is what a manifest's header line claims, read before it is
+// verified: the station whose key verifies it, and the batch whose
+// transaction it goes into. manifest.Verify reads the line again and checks
+// it; the import commits nothing unless the batch it verified is the one
+// peeked.
+type peekedHeader struct {
+	station identity.ID
+	batch   string
+}
+
+func peekHeader(body *bufio.Reader) (peekedHeader, error) {
 	head, err := body.Peek(manifest.MaxLineSize)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
-		return identity.ID{}, readError(err)
+		return peekedHeader{}, readError(err)
 	}
 	line, _, found := bytes.Cut(head, []byte("\n"))
 	if !found {
-		return identity.ID{}, Errorf(CodeManifestInvalid, "manifest line 1: no complete header line within %d bytes", manifest.MaxLineSize)
+		return peekedHeader{}, Errorf(CodeManifestInvalid, "manifest line 1: no complete header line within %d bytes", manifest.MaxLineSize)
 	}
 	var hdr struct {
 		Station string `json:"station"`
+		Batch   string `json:"batch"`
 	}
 	if err := json.Unmarshal(line, &hdr); err != nil {
-		return identity.ID{}, Errorf(CodeManifestInvalid, "manifest line 1: header is not a JSON object")
+		return peekedHeader{}, Errorf(CodeManifestInvalid, "manifest line 1: header is not a JSON object")
 	}
 	id, err := identity.Parse(hdr.Station)
 	if err != nil {
-		return identity.ID{}, Errorf(CodeManifestInvalid, "manifest line 1: header has no valid station identity")
+		return peekedHeader{}, Errorf(CodeManifestInvalid, "manifest line 1: header has no valid station identity")
 	}
-	return id, nil
+	return peekedHeader{station: id, batch: hdr.Batch}, nil
 }
 
 // manifestError classifies a verification failure. Verify's messages

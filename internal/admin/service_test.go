@@ -259,6 +259,21 @@ func TestImportManifest(t *testing.T) {
 		t.Errorf("event %+v", ev)
 	}
 
+	// A new batch whose station signature fails once every record has
+	// verified and gone to the store: nothing of it is kept.
+	devicesBefore := len(st.devices)
+	unsigned := writeManifest(t, station, "b3", "unsigned", 3)
+	at := bytes.LastIndex(unsigned, []byte(`"signature":"`)) + len(`"signature":"`)
+	unsigned[at] = map[bool]byte{true: 'B', false: 'A'}[unsigned[at] == 'A']
+	_, err = manifests.Import(ctx, admin, "sensor", bytes.NewReader(unsigned))
+	if e := wantCode(t, err, CodeManifestInvalid); !strings.Contains(e.Message, "signature") {
+		t.Errorf("message %q", e.Message)
+	}
+	if _, ok := st.batches["b3"]; ok || len(st.devices) != devicesBefore {
+		t.Errorf("a manifest with a bad signature left batch b3 or %d devices", len(st.devices)-devicesBefore)
+	}
+	log.only(t)
+
 	// Truncated, and a front door's own refusal passing through.
 	_, err = manifests.Import(ctx, admin, "sensor", bytes.NewReader(data[:len(data)/2]))
 	wantCode(t, err, CodeManifestInvalid)

@@ -209,14 +209,23 @@ func (t *Tokens) Authenticate(ctx context.Context, bearer string) (c Caller, act
 	if subtle.ConstantTimeCompare(tok.Hash[:], hash[:]) != 1 || err != nil {
 		return Caller{}, actor, &AuthError{ReasonUnknownToken}
 	}
-	now := t.now()
-	switch {
-	case !tok.RevokedAt.IsZero() && !now.Before(tok.RevokedAt):
-		return Caller{}, actor, &AuthError{ReasonTokenRevoked}
-	case !tok.ExpiresAt.IsZero() && !now.Before(tok.ExpiresAt):
-		return Caller{}, actor, &AuthError{ReasonTokenExpired}
+	if reason := tokenRefusal(tok, t.now()); reason != "" {
+		return Caller{}, actor, &AuthError{reason}
 	}
 	return Caller{Token: tok}, actor, nil
+}
+
+// tokenRefusal is why a stored token no longer authenticates at now
+// (ReasonTokenRevoked, ReasonTokenExpired), or "" while it does: the rule
+// of Authenticate, and of a console session that re-checks its token.
+func tokenRefusal(tok store.Token, now time.Time) string {
+	switch {
+	case !tok.RevokedAt.IsZero() && !now.Before(tok.RevokedAt):
+		return ReasonTokenRevoked
+	case !tok.ExpiresAt.IsZero() && !now.Before(tok.ExpiresAt):
+		return ReasonTokenExpired
+	}
+	return ""
 }
 
 // TokenRequest asks for a new token.

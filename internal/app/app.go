@@ -530,6 +530,9 @@ func (p *Platform) handler(ctx context.Context) (http.Handler, error) {
 	if err := p.startEvidence(ctx, api); err != nil { // evidence.go
 		return nil, err
 	}
+	if err := p.startConsole(api, adminSvc); err != nil { // console.go
+		return nil, err
+	}
 	created, err := adminSvc.Tokens.EnsureBootstrapToken(ctx, p.AdminTokenPath())
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap admin token: %w", err)

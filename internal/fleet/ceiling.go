@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hallmark-iot/hallmark/internal/identity"
+	"github.com/hallmark-iot/hallmark/internal/keys"
 	"github.com/hallmark-iot/hallmark/internal/keys/softkms"
 	"github.com/hallmark-iot/hallmark/internal/onboarding"
 	"github.com/hallmark-iot/hallmark/internal/onboarding/onboardpki"
@@ -47,6 +48,44 @@ type Ceiling struct {
 	// they do when the load generator runs on the platform's machine (the
 	// ceiling docs/performance.md compared with): 1 / (1/Server + 1/Client).
 	Shared float64
+	// ServerCPU is the CPU time of the server's part of one onboarding
+	// (what Server counts), ClientCPU the device's: the threads' own CPU
+	// time over the phase divided by the operations, so other work on the
+	// machine does not inflate it as it lowers the rates.
+	ServerCPU, ClientCPU time.Duration
+	// HandshakeCPU is the server's side of one full TLS 1.3 handshake
+	// configured as the platform's listener is (Handshake), measured the
+	// same way, less HandshakeWaits, the thread's CPU time for exchanging
+	// the same flights without TLS (scheduling, not cryptography: see
+	// measureHandshakes); Handshakes is how many were measured.
+	HandshakeCPU, HandshakeWaits time.Duration
+	Handshakes                   int64
+	Handshake                    HandshakeParams
+}
+
+// HandshakeParams is what the measured handshakes negotiated.
+type HandshakeParams struct {
+	KeyExchange string // e.g. X25519MLKEM768
+	Certificate string // the server key's suite, e.g. ecdsa-p256
+	ChainLength int    // certificates the server sends
+}
+
+// FloorFresh is the server-side crypto floor of an onboarding over a
+// connection of its own: the handshake's server side, then the
+// proof's and the CSR's verification and the certificate's signature.
+func (c *Ceiling) FloorFresh() time.Duration { return c.HandshakeCPU + c.ServerCPU }
+
+// FloorKeepAlive is the floor of an onboarding over a connection already
+// open: a kept-alive connection's handshake is shared by every device it
+// serves, and so is left out.
+func (c *Ceiling) FloorKeepAlive() time.Duration { return c.ServerCPU }
+
+// Floor is the floor for the connections mode.
+func (c *Ceiling) Floor(mode Connections) time.Duration {
+	if mode == KeepAlive {
+		return c.FloorKeepAlive()
+	}
+	return c.FloorFresh()
 }
 
 // ceilingPool is how many distinct devices the work cycles through, so
@@ -55,8 +94,9 @@ const ceilingPool = 64
 
 // MeasureCeiling runs the cryptographic work of one onboarding, and
 // nothing else, on all cores for cfg.Duration, first the server's part and
-// then the device's. It creates a throwaway CA of cfg.CASuite in a
-// temporary directory, removed on return.
+// then the device's, then full TLS 1.3 handshakes (handshake.go). It
+// creates a throwaway CA of cfg.CASuite in a temporary directory, removed
+// on return.
 func MeasureCeiling(ctx context.Context, cfg CeilingConfig) (*Ceiling, error) {
 	if cfg.Suite == nil || cfg.CASuite == nil {
 		return nil, errors.New("crypto ceiling: device and CA suites are required")
@@ -67,7 +107,7 @@ func MeasureCeiling(ctx context.Context, cfg CeilingConfig) (*Ceiling, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
-	issuer, cleanup, err := throwawayCA(ctx, cfg.CASuite)
+	ca, cleanup, err := throwawayCA(ctx, cfg.CASuite)
 	if err != nil {
 		return nil, fmt.Errorf("crypto ceiling: %w", err)
 	}
@@ -83,44 +123,89 @@ func MeasureCeiling(ctx context.Context, cfg CeilingConfig) (*Ceiling, error) {
 		return nil, fmt.Errorf("crypto ceiling: %w", err)
 	}
 	res := &Ceiling{Suite: fl.suite.ID(), CASuite: cfg.CASuite.ID(), OpSuite: fl.op.ID(), Workers: cfg.Workers}
-	if res.Server, err = rate(ctx, cfg, func(i int) error { return work.server(ctx, issuer, i) }); err != nil {
+	issuer := onboardpki.NewIssuer(ca.CA, nil)
+	server, err := rate(ctx, cfg, func(i int) error { return work.server(ctx, issuer, i) })
+	if err != nil {
 		return nil, fmt.Errorf("crypto ceiling: server: %w", err)
 	}
-	if res.Client, err = rate(ctx, cfg, work.client); err != nil {
+	client, err := rate(ctx, cfg, work.client)
+	if err != nil {
 		return nil, fmt.Errorf("crypto ceiling: client: %w", err)
 	}
+	hs, err := measureHandshakes(ctx, cfg, ca)
+	if err != nil {
+		return nil, fmt.Errorf("crypto ceiling: TLS handshake: %w", err)
+	}
+	res.Server, res.ServerCPU = server.perSecond, server.cpuPerOp()
+	res.Client, res.ClientCPU = client.perSecond, client.cpuPerOp()
 	res.Shared = 1 / (1/res.Server + 1/res.Client)
+	res.HandshakeCPU, res.Handshakes, res.Handshake = hs.cpuPerOp(), hs.ops, hs.params
+	if hs.ops > 0 {
+		res.HandshakeWaits = hs.baseline / time.Duration(hs.ops)
+	}
 	return res, nil
 }
 
+// phase is what a phase of the ceiling measured.
+type phase struct {
+	ops       int64
+	perSecond float64       // operations per second of wall time
+	cpu       time.Duration // the workers' threads' CPU time
+	baseline  time.Duration // subtracted from cpu (handshakes only)
+	params    HandshakeParams
+}
+
+func (p phase) cpuPerOp() time.Duration {
+	if p.ops == 0 {
+		return 0
+	}
+	return p.cpu / time.Duration(p.ops)
+}
+
 // rate runs op on every worker for cfg.Duration and returns operations per
-// second of wall time.
-func rate(ctx context.Context, cfg CeilingConfig, op func(i int) error) (float64, error) {
+// second of wall time and the workers' CPU time. Each worker keeps its OS
+// thread, so that thread's CPU time is the worker's.
+func rate(ctx context.Context, cfg CeilingConfig, op func(i int) error) (phase, error) {
 	var count atomic.Int64
+	var cpu atomic.Int64
 	var firstErr error
 	var once sync.Once
+	fail := func(err error) { once.Do(func() { firstErr = err }) }
 	var wg sync.WaitGroup
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
 	for w := range cfg.Workers {
 		wg.Go(func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			before, err := threadCPU()
+			if err != nil {
+				fail(err)
+				return
+			}
 			for i := w; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
 				if err := op(i); err != nil {
-					once.Do(func() { firstErr = err })
+					fail(err)
 					return
 				}
 				count.Add(1)
 			}
+			after, err := threadCPU()
+			if err != nil {
+				fail(err)
+				return
+			}
+			cpu.Add(int64(after - before))
 		})
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return 0, firstErr
+		return phase{}, firstErr
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return phase{}, err
 	}
-	return float64(count.Load()) / time.Since(start).Seconds(), nil
+	return phase{ops: count.Load(), perSecond: float64(count.Load()) / time.Since(start).Seconds(), cpu: time.Duration(cpu.Load())}, nil
 }
 
 // ceilingWork is a pool of devices with what the server receives from each:
@@ -201,9 +286,15 @@ func (w *ceilingWork) client(i int) error {
 	return err
 }
 
+// ceilingCA is a throwaway CA and the key manager that holds its keys.
+type ceilingCA struct {
+	*pki.CA
+	keys keys.Manager
+}
+
 // throwawayCA makes a CA of suite in a temporary directory, with its keys
 // in a software key store under a random passphrase.
-func throwawayCA(ctx context.Context, suite sigalg.Suite) (onboarding.Issuer, func(), error) {
+func throwawayCA(ctx context.Context, suite sigalg.Suite) (*ceilingCA, func(), error) {
 	dir, err := os.MkdirTemp("", "hallmark-ceiling-")
 	if err != nil {
 		return nil, nil, err
@@ -222,5 +313,5 @@ func throwawayCA(ctx context.Context, suite sigalg.Suite) (onboarding.Issuer, fu
 		cleanup()
 		return nil, nil, err
 	}
-	return onboardpki.NewIssuer(ca, nil), func() { km.Close(); cleanup() }, nil
+	return &ceilingCA{CA: ca, keys: km}, func() { km.Close(); cleanup() }, nil
 }

@@ -1,8 +1,11 @@
 // Package fleet owns Hallmark's load generator: a simulated fleet of
 // devices determined entirely by a 32-byte fleet seed, the signed manifest
 // such a fleet's station would write, concurrent onboarding of the fleet
-// against a platform with the real onboarding client, the "crypto
-// ceiling" a measured onboarding rate is compared with, and the timing
+// against a platform with the real onboarding client, over a fresh TLS
+// connection per device or keep-alive ones (Connections), with the
+// platform's CPU per onboarding read from its metrics (CPUMeter), the
+// "crypto ceiling" a measured onboarding rate is compared with and the
+// server-side crypto floor (handshake included) its CPU is, and the timing
 // probe that checks refusals do not tell registered identities from
 // unknown ones (ProbeTiming, with its rank test), and the update and
 // migration load (Update: the real update agent on simulated chips made

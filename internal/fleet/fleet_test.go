@@ -9,6 +9,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -266,39 +268,64 @@ func platform(t *testing.T, station crypto.Signer) (*app.Platform, *httpapi.Clie
 	return p, admin, client, roots
 }
 
+// TestOnboardImportedFleet onboards an imported fleet through a proxy
+// that counts the TCP connections the platform is sent: one per device
+// with Fresh connections, each a full handshake; a few shared ones with
+// KeepAlive. The server's CPU is read from its metrics around each run.
 func TestOnboardImportedFleet(t *testing.T) {
 	ctx := context.Background()
 	f := testFleet(t, 5, sigalg.ECDSAP256)
 	station := stationKey(t)
-	_, admin, client, roots := platform(t, station)
+	p, admin, client, roots := platform(t, station)
 	var buf bytes.Buffer
-	if _, err := WriteManifest(ctx, &buf, ManifestConfig{Fleet: f, Count: 200, Batch: "fleet-0-199", Station: station}); err != nil {
+	if _, err := WriteManifest(ctx, &buf, ManifestConfig{Fleet: f, Count: 130, Batch: "fleet-0-129", Station: station}); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := admin.ImportManifest(ctx, "sensor", &buf); err != nil || res.Imported != 200 {
+	if res, err := admin.ImportManifest(ctx, "sensor", &buf); err != nil || res.Imported != 130 {
 		t.Fatalf("import: %+v, %v", res, err)
 	}
+	u, _ := url.Parse(p.URL())
+	proxy := newCountingProxy(t, net.JoinHostPort("127.0.0.1", u.Port()))
+	_, port, _ := net.SplitHostPort(proxy.ln.Addr().String())
+	viaProxy := "https://" + net.JoinHostPort("localhost", port)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(p.CA.RootPEM())
+	// Metrics straight from the platform, not counted by the proxy; this
+	// process's CPU counted as an extra process's.
+	meter := &CPUMeter{HTTP: HTTPClient(pool, 1, 30*time.Second), Server: p.URL(), ExtraPIDs: []int{os.Getpid()}}
+
 	prog := &Progress{}
-	rep, err := Onboard(ctx, OnboardConfig{Fleet: f, Count: 200, Client: client, Concurrency: 8, Roots: roots, Progress: prog})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Onboarded != 200 || rep.Failed != 0 || rep.Attempted != 200 || len(rep.Errors) != 0 || !rep.Verified {
+	rep, accepted := onboardThrough(t, proxy, meter, viaProxy, pool,
+		OnboardConfig{Fleet: f, Count: 100, Concurrency: 8, Roots: roots, Progress: prog}, Fresh)
+	if rep.Onboarded != 100 || rep.Failed != 0 || rep.Attempted != 100 || len(rep.Errors) != 0 || !rep.Verified {
 		t.Fatalf("report: %+v", rep)
 	}
-	if prog.Done.Load() != 200 || prog.Failed.Load() != 0 {
+	if accepted != 100 || rep.Dials == nil || rep.Dials.Handshakes != 100 || rep.Dials.Resumed != 0 {
+		t.Fatalf("fresh: the platform accepted %d connections, the devices made %+v; want 100 full handshakes", accepted, rep.Dials)
+	}
+	rep2, accepted := onboardThrough(t, proxy, meter, viaProxy, pool,
+		OnboardConfig{Fleet: f, First: 100, Count: 30, Concurrency: 3, Roots: roots}, KeepAlive)
+	// Three at a time; the transport may dial one more while a finished
+	// connection is on its way back to its pool.
+	if accepted < 1 || accepted > 6 || rep2.Dials.Handshakes != accepted || rep2.Dials.Resumed != 0 {
+		t.Fatalf("keep-alive: %d connections accepted, %+v, for 30 devices 3 at a time", accepted, rep2.Dials)
+	}
+	if _, err := NewClients(viaProxy, pool, "sometimes", 1, time.Second); err == nil {
+		t.Fatal("an unknown connections mode was accepted")
+	}
+	if prog.Done.Load() != 100 || prog.Failed.Load() != 0 {
 		t.Fatalf("progress: %d done, %d failed", prog.Done.Load(), prog.Failed.Load())
 	}
 	if l := rep.Latency; l.P50 <= 0 || l.P50 > l.P95 || l.P95 > l.P99 || l.P99 > l.Max || rep.Throughput <= 0 {
 		t.Fatalf("latency %+v, throughput %v", l, rep.Throughput)
 	}
-	d, _ := f.Device(199)
+	d, _ := f.Device(99)
 	if got, err := admin.GetDevice(ctx, d.Identity); err != nil || got.State != "onboarded" {
-		t.Fatalf("device 199 on the platform: %+v, %v", got, err)
+		t.Fatalf("device 99 on the platform: %+v, %v", got, err)
 	}
 
 	// Devices the platform never imported are all refused, by kind.
-	rep, err = Onboard(ctx, OnboardConfig{Fleet: f, First: 1000, Count: 20, Client: client, Concurrency: 4, Roots: roots})
+	rep, err := Onboard(ctx, OnboardConfig{Fleet: f, First: 1000, Count: 20, Client: client, Concurrency: 4, Roots: roots})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,5 +403,17 @@ func TestCeiling(t *testing.T) {
 	}
 	if c.Suite != sigalg.Ed25519 || c.CASuite != sigalg.ECDSAP256 || c.OpSuite != sigalg.ECDSAP256 {
 		t.Fatalf("suites %+v", c)
+	}
+	// The server side of full handshakes, as the platform's listener
+	// makes them, measured in the same run.
+	if c.ServerCPU <= 0 || c.ClientCPU <= 0 || c.Handshakes <= 0 || c.HandshakeCPU <= 0 || c.HandshakeWaits <= 0 {
+		t.Fatalf("CPU times %+v", c)
+	}
+	if h := c.Handshake; h.KeyExchange != "X25519MLKEM768" || h.Certificate != string(sigalg.ECDSAP256) || h.ChainLength != 2 {
+		t.Fatalf("handshake %+v", h)
+	}
+	if c.FloorFresh() != c.HandshakeCPU+c.ServerCPU || c.FloorKeepAlive() != c.ServerCPU ||
+		c.Floor(Fresh) != c.FloorFresh() || c.Floor(KeepAlive) != c.FloorKeepAlive() {
+		t.Fatalf("floors %v, %v", c.FloorFresh(), c.FloorKeepAlive())
 	}
 }

@@ -25,10 +25,19 @@ type OnboardConfig struct {
 	Fleet *Fleet
 	// First is the index of the first device; Count devices follow it.
 	First, Count uint64
-	// Client talks to the platform: over HTTPS
+	// Client talks to the platform for every device: over HTTPS
 	// (httpapi.NewOnboardingClient, whose http.Client should keep at least
 	// Concurrency connections alive) or in process (onboarding.InProcess).
+	// Clients.Configure sets it, or DeviceClient, for a platform's URL.
 	Client *onboarding.Client
+	// DeviceClient, if not nil, is used instead of Client: each device
+	// gets a client of its own, released once its onboarding ends, as
+	// Fresh connections need.
+	DeviceClient func() (client *onboarding.Client, release func(), err error)
+	// Connections names the mode for the report; Dials, if not nil,
+	// counts the TLS connections the clients opened.
+	Connections Connections
+	Dials       func() DialStats
 	// Concurrency is the number of onboardings in flight.
 	Concurrency int
 	// Duration, if positive, stops starting onboardings after that long
@@ -74,9 +83,49 @@ type Report struct {
 	Throughput float64
 	// Latency is of successful exchanges, challenge and proof.
 	Latency Latency
+	// Connections is the mode the devices used; Dials, when counted, the
+	// TLS connections they opened over the run.
+	Connections Connections
+	Dials       *DialStats
+	// CPU, if measured, is the CPU time the run took (cpu.go); Onboard
+	// leaves it nil.
+	CPU *CPUUsage
 	// Ceiling, if measured in the same run, is what the crypto allows;
 	// Onboard leaves it nil.
 	Ceiling *Ceiling
+	// Floor is the server-side crypto floor per onboarding when it was
+	// measured apart (fleet ceiling) and given; Ceiling's wins.
+	Floor time.Duration
+}
+
+// CryptoFloor is the server-side crypto floor per onboarding of the run's
+// connections mode, zero if unknown.
+func (r *Report) CryptoFloor() time.Duration {
+	if r.Ceiling != nil {
+		return r.Ceiling.Floor(r.Connections)
+	}
+	return r.Floor
+}
+
+// ServerCPUPerOnboarding is the server's CPU time per successful
+// onboarding, zero if not measured.
+func (r *Report) ServerCPUPerOnboarding() time.Duration {
+	if r.CPU == nil {
+		return 0
+	}
+	return r.CPU.PerOnboarding(r.Onboarded)
+}
+
+// FloorRatio is the server's CPU per onboarding divided by the crypto
+// floor of the run's connections mode: how far the platform is from doing
+// nothing but the cryptography its onboardings need, a figure that
+// travels across machines better than a rate. Zero if either is unknown.
+func (r *Report) FloorRatio() float64 {
+	cpu, floor := r.ServerCPUPerOnboarding(), r.CryptoFloor()
+	if cpu <= 0 || floor <= 0 {
+		return 0
+	}
+	return float64(cpu) / float64(floor)
 }
 
 // HTTPClient is the load generator's client: TLS 1.3 to roots only,
@@ -103,7 +152,7 @@ func HTTPClient(roots *x509.CertPool, concurrency int, timeout time.Duration) *h
 // failed onboarding is counted in the report, not returned: the error
 // return is for a run that could not happen at all.
 func Onboard(ctx context.Context, cfg OnboardConfig) (*Report, error) {
-	if cfg.Fleet == nil || cfg.Client == nil {
+	if cfg.Fleet == nil || (cfg.Client == nil && cfg.DeviceClient == nil) {
 		return nil, errors.New("fleet onboard: a fleet and a client are required")
 	}
 	if cfg.Count == 0 || cfg.Concurrency <= 0 {
@@ -132,6 +181,10 @@ func Onboard(ctx context.Context, cfg OnboardConfig) (*Report, error) {
 	if cfg.Duration > 0 {
 		t := time.AfterFunc(cfg.Duration, func() { stop.Store(true) })
 		defer t.Stop()
+	}
+	var dials0 DialStats
+	if cfg.Dials != nil {
+		dials0 = cfg.Dials()
 	}
 	total := &runStats{hist: newHistogram(), errors: map[string]int64{}, samples: map[string]string{}}
 	var mu sync.Mutex
@@ -163,6 +216,11 @@ func Onboard(ctx context.Context, cfg OnboardConfig) (*Report, error) {
 		Suite: cfg.Fleet.suite.ID(), Requested: cfg.Count, Concurrency: cfg.Concurrency, Verified: cfg.Roots != nil,
 		Onboarded: total.ok, Failed: total.failed, Attempted: total.ok + total.failed,
 		Errors: total.errors, ErrorSamples: total.samples, Wall: wall, Latency: total.hist.summary(),
+		Connections: cfg.Connections,
+	}
+	if cfg.Dials != nil {
+		d := cfg.Dials()
+		rep.Dials = &DialStats{Handshakes: d.Handshakes - dials0.Handshakes, Resumed: d.Resumed - dials0.Resumed}
 	}
 	if wall > 0 {
 		rep.Throughput = float64(total.ok) / wall.Seconds()
@@ -176,9 +234,21 @@ type outcome struct {
 }
 
 func onboardOne(ctx context.Context, cfg *OnboardConfig, d *Onboardable) outcome {
+	client := cfg.Client
+	var release func()
+	if cfg.DeviceClient != nil {
+		c, rel, err := cfg.DeviceClient()
+		if err != nil {
+			return outcome{err: err}
+		}
+		client, release = c, rel
+	}
 	t0 := time.Now()
-	got, err := cfg.Client.OnboardDevice(ctx, d, d.opSuite, nil)
+	got, err := client.OnboardDevice(ctx, d, d.opSuite, nil)
 	took := time.Since(t0)
+	if release != nil {
+		release() // the device leaves: its connection closes now
+	}
 	if err == nil && cfg.Roots != nil {
 		err = got.Verify(rootsVerifier(cfg.Roots, time.Now()))
 	}
@@ -285,21 +355,40 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 	if errs == nil {
 		errs = map[string]int64{}
 	}
-	type ceiling struct {
-		CASuite     sigalg.ID `json:"ca_suite"`
-		Server      float64   `json:"server_onboardings_per_second"`
-		Shared      float64   `json:"shared_onboardings_per_second"`
-		RatioServer float64   `json:"ratio_server"`
-		RatioShared float64   `json:"ratio_shared"`
-	}
-	var c *ceiling
+	var c *ceilingJSON
 	if r.Ceiling != nil {
-		c = &ceiling{r.Ceiling.CASuite, r.Ceiling.Server, r.Ceiling.Shared, r.Throughput / r.Ceiling.Server, r.Throughput / r.Ceiling.Shared}
+		c = &ceilingJSON{r.Ceiling.CASuite, r.Ceiling.Server, r.Ceiling.Shared, r.Throughput / r.Ceiling.Server, r.Throughput / r.Ceiling.Shared,
+			ms(r.Ceiling.ServerCPU), ms(r.Ceiling.HandshakeCPU), r.Ceiling.Handshake.KeyExchange, ms(r.Ceiling.FloorFresh()), ms(r.Ceiling.FloorKeepAlive())}
+	}
+	type cpuJSON struct {
+		ServerMS                     float64 `json:"server_ms"`
+		ServerOnboarded              int64   `json:"server_onboarded"`
+		ExtraMS                      float64 `json:"extra_ms"`
+		ExtraPIDs                    []int   `json:"extra_pids,omitempty"`
+		LoadGeneratorMS              float64 `json:"load_generator_ms"`
+		ServerPerOnboardingMS        float64 `json:"server_per_onboarding_ms"`
+		LoadGeneratorPerOnboardingMS float64 `json:"load_generator_per_onboarding_ms"`
+	}
+	var cpu *cpuJSON
+	if u := r.CPU; u != nil {
+		cpu = &cpuJSON{ms(u.Server), u.ServerOnboarded, ms(u.Extra), u.ExtraPIDs, ms(u.LoadGenerator), ms(r.ServerCPUPerOnboarding()), 0}
+		if r.Onboarded > 0 {
+			cpu.LoadGeneratorPerOnboardingMS = ms(u.LoadGenerator / time.Duration(r.Onboarded))
+		}
+	}
+	type tlsJSON struct {
+		Handshakes int64 `json:"handshakes"`
+		Resumed    int64 `json:"resumed"`
+	}
+	var dials *tlsJSON
+	if r.Dials != nil {
+		dials = &tlsJSON{r.Dials.Handshakes, r.Dials.Resumed}
 	}
 	return json.Marshal(struct {
 		Suite        sigalg.ID          `json:"suite"`
 		Requested    uint64             `json:"requested"`
 		Concurrency  int                `json:"concurrency"`
+		Connections  Connections        `json:"connections,omitempty"`
 		Verified     bool               `json:"verified"`
 		Attempted    int64              `json:"attempted"`
 		Onboarded    int64              `json:"onboarded"`
@@ -309,12 +398,30 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		WallSeconds  float64            `json:"wall_seconds"`
 		Throughput   float64            `json:"onboardings_per_second"`
 		LatencyMS    map[string]float64 `json:"latency_ms"`
-		Ceiling      *ceiling           `json:"ceiling,omitempty"`
+		TLS          *tlsJSON           `json:"tls,omitempty"`
+		CPU          *cpuJSON           `json:"cpu,omitempty"`
+		Ceiling      *ceilingJSON       `json:"ceiling,omitempty"`
+		FloorMS      float64            `json:"crypto_floor_ms,omitempty"`
+		FloorRatio   float64            `json:"server_cpu_to_crypto_floor,omitempty"`
 	}{
-		r.Suite, r.Requested, r.Concurrency, r.Verified, r.Attempted, r.Onboarded, r.Failed, errs, r.ErrorSamples,
+		r.Suite, r.Requested, r.Concurrency, r.Connections, r.Verified, r.Attempted, r.Onboarded, r.Failed, errs, r.ErrorSamples,
 		r.Wall.Seconds(), r.Throughput, map[string]float64{
 			"p50": ms(r.Latency.P50), "p95": ms(r.Latency.P95), "p99": ms(r.Latency.P99),
 			"max": ms(r.Latency.Max), "mean": ms(r.Latency.Mean),
-		}, c,
+		}, dials, cpu, c, ms(r.CryptoFloor()), r.FloorRatio(),
 	})
+}
+
+// ceilingJSON is a ceiling within an onboarding report.
+type ceilingJSON struct {
+	CASuite          sigalg.ID `json:"ca_suite"`
+	Server           float64   `json:"server_onboardings_per_second"`
+	Shared           float64   `json:"shared_onboardings_per_second"`
+	RatioServer      float64   `json:"ratio_server"`
+	RatioShared      float64   `json:"ratio_shared"`
+	ServerCPUMS      float64   `json:"server_cpu_ms"`
+	HandshakeCPUMS   float64   `json:"handshake_cpu_ms"`
+	KeyExchange      string    `json:"handshake_key_exchange"`
+	FloorFreshMS     float64   `json:"floor_fresh_ms"`
+	FloorKeepAliveMS float64   `json:"floor_keep_alive_ms"`
 }

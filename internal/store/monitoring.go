@@ -94,6 +94,11 @@ type EventFilter struct {
 	Identity identity.ID
 	AfterSeq int64
 	Limit    int // zero: 100; at most 1000
+	// Newest lists newest first instead, for reading rather than
+	// following: the page of events before BeforeSeq (zero: from the
+	// newest); AfterSeq is then ignored.
+	Newest    bool
+	BeforeSeq int64
 }
 
 // MonitoringCounts is what the platform's metrics show, read at once.

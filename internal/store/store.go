@@ -167,6 +167,18 @@ type DeviceFilter struct {
 	ProductID string
 	BatchID   string
 	Algorithm sigalg.ID
+	// IdentityPrefix selects identities whose lowercase hex starts with
+	// it (1 to 64 hex digits, odd lengths too): one range of the primary
+	// key, so a search stays fast with millions of devices.
+	IdentityPrefix string
+	// RootOfTrust selects a class of silicon: puf, keygen, inject (tpm);
+	// a value no device has selects none.
+	RootOfTrust string
+	// CloudState selects devices whose cloud state (CloudStateOf) is
+	// CloudPending or CloudFailed, the states an operator looks for; the
+	// other states are not filters (ErrBadFilter, as a malformed
+	// IdentityPrefix is: DeviceFilter.Validate).
+	CloudState string
 	// After is the last identity of the previous page (keyset pagination).
 	After identity.ID
 	// Limit caps the page; zero means the backend's default (100), and no
@@ -252,6 +264,11 @@ type AuditFilter struct {
 	Actor, Action, Subject string
 	AfterSeq               int64
 	Limit                  int // zero: 100; at most 1000
+	// Newest lists newest first instead, for reading rather than
+	// following: the page of events before BeforeSeq (zero: from the
+	// newest); AfterSeq is then ignored.
+	Newest    bool
+	BeforeSeq int64
 }
 
 // Stations registers provisioning stations.
@@ -283,6 +300,14 @@ type Devices interface {
 	// from the batch and start registered; the batch's DeviceCount is
 	// len(devices). An unknown station or product is ErrNotFound.
 	ImportBatch(ctx context.Context, b Batch, devices []Device) (ImportResult, error)
+	// ImportBatchStream is ImportBatch for devices that arrive one at a
+	// time from src, inserted as they come in one transaction that commits
+	// only after src.Next returned io.EOF; an error from src rolls it all
+	// back. b's ManifestDigest and DeviceCount are ignored: the digest is
+	// src.Digest() and the count that of the devices src gave. The same
+	// batch ID already imported reads src to its end before comparing
+	// digests. It is never retried, as src cannot be read twice.
+	ImportBatchStream(ctx context.Context, b Batch, src DeviceSource) (ImportResult, error)
 	GetBatch(ctx context.Context, id string) (Batch, error)
 	GetDevice(ctx context.Context, id identity.ID) (Device, error)
 	// GetDeviceOfSuite is GetDevice for a device registered with suite
@@ -407,6 +432,7 @@ type Store interface {
 	FirmwareImages
 	Campaigns
 	Allocations
+	Console
 	// Ping reports whether the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 	// Close releases the backend; calling it again does no harm.

@@ -6,8 +6,11 @@ package democmd
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -26,9 +29,9 @@ const demoChallengeContext = "hallmark demo proof-of-possession v1\x00"
 // New returns the demo command.
 func New(s *cmdline.Streams) *cobra.Command {
 	var ber float64
-	var hsm bool
+	var hsm, keep bool
 	cmd := &cobra.Command{
-		Use:   "demo [--hsm]",
+		Use:   "demo [--hsm] [--keep-running]",
 		Short: "Show the device root of trust end to end, on embedded defaults",
 		Long: `For every signature suite, simulate a PUF chip, enrol it (helper data out,
 nothing secret stored), then power it up again: reconstruct the seed from a
@@ -74,9 +77,23 @@ creates its enrolment and operational keys. The gateway goes the same way
 as the others: station enrolment, manifest, import, onboarding, and mutual
 TLS with the broker, each signature made by the TPM. Both are removed at the
 end. --hsm needs the Debian packages softhsm2 and swtpm (docs/keystore.md,
-docs/tpm.md).`,
+docs/tpm.md).
+
+The platform serves its web console at https://localhost:PORT/console/
+(docs/console.md); sign in with the bootstrap admin token, the file
+DATA/admin.token the demo prints. With --keep-running the platform (and the
+broker) stay up after the last step, with the demo's devices in the
+registry, until interrupted (Ctrl+C or SIGTERM); then the demo stops them
+and removes its temporary directory.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// An interrupt cancels the steps, so that the deferred
+			// clean-ups below run (the temporary directory, the broker,
+			// the token, the simulator); with --keep-running it is the
+			// normal end. A second interrupt ends the process at once.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			go func() { <-ctx.Done(); stop() }()
 			var module string
 			if hsm {
 				var err error
@@ -94,19 +111,23 @@ docs/tpm.md).`,
 			defer os.RemoveAll(dir)
 			var hw *demoHardware
 			if hsm {
-				if hw, err = startDemoHardware(cmd.Context(), dir, module); err != nil {
+				if hw, err = startDemoHardware(ctx, dir, module); err != nil {
 					return fmt.Errorf("demo --hsm: %w", err)
 				}
 				defer hw.close()
 			}
-			batch, err := demoFactory(cmd.Context(), s, dir, hw.tpmAddress())
-			if err != nil {
-				return err
+			batch, err := demoFactory(ctx, s, dir, hw.tpmAddress())
+			if err == nil {
+				err = demoPlatform(ctx, s, dir, batch, hw, keep)
 			}
-			return demoPlatform(cmd.Context(), s, dir, batch, hw)
+			if err != nil && ctx.Err() != nil {
+				return errors.New("demo interrupted; its temporary files are removed")
+			}
+			return err
 		},
 	}
 	cmd.Flags().Float64Var(&ber, "ber", puf.DefaultBitErrorRate, "PUF bit error rate of each read")
+	cmd.Flags().BoolVar(&keep, "keep-running", false, "after the last step, keep the platform and its web console running until interrupted (Ctrl+C), to look around")
 	cmd.Flags().BoolVar(&hsm, "hsm", false, "keep the platform's CA and TLS keys in a SoftHSM2 token, and add a TPM 2.0 gateway (swtpm) to the fleet; needs the Debian packages softhsm2 and swtpm")
 	return cmd
 }

@@ -8,11 +8,15 @@ import (
 	"github.com/hallmark-iot/hallmark/internal/sigalg"
 )
 
+// TestDemoShowsEverySuite runs the whole demo once, with --keep-running:
+// its steps, then the platform kept up for a newcomer (keeprunning_test.go).
 func TestDemoShowsEverySuite(t *testing.T) {
-	out := clitest.MustRun(t, nil, "demo")
+	demo := startDemo(t, "demo", "--keep-running")
+	out := demo.waitFor(t, keepRunningHeading)
+	steps := out[:strings.Index(out, keepRunningHeading)]
 	for _, suite := range sigalg.Names() {
 		line := ""
-		for _, l := range strings.Split(out, "\n") {
+		for _, l := range strings.Split(steps, "\n") {
 			if strings.HasPrefix(l, suite+" ") {
 				line = l
 			}
@@ -22,7 +26,8 @@ func TestDemoShowsEverySuite(t *testing.T) {
 			t.Errorf("demo row for %s: %q", suite, line)
 		}
 	}
-	checkOverTheAir(t, out)
+	checkOverTheAir(t, steps)
+	checkKeptRunning(t, demo, steps)
 	if code, _, errOut := clitest.Run(t, nil, "demo", "--ber", "0.7"); code == 0 || !strings.Contains(errOut, "bit error rate") {
 		t.Errorf("demo --ber 0.7: exit %d, %q", code, errOut)
 	}

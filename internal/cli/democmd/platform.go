@@ -33,7 +33,10 @@ import (
 //
 // With hw (demo --hsm) the platform keeps its keys in hw's token, which
 // the demo checks and shows, and the batch holds a TPM gateway.
-func demoPlatform(ctx context.Context, s *cmdline.Streams, dir string, batch *demoBatch, hw *demoHardware) error {
+//
+// With keep (demo --keep-running) the platform, and the broker, serve
+// after the last step until ctx ends.
+func demoPlatform(ctx context.Context, s *cmdline.Streams, dir string, batch *demoBatch, hw *demoHardware, keep bool) error {
 	dataDir := filepath.Join(dir, "platform")
 	cloud, err := startDemoCloud(ctx, s, dir, dataDir, hw.keyURI())
 	if err != nil {
@@ -64,6 +67,7 @@ func demoPlatform(ctx context.Context, s *cmdline.Streams, dir string, batch *de
 		return err
 	}
 	fmt.Fprintf(s.Out, "\nPlatform: %s (CA %s, TLS 1.3); manifest imported.\n", p.URL(), p.CA.Suite())
+	showConsole(s, p, keep)
 	if hw != nil {
 		if err := hw.showCAKeys(ctx, s, p, dataDir, roots); err != nil {
 			return err
@@ -109,7 +113,10 @@ func demoPlatform(ctx context.Context, s *cmdline.Streams, dir string, batch *de
 			return err
 		}
 	}
-	return demoOTA(ctx, s, p, admin, roots, batch, cloud, onboarded, hw)
+	if err := demoOTA(ctx, s, p, admin, roots, batch, cloud, onboarded, hw); err != nil || !keep {
+		return err
+	}
+	return keepRunning(ctx, s, p, dataDir)
 }
 
 // lifecycleDevice is the first device not enrolled with ECDSA P-256: the

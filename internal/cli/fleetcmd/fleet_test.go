@@ -3,8 +3,11 @@ package fleetcmd_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -27,10 +30,27 @@ type fleetReport struct {
 	Verified                                bool
 	Throughput                              float64            `json:"onboardings_per_second"`
 	Latency                                 map[string]float64 `json:"latency_ms"`
-	Ceiling                                 *struct {
-		Server      float64 `json:"server_onboardings_per_second"`
-		RatioServer float64 `json:"ratio_server"`
+	Connections                             string
+	TLS                                     *struct{ Handshakes, Resumed int64 }
+	CPU                                     *struct {
+		ServerMS                     float64 `json:"server_ms"`
+		ServerOnboarded              int64   `json:"server_onboarded"`
+		ExtraMS                      float64 `json:"extra_ms"`
+		LoadGeneratorMS              float64 `json:"load_generator_ms"`
+		ServerPerOnboardingMS        float64 `json:"server_per_onboarding_ms"`
+		LoadGeneratorPerOnboardingMS float64 `json:"load_generator_per_onboarding_ms"`
 	}
+	Ceiling *struct {
+		Server         float64 `json:"server_onboardings_per_second"`
+		RatioServer    float64 `json:"ratio_server"`
+		HandshakeCPUMS float64 `json:"handshake_cpu_ms"`
+		ServerCPUMS    float64 `json:"server_cpu_ms"`
+		FloorFreshMS   float64 `json:"floor_fresh_ms"`
+		FloorKeepMS    float64 `json:"floor_keep_alive_ms"`
+		KeyExchange    string  `json:"handshake_key_exchange"`
+	}
+	FloorMS    float64 `json:"crypto_floor_ms"`
+	FloorRatio float64 `json:"server_cpu_to_crypto_floor"`
 }
 
 func TestFleetManifestImportOnboard(t *testing.T) {
@@ -87,10 +107,26 @@ func TestFleetManifestImportOnboard(t *testing.T) {
 		rep.Ceiling == nil || rep.Ceiling.Server <= 0 || rep.Ceiling.RatioServer != rep.Throughput/rep.Ceiling.Server {
 		t.Fatalf("report: %+v", rep)
 	}
+	// Fresh connections by default: one full handshake per device; the
+	// server's CPU read from its metrics, its count of onboardings the
+	// load generator's; the ratio to the floor of fresh onboardings.
+	if rep.Connections != "fresh" || rep.TLS == nil || rep.TLS.Handshakes != 200 || rep.TLS.Resumed != 0 {
+		t.Fatalf("connections: %q, %+v", rep.Connections, rep.TLS)
+	}
+	if c := rep.CPU; c == nil || c.ServerMS <= 0 || c.ServerOnboarded != 200 || c.ExtraMS != 0 || c.LoadGeneratorMS <= 0 ||
+		!near(c.ServerPerOnboardingMS, c.ServerMS/200) || c.LoadGeneratorPerOnboardingMS <= 0 {
+		t.Fatalf("CPU: %+v", rep.CPU)
+	}
+	if c := rep.Ceiling; c.KeyExchange != "X25519MLKEM768" || c.HandshakeCPUMS <= 0 || !near(c.FloorFreshMS, c.HandshakeCPUMS+c.ServerCPUMS) ||
+		rep.FloorMS != c.FloorFreshMS || !near(rep.FloorRatio, rep.CPU.ServerPerOnboardingMS/rep.FloorMS) {
+		t.Fatalf("floor: %+v, %v, ratio %v", c, rep.FloorMS, rep.FloorRatio)
+	}
 
 	// Devices outside the imported range are all refused: counted by
 	// kind, and the exit status says so.
-	code, out, errOut = runFleet(t, append([]string{"fleet", "onboard", "--from", "5000", "--devices", "12", "--concurrency", "3", "--json"}, platform...)...)
+	// Keep-alive: the devices share three connections.
+	code, out, errOut = runFleet(t, append([]string{"fleet", "onboard", "--from", "5000", "--devices", "12", "--concurrency", "3", "--json",
+		"--connections", "keep-alive", "--crypto-floor", "500us"}, platform...)...)
 	rep = fleetReport{}
 	if err := json.Unmarshal([]byte(out), &rep); code != 1 || err != nil || errOut != "hallmark: fleet onboard: 12 of 12 onboardings failed\n" {
 		t.Fatalf("unknown devices: exit %d, stdout %q, stderr %q", code, out, errOut)
@@ -98,12 +134,25 @@ func TestFleetManifestImportOnboard(t *testing.T) {
 	if rep.Onboarded != 0 || rep.Failed != 12 || rep.Errors["proof-rejected"] != 12 || len(rep.Errors) != 1 {
 		t.Fatalf("unknown devices: %+v", rep)
 	}
-	code, out, _ = runFleet(t, append([]string{"fleet", "onboard", "--from", "5000", "--devices", "2", "--verify=false"}, platform...)...)
+	if rep.Connections != "keep-alive" || rep.TLS.Handshakes < 1 || rep.TLS.Handshakes > 6 || rep.CPU.ServerOnboarded != 0 ||
+		rep.FloorMS != 0.5 || rep.FloorRatio != 0 {
+		t.Fatalf("keep-alive: %+v, %+v, floor %v, ratio %v", rep.TLS, rep.CPU, rep.FloorMS, rep.FloorRatio)
+	}
+	code, out, _ = runFleet(t, append([]string{"fleet", "onboard", "--from", "5000", "--devices", "2", "--verify=false",
+		"--extra-cpu-pid", strconv.Itoa(os.Getpid())}, platform...)...)
 	if code != 1 || !strings.Contains(out, "onboarded 0 of 2 devices") || !strings.Contains(out, "chains not verified") ||
-		!strings.Contains(out, "\nproof-rejected  2  ") {
+		!strings.Contains(out, "\nproof-rejected  2  ") ||
+		!strings.Contains(out, "\nconnections: fresh (one new connection per device): 2 TLS handshakes, 0 resumed\n") ||
+		!strings.Contains(out, "\nserver CPU: ") || !strings.Contains(out, " s over the run, no onboarding to divide by (the server counted 0 onboardings)\n") ||
+		!strings.Contains(out, fmt.Sprintf("\n  + processes [%d] and their descendants: ", os.Getpid())) ||
+		!strings.Contains(out, "\nload generator CPU: ") {
 		t.Fatalf("text report: exit %d, %q", code, out)
 	}
 }
+
+// near says two figures computed along different paths (milliseconds of
+// durations in nanoseconds) agree to rounding.
+func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(math.Abs(a), math.Abs(b)) }
 
 func fleetAdmin(t *testing.T, p *app.Platform) *httpapi.Client {
 	t.Helper()
@@ -131,20 +180,24 @@ func TestFleetRefusesBadFlags(t *testing.T) {
 	hexSeed := strings.Repeat("00", 32)
 	target := []string{"--server", "https://localhost:1", "--ca-file", seed}
 	cases := map[string][]string{
-		"no seed":         {"fleet", "onboard", "--devices", "1", "--server", "https://x", "--ca-file", seed},
-		"two seeds":       {"fleet", "onboard", "--devices", "1", "--seed", hexSeed, "--seed-file", seed, "--server", "https://x", "--ca-file", seed},
-		"short seed file": append([]string{"fleet", "onboard", "--devices", "1", "--seed-file", short}, target...),
-		"bad hex seed":    append([]string{"fleet", "onboard", "--devices", "1", "--seed", "zz"}, target...),
-		"no devices":      append([]string{"fleet", "onboard", "--seed", hexSeed}, target...),
-		"no server":       {"fleet", "onboard", "--devices", "1", "--seed", hexSeed},
-		"concurrency 0":   append([]string{"fleet", "onboard", "--devices", "1", "--seed", hexSeed, "--concurrency", "0"}, target...),
-		"unknown suite":   append([]string{"fleet", "onboard", "--devices", "1", "--seed", hexSeed, "--suite", "rsa"}, target...),
-		"devices not int": {"fleet", "manifest", "--devices", "many"},
-		"too many":        {"fleet", "manifest", "--devices", "1000001", "--seed", hexSeed, "--keystore", dir, "--out", filepath.Join(dir, "m")},
-		"no out":          {"fleet", "manifest", "--devices", "1", "--seed", hexSeed, "--keystore", dir},
-		"ceiling suite":   {"fleet", "ceiling"},
-		"ceiling bad ca":  {"fleet", "ceiling", "--suite", "ed25519", "--ca-suite", "rsa"},
-		"unknown fleet":   {"fleet", "nonsense"},
+		"no seed":          {"fleet", "onboard", "--devices", "1", "--server", "https://x", "--ca-file", seed},
+		"two seeds":        {"fleet", "onboard", "--devices", "1", "--seed", hexSeed, "--seed-file", seed, "--server", "https://x", "--ca-file", seed},
+		"short seed file":  append([]string{"fleet", "onboard", "--devices", "1", "--seed-file", short}, target...),
+		"bad hex seed":     append([]string{"fleet", "onboard", "--devices", "1", "--seed", "zz"}, target...),
+		"no devices":       append([]string{"fleet", "onboard", "--seed", hexSeed}, target...),
+		"no server":        {"fleet", "onboard", "--devices", "1", "--seed", hexSeed},
+		"concurrency 0":    append([]string{"fleet", "onboard", "--devices", "1", "--seed", hexSeed, "--concurrency", "0"}, target...),
+		"unknown suite":    append([]string{"fleet", "onboard", "--devices", "1", "--seed", hexSeed, "--suite", "rsa"}, target...),
+		"devices not int":  {"fleet", "manifest", "--devices", "many"},
+		"too many":         {"fleet", "manifest", "--devices", "1000001", "--seed", hexSeed, "--keystore", dir, "--out", filepath.Join(dir, "m")},
+		"no out":           {"fleet", "manifest", "--devices", "1", "--seed", hexSeed, "--keystore", dir},
+		"connections":      append([]string{"fleet", "onboard", "--devices", "1", "--seed", hexSeed, "--connections", "sometimes"}, target...),
+		"extra pid":        append([]string{"fleet", "onboard", "--devices", "1", "--seed", hexSeed, "--extra-cpu-pid", "0"}, target...),
+		"extra pid no cpu": append([]string{"fleet", "onboard", "--devices", "1", "--seed", hexSeed, "--extra-cpu-pid", "1", "--cpu=false"}, target...),
+		"floor twice":      append([]string{"fleet", "onboard", "--devices", "1", "--seed", hexSeed, "--ceiling", "1s", "--crypto-floor", "1ms"}, target...),
+		"ceiling suite":    {"fleet", "ceiling"},
+		"ceiling bad ca":   {"fleet", "ceiling", "--suite", "ed25519", "--ca-suite", "rsa"},
+		"unknown fleet":    {"fleet", "nonsense"},
 	}
 	for name, args := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -171,8 +224,17 @@ func TestFleetCeiling(t *testing.T) {
 	if c.Suite != "ed25519" || c.Workers != 2 || server <= 0 || shared <= 0 || shared >= server {
 		t.Fatalf("ceiling %s", out)
 	}
+	handshake, _ := raw["handshake_cpu_ms"].(float64)
+	serverCPU, _ := raw["server_cpu_ms"].(float64)
+	fresh, _ := raw["floor_fresh_ms"].(float64)
+	keep, _ := raw["floor_keep_alive_ms"].(float64)
+	if handshake <= 0 || serverCPU <= 0 || !near(fresh, handshake+serverCPU) || keep != serverCPU || raw["handshake_key_exchange"] != "X25519MLKEM768" {
+		t.Fatalf("ceiling's floor %s", out)
+	}
 	code, out, _ = runFleet(t, "fleet", "ceiling", "--suite", "ed25519", "--duration", "20ms")
-	if code != 0 || !strings.Contains(out, "server crypto alone:") {
+	if code != 0 || !strings.Contains(out, "server crypto alone:") ||
+		!strings.Contains(out, "\nserver CPU, TLS 1.3 handshake (X25519MLKEM768, ecdsa-p256 certificate, chain of 2; ") ||
+		!strings.Contains(out, "\nserver-side crypto floor, ed25519 devices: fresh TLS ") {
 		t.Fatalf("text: exit %d, %q", code, out)
 	}
 }

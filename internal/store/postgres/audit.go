@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -61,9 +62,7 @@ func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter) ([]store.Aud
 // import delays newer events until it commits. AfterSeq names the last
 // event read; the page continues after it in that order.
 func auditQuery(f store.AuditFilter) (string, []any) {
-	where := []string{"xid < pg_snapshot_xmin(pg_current_snapshot())",
-		"(xid, seq) > (coalesce((SELECT a.xid FROM audit_events a WHERE a.seq = $1), '0'::xid8), $1)"}
-	args := []any{f.AfterSeq}
+	where, args, order := newestFirst("audit_events", f.Newest, f.AfterSeq, f.BeforeSeq)
 	for _, c := range []struct{ column, value string }{
 		{"actor", f.Actor}, {"action", f.Action}, {"subject", f.Subject},
 	} {
@@ -74,7 +73,7 @@ func auditQuery(f store.AuditFilter) (string, []any) {
 	}
 	args = append(args, store.PageLimit(f.Limit))
 	q := `SELECT ` + auditColumns + ` FROM audit_events WHERE ` + strings.Join(where, " AND ") +
-		` ORDER BY xid, seq LIMIT $` + strconv.Itoa(len(args))
+		` ORDER BY ` + order + ` LIMIT $` + strconv.Itoa(len(args))
 	return q, args
 }
 
@@ -110,4 +109,21 @@ func (s *Store) Settle(ctx context.Context) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// newestFirst is the keyset condition and order of an ordered log's page
+// (audit events, device events; table names one). Followed in commit
+// order (after a seq, as auditQuery says), or read newest first by seq
+// before a seq (zero: from the newest): a page to read, not a cursor to
+// follow, so commit order does not matter there. The seq argument is
+// always $1.
+func newestFirst(table string, newest bool, after, before int64) (where []string, args []any, order string) {
+	if !newest {
+		return []string{"xid < pg_snapshot_xmin(pg_current_snapshot())",
+			"(xid, seq) > (coalesce((SELECT x.xid FROM " + table + " x WHERE x.seq = $1), '0'::xid8), $1)"}, []any{after}, "xid, seq"
+	}
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	return []string{"seq < $1"}, []any{before}, "seq DESC"
 }

@@ -285,7 +285,10 @@ func (s *Store) GetDevice(ctx context.Context, id identity.ID) (store.Device, er
 // ListDevices returns one page of the devices f selects, ordered by
 // identity bytes, starting after f.After.
 func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.Device, error) {
-	q, args := deviceQuery(f)
+	q, args, err := deviceQuery(f)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list devices: %w", err)
+	}
 	list, err := queryAll(ctx, s.pool, q, args, scanDevice)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list devices: %w", err)
@@ -295,13 +298,22 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.
 
 // deviceQuery builds ListDevices' query with only the conditions f sets,
 // so the planner can pick the one index (each ends in identity) that
-// serves both the condition and the order.
-func deviceQuery(f store.DeviceFilter) (string, []any) {
-	var where []string
+// serves both the condition and the order. An identity prefix is a range
+// of identities; a cloud state walks the devices' jobs instead
+// (console.go).
+func deviceQuery(f store.DeviceFilter) (string, []any, error) {
+	if err := f.Validate(); err != nil {
+		return "", nil, err
+	}
+	var where, idWhere []string
 	var args []any
 	add := func(cond string, arg any) {
 		args = append(args, arg)
 		where = append(where, cond+" $"+strconv.Itoa(len(args)))
+	}
+	addID := func(cond string, arg any) {
+		args = append(args, arg)
+		idWhere = append(idWhere, cond+" $"+strconv.Itoa(len(args)))
 	}
 	if f.State != "" {
 		add("state =", string(f.State))
@@ -315,16 +327,28 @@ func deviceQuery(f store.DeviceFilter) (string, []any) {
 	if f.Algorithm != "" {
 		add("algorithm =", string(f.Algorithm))
 	}
+	if f.RootOfTrust != "" {
+		add("root_of_trust =", f.RootOfTrust)
+	}
+	if f.IdentityPrefix != "" {
+		lo, hi, _ := store.IdentityPrefixRange(f.IdentityPrefix) // checked by Validate
+		addID("identity >=", lo[:])
+		addID("identity <=", hi[:])
+	}
 	if f.After != (identity.ID{}) {
-		add("identity >", f.After[:])
+		addID("identity >", f.After[:])
 	}
 	q := `SELECT ` + deviceColumns + ` FROM devices`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
+	if f.CloudState != "" {
+		q = cloudStateQuery(f.CloudState, idWhere, where)
+	} else if where = append(where, idWhere...); len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ") + ` ORDER BY identity`
+	} else {
+		q += ` ORDER BY identity`
 	}
 	args = append(args, store.PageLimit(f.Limit))
-	q += ` ORDER BY identity LIMIT $` + strconv.Itoa(len(args))
-	return q, args
+	q += ` LIMIT $` + strconv.Itoa(len(args))
+	return q, args, nil
 }
 
 func scanDevice(row pgx.Row) (store.Device, error) {

@@ -101,9 +101,7 @@ const eventColumns = `seq, time, kind, identity, serial, detail`
 // log: by transaction, then seq, showing only events of transactions
 // older than every running one, so a follower never skips one.
 func (s *Store) ListEvents(ctx context.Context, f store.EventFilter) ([]store.DeviceEvent, error) {
-	where := []string{"xid < pg_snapshot_xmin(pg_current_snapshot())",
-		"(xid, seq) > (coalesce((SELECT e.xid FROM device_events e WHERE e.seq = $1), '0'::xid8), $1)"}
-	args := []any{f.AfterSeq}
+	where, args, order := newestFirst("device_events", f.Newest, f.AfterSeq, f.BeforeSeq)
 	if f.Kind != "" {
 		args = append(args, string(f.Kind))
 		where = append(where, "kind = $"+strconv.Itoa(len(args)))
@@ -114,7 +112,7 @@ func (s *Store) ListEvents(ctx context.Context, f store.EventFilter) ([]store.De
 	}
 	args = append(args, store.PageLimit(f.Limit))
 	q := `SELECT ` + eventColumns + ` FROM device_events WHERE ` + strings.Join(where, " AND ") +
-		` ORDER BY xid, seq LIMIT $` + strconv.Itoa(len(args))
+		` ORDER BY ` + order + ` LIMIT $` + strconv.Itoa(len(args))
 	list, err := queryAll(ctx, s.pool, q, args, func(row pgx.Row) (store.DeviceEvent, error) {
 		var e store.DeviceEvent
 		var kind string

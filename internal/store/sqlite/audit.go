@@ -58,8 +58,7 @@ func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter) ([]store.Aud
 }
 
 func auditQuery(f store.AuditFilter) (string, []any) {
-	where := []string{"seq > ?"}
-	args := []any{f.AfterSeq}
+	where, args, order := newestFirst(f.Newest, f.AfterSeq, f.BeforeSeq)
 	for _, c := range []struct{ column, value string }{
 		{"actor", f.Actor}, {"action", f.Action}, {"subject", f.Subject},
 	} {
@@ -68,7 +67,7 @@ func auditQuery(f store.AuditFilter) (string, []any) {
 			args = append(args, c.value)
 		}
 	}
-	q := `SELECT ` + auditColumns + ` FROM audit_events WHERE ` + strings.Join(where, " AND ") + ` ORDER BY seq LIMIT ?`
+	q := `SELECT ` + auditColumns + ` FROM audit_events WHERE ` + strings.Join(where, " AND ") + ` ORDER BY ` + order + ` LIMIT ?`
 	return q, append(args, store.PageLimit(f.Limit))
 }
 
@@ -78,4 +77,17 @@ func scanAudit(row scanner) (store.AuditEvent, error) {
 	err := row.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Subject, &e.Outcome, &e.Detail, &e.RemoteAddr)
 	e.Time = fromMicros(at)
 	return e, err
+}
+
+// newestFirst is the keyset condition and order of an ordered log's page
+// (audit events, device events): after a seq in seq order, or newest
+// first before a seq (zero: from the newest).
+func newestFirst(newest bool, after, before int64) (where []string, args []any, order string) {
+	if !newest {
+		return []string{"seq > ?"}, []any{after}, "seq"
+	}
+	if before > 0 {
+		return []string{"seq < ?"}, []any{before}, "seq DESC"
+	}
+	return []string{"1 = 1"}, nil, "seq DESC"
 }

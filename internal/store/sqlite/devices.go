@@ -196,7 +196,10 @@ func (s *Store) GetDevice(ctx context.Context, id identity.ID) (store.Device, er
 // ListDevices returns one page of the devices f selects, ordered by
 // identity bytes, starting after f.After.
 func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.Device, error) {
-	q, args := deviceQuery(f)
+	q, args, err := deviceQuery(f)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list devices: %w", err)
+	}
 	list, err := queryAll(ctx, s.reader, q, args, scanDevice)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list devices: %w", err)
@@ -206,13 +209,21 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.
 
 // deviceQuery builds ListDevices' query with only the conditions f sets,
 // so SQLite can pick the one index (each ends in identity) that serves
-// both the condition and the order.
-func deviceQuery(f store.DeviceFilter) (string, []any) {
-	var where []string
-	var args []any
+// both the condition and the order. An identity prefix is a range of
+// identities; a cloud state walks the devices' jobs instead (console.go).
+func deviceQuery(f store.DeviceFilter) (string, []any, error) {
+	if err := f.Validate(); err != nil {
+		return "", nil, err
+	}
+	var where, idWhere []string
+	var args, idArgs []any
 	add := func(cond string, arg any) {
 		where = append(where, cond)
 		args = append(args, arg)
+	}
+	addID := func(cond string, arg any) {
+		idWhere = append(idWhere, cond)
+		idArgs = append(idArgs, arg)
 	}
 	if f.State != "" {
 		add("state = ?", string(f.State))
@@ -226,15 +237,28 @@ func deviceQuery(f store.DeviceFilter) (string, []any) {
 	if f.Algorithm != "" {
 		add("algorithm = ?", string(f.Algorithm))
 	}
-	if f.After != (identity.ID{}) {
-		add("identity > ?", f.After[:])
+	if f.RootOfTrust != "" {
+		add("root_of_trust = ?", f.RootOfTrust)
 	}
+	if f.IdentityPrefix != "" {
+		lo, hi, _ := store.IdentityPrefixRange(f.IdentityPrefix) // checked by Validate
+		addID("identity >= ?", lo[:])
+		addID("identity <= ?", hi[:])
+	}
+	if f.After != (identity.ID{}) {
+		addID("identity > ?", f.After[:])
+	}
+	if f.CloudState != "" {
+		q := cloudStateQuery(f.CloudState, idWhere, where)
+		return q, append(append(idArgs, args...), store.PageLimit(f.Limit)), nil
+	}
+	where, args = append(where, idWhere...), append(args, idArgs...)
 	q := `SELECT ` + deviceColumns + ` FROM devices`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
 	q += ` ORDER BY identity LIMIT ?`
-	return q, append(args, store.PageLimit(f.Limit))
+	return q, append(args, store.PageLimit(f.Limit)), nil
 }
 
 func scanDevice(row scanner) (store.Device, error) {

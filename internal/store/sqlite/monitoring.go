@@ -96,14 +96,14 @@ const eventColumns = `seq, time, kind, identity, serial, detail`
 // ListEvents reads one page of the event log. SQLite has one writer, so
 // sequence order is commit order: nothing to do before reading.
 func (s *Store) ListEvents(ctx context.Context, f store.EventFilter) ([]store.DeviceEvent, error) {
-	where, args := []string{"seq > ?"}, []any{f.AfterSeq}
+	where, args, order := newestFirst(f.Newest, f.AfterSeq, f.BeforeSeq)
 	if f.Kind != "" {
 		where, args = append(where, "kind = ?"), append(args, string(f.Kind))
 	}
 	if !f.Identity.IsZero() {
 		where, args = append(where, "identity = ?"), append(args, f.Identity[:])
 	}
-	q := `SELECT ` + eventColumns + ` FROM device_events WHERE ` + strings.Join(where, " AND ") + ` ORDER BY seq LIMIT ?`
+	q := `SELECT ` + eventColumns + ` FROM device_events WHERE ` + strings.Join(where, " AND ") + ` ORDER BY ` + order + ` LIMIT ?`
 	list, err := queryAll(ctx, s.reader, q, append(args, store.PageLimit(f.Limit)), scanEvent)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list events: %w", err)

@@ -382,7 +382,10 @@ func TestQueryPlans(t *testing.T) {
 		{ProductID: "p"}, {BatchID: "b", After: identity.ID{1}}, {Algorithm: sigalg.MLDSA65},
 		{State: store.StateRevoked, ProductID: "p", BatchID: "b", Algorithm: sigalg.Ed25519, After: identity.ID{1}},
 	} {
-		q, a := deviceQuery(f)
+		q, a, err := deviceQuery(f)
+		if err != nil {
+			t.Fatal(err)
+		}
 		queries, args = append(queries, q), append(args, a)
 	}
 	for _, f := range []store.AuditFilter{{Actor: "a"}, {Action: "a", AfterSeq: 5}, {Subject: "s"}, {Actor: "a", Subject: "s"}} {

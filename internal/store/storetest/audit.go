@@ -56,6 +56,12 @@ func testAudit(t *testing.T, f *fixture) {
 		{"limit", store.AuditFilter{Limit: 2}, pick(0, 1)},
 		{"limit after seq", store.AuditFilter{Limit: 2, AfterSeq: events[1].Seq}, pick(2, 3)},
 		{"unknown actor", store.AuditFilter{Actor: "token:nobody"}, nil},
+		{"newest first", store.AuditFilter{Newest: true}, pick(5, 4, 3, 2, 1, 0)},
+		{"newest first, limit", store.AuditFilter{Newest: true, Limit: 2}, pick(5, 4)},
+		{"newest first before seq", store.AuditFilter{Newest: true, BeforeSeq: events[4].Seq, Limit: 2}, pick(3, 2)},
+		{"newest first ignores after seq", store.AuditFilter{Newest: true, AfterSeq: events[4].Seq, Limit: 1}, pick(5)},
+		{"newest first, subject, before seq", store.AuditFilter{Newest: true, Subject: "device:ab12", BeforeSeq: events[4].Seq}, pick(3, 2)},
+		{"newest first before the first", store.AuditFilter{Newest: true, BeforeSeq: events[0].Seq}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f.settle(t)

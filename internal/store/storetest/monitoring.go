@@ -97,6 +97,28 @@ func testDeviceEvents(t *testing.T, f *fixture) {
 		want[i].Seq = all[i].Seq
 		equal(t, "event "+string(want[i].Kind), all[i], want[i])
 	}
+	// Newest first, page by page before a seq: the same events reversed.
+	var newest []store.DeviceEvent
+	for before := int64(0); ; {
+		page, err := f.s.ListEvents(f.ctx, store.EventFilter{Newest: true, BeforeSeq: before, Limit: 3})
+		must(t, err)
+		if len(page) == 0 {
+			break
+		}
+		newest = append(newest, page...)
+		before = page[len(page)-1].Seq
+	}
+	if len(newest) != len(all) {
+		t.Fatalf("newest first: %d events, want %d", len(newest), len(all))
+	}
+	for i := range newest {
+		equal(t, "newest first", newest[i], all[len(all)-1-i])
+	}
+	byKind, err := f.s.ListEvents(f.ctx, store.EventFilter{Newest: true, Kind: store.EventSuspended})
+	must(t, err)
+	if len(byKind) != 2 || byKind[0].Detail != "again" || byKind[1].Detail != "setup" {
+		t.Errorf("newest suspensions: %+v, want again then setup", byKind)
+	}
 	// After a reprovision the device onboards afresh: an onboarding, not
 	// a renewal.
 	c := newCert(d.id, 9, at(12*time.Hour))

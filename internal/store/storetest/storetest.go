@@ -49,6 +49,7 @@ func run(t *testing.T, open func(t *testing.T) store.Store, parallel bool) {
 		{"ImportBatch", testImportBatch},
 		{"ImportBatchRefusals", testImportRefusals},
 		{"ImportBatchLarge", testImportBatchLarge},
+		{"ImportBatchStream", testImportBatchStream},
 		{"ListDevices", testListDevices},
 		{"GetDeviceOfSuite", testGetDeviceOfSuite},
 		{"RevokeDevice", testRevokeDevice},
@@ -95,6 +96,8 @@ func run(t *testing.T, open func(t *testing.T) store.Store, parallel bool) {
 		{"Campaigns", testCampaigns}, {"CampaignOffer", testCampaignOffer}, {"CampaignDecide", testCampaignDecide}, {"CampaignDecideConcurrently", testCampaignDecideConcurrently},
 		{"CampaignOpenDevicesUnique", testCampaignOpenDevicesUnique}, {"CampaignCreateConcurrently", testCampaignCreateConcurrently},
 		{"AllocationPolicy", testAllocationPolicy}, {"AllocateEndpoint", testAllocateEndpoint},
+		{"ConsoleSessions", testConsoleSessions}, {"ListBatches", testListBatches},
+		{"ConsoleDeviceFilters", testConsoleDeviceFilters}, {"FleetSummary", testFleetSummary},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if parallel {
